@@ -1,0 +1,178 @@
+// Validates an agent config against the schema, fills defaults, parses
+// references, templates and durations, and returns one frozen AgentConfig.
+import { readFileSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { Ajv, type ErrorObject } from 'ajv'
+import { SidekeyError, isSidekeyError } from '../errors.js'
+import { parseRef, DEFAULT_STORES, type SecretRef } from '../reference.js'
+import { parseDuration } from '../duration.js'
+import { parseTemplate, type ParsedTemplate } from '../template.js'
+import { agentConfigSchema, storeSchemas, type AgentConfigInput, type StoreConfig, type StoreType } from './schema.js'
+
+export type Format = 'raw' | 'json' | 'env' | 'yaml'
+
+export interface SecretSpec {
+  readonly name: string
+  readonly ref?: SecretRef
+  readonly template?: ParsedTemplate
+  /** Every reference the secret needs: its own, or those of its template. */
+  readonly refs: readonly SecretRef[]
+  readonly format: Format
+  readonly mode: number
+  readonly required: boolean
+  readonly refreshMs: number
+}
+
+export type OnChangeSpec =
+  | { readonly kind: 'http', readonly url: string, readonly raw: string }
+  | { readonly kind: 'signal', readonly signal: NodeJS.Signals, readonly target: string, readonly raw: string }
+
+export interface AgentConfig {
+  readonly secrets: readonly SecretSpec[]
+  readonly dir: string
+  readonly listen: { readonly host: '127.0.0.1', readonly http: number, readonly grpc: number, readonly grpcEnabled: boolean }
+  readonly tokenFile: string
+  readonly refreshMs: number
+  readonly jitter: number
+  readonly backoff: { readonly initialMs: number, readonly maxMs: number }
+  readonly onChange: readonly OnChangeSpec[]
+  readonly stores: Readonly<Record<string, StoreConfig>>
+  readonly maxValueBytes: number
+  readonly exitAfterSync: boolean
+  readonly logLevel: string
+  readonly fileOwner?: { readonly uid?: number, readonly gid?: number }
+}
+
+const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: true, allowUnionTypes: true })
+ajv.addKeyword({ keyword: 'x-doc', schemaType: 'string' })
+const validateTop = ajv.compile(agentConfigSchema)
+const validateStore = Object.fromEntries(Object.entries(storeSchemas).map(([k, s]) => [k, ajv.compile(s)])) as Record<StoreType, ReturnType<typeof ajv.compile>>
+
+export function describeAjvError (prefix: string, e: ErrorObject | undefined): string {
+  if (e === undefined) return `${prefix}: is invalid`
+  const where = `${prefix}${e.instancePath.replace(/\//g, '.').replace(/\.(\d+)(?=\.|$)/g, '[$1]')}`
+  const p = e.params as Record<string, unknown>
+  switch (e.keyword) {
+    case 'additionalProperties': return `${where}: unknown field "${String(p.additionalProperty)}"; remove it or check its spelling`
+    case 'required': return `${where}: missing required field "${String(p.missingProperty)}"`
+    case 'enum': return `${where}: must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`
+    case 'const': return `${where}: must be ${JSON.stringify(p.allowedValue)}`
+    case 'oneOf': return `${where}: set exactly one of "ref" or "template"`
+    case 'pattern': return `${where}: ${e.message ?? 'does not match'}`
+    default: return `${where}: ${e.message ?? 'is invalid'}`
+  }
+}
+
+function configError (message: string, field: string, cause?: unknown): SidekeyError {
+  return new SidekeyError('SIDEKEY_E_CONFIG', message, { field }, cause === undefined ? undefined : { cause })
+}
+
+/** The default config of a default store used without being configured, or null when it needs settings. */
+function defaultStore (name: string): StoreConfig | null {
+  switch (name) {
+    case 'env': return { type: 'env' }
+    case 'file': return { type: 'file' }
+    case 'local': return { type: 'local', path: process.env.SIDEKEY_LOCAL_STORE ?? join(homedir(), '.config', 'sidekey', 'local.json'), keyEnv: 'SIDEKEY_LOCAL_KEY', dev: false }
+    case 'k8s': return { type: 'k8s' }
+    case 'aws': return { type: 'aws' }
+    default: return null
+  }
+}
+
+function parseOnChange (raw: string): OnChangeSpec {
+  if (raw.startsWith('http:POST ')) return { kind: 'http', url: raw.slice('http:POST '.length), raw }
+  const [, sig, target] = raw.split(':') as [string, string, string]
+  const signal = (sig.startsWith('SIG') ? sig : `SIG${sig}`) as NodeJS.Signals
+  return { kind: 'signal', signal, target, raw }
+}
+
+export function loadConfig (input: unknown): AgentConfig {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw configError('config: must be a JSON object with at least "secrets" and "dir"', '')
+  }
+  const doc = structuredClone(input) as AgentConfigInput
+  if (!validateTop(doc)) throw configError(describeAjvError('config', validateTop.errors?.[0]), validateTop.errors?.[0]?.instancePath ?? '')
+  const d = doc as Required<AgentConfigInput> & { listen: { http: number, grpc: number, grpcEnabled: boolean }, backoff: { initial: string, max: string } }
+
+  const stores: Record<string, StoreConfig> = {}
+  for (const [name, s] of Object.entries(d.stores ?? {})) {
+    const type = (s as { type: StoreType }).type
+    const v = validateStore[type]
+    if (!v(s)) throw configError(describeAjvError(`config.stores.${name}`, v.errors?.[0]), `stores.${name}`)
+    stores[name] = s as StoreConfig
+  }
+
+  const seen = new Set<string>()
+  const secrets = d.secrets.map((s, i): SecretSpec => {
+    const field = `config.secrets[${i}]`
+    if (seen.has(s.name)) throw configError(`${field}.name: "${s.name}" is used twice; secret names must be unique`, `secrets.${i}.name`)
+    seen.add(s.name)
+    let ref: SecretRef | undefined
+    let template: ParsedTemplate | undefined
+    try {
+      if (s.ref !== undefined) ref = parseRef(s.ref)
+      if (s.template !== undefined) template = parseTemplate(s.template, `${field}.template`)
+    } catch (err) {
+      if (isSidekeyError(err)) throw new SidekeyError(err.code, `${field}: ${err.message}`, { ...err.details, field: `secrets.${i}` })
+      throw err
+    }
+    const refs = ref !== undefined ? [ref] : [...(template?.refs ?? [])]
+    for (const r of refs) {
+      if (stores[r.store] !== undefined) continue
+      const def = (DEFAULT_STORES as readonly string[]).includes(r.store) ? defaultStore(r.store) : null
+      if (def === null) {
+        throw new SidekeyError('SIDEKEY_E_REF_STORE', `${field}: reference ${r.raw} uses store "${r.store}", which is not configured; add it under "stores" (known: ${[...Object.keys(stores), ...DEFAULT_STORES].join(', ')})`, { ref: r.raw, field: `secrets.${i}` })
+      }
+      stores[r.store] = def
+    }
+    const defaultMode = d.fileOwner?.gid !== undefined ? 0o440 : 0o444
+    return Object.freeze({
+      name: s.name,
+      ...(ref !== undefined ? { ref } : {}),
+      ...(template !== undefined ? { template } : {}),
+      refs: Object.freeze(refs),
+      format: (s.format ?? 'raw') as Format,
+      mode: s.mode !== undefined ? parseInt(s.mode, 8) : defaultMode,
+      required: s.required ?? true,
+      refreshMs: parseDuration(s.refresh ?? d.refresh, `${field}.refresh`),
+    })
+  })
+
+  const cfg: AgentConfig = {
+    secrets: Object.freeze(secrets),
+    dir: d.dir,
+    listen: Object.freeze({ host: '127.0.0.1', http: d.listen.http, grpc: d.listen.grpc, grpcEnabled: d.listen.grpcEnabled }),
+    tokenFile: d.tokenFile ?? join(d.dir, '..', 'sidekey-token'),
+    refreshMs: parseDuration(d.refresh, 'config.refresh'),
+    jitter: d.jitter,
+    backoff: Object.freeze({ initialMs: parseDuration(d.backoff.initial, 'config.backoff.initial'), maxMs: parseDuration(d.backoff.max, 'config.backoff.max') }),
+    onChange: Object.freeze((d.onChange ?? []).map(parseOnChange)),
+    stores: Object.freeze(stores),
+    maxValueBytes: d.maxValueBytes,
+    exitAfterSync: d.exitAfterSync,
+    logLevel: d.logLevel,
+    ...(d.fileOwner !== undefined ? { fileOwner: Object.freeze({ ...d.fileOwner }) } : {}),
+  }
+  return Object.freeze(cfg)
+}
+
+export function loadConfigFile (file: string): AgentConfig {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new SidekeyError('SIDEKEY_E_CONFIG_FILE', `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}; pass an existing file to --config`, { file }, { cause: err })
+  }
+  return loadConfig(parseJson(text, file))
+}
+
+export function parseJson (text: string, where: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch (err) {
+    // JSON.parse messages can quote input; say only where it broke.
+    const pos = /position (\d+)/.exec((err as Error).message)?.[1]
+    throw new SidekeyError('SIDEKEY_E_CONFIG_FILE', `${where} is not valid JSON${pos !== undefined ? ` (at character ${pos})` : ''}; fix the syntax`, { file: where })
+  }
+}

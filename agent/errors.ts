@@ -1,0 +1,75 @@
+// One catalogue of every error Sidekey raises. Callers branch on `err.code`,
+// never on message text. Every message says what to change; none carries a
+// secret value (references are data and may appear, values never do).
+
+export interface ErrorInfo {
+  /** HTTP status used when the error crosses the local API or the webhook. */
+  readonly status: number
+  /** One line for the README table: when this happens. */
+  readonly doc: string
+}
+
+export const ERRORS = {
+  SIDEKEY_E_CONFIG: { status: 400, doc: 'The agent or injector configuration does not match the schema; the message names the field.' },
+  SIDEKEY_E_CONFIG_FILE: { status: 400, doc: 'The configuration file cannot be read or is not valid JSON.' },
+  SIDEKEY_E_REF_SYNTAX: { status: 400, doc: 'A secret reference does not follow `<store>:<path>[#<key>][@<version>]`.' },
+  SIDEKEY_E_REF_STORE: { status: 400, doc: 'A reference names a store that is not configured and is not a default store.' },
+  SIDEKEY_E_TEMPLATE: { status: 400, doc: 'A template does not parse, or uses a helper other than `secret`.' },
+  SIDEKEY_E_DURATION: { status: 400, doc: 'A duration is not of the form `500ms`, `30s`, `5m`, `1h`.' },
+  SIDEKEY_E_NOT_FOUND: { status: 404, doc: 'The backend has no secret at the reference (or no such version).' },
+  SIDEKEY_E_KEY_NOT_FOUND: { status: 404, doc: 'The secret exists but has no field named by `#key`.' },
+  SIDEKEY_E_DENIED: { status: 403, doc: 'The backend refused the read: the pod identity lacks permission.' },
+  SIDEKEY_E_AUTH: { status: 401, doc: 'Login to the backend failed: bad, expired or wrong-audience credential.' },
+  SIDEKEY_E_BACKEND: { status: 502, doc: 'The backend failed or answered something that is not a secret.' },
+  SIDEKEY_E_UNAVAILABLE: { status: 503, doc: 'The backend cannot be reached.' },
+  SIDEKEY_E_VALUE_TOO_LARGE: { status: 413, doc: 'A secret value exceeds `maxValueBytes`.' },
+  SIDEKEY_E_FORMAT: { status: 422, doc: 'A value cannot be rendered in the requested format (e.g. `env` of a non-map).' },
+  SIDEKEY_E_LOCAL_KEY: { status: 500, doc: 'The local store key is missing or malformed (`SIDEKEY_LOCAL_KEY`, 32 bytes base64 or hex).' },
+  SIDEKEY_E_LOCAL_DECRYPT: { status: 500, doc: 'The local store cannot be decrypted: wrong key or the file was tampered with.' },
+  SIDEKEY_E_LOCAL_STORE: { status: 500, doc: 'The local store file is not a Sidekey store (bad JSON or shape).' },
+  SIDEKEY_E_WRITE: { status: 500, doc: 'The agent could not write the secrets directory.' },
+  SIDEKEY_E_UNAUTHENTICATED: { status: 401, doc: 'A local API request carried no token.' },
+  SIDEKEY_E_FORBIDDEN: { status: 403, doc: 'A local API request carried a wrong token.' },
+  SIDEKEY_E_FORWARDED: { status: 400, doc: 'A local API request carried `X-Forwarded-For`; the endpoint serves only the pod itself.' },
+  SIDEKEY_E_SECRET_UNKNOWN: { status: 404, doc: 'The local API has no secret with that name.' },
+  SIDEKEY_E_NOT_READY: { status: 503, doc: 'The secret has not been fetched yet.' },
+  SIDEKEY_E_BAD_REQUEST: { status: 400, doc: 'A local API request has a malformed parameter (e.g. `?wait=`).' },
+  SIDEKEY_E_CLIENT: { status: 400, doc: '`sidekey get` cannot reach the agent or lacks `SIDEKEY_ADDR` / `SIDEKEY_TOKEN_FILE`.' },
+  SIDEKEY_E_ON_CHANGE: { status: 500, doc: 'An `onChange` hook could not be delivered (target not found, POST failed).' },
+  SIDEKEY_E_ANNOTATION: { status: 400, doc: 'A `sidekey.dev/*` annotation is malformed; the message names it.' },
+  SIDEKEY_E_POLICY: { status: 403, doc: 'The injector policy forbids a reference for this namespace; the message names the rule.' },
+  SIDEKEY_E_CONFLICT: { status: 409, doc: 'An injected name (volume, container) already exists in the pod.' },
+  SIDEKEY_E_ADMISSION: { status: 400, doc: 'The AdmissionReview request is malformed or not a Pod.' },
+  SIDEKEY_E_INPUT: { status: 400, doc: '`sidekey inject` input is not YAML/JSON of a supported kind.' },
+} as const satisfies Record<string, ErrorInfo>
+
+export type ErrorCode = keyof typeof ERRORS
+
+export class SidekeyError extends Error {
+  override readonly name = 'SidekeyError'
+  readonly code: ErrorCode
+  readonly status: number
+  /** Extra machine-readable fields (field path, reference, rule); never values. */
+  readonly details: Readonly<Record<string, unknown>>
+
+  constructor (code: ErrorCode, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+    this.status = ERRORS[code].status
+    this.details = Object.freeze({ ...details })
+  }
+
+  toJSON (): { code: ErrorCode, message: string, details: Readonly<Record<string, unknown>> } {
+    return { code: this.code, message: this.message, details: this.details }
+  }
+}
+
+export function isSidekeyError (err: unknown, code?: ErrorCode): err is SidekeyError {
+  return err instanceof SidekeyError && (code === undefined || err.code === code)
+}
+
+/** Wraps anything thrown into a SidekeyError without copying foreign messages that might echo a value. */
+export function toSidekeyError (err: unknown, fallback: ErrorCode, message: string, details: Record<string, unknown> = {}): SidekeyError {
+  if (err instanceof SidekeyError) return err
+  return new SidekeyError(fallback, message, details, { cause: err })
+}

@@ -1,0 +1,62 @@
+// The one reference grammar: <store>:<path>[#<key>][@<version>].
+// A reference is data, never a value: it may be logged.
+import { SidekeyError } from './errors.js'
+
+export interface SecretRef {
+  readonly store: string
+  readonly path: string
+  readonly key?: string
+  readonly version?: string
+  /** The reference as written, for logs and errors. */
+  readonly raw: string
+}
+
+export const DEFAULT_STORES = ['vault', 'aws', 'azure', 'k8s', 'env', 'file', 'local'] as const
+export type StoreType = typeof DEFAULT_STORES[number]
+
+const STORE_RE = /^[a-z][a-z0-9-]{0,62}$/
+const VERSION_RE = /^[A-Za-z0-9_.-]{1,256}$/
+const MAX_REF = 2048
+
+function fail (raw: string, what: string): never {
+  throw new SidekeyError('SIDEKEY_E_REF_SYNTAX', `invalid secret reference "${raw}": ${what}; expected <store>:<path>[#<key>][@<version>], e.g. vault:secret/data/openai#api_key`, { ref: raw })
+}
+
+export function parseRef (raw: unknown): SecretRef {
+  if (typeof raw !== 'string') {
+    throw new SidekeyError('SIDEKEY_E_REF_SYNTAX', `a secret reference must be a string, got ${raw === null ? 'null' : typeof raw}`)
+  }
+  if (raw.length === 0) fail(raw, 'it is empty')
+  if (raw.length > MAX_REF) fail(raw.slice(0, 64) + '...', `it is longer than ${MAX_REF} characters`)
+  // eslint-disable-next-line no-control-regex
+  if (/[\s\x00-\x1f\x7f]/.test(raw)) fail(raw.replace(/[\x00-\x1f\x7f]/g, '?'), 'it contains whitespace or control characters')
+  const colon = raw.indexOf(':')
+  if (colon <= 0) fail(raw, 'the store name before ":" is missing')
+  const store = raw.slice(0, colon)
+  if (!STORE_RE.test(store)) fail(raw, `store "${store}" must be lowercase letters, digits and "-", starting with a letter`)
+  let rest = raw.slice(colon + 1)
+  let version: string | undefined
+  const at = rest.lastIndexOf('@')
+  if (at !== -1) {
+    version = rest.slice(at + 1)
+    rest = rest.slice(0, at)
+    if (!VERSION_RE.test(version)) fail(raw, `version "${version}" after "@" must be letters, digits, ".", "_" or "-"`)
+  }
+  let key: string | undefined
+  const hash = rest.indexOf('#')
+  if (hash !== -1) {
+    key = rest.slice(hash + 1)
+    rest = rest.slice(0, hash)
+    if (key.length === 0) fail(raw, 'the key after "#" is empty')
+    if (key.includes('#')) fail(raw, 'only one "#" is allowed')
+  }
+  const path = rest
+  if (path.length === 0) fail(raw, 'the path after "<store>:" is empty')
+  if (path.split('/').some((seg) => seg === '..')) fail(raw, 'the path must not contain ".." segments')
+  const ref: SecretRef = { store, path, raw, ...(key !== undefined ? { key } : {}), ...(version !== undefined ? { version } : {}) }
+  return Object.freeze(ref)
+}
+
+export function formatRef (ref: Omit<SecretRef, 'raw'>): string {
+  return `${ref.store}:${ref.path}${ref.key !== undefined ? '#' + ref.key : ''}${ref.version !== undefined ? '@' + ref.version : ''}`
+}

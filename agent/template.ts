@@ -1,0 +1,72 @@
+// Templates combine several references into one file (.env, JSON, PEM bundle).
+// Handlebars is the engine; only the `secret` helper is allowed so a template
+// cannot reach into prototypes or other data: `{{secret "vault:kv/data/x#k"}}`.
+import Handlebars from 'handlebars'
+import { SidekeyError } from './errors.js'
+import { parseRef, type SecretRef } from './reference.js'
+
+export interface ParsedTemplate {
+  readonly source: string
+  readonly refs: readonly SecretRef[]
+  render (values: ReadonlyMap<string, string>): string
+}
+
+type Node = hbs.AST.Node
+
+function templateError (where: string, what: string): SidekeyError {
+  return new SidekeyError('SIDEKEY_E_TEMPLATE', `${where}: ${what}; write references as {{secret "<store>:<path>#<key>"}}`, { field: where })
+}
+
+export function parseTemplate (source: string, where = 'template'): ParsedTemplate {
+  let ast: hbs.AST.Program
+  try {
+    ast = Handlebars.parse(source)
+  } catch (err) {
+    // Handlebars' parse message quotes the offending line; templates hold references, not values.
+    throw templateError(where, `does not parse (${(err as Error).message.split('\n')[0] ?? 'syntax error'})`)
+  }
+  const refs = new Map<string, SecretRef>()
+  const visit = (node: Node): void => {
+    switch (node.type) {
+      case 'Program':
+        for (const s of (node as hbs.AST.Program).body) visit(s)
+        return
+      case 'ContentStatement':
+      case 'CommentStatement':
+        return
+      case 'MustacheStatement': {
+        const m = node as hbs.AST.MustacheStatement
+        const p = m.path as hbs.AST.PathExpression
+        if (p.type !== 'PathExpression' || p.original !== 'secret') throw templateError(where, `only the "secret" helper is allowed, found "${(p as { original?: unknown }).original ?? p.type}"`)
+        const arg = m.params[0]
+        if (m.params.length !== 1 || arg === undefined || arg.type !== 'StringLiteral') throw templateError(where, 'secret takes exactly one quoted reference')
+        if (m.hash !== undefined && m.hash.pairs.length > 0) throw templateError(where, 'secret takes no options')
+        const ref = parseRef((arg as hbs.AST.StringLiteral).value)
+        refs.set(ref.raw, ref)
+        return
+      }
+      default:
+        throw templateError(where, `${node.type} is not allowed (no blocks or partials)`)
+    }
+  }
+  visit(ast)
+  if (refs.size === 0) throw templateError(where, 'uses no secret')
+  const compiled = Handlebars.compile(source, { noEscape: true, strict: true, knownHelpersOnly: true, knownHelpers: { secret: true } })
+  return Object.freeze({
+    source,
+    refs: Object.freeze([...refs.values()]),
+    render (values: ReadonlyMap<string, string>): string {
+      return compiled({}, {
+        helpers: {
+          secret: (raw: string) => {
+            const v = values.get(raw)
+            if (v === undefined) throw new SidekeyError('SIDEKEY_E_NOT_READY', `${where}: reference ${raw} has no value yet`, { ref: raw })
+            return v
+          },
+        },
+        allowProtoPropertiesByDefault: false,
+        allowProtoMethodsByDefault: false,
+      })
+    },
+  })
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+// One CLI, several programs. Each subcommand parses its own flags and loads
+// only its own code, so `sidekey get` starts fast and the agent never loads
+// the webhook.
+import { SidekeyError, isSidekeyError } from '../agent/errors.js'
+
+const commands: Record<string, { help: string, run: () => Promise<(argv: string[]) => Promise<number>> }> = {
+  agent: { help: 'run the in-pod agent (--config FILE or env SIDEKEY_CONFIG)', run: async () => (await import('../agent/cli/agent-command.js')).main },
+  get: { help: 'print a secret from the local endpoint (SIDEKEY_ADDR, SIDEKEY_TOKEN_FILE)', run: async () => (await import('../agent/cli/get-command.js')).main },
+  local: { help: 'manage the encrypted local store: put NAME (stdin), rm NAME, list', run: async () => (await import('../agent/cli/local-command.js')).main },
+  injector: { help: 'run the mutating admission webhook', run: async () => (await import('../injector/cli.js')).injectorMain },
+  inject: { help: 'offline: read pods/workloads (-f FILE|-), print them mutated', run: async () => (await import('../injector/cli.js')).injectMain },
+}
+
+function usage (): string {
+  return ['usage: sidekey <command> [options]', '', ...Object.entries(commands).map(([n, c]) => `  ${n.padEnd(9)} ${c.help}`), '', 'sidekey <command> --help for its options'].join('\n')
+}
+
+async function run (): Promise<number> {
+  const [name, ...rest] = process.argv.slice(2)
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage() + '\n')
+    return name === undefined ? 2 : 0
+  }
+  const cmd = commands[name]
+  if (cmd === undefined) {
+    process.stderr.write(`sidekey: unknown command "${name}"\n${usage()}\n`)
+    return 2
+  }
+  const main = await cmd.run()
+  return await main(rest)
+}
+
+run().then((code) => {
+  if (code !== 0) process.exitCode = code
+}, (err: unknown) => {
+  const e = isSidekeyError(err) ? err : new SidekeyError('SIDEKEY_E_CONFIG', (err as Error)?.message ?? String(err))
+  process.stderr.write(`sidekey: ${e.code}: ${e.message}\n`)
+  process.exitCode = 1
+})
