@@ -14,22 +14,23 @@ export const onChangeSchema = {
 } as const
 
 export const storeSchemas = {
+  // The four cluster backends; docs/backends.md describes each field, the auth flow and the defaults.
   vault: {
     type: 'object',
     additionalProperties: false,
     required: ['type', 'address'],
     properties: {
       type: { const: 'vault' },
-      address: { type: 'string', pattern: '^https?://' },
-      role: { type: 'string', minLength: 1 },
-      authMount: { type: 'string', minLength: 1, default: 'kubernetes' },
-      namespace: { type: 'string' },
-      caFile: path,
-      tlsServerName: { type: 'string' },
-      tokenFile: path,
-      /** A static Vault token from this env var instead of Kubernetes auth (local development only). */
-      tokenEnv: { type: 'string' },
-      kvVersion: { enum: [1, 2] },
+      address: { type: 'string', pattern: '^https?://', description: 'Vault/OpenBao base URL, e.g. https://vault.vault.svc:8200.' },
+      role: { type: 'string', minLength: 1, description: 'Kubernetes-auth role to log in as (required unless tokenEnv is set).' },
+      authMount: { type: 'string', minLength: 1, default: 'kubernetes', description: 'Mount path of the Kubernetes auth method (auth/<authMount>/login).' },
+      namespace: { type: 'string', description: 'Vault Enterprise / OpenBao namespace, sent as X-Vault-Namespace.' },
+      caFile: { ...path, description: 'PEM bundle trusted for the Vault TLS certificate (replaces the system CAs).' },
+      tlsServerName: { type: 'string', description: 'TLS server name (SNI and certificate check) when it differs from the address host.' },
+      tokenFile: { ...path, description: 'Projected service-account token (audience "vault"); re-read at every login. Default: the pod\'s standard service-account token.' },
+      tokenEnv: { type: 'string', description: 'Local development only: a static Vault token from this environment variable instead of Kubernetes auth.' },
+      kvVersion: { enum: [1, 2], description: 'Default: detect KV v2 by the "data" segment after the mount (secret/data/app). 2: also accept secret/app. 1: never treat a path as KV v2.' },
+      timeout: { ...duration, description: 'Per-request timeout, default 10s.' },
     },
   },
   aws: {
@@ -38,11 +39,13 @@ export const storeSchemas = {
     required: ['type'],
     properties: {
       type: { const: 'aws' },
-      region: { type: 'string', minLength: 1 },
-      endpoint: { type: 'string', pattern: '^https?://' },
-      stsEndpoint: { type: 'string', pattern: '^https?://' },
-      roleArn: { type: 'string', pattern: '^arn:' },
-      tokenFile: path,
+      region: { type: 'string', minLength: 1, description: 'AWS region; default AWS_REGION / AWS_DEFAULT_REGION, else the region of an ARN reference.' },
+      endpoint: { type: 'string', pattern: '^https?://', description: 'Secrets Manager endpoint override (VPC endpoint, test server).' },
+      stsEndpoint: { type: 'string', pattern: '^https?://', description: 'STS endpoint override for AssumeRoleWithWebIdentity.' },
+      roleArn: { type: 'string', pattern: '^arn:', description: 'Role to assume with web identity (IRSA); default AWS_ROLE_ARN. Without a role and token file the SDK default credential chain is used.' },
+      tokenFile: { ...path, description: 'Projected service-account token (audience "sts.amazonaws.com"); default AWS_WEB_IDENTITY_TOKEN_FILE. Re-read whenever credentials are refreshed.' },
+      roleSessionName: { type: 'string', pattern: '^[\\w+=,.@-]{2,64}$', description: 'STS session name, default "sidekey-<hostname>".' },
+      timeout: { ...duration, description: 'Per-request timeout, default 10s.' },
     },
   },
   azure: {
@@ -51,12 +54,15 @@ export const storeSchemas = {
     required: ['type'],
     properties: {
       type: { const: 'azure' },
-      vaultUrl: { type: 'string', pattern: '^https?://' },
-      tenantId: { type: 'string', minLength: 1 },
-      clientId: { type: 'string', minLength: 1 },
-      tokenFile: path,
-      authorityHost: { type: 'string', pattern: '^https?://' },
-      caFile: path,
+      vaultUrl: { type: 'string', pattern: '^https?://', description: 'Key Vault URL for references without a vault name (azure:<secret>); references azure:<vault>/<secret> use https://<vault>.<vaultDomain>.' },
+      vaultDomain: { type: 'string', minLength: 1, description: 'DNS suffix for vault names, default vault.azure.net (sovereign clouds: vault.azure.cn, vault.usgovcloudapi.net).' },
+      tenantId: { type: 'string', minLength: 1, description: 'Entra tenant; default AZURE_TENANT_ID.' },
+      clientId: { type: 'string', minLength: 1, description: 'Client id of the federated identity; default AZURE_CLIENT_ID.' },
+      tokenFile: { ...path, description: 'Projected service-account token (audience "api://AzureADTokenExchange"); default AZURE_FEDERATED_TOKEN_FILE.' },
+      authorityHost: { type: 'string', pattern: '^https?://', description: 'Entra authority host; default AZURE_AUTHORITY_HOST or https://login.microsoftonline.com.' },
+      caFile: { ...path, description: 'PEM bundle trusted for Key Vault and the authority host (replaces the system CAs).' },
+      disableChallengeResourceVerification: { type: 'boolean', description: 'Default false. Accept a Key Vault whose auth challenge names another resource than its host (private endpoints, emulators).' },
+      timeout: { ...duration, description: 'Per-request timeout, default 10s.' },
     },
   },
   k8s: {
@@ -65,11 +71,12 @@ export const storeSchemas = {
     required: ['type'],
     properties: {
       type: { const: 'k8s' },
-      namespace: { type: 'string', minLength: 1 },
-      server: { type: 'string', pattern: '^https?://' },
-      tokenFile: path,
-      caFile: path,
-      kubeconfig: path,
+      namespace: { type: 'string', minLength: 1, description: 'Namespace of k8s:<name> references; default the pod\'s own (from the service-account mount, else POD_NAMESPACE).' },
+      server: { type: 'string', pattern: '^https?://', description: 'API server URL; default in-cluster (KUBERNETES_SERVICE_HOST/PORT).' },
+      tokenFile: { ...path, description: 'Service-account token; default the in-cluster token. Re-read when it changes.' },
+      caFile: { ...path, description: 'API server CA; default the in-cluster CA.' },
+      kubeconfig: { ...path, description: 'A kubeconfig file instead of in-cluster settings (local development).' },
+      watch: { type: 'boolean', description: 'Default true: watch each Secret so a change is pushed within a second (false: poll only).' },
     },
   },
   env: {

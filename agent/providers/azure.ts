@@ -1,0 +1,198 @@
+// Azure Key Vault backend.
+//   azure:<vault>/<secret>[#key][@<version>]   vault by name: https://<vault>.<vaultDomain>
+//   azure:<secret>[#key][@<version>]           the store's vaultUrl
+//   azure:https://<host>/secrets/<secret>[/<version>]
+// Credentials: workload identity (federated projected token, audience
+// api://AzureADTokenExchange) through @azure/identity; the SDK caches the
+// access token until shortly before expiry and re-reads the token file.
+// Rotation check: Key Vault has no metadata-only call that names the latest
+// version (the version list is paged and unordered), so the check is one
+// getSecret whose answer is handed to the fetch that follows; pinned
+// versions are immutable and need no request at all.
+import { readFileSync } from 'node:fs'
+import { SidekeyError, type ErrorCode } from '../errors.js'
+import type { SecretRef } from '../reference.js'
+import type { StoreConfigOf } from '../config/schema.js'
+import { parseDuration } from '../duration.js'
+import type { FetchResult, Provider, ProviderContext } from './provider.js'
+import { checkSize, dataFromText, isNetworkError } from './secret-data.js'
+
+type KV = typeof import('@azure/keyvault-secrets')
+type SecretClient = InstanceType<KV['SecretClient']>
+type TokenCredential = ConstructorParameters<KV['SecretClient']>[1]
+
+export type AzureStoreConfig = StoreConfigOf<'azure'>
+
+interface Target { readonly vaultUrl: string, readonly name: string, readonly version?: string }
+
+export class AzureProvider implements Provider {
+  readonly type = 'azure'
+  private kv: KV | undefined
+  private credential: TokenCredential | undefined
+  private readonly clients = new Map<string, SecretClient>()
+  private readonly stash = new Map<string, { result: FetchResult, at: number }>()
+  private readonly ca: Buffer | undefined
+  private readonly timeoutMs: number
+  /** Requests sent, by operation; for tests and metrics. */
+  readonly counts = new Map<string, number>()
+
+  constructor (private readonly config: AzureStoreConfig, private readonly ctx: ProviderContext) {
+    const store = ctx.storeName
+    this.timeoutMs = config.timeout !== undefined ? parseDuration(config.timeout, `config.stores.${store}.timeout`) : 10_000
+    if (config.caFile !== undefined) {
+      try {
+        this.ca = readFileSync(config.caFile)
+      } catch (err) {
+        throw new SidekeyError('SIDEKEY_E_CONFIG', `config.stores.${store}.caFile: cannot read ${config.caFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { field: `stores.${store}.caFile` })
+      }
+    }
+  }
+
+  target (ref: SecretRef): Target {
+    const store = this.ctx.storeName
+    const bad = (why: string): never => { throw new SidekeyError('SIDEKEY_E_NOT_FOUND', `${ref.raw}: ${why}`, { ref: ref.raw }) }
+    const version = ref.version
+    if (/^https?:\/\//.test(ref.path)) {
+      const u = new URL(ref.path)
+      const m = /^\/secrets\/([0-9A-Za-z-]+)(?:\/([0-9A-Za-z]+))?\/?$/.exec(u.pathname)
+      if (m === null) return bad('an Azure secret URL looks like https://<vault>.vault.azure.net/secrets/<name>[/<version>]')
+      const v = version ?? m[2]
+      return { vaultUrl: u.origin, name: m[1] as string, ...(v !== undefined ? { version: v } : {}) }
+    }
+    const segs = ref.path.split('/')
+    let vaultUrl: string
+    let name: string
+    if (segs.length === 2) {
+      vaultUrl = `https://${segs[0] as string}.${this.config.vaultDomain ?? 'vault.azure.net'}`
+      name = segs[1] as string
+    } else if (segs.length === 1) {
+      if (this.config.vaultUrl === undefined) {
+        throw new SidekeyError('SIDEKEY_E_CONFIG', `${ref.raw}: name the vault (azure:<vault>/<secret>) or set config.stores.${store}.vaultUrl`, { ref: ref.raw, field: `stores.${store}.vaultUrl` })
+      }
+      vaultUrl = this.config.vaultUrl.replace(/\/+$/, '')
+      name = segs[0] as string
+    } else {
+      return bad('an Azure reference is <vault>/<secret> or <secret>')
+    }
+    if (!/^[0-9A-Za-z-]{1,127}$/.test(name)) bad(`"${name}" is not a Key Vault secret name (letters, digits and "-")`)
+    return { vaultUrl, name, ...(version !== undefined ? { version } : {}) }
+  }
+
+  private async client (vaultUrl: string): Promise<SecretClient> {
+    let c = this.clients.get(vaultUrl)
+    if (c !== undefined) return c
+    this.kv ??= await import('@azure/keyvault-secrets')
+    this.credential ??= await this.makeCredential()
+    const tls = this.ca !== undefined ? { tlsOptions: { ca: this.ca } } : {}
+    c = new this.kv.SecretClient(vaultUrl, this.credential, {
+      ...tls,
+      disableChallengeResourceVerification: this.config.disableChallengeResourceVerification === true,
+      retryOptions: { maxRetries: 1, retryDelayInMs: 200, maxRetryDelayInMs: 1000 },
+    })
+    this.clients.set(vaultUrl, c)
+    return c
+  }
+
+  private async makeCredential (): Promise<TokenCredential> {
+    const store = this.ctx.storeName
+    const { WorkloadIdentityCredential } = await import('@azure/identity')
+    const tenantId = this.config.tenantId ?? process.env.AZURE_TENANT_ID
+    const clientId = this.config.clientId ?? process.env.AZURE_CLIENT_ID
+    const tokenFilePath = this.config.tokenFile ?? process.env.AZURE_FEDERATED_TOKEN_FILE
+    const authorityHost = this.config.authorityHost ?? process.env.AZURE_AUTHORITY_HOST
+    const missing = tenantId === undefined ? 'tenantId' : clientId === undefined ? 'clientId' : tokenFilePath === undefined ? 'tokenFile' : undefined
+    if (missing !== undefined) {
+      throw new SidekeyError('SIDEKEY_E_CONFIG', `config.stores.${store}.${missing}: workload identity needs tenantId, clientId and tokenFile (or AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE)`, { field: `stores.${store}.${missing}` })
+    }
+    const inner = new WorkloadIdentityCredential({
+      tenantId: tenantId as string,
+      clientId: clientId as string,
+      tokenFilePath: tokenFilePath as string,
+      ...(authorityHost !== undefined ? { authorityHost } : {}),
+      // A custom authority (sovereign cloud, test issuer) has no instance-discovery document.
+      ...(authorityHost !== undefined && !/login\.microsoftonline\.com/.test(authorityHost) ? { disableInstanceDiscovery: true } : {}),
+      ...(this.ca !== undefined ? { tlsOptions: { ca: this.ca } } : {}),
+    })
+    const counts = this.counts
+    // Token failures become SIDEKEY_E_AUTH here, before the Key Vault client wraps them.
+    return {
+      async getToken (scopes, options) {
+        counts.set('aad:token', (counts.get('aad:token') ?? 0) + 1)
+        try {
+          return await inner.getToken(scopes, options)
+        } catch (err) {
+          const name = String((err as { name?: unknown }).name ?? 'Error')
+          if (isNetworkError(err)) {
+            throw new SidekeyError('SIDEKEY_E_UNAVAILABLE', `store ${store}: cannot reach the Entra authority${authorityHost !== undefined ? ` ${authorityHost}` : ''} for a token`, { store })
+          }
+          throw new SidekeyError('SIDEKEY_E_AUTH', `store ${store}: workload-identity token exchange failed (${name}); check tenantId, clientId, the federated credential and the token file (audience api://AzureADTokenExchange)`, { store, error: name })
+        }
+      },
+    }
+  }
+
+  async fetch (ref: SecretRef, signal?: AbortSignal): Promise<FetchResult> {
+    const stashed = this.stash.get(ref.raw)
+    if (stashed !== undefined) {
+      this.stash.delete(ref.raw)
+      if (Date.now() - stashed.at < 10_000) return stashed.result
+    }
+    return await this.get(ref, signal)
+  }
+
+  async currentVersion (ref: SecretRef, signal?: AbortSignal): Promise<string> {
+    const t = this.target(ref)
+    if (t.version !== undefined) return t.version
+    const result = await this.get(ref, signal)
+    this.stash.set(ref.raw, { result, at: Date.now() })
+    return result.version
+  }
+
+  private async get (ref: SecretRef, signal: AbortSignal | undefined): Promise<FetchResult> {
+    const t = this.target(ref)
+    const client = await this.client(t.vaultUrl)
+    this.counts.set('getSecret', (this.counts.get('getSecret') ?? 0) + 1)
+    const timeout = AbortSignal.timeout(this.timeoutMs)
+    const abortSignal = signal !== undefined ? AbortSignal.any([signal, timeout]) : timeout
+    let secret: Awaited<ReturnType<SecretClient['getSecret']>>
+    try {
+      secret = await client.getSecret(t.name, { ...(t.version !== undefined ? { version: t.version } : {}), abortSignal })
+    } catch (err) {
+      throw this.mapError(err, ref, t)
+    }
+    if (secret.properties.enabled === false) throw new SidekeyError('SIDEKEY_E_NOT_FOUND', `${ref.raw}: the secret version is disabled`, { ref: ref.raw })
+    if (typeof secret.value !== 'string') throw new SidekeyError('SIDEKEY_E_BACKEND', `${ref.raw}: Key Vault answered without a value`, { ref: ref.raw })
+    const data = checkSize(dataFromText(secret.value), ref, this.ctx.maxValueBytes)
+    const version = secret.properties.version
+    if (typeof version !== 'string' || version === '') throw new SidekeyError('SIDEKEY_E_BACKEND', `${ref.raw}: Key Vault answered without a version id`, { ref: ref.raw })
+    // expiresOn is the owner's rotation deadline, not a lease: it is not used as expiresAt.
+    return { data, version }
+  }
+
+  private mapError (err: unknown, ref: SecretRef, t: Target): SidekeyError {
+    if (err instanceof SidekeyError) return err
+    const status = (err as { statusCode?: unknown }).statusCode
+    const code = String((err as { code?: unknown }).code ?? (err as { name?: unknown }).name ?? 'Error')
+    const details = { ref: ref.raw, store: this.ctx.storeName, error: code, ...(typeof status === 'number' ? { status } : {}) }
+    const e = (c: ErrorCode, msg: string): SidekeyError => new SidekeyError(c, `${ref.raw}: ${msg}`, details)
+    // An auth failure inside the credential surfaces wrapped by the pipeline.
+    const cause = (err as { cause?: unknown }).cause
+    if (cause instanceof SidekeyError) return cause
+    if (status === 404) return e('SIDEKEY_E_NOT_FOUND', `Key Vault ${t.vaultUrl} has no secret ${t.name}${t.version !== undefined ? ` version ${t.version}` : ''} (${code})`)
+    if (status === 403) return e('SIDEKEY_E_DENIED', `Key Vault ${t.vaultUrl} denied reading ${t.name} (${code}); grant the identity "Key Vault Secrets User" or a get-secret access policy`)
+    if (status === 401) return e('SIDEKEY_E_AUTH', `Key Vault ${t.vaultUrl} rejected the access token (${code}); check the tenant and the client id`)
+    if (status === 429 || (typeof status === 'number' && status >= 500)) return e('SIDEKEY_E_UNAVAILABLE', `Key Vault ${t.vaultUrl} is unavailable (HTTP ${status})`)
+    if (isNetworkError(err) || code === 'REQUEST_SEND_ERROR' || code === 'AbortError') return e('SIDEKEY_E_UNAVAILABLE', `cannot reach Key Vault ${t.vaultUrl} (${code})`)
+    if (typeof status === 'number' && status === 400 && /version/i.test(code)) return e('SIDEKEY_E_NOT_FOUND', `Key Vault has no version ${String(t.version)} of ${t.name}`)
+    return e('SIDEKEY_E_BACKEND', `Key Vault ${t.vaultUrl} failed (${code}${typeof status === 'number' ? `, HTTP ${status}` : ''})`)
+  }
+
+  async close (): Promise<void> {
+    this.clients.clear()
+    this.stash.clear()
+  }
+}
+
+export function createAzureProvider (config: AzureStoreConfig, ctx: ProviderContext): Provider {
+  return new AzureProvider(config, ctx)
+}
