@@ -1,0 +1,207 @@
+// HTTPS server for the webhook: POST /mutate, /healthz, /readyz, /metrics.
+// Thin on purpose: read a bounded body, call review(), write the answer.
+// The serving certificate is re-read when its files change (cert-manager
+// rotates them) and swapped in with setSecureContext, without a restart.
+import { createHash } from 'node:crypto'
+import { readFileSync, unwatchFile, watchFile } from 'node:fs'
+import { createServer, type Server } from 'node:https'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { createSecureContext } from 'node:tls'
+import { Counter, Histogram, Registry } from 'prom-client'
+import { pino, type Logger } from 'pino'
+import type { InjectorConfig } from './config.js'
+import { review } from './admission.js'
+
+export const DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024
+
+export interface InjectorServerOptions {
+  readonly config: InjectorConfig
+  readonly certFile: string
+  readonly keyFile: string
+  readonly host?: string
+  readonly port?: number
+  readonly maxBodyBytes?: number
+  /** How often the cert/key files are polled (stat) for changes. */
+  readonly tlsPollMs?: number
+  readonly logger?: Logger
+}
+
+export interface InjectorServer {
+  readonly port: number
+  readonly url: string
+  readonly registry: Registry
+  /** Re-reads cert and key now; false (old ones kept) if they do not load or do not match. */
+  reloadTls (): boolean
+  close (): Promise<void>
+}
+
+interface Metrics {
+  readonly admissions: Counter<'outcome'>
+  readonly duration: Histogram<'outcome'>
+  readonly denials: Counter<'rule'>
+  readonly tlsReloads: Counter<'result'>
+}
+
+function metrics (registry: Registry): Metrics {
+  return {
+    admissions: new Counter({ name: 'sidekey_injector_admissions_total', help: 'Admission reviews answered, by outcome.', labelNames: ['outcome'], registers: [registry] }),
+    duration: new Histogram({ name: 'sidekey_injector_admission_duration_seconds', help: 'Time from request to answer.', labelNames: ['outcome'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5], registers: [registry] }),
+    denials: new Counter({ name: 'sidekey_injector_denials_total', help: 'Denied pods, by policy rule or error code.', labelNames: ['rule'], registers: [registry] }),
+    tlsReloads: new Counter({ name: 'sidekey_injector_tls_reloads_total', help: 'Serving certificate reloads, by result.', labelNames: ['result'], registers: [registry] }),
+  }
+}
+
+function sendJson (res: ServerResponse, status: number, body: unknown, close = false): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...(close ? { connection: 'close' } : {}) })
+  res.end(text)
+}
+
+export async function startInjectorServer (opts: InjectorServerOptions): Promise<InjectorServer> {
+  const log = opts.logger ?? pino({ name: 'sidekey-injector' })
+  const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES
+  const registry = new Registry()
+  const m = metrics(registry)
+  let closing = false
+
+  let tlsDigest = ''
+  const readTls = (): { cert: Buffer, key: Buffer, digest: string } => {
+    const cert = readFileSync(opts.certFile)
+    const key = readFileSync(opts.keyFile)
+    return { cert, key, digest: createHash('sha256').update(cert).update(key).digest('hex') }
+  }
+  const first = readTls()
+  tlsDigest = first.digest
+
+  const onMutate = (req: IncomingMessage, res: ServerResponse): void => {
+    const started = process.hrtime.bigint()
+    const declared = Number(req.headers['content-length'] ?? '0')
+    if (Number.isFinite(declared) && declared > maxBody) {
+      m.admissions.inc({ outcome: 'too_large' })
+      sendJson(res, 413, { code: 'SIDEKEY_E_ADMISSION', message: `the body is larger than ${maxBody} bytes` }, true)
+      req.resume()
+      return
+    }
+    const chunks: Buffer[] = []
+    let size = 0
+    let done = false
+    req.on('data', (c: Buffer) => {
+      if (done) return
+      size += c.length
+      if (size > maxBody) {
+        done = true
+        m.admissions.inc({ outcome: 'too_large' })
+        sendJson(res, 413, { code: 'SIDEKEY_E_ADMISSION', message: `the body is larger than ${maxBody} bytes` }, true)
+        req.resume()
+        return
+      }
+      chunks.push(c)
+    })
+    req.on('error', () => { done = true })
+    req.on('end', () => {
+      if (done) return
+      done = true
+      let body: unknown
+      try {
+        body = JSON.parse(Buffer.concat(chunks, size).toString('utf8'))
+      } catch {
+        m.admissions.inc({ outcome: 'malformed' })
+        sendJson(res, 400, { code: 'SIDEKEY_E_ADMISSION', message: 'the body is not JSON; send an admission.k8s.io/v1 AdmissionReview' })
+        return
+      }
+      const r = review(body, opts.config)
+      sendJson(res, r.httpStatus, r.body)
+      const outcome = r.outcome.replace(/-/g, '_')
+      m.admissions.inc({ outcome })
+      m.duration.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9)
+      if (r.rule !== undefined) m.denials.inc({ rule: r.rule })
+      if (r.outcome === 'denied' || r.outcome === 'error' || r.outcome === 'malformed') {
+        const resp = 'response' in r.body ? r.body.response : undefined
+        log.warn({ uid: resp?.uid, namespace: r.namespace, outcome: r.outcome, rule: r.rule, dryRun: r.dryRun, message: resp?.status?.message ?? ('message' in r.body ? r.body.message : undefined) }, 'admission refused')
+      } else if (r.outcome === 'injected') {
+        log.debug({ uid: 'response' in r.body ? r.body.response.uid : undefined, namespace: r.namespace, dryRun: r.dryRun }, 'injected')
+      }
+    })
+  }
+
+  const server: Server = createServer({ cert: first.cert, key: first.key, minVersion: 'TLSv1.2' }, (req, res) => {
+    const path = (req.url ?? '/').split('?')[0]
+    try {
+      if (path === '/mutate') {
+        if (req.method !== 'POST') { sendJson(res, 405, { code: 'SIDEKEY_E_ADMISSION', message: 'POST an AdmissionReview to /mutate' }); req.resume(); return }
+        onMutate(req, res)
+        return
+      }
+      req.resume()
+      if (req.method !== 'GET') { sendJson(res, 405, { code: 'SIDEKEY_E_ADMISSION', message: 'method not allowed' }); return }
+      if (path === '/healthz') { res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n'); return }
+      if (path === '/readyz') { res.writeHead(closing ? 503 : 200, { 'content-type': 'text/plain' }).end(closing ? 'shutting down\n' : 'ok\n'); return }
+      if (path === '/metrics') {
+        registry.metrics().then((text) => { res.writeHead(200, { 'content-type': registry.contentType }).end(text) }, () => { res.writeHead(500).end() })
+        return
+      }
+      sendJson(res, 404, { code: 'SIDEKEY_E_ADMISSION', message: 'not found; the webhook path is /mutate' })
+    } catch (err) {
+      log.error({ err }, 'request failed')
+      if (!res.headersSent) sendJson(res, 500, { code: 'SIDEKEY_E_ADMISSION', message: 'internal error' })
+    }
+  })
+  server.keepAliveTimeout = 30_000
+  server.headersTimeout = 15_000
+  server.requestTimeout = 15_000
+  server.on('clientError', (_err, socket) => { socket.destroy() })
+
+  const reloadTls = (): boolean => {
+    let next: ReturnType<typeof readTls>
+    try {
+      next = readTls()
+    } catch (err) {
+      m.tlsReloads.inc({ result: 'error' })
+      log.error({ err: (err as Error).message }, 'cannot read the serving certificate; keeping the old one')
+      return false
+    }
+    if (next.digest === tlsDigest) return true
+    try {
+      // Validate first: a cert that does not match its key (mid-rotation) must not replace a working one.
+      createSecureContext({ cert: next.cert, key: next.key })
+      server.setSecureContext({ cert: next.cert, key: next.key, minVersion: 'TLSv1.2' })
+    } catch (err) {
+      m.tlsReloads.inc({ result: 'error' })
+      log.warn({ err: (err as Error).message }, 'the new serving certificate does not load (yet); keeping the old one')
+      return false
+    }
+    tlsDigest = next.digest
+    m.tlsReloads.inc({ result: 'ok' })
+    log.info('serving certificate reloaded')
+    return true
+  }
+  const poll = opts.tlsPollMs ?? 10_000
+  const onChange = (): void => { reloadTls() }
+  watchFile(opts.certFile, { interval: poll, persistent: false }, onChange)
+  watchFile(opts.keyFile, { interval: poll, persistent: false }, onChange)
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(opts.port ?? 8443, opts.host ?? '0.0.0.0', () => { server.off('error', reject); resolve() })
+  })
+  const port = (server.address() as AddressInfo).port
+  const host = opts.host ?? '0.0.0.0'
+  log.info({ port, host }, 'injector listening')
+
+  return {
+    port,
+    url: `https://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host}:${port}`,
+    registry,
+    reloadTls,
+    async close (): Promise<void> {
+      closing = true
+      unwatchFile(opts.certFile, onChange)
+      unwatchFile(opts.keyFile, onChange)
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeIdleConnections()
+      })
+    },
+  }
+}

@@ -1,0 +1,117 @@
+// Pod + injector config -> the mutated pod (a new object; the input is never
+// touched). Either everything is injected or the pod is refused with a typed
+// error: nothing is half-done.
+import type { V1Container, V1Pod } from '@kubernetes/client-node'
+import { SidekeyError } from '../agent/errors.js'
+import {
+  ANN_CONTAINERS, ANN_ON_CHANGE, ANN_STATUS, CONTAINER_AGENT, CONTAINER_AGENT_INIT, LABEL_INJECT, STATUS_INJECTED,
+  VOLUME_SECRETS, VOLUME_TOKEN,
+} from './annotations.js'
+import type { InjectorConfig } from './config.js'
+import { agentConfigJson, type PodFacts } from './agent-config.js'
+import { agentContainer, withSecrets, type AgentIdentity } from './containers.js'
+import { checkPolicy } from './policy.js'
+import { annotationError, buildSpec, type InjectionSpec } from './spec.js'
+import { secretsVolume, tokenVolume } from './volumes.js'
+
+export type Outcome = 'injected' | 'skipped' | 'already-injected'
+
+export interface MutateResult {
+  readonly outcome: Outcome
+  readonly pod: V1Pod
+  readonly spec?: InjectionSpec
+}
+
+export function isSelected (pod: V1Pod): boolean {
+  return pod.metadata?.labels?.[LABEL_INJECT] === 'true'
+}
+
+export function isInjected (pod: V1Pod): boolean {
+  return pod.metadata?.annotations?.[ANN_STATUS] === STATUS_INJECTED
+}
+
+function conflict (what: string, name: string): SidekeyError {
+  return new SidekeyError('SIDEKEY_E_CONFLICT', `the pod already has a ${what} named "${name}", which Sidekey injects; rename it (Sidekey never overwrites it)`, { name })
+}
+
+/** Decides what to do with one pod; `namespace` is the admission request's namespace. */
+export function mutatePod (pod: V1Pod, config: InjectorConfig, namespace: string): MutateResult {
+  if (!isSelected(pod)) return { outcome: 'skipped', pod }
+  if (isInjected(pod)) return { outcome: 'already-injected', pod }
+  const podSpec = pod.spec
+  if (podSpec === undefined || !Array.isArray(podSpec.containers) || podSpec.containers.length === 0) {
+    throw new SidekeyError('SIDEKEY_E_ADMISSION', 'the pod has no spec.containers; nothing to inject into', {})
+  }
+  const spec = buildSpec(pod.metadata?.annotations, config)
+  checkPolicy(spec, namespace, config)
+
+  const containers = podSpec.containers
+  const initContainers = podSpec.initContainers ?? []
+  const volumes = podSpec.volumes ?? []
+  for (const v of volumes) if (v.name === VOLUME_SECRETS || v.name === VOLUME_TOKEN) throw conflict('volume', v.name)
+  for (const c of [...containers, ...initContainers, ...(podSpec.ephemeralContainers ?? [])]) {
+    if (c.name === CONTAINER_AGENT || c.name === CONTAINER_AGENT_INIT) throw conflict('container', c.name)
+  }
+  const chosen = new Set(spec.containers ?? [...containers, ...initContainers].map((c) => c.name))
+  for (const name of chosen) {
+    if (!containers.some((c) => c.name === name) && !initContainers.some((c) => c.name === name)) {
+      throw annotationError(ANN_CONTAINERS, `names "${name}", which is not a container or init container of this pod (it has: ${[...containers, ...initContainers].map((c) => c.name).join(', ')})`)
+    }
+  }
+  for (const c of [...containers, ...initContainers]) {
+    if (!chosen.has(c.name)) continue
+    const clash = (c.volumeMounts ?? []).find((m) => m.mountPath === spec.mountPath)
+    if (clash !== undefined) throw new SidekeyError('SIDEKEY_E_CONFLICT', `container "${c.name}" already mounts volume "${clash.name}" at ${spec.mountPath}; set sidekey.dev/mount-path to another directory`, { name: c.name })
+  }
+  if (spec.needsSharedPid && podSpec.shareProcessNamespace === false) {
+    throw annotationError(ANN_ON_CHANGE, 'a signal: hook needs shareProcessNamespace, which the pod sets to false; use an http:POST hook or allow a shared process namespace')
+  }
+
+  // Ownership: run as the pod's non-root user, so 0440 files are readable by the app; fsGroup gives group access.
+  const sc = podSpec.securityContext ?? {}
+  const podUid = sc.runAsUser !== undefined && sc.runAsUser !== 0 ? sc.runAsUser : undefined
+  const identity: AgentIdentity = {
+    runAsUser: podUid ?? config.agentUser,
+    ...(sc.runAsGroup === undefined || sc.runAsGroup === 0 ? { runAsGroup: podUid ?? config.agentUser } : {}),
+  }
+  const facts: PodFacts = {
+    namespace,
+    ...(podUid !== undefined || sc.fsGroup !== undefined
+      ? { fileOwner: { ...(podUid !== undefined ? { uid: podUid } : {}), ...(sc.fsGroup !== undefined ? { gid: sc.fsGroup } : {}) } }
+      : {}),
+  }
+
+  const tokenVol = tokenVolume(spec, config)
+  const withToken = tokenVol !== null
+  const serving = spec.mode !== 'init-only'
+  const env = { addr: serving, tokenFile: serving }
+  const patchApp = (c: V1Container): V1Container => chosen.has(c.name) ? withSecrets(c, spec, config, env) : c
+
+  let newInit: V1Container[]
+  let newContainers: V1Container[] = containers.map(patchApp)
+  if (spec.mode === 'sidecar') {
+    const agent = agentContainer(spec, config, { name: CONTAINER_AGENT, configJson: agentConfigJson(spec, config, facts, false), nativeSidecar: true, identity, withToken })
+    newInit = [agent, ...initContainers.map(patchApp)]
+  } else {
+    const json = agentConfigJson(spec, config, facts, true)
+    const init = agentContainer(spec, config, { name: CONTAINER_AGENT_INIT, configJson: json, nativeSidecar: false, identity, withToken })
+    newInit = [init, ...initContainers.map(patchApp)]
+    if (spec.mode === 'legacy') {
+      const sidecar = agentContainer(spec, config, { name: CONTAINER_AGENT, configJson: agentConfigJson(spec, config, facts, false), nativeSidecar: false, identity, withToken })
+      newContainers = [...newContainers, sidecar]
+    }
+  }
+
+  const mutated: V1Pod = {
+    ...pod,
+    metadata: { ...pod.metadata, annotations: { ...pod.metadata?.annotations, [ANN_STATUS]: STATUS_INJECTED } },
+    spec: {
+      ...podSpec,
+      ...(spec.needsSharedPid ? { shareProcessNamespace: true } : {}),
+      initContainers: newInit,
+      containers: newContainers,
+      volumes: [...volumes, secretsVolume(config), ...(tokenVol !== null ? [tokenVol] : [])],
+    },
+  }
+  return { outcome: 'injected', pod: mutated, spec }
+}
