@@ -44,7 +44,7 @@ export interface AgentConfig {
   readonly fileOwner?: { readonly uid?: number, readonly gid?: number }
 }
 
-const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: true, allowUnionTypes: true })
+const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: true, strictRequired: false, allowUnionTypes: true })
 ajv.addKeyword({ keyword: 'x-doc', schemaType: 'string' })
 const validateTop = ajv.compile(agentConfigSchema)
 const validateStore = Object.fromEntries(Object.entries(storeSchemas).map(([k, s]) => [k, ajv.compile(s)])) as Record<StoreType, ReturnType<typeof ajv.compile>>
@@ -68,14 +68,22 @@ function configError (message: string, field: string, cause?: unknown): SidekeyE
   return new SidekeyError('SIDEKEY_E_CONFIG', message, { field }, cause === undefined ? undefined : { cause })
 }
 
-/** The default config of a default store used without being configured, or null when it needs settings. */
+/** Validates one store object (filling its defaults) against the schema of its type. */
+export function validateStoreConfig (name: string, raw: unknown): StoreConfig {
+  const s = structuredClone(raw) as { type?: unknown }
+  const v = validateStore[s?.type as StoreType]
+  if (v === undefined) throw configError(`config.stores.${name}.type: must be one of ${Object.keys(storeSchemas).join(', ')}`, `stores.${name}.type`)
+  if (!v(s)) throw configError(describeAjvError(`config.stores.${name}`, v.errors?.[0]), `stores.${name}`)
+  return s as StoreConfig
+}
+
+/** The config of a default store used without being configured, or null when it needs settings. */
 function defaultStore (name: string): StoreConfig | null {
   switch (name) {
-    case 'env': return { type: 'env' }
-    case 'file': return { type: 'file' }
-    case 'local': return { type: 'local', path: process.env.SIDEKEY_LOCAL_STORE ?? join(homedir(), '.config', 'sidekey', 'local.json'), keyEnv: 'SIDEKEY_LOCAL_KEY', dev: false }
-    case 'k8s': return { type: 'k8s' }
-    case 'aws': return { type: 'aws' }
+    case 'env': case 'file': case 'k8s': case 'aws':
+      return validateStoreConfig(name, { type: name })
+    case 'local':
+      return validateStoreConfig(name, { type: 'local', path: process.env.SIDEKEY_LOCAL_STORE ?? join(homedir(), '.config', 'sidekey', 'local.json') })
     default: return null
   }
 }
@@ -96,12 +104,7 @@ export function loadConfig (input: unknown): AgentConfig {
   const d = doc as Required<AgentConfigInput> & { listen: { http: number, grpc: number, grpcEnabled: boolean }, backoff: { initial: string, max: string } }
 
   const stores: Record<string, StoreConfig> = {}
-  for (const [name, s] of Object.entries(d.stores ?? {})) {
-    const type = (s as { type: StoreType }).type
-    const v = validateStore[type]
-    if (!v(s)) throw configError(describeAjvError(`config.stores.${name}`, v.errors?.[0]), `stores.${name}`)
-    stores[name] = s as StoreConfig
-  }
+  for (const [name, s] of Object.entries(d.stores ?? {})) stores[name] = validateStoreConfig(name, s)
 
   const seen = new Set<string>()
   const secrets = d.secrets.map((s, i): SecretSpec => {

@@ -1,0 +1,111 @@
+// Wires one agent: token, disk state from a previous run, providers, the
+// refresher, the local HTTP and gRPC servers and the onChange notifier.
+import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type * as grpc from '@grpc/grpc-js'
+import type { Logger } from 'pino'
+import type { AgentConfig } from './config/load.js'
+import { createLogger } from './logger.js'
+import { createMetrics, type AgentMetrics } from './metrics.js'
+import { SecretStore } from './secret-store.js'
+import { AtomicWriter } from './writer.js'
+import { Refresher } from './refresher.js'
+import { createProvider } from './providers/index.js'
+import type { Provider } from './providers/provider.js'
+import { loadOrCreateToken, makeTokenCheck } from './access-token.js'
+import { createHttpServer } from './http-server.js'
+import { createGrpcServer, bindGrpc } from './grpc-server.js'
+import { createNotifier } from './on-change.js'
+
+export interface StartOptions {
+  readonly logger?: Logger
+  /** Skip prom-client's process metrics (tests start many agents in one process). */
+  readonly defaultMetrics?: boolean
+}
+
+export interface RunningAgent {
+  readonly config: AgentConfig
+  readonly httpPort: number
+  readonly grpcPort: number | undefined
+  readonly store: SecretStore
+  readonly refresher: Refresher
+  readonly metrics: AgentMetrics
+  readonly logger: Logger
+  /** Resolves once every source has been tried once and the results written. */
+  readonly synced: Promise<void>
+  close (): Promise<void>
+}
+
+export async function startAgent (config: AgentConfig, opts: StartOptions = {}): Promise<RunningAgent> {
+  const logger = opts.logger ?? createLogger(config.logLevel)
+  const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? true })
+  const store = new SecretStore(config.secrets)
+  metrics.setAgeSource(() => store.fetchedAt())
+  store.on('ready', () => {
+    metrics.ready.set(1)
+    logger.info({ secrets: store.specs.size }, 'all required secrets written; ready')
+  })
+
+  const token = loadOrCreateToken(config.tokenFile, config.fileOwner?.gid !== undefined ? 0o440 : 0o444)
+  const checkToken = makeTokenCheck(token)
+
+  const writer = new AtomicWriter(config.dir, config.fileOwner)
+  writer.onChownError = (err) => logger.warn({ err: (err as Error).message, owner: config.fileOwner }, 'cannot set the owner of secret files; run the agent with the pod fsGroup or as root')
+  // A previous run's files are served until the backends answer (restart in a slow outage).
+  const onDisk = (await writer.readExisting()).filter((e) => store.specs.has(e.name))
+  if (onDisk.length > 0) {
+    store.apply(onDisk.map((e) => ({ ...e, value: e.bytes, origin: 'disk' as const })))
+    logger.info({ secrets: onDisk.length }, 'serving the secrets a previous run wrote until the backends answer')
+  }
+
+  const providers = new Map<string, Provider>()
+  const used = new Set(config.secrets.flatMap((s) => s.refs.map((r) => r.store)))
+  for (const name of used) {
+    const sc = config.stores[name]
+    if (sc === undefined) continue
+    providers.set(name, await createProvider(sc, { storeName: name, logger: logger.child({ store: name }), maxValueBytes: config.maxValueBytes }))
+  }
+
+  const audit = logger.child({ component: 'audit' })
+  const notify = createNotifier(config.onChange, logger, metrics)
+  const refresher = new Refresher({
+    config, store, providers, writer, metrics, logger,
+    onRotate: (changed) => { void notify(changed) },
+  })
+
+  const http: Server = createHttpServer({ store, checkToken, metrics, audit })
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject)
+    http.listen(config.listen.http, config.listen.host, () => { http.off('error', reject); resolve() })
+  })
+  const httpPort = (http.address() as AddressInfo).port
+
+  let grpcServer: grpc.Server | undefined
+  let grpcPort: number | undefined
+  if (config.listen.grpcEnabled) {
+    grpcServer = createGrpcServer({ store, checkToken, metrics, audit })
+    grpcPort = await bindGrpc(grpcServer, config.listen.grpc)
+  }
+  logger.info({ http: `${config.listen.host}:${httpPort}`, grpc: grpcPort !== undefined ? `${config.listen.host}:${grpcPort}` : 'off', secrets: config.secrets.length, dir: config.dir }, 'agent listening')
+
+  const synced = refresher.start()
+  synced.catch((err: unknown) => logger.error({ err: (err as Error).message }, 'initial sync failed'))
+
+  let closed = false
+  return {
+    config, httpPort, grpcPort, store, refresher, metrics, logger, synced,
+    async close () {
+      if (closed) return
+      closed = true
+      await refresher.close()
+      await Promise.all([...providers.values()].map(async (p) => await p.close?.()))
+      http.closeAllConnections()
+      await new Promise<void>((resolve) => http.close(() => resolve()))
+      if (grpcServer !== undefined) {
+        const g = grpcServer
+        await new Promise<void>((resolve) => g.tryShutdown(() => resolve()))
+        g.forceShutdown()
+      }
+    },
+  }
+}

@@ -1,0 +1,62 @@
+// `sidekey agent --config FILE` (or env SIDEKEY_CONFIG): run the agent until
+// SIGTERM; with exitAfterSync (init-only), write once and exit.
+import { Command } from 'commander'
+import { loadConfig, loadConfigFile, parseJson, type AgentConfig } from '../config/load.js'
+import { SidekeyError } from '../errors.js'
+import { createLogger } from '../logger.js'
+import { startAgent } from '../agent.js'
+import { seedDemo } from './demo.js'
+
+export async function main (argv: string[]): Promise<number> {
+  const cmd = new Command('sidekey agent')
+    .description('run the in-pod agent')
+    .option('-c, --config <file>', 'agent config JSON (default: env SIDEKEY_CONFIG)')
+    .option('--local-demo', 'seed the example local store with a demo secret and print how to fetch it')
+    .exitOverride()
+  cmd.parse(argv, { from: 'user' })
+  const opts = cmd.opts<{ config?: string, localDemo?: boolean }>()
+
+  let config: AgentConfig
+  if (opts.config !== undefined) config = loadConfigFile(opts.config)
+  else if (process.env.SIDEKEY_CONFIG !== undefined) config = loadConfig(parseJson(process.env.SIDEKEY_CONFIG, 'env SIDEKEY_CONFIG'))
+  else throw new SidekeyError('SIDEKEY_E_CONFIG', 'no config: pass --config FILE or set SIDEKEY_CONFIG to the config JSON')
+
+  const logger = createLogger(config.logLevel)
+  if (opts.localDemo === true) seedDemo(config, logger)
+  const agent = await startAgent(config, { logger })
+
+  let stopping = false
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return
+    stopping = true
+    logger.info({ signal }, 'stopping')
+    await agent.close()
+  }
+  process.once('SIGTERM', () => { void stop('SIGTERM') })
+  process.once('SIGINT', () => { void stop('SIGINT') })
+
+  await agent.synced
+  if (opts.localDemo === true) {
+    const name = config.secrets[0]?.name ?? 'openai'
+    process.stderr.write([
+      '',
+      `sidekey agent is serving ${config.secrets.length} secret(s) from the local store on http://127.0.0.1:${agent.httpPort}`,
+      `  files:   ${config.dir}/`,
+      '  fetch:   curl -H "X-Sidekey-Token: $(cat ' + config.tokenFile + ')" http://127.0.0.1:' + agent.httpPort + '/v1/secrets/' + name,
+      `  list:    curl -H "X-Sidekey-Token: $(cat ${config.tokenFile})" http://127.0.0.1:${agent.httpPort}/v1/secrets`,
+      `  rotate:  printf '{"api_key":"sk-rotated"}' | node dist/bin/sidekey.js local put ${config.secrets[0]?.ref?.path ?? name} --dev --store ${(config.stores.local as { path?: string } | undefined)?.path ?? ''}`,
+      '  stop:    Ctrl-C',
+      '',
+    ].join('\n'))
+  }
+  if (config.exitAfterSync) {
+    // init-only: every required secret must be on disk before the Job's app starts.
+    while (!agent.store.ready && !stopping) await new Promise((resolve) => setTimeout(resolve, 200))
+    await stop('exitAfterSync')
+    return agent.store.ready ? 0 : 1
+  }
+  await new Promise<void>((resolve) => {
+    const t = setInterval(() => { if (stopping) { clearInterval(t); resolve() } }, 200)
+  })
+  return 0
+}

@@ -1,0 +1,59 @@
+// `sidekey get NAME [--wait 30s]` and `sidekey get --ready`: a client for the
+// local endpoint, reading SIDEKEY_ADDR and SIDEKEY_TOKEN_FILE.
+import { Command } from 'commander'
+import { readFileSync } from 'node:fs'
+import { SidekeyError } from '../errors.js'
+
+function env (name: string, fallback?: string): string {
+  const v = process.env[name] ?? fallback
+  if (v === undefined || v === '') throw new SidekeyError('SIDEKEY_E_CLIENT', `${name} is not set; the injector sets it in app containers, or export it (e.g. ${name === 'SIDEKEY_ADDR' ? 'http://127.0.0.1:8099' : '/var/run/secrets/sidekey/.sidekey-token'})`)
+  return v
+}
+
+export async function main (argv: string[]): Promise<number> {
+  const cmd = new Command('sidekey get')
+    .argument('[name]', 'secret name')
+    .option('--wait [duration]', 'long-poll: wait for the secret to exist or change (default 30s)')
+    .option('--if-none-match <version>', 'with --wait: wait for a version other than this one')
+    .option('--ready', 'exit 0 iff the agent is ready (for probes)')
+    .option('--list', 'list names and versions')
+    .exitOverride()
+  cmd.parse(argv, { from: 'user' })
+  const o = cmd.opts<{ wait?: string | boolean, ifNoneMatch?: string, ready?: boolean, list?: boolean }>()
+  const addr = env('SIDEKEY_ADDR', o.ready === true ? 'http://127.0.0.1:8099' : undefined).replace(/\/$/, '')
+  const call = async (path: string, headers: Record<string, string> = {}): Promise<Response> => {
+    try {
+      return await fetch(addr + path, { headers, signal: AbortSignal.timeout(o.wait !== undefined ? 330_000 : 10_000) })
+    } catch (err) {
+      throw new SidekeyError('SIDEKEY_E_CLIENT', `cannot reach the agent at ${addr} (${(err as Error).cause !== undefined ? String((err as { cause: { code?: string } }).cause.code ?? 'error') : 'error'}); is the sidekey-agent container running?`)
+    }
+  }
+  if (o.ready === true) {
+    const res = await call('/ready')
+    await res.arrayBuffer()
+    return res.status === 200 ? 0 : 1
+  }
+  const token = readFileSync(env('SIDEKEY_TOKEN_FILE'), 'utf8').trim()
+  const auth = { 'x-sidekey-token': token }
+  const name = cmd.args[0]
+  if (o.list === true || name === undefined) {
+    const res = await call('/v1/secrets', auth)
+    process.stdout.write(await res.text() + '\n')
+    return res.ok ? 0 : 1
+  }
+  const wait = o.wait === undefined ? '' : `?wait=${o.wait === true ? '30s' : o.wait}`
+  const res = await call(`/v1/secrets/${encodeURIComponent(name)}${wait}`, o.ifNoneMatch !== undefined ? { ...auth, 'if-none-match': `"${o.ifNoneMatch}"` } : auth)
+  if (res.status === 304) {
+    process.stderr.write(`${name}: unchanged (version ${res.headers.get('x-sidekey-version') ?? ''})\n`)
+    return 3
+  }
+  const body = Buffer.from(await res.arrayBuffer())
+  if (!res.ok) {
+    let msg = body.toString('utf8')
+    try { msg = (JSON.parse(msg) as { error: { code: string, message: string } }).error.code + ': ' + (JSON.parse(msg) as { error: { message: string } }).error.message } catch { /* not JSON */ }
+    process.stderr.write(`sidekey: ${msg}\n`)
+    return 1
+  }
+  process.stdout.write(body)
+  return 0
+}

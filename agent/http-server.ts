@@ -1,0 +1,170 @@
+// The local HTTP endpoint, bound to 127.0.0.1 only. Values leave only in the
+// body of GET /v1/secrets/<name>; every other answer carries names, versions
+// and times. Every /v1 request needs the token; X-Forwarded-For is refused
+// because only the pod itself may call, never a proxy in front of it.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { Logger } from 'pino'
+import { ERRORS, SidekeyError, type ErrorCode } from './errors.js'
+import { parseDuration } from './duration.js'
+import type { AgentMetrics } from './metrics.js'
+import type { SecretEntry, SecretStore } from './secret-store.js'
+import { presentedToken } from './access-token.js'
+
+export interface HttpServerOptions {
+  readonly store: SecretStore
+  readonly checkToken: (t: string | undefined) => 'ok' | 'missing' | 'wrong'
+  readonly metrics: AgentMetrics
+  readonly audit: Logger
+  readonly maxWaitMs?: number
+}
+
+const MAX_WAIT_DEFAULT = 300_000
+const etagOf = (e: SecretEntry): string => `"${e.version}"`
+
+function sendError (res: ServerResponse, code: ErrorCode, message: string): number {
+  const status = ERRORS[code].status
+  const body = JSON.stringify({ error: { code, message } })
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' })
+  res.end(body)
+  return status
+}
+
+function sendJson (res: ServerResponse, status: number, obj: unknown): number {
+  const body = JSON.stringify(obj)
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' })
+  res.end(body)
+  return status
+}
+
+function sendValue (res: ServerResponse, e: SecretEntry): number {
+  res.writeHead(200, {
+    'content-type': 'application/octet-stream',
+    'content-length': e.value.length,
+    etag: etagOf(e),
+    'x-sidekey-version': e.version,
+    'last-modified': new Date(e.updatedAt).toUTCString(),
+    'cache-control': 'no-store',
+  })
+  res.end(e.value)
+  return 200
+}
+
+function sendNotModified (res: ServerResponse, e: SecretEntry): number {
+  res.writeHead(304, { etag: etagOf(e), 'x-sidekey-version': e.version, 'cache-control': 'no-store' })
+  res.end()
+  return 304
+}
+
+/** The versions an If-None-Match header names (`"v1", W/"v2"` or `*`). */
+function matches (header: string | undefined, e: SecretEntry): boolean {
+  if (header === undefined) return false
+  if (header.trim() === '*') return true
+  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etagOf(e))
+}
+
+function ifNoneMatchVersion (header: string | undefined): string | undefined {
+  const first = header?.split(',')[0]?.trim().replace(/^W\//, '')
+  return first !== undefined && first.startsWith('"') && first.endsWith('"') ? first.slice(1, -1) : undefined
+}
+
+export function createHttpServer (o: HttpServerOptions): Server {
+  const { store, metrics, audit } = o
+  const maxWait = o.maxWaitMs ?? MAX_WAIT_DEFAULT
+
+  async function secrets (req: IncomingMessage, res: ServerResponse, name: string, query: URLSearchParams): Promise<number> {
+    if (!store.specs.has(name)) return sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no secret named "${name}"; GET /v1/secrets lists the names`)
+    const inm = req.headers['if-none-match']
+    const waitRaw = query.get('wait')
+    let entry = store.get(name)
+    if (waitRaw !== null) {
+      let ms: number
+      try {
+        ms = Math.min(parseDuration(waitRaw, 'wait'), maxWait)
+      } catch (err) {
+        return sendError(res, 'SIDEKEY_E_BAD_REQUEST', (err as SidekeyError).message)
+      }
+      const current = entry !== undefined && matches(inm, entry) ? entry.version : (entry === undefined ? undefined : ifNoneMatchVersion(inm) ?? '\0none')
+      const ac = new AbortController()
+      res.once('close', () => ac.abort())
+      entry = await store.waitForChange(name, current, ms, ac.signal)
+    }
+    if (entry === undefined) return sendError(res, 'SIDEKEY_E_NOT_READY', `secret "${name}" has not been fetched yet; retry, or add ?wait=30s to wait for it`)
+    if (matches(inm, entry)) return sendNotModified(res, entry)
+    return sendValue(res, entry)
+  }
+
+  function watch (req: IncomingMessage, res: ServerResponse): number {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' })
+    const send = (kind: 'current' | 'changed', e: SecretEntry): void => {
+      res.write(`event: ${kind}\ndata: ${JSON.stringify({ name: e.name, version: e.version, updatedAt: new Date(e.updatedAt).toISOString() })}\n\n`)
+    }
+    for (const e of store.entries()) send('current', e)
+    const onChange = (e: SecretEntry): void => send('changed', e)
+    store.on('change', onChange)
+    const ping = setInterval(() => res.write(': ping\n\n'), 15_000)
+    ping.unref()
+    req.once('close', () => {
+      clearInterval(ping)
+      store.off('change', onChange)
+    })
+    return 200
+  }
+
+  async function handle (req: IncomingMessage, res: ServerResponse): Promise<{ route: string, status: number, secret?: string }> {
+    const url = req.url ?? '/'
+    const q = url.indexOf('?')
+    const path = q === -1 ? url : url.slice(0, q)
+    if (req.headers['x-forwarded-for'] !== undefined) {
+      return { route: 'forwarded', status: sendError(res, 'SIDEKEY_E_FORWARDED', 'requests with X-Forwarded-For are refused: the local endpoint serves only containers of this pod, not a proxy') }
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET')
+      return { route: 'method', status: sendJson(res, 405, { error: { code: 'SIDEKEY_E_BAD_REQUEST', message: `${req.method ?? ''} is not allowed; the local API is read-only (GET)` } }) }
+    }
+    switch (path) {
+      case '/healthz': return { route: path, status: sendJson(res, 200, { status: 'ok' }) }
+      case '/ready': {
+        const missing = store.missingRequired()
+        return { route: path, status: store.ready ? sendJson(res, 200, { ready: true }) : sendJson(res, 503, { ready: false, missing }) }
+      }
+      case '/metrics': {
+        const body = await metrics.registry.metrics()
+        res.writeHead(200, { 'content-type': metrics.registry.contentType })
+        res.end(body)
+        return { route: path, status: 200 }
+      }
+    }
+    if (!path.startsWith('/v1/')) return { route: 'unknown', status: sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no route ${path}; see GET /v1/secrets`) }
+    const auth = o.checkToken(presentedToken(req.headers['x-sidekey-token'], req.headers.authorization))
+    if (auth === 'missing') return { route: 'auth', status: sendError(res, 'SIDEKEY_E_UNAUTHENTICATED', 'send the token from SIDEKEY_TOKEN_FILE in X-Sidekey-Token or Authorization: Bearer') }
+    if (auth === 'wrong') return { route: 'auth', status: sendError(res, 'SIDEKEY_E_FORBIDDEN', 'the token does not match; read it again from SIDEKEY_TOKEN_FILE') }
+    if (path === '/v1/secrets') return { route: path, status: sendJson(res, 200, { ready: store.ready, secrets: store.status() }) }
+    if (path === '/v1/watch') return { route: path, status: watch(req, res) }
+    if (path.startsWith('/v1/secrets/')) {
+      let name: string
+      try {
+        name = decodeURIComponent(path.slice('/v1/secrets/'.length))
+      } catch {
+        return { route: '/v1/secrets/:name', status: sendError(res, 'SIDEKEY_E_BAD_REQUEST', 'the secret name in the path is not valid percent-encoding') }
+      }
+      const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1))
+      return { route: '/v1/secrets/:name', secret: name, status: await secrets(req, res, name, query) }
+    }
+    return { route: 'unknown', status: sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no route ${path}; see GET /v1/secrets`) }
+  }
+
+  const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+    handle(req, res).then(({ route, status, secret }) => {
+      metrics.requests.inc({ api: 'http', route, status })
+      if (secret !== undefined || route === '/v1/secrets' || route === '/v1/watch' || route === 'auth' || route === 'forwarded') {
+        const spec = secret !== undefined ? store.specs.get(secret) : undefined
+        audit.info({ audit: true, api: 'http', caller: `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? ''}`, agent: req.headers['user-agent'], route, secret, refs: spec?.refs.map((r) => r.raw), status }, 'access')
+      }
+    }, (err: unknown) => {
+      audit.error({ err: (err as Error).message, route: 'error' }, 'request failed')
+      if (!res.headersSent) sendError(res, 'SIDEKEY_E_BAD_REQUEST', 'the request could not be handled')
+      else res.destroy()
+    })
+  })
+  return server
+}

@@ -1,0 +1,21 @@
+// env:NAME — a process environment variable. Useful for local runs and for
+// migrating apps that read keys from env. Version is a content hash.
+import type { StoreConfigOf } from '../config/schema.js'
+import type { SecretRef } from '../reference.js'
+import type { Provider, ProviderContext, FetchResult } from './provider.js'
+import { bytesData, checkPinnedContent, checkSize, contentVersion, notFound } from './content.js'
+
+export function createEnvProvider (_config: StoreConfigOf<'env'>, ctx: ProviderContext): Provider {
+  return {
+    type: 'env',
+    async fetch (ref: SecretRef): Promise<FetchResult> {
+      const v = process.env[ref.path]
+      if (v === undefined) throw notFound(ref, `environment variable ${ref.path} is not set`)
+      const bytes = Buffer.from(v)
+      checkSize(ref, bytes.length, ctx.maxValueBytes)
+      const version = contentVersion(bytes)
+      checkPinnedContent(ref, version)
+      return { data: bytesData(bytes), version }
+    },
+  }
+}

@@ -1,0 +1,35 @@
+// file:/path/to/file — a file on disk, re-read when it changes (a directory
+// watch pushes, the interval poll is the fallback). Version is a content hash.
+import { readFile } from 'node:fs/promises'
+import { isAbsolute, resolve } from 'node:path'
+import { SidekeyError } from '../errors.js'
+import type { StoreConfigOf } from '../config/schema.js'
+import type { SecretRef } from '../reference.js'
+import type { Provider, ProviderContext, FetchResult } from './provider.js'
+import { bytesData, checkPinnedContent, checkSize, contentVersion, notFound } from './content.js'
+import { watchFile } from './watch-file.js'
+
+export function createFileProvider (config: StoreConfigOf<'file'>, ctx: ProviderContext): Provider {
+  const pathOf = (ref: SecretRef): string => isAbsolute(ref.path) ? ref.path : resolve(config.baseDir ?? process.cwd(), ref.path)
+  return {
+    type: 'file',
+    async fetch (ref: SecretRef): Promise<FetchResult> {
+      let bytes: Buffer
+      try {
+        bytes = await readFile(pathOf(ref))
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        if (code === 'ENOENT') throw notFound(ref, `file ${pathOf(ref)} does not exist`)
+        if (code === 'EACCES' || code === 'EPERM') throw new SidekeyError('SIDEKEY_E_DENIED', `${ref.raw}: the agent may not read ${pathOf(ref)}; fix the file's permissions`, { ref: ref.raw })
+        throw new SidekeyError('SIDEKEY_E_BACKEND', `${ref.raw}: cannot read ${pathOf(ref)} (${code ?? 'error'})`, { ref: ref.raw }, { cause: err })
+      }
+      checkSize(ref, bytes.length, ctx.maxValueBytes)
+      const version = contentVersion(bytes)
+      checkPinnedContent(ref, version)
+      return { data: bytesData(bytes), version }
+    },
+    watch (ref: SecretRef, onChange: () => void): () => void {
+      return watchFile(pathOf(ref), onChange)
+    },
+  }
+}

@@ -1,0 +1,284 @@
+// Keeps every secret fresh. The unit of work is a source: one backend secret
+// (store + path + version pin) that one or more secrets select fields from.
+// Per source: interval with jitter, a cheap version check before any value
+// fetch, exponential backoff with a cap on errors, the last good data kept
+// through outages, push from the backend's watch when it has one, and a fetch
+// at 2/3 of a lease's lifetime. Changed secrets are written as one set.
+import { createHash } from 'node:crypto'
+import type { Logger } from 'pino'
+import type { AgentConfig, SecretSpec } from './config/load.js'
+import { SidekeyError, toSidekeyError, isSidekeyError } from './errors.js'
+import type { AgentMetrics } from './metrics.js'
+import type { SecretRef } from './reference.js'
+import { render, select } from './render.js'
+import type { SecretEntry, SecretStore } from './secret-store.js'
+import type { AtomicWriter } from './writer.js'
+import type { FetchResult, Provider, SecretData } from './providers/provider.js'
+
+interface Source {
+  readonly key: string
+  readonly ref: SecretRef
+  readonly provider: Provider
+  readonly intervalMs: number
+  readonly dependents: Set<string>
+  data?: SecretData
+  version?: string
+  expiresAt?: number
+  errors: number
+  attempted: boolean
+  timer?: NodeJS.Timeout | undefined
+  fetchedAt?: number
+  running: boolean
+  again: boolean
+  stopWatch?: () => void
+}
+
+export interface RefresherOptions {
+  readonly config: AgentConfig
+  readonly store: SecretStore
+  readonly providers: ReadonlyMap<string, Provider>
+  readonly writer: AtomicWriter
+  readonly metrics: AgentMetrics
+  readonly logger: Logger
+  /** Called after each swap of the files, with the secrets that rotated (not first writes). */
+  readonly onRotate: (changed: readonly SecretEntry[]) => void
+}
+
+const sourceKey = (r: SecretRef): string => `${r.store}:${r.path}${r.version !== undefined ? '@' + r.version : ''}`
+
+export class Refresher {
+  readonly #o: RefresherOptions
+  readonly #sources = new Map<string, Source>()
+  readonly #dirty = new Set<string>()
+  #flushing: Promise<void> | undefined
+  #flushAgain = false
+  #closed = false
+  /** During start() the first results are written as one set, not one by one. */
+  #starting = true
+
+  constructor (o: RefresherOptions) {
+    this.#o = o
+    for (const spec of o.config.secrets) {
+      for (const ref of spec.refs) {
+        const key = sourceKey(ref)
+        let s = this.#sources.get(key)
+        if (s === undefined) {
+          const provider = o.providers.get(ref.store)
+          if (provider === undefined) throw new SidekeyError('SIDEKEY_E_REF_STORE', `${ref.raw}: store "${ref.store}" has no provider`, { ref: ref.raw })
+          const bare: SecretRef = Object.freeze({ store: ref.store, path: ref.path, raw: key, ...(ref.version !== undefined ? { version: ref.version } : {}) })
+          s = { key, ref: bare, provider, intervalMs: spec.refreshMs, dependents: new Set(), errors: 0, attempted: false, running: false, again: false }
+          this.#sources.set(key, s)
+        }
+        ;(s as { intervalMs: number }).intervalMs = Math.min(s.intervalMs, spec.refreshMs)
+        s.dependents.add(spec.name)
+      }
+    }
+  }
+
+  /** Starts every source; resolves when each has been tried once and its result written. */
+  async start (): Promise<void> {
+    for (const s of this.#sources.values()) {
+      if (s.provider.watch !== undefined) s.stopWatch = s.provider.watch(s.ref, () => this.trigger(s.key))
+    }
+    await Promise.all([...this.#sources.values()].map(async (s) => await this.#run(s)))
+    this.#starting = false
+    await this.#flush()
+  }
+
+  /** Re-checks a source now (a backend watch or a test calls this). */
+  trigger (key: string): void {
+    const s = this.#sources.get(key)
+    if (s === undefined || this.#closed) return
+    if (s.running) {
+      s.again = true
+      return
+    }
+    if (s.timer !== undefined) clearTimeout(s.timer)
+    void this.#run(s)
+  }
+
+  triggerAll (): void {
+    for (const k of this.#sources.keys()) this.trigger(k)
+  }
+
+  get sourceCount (): number { return this.#sources.size }
+
+  async #timed<T> (s: Source, op: 'check' | 'fetch', fn: () => Promise<T>): Promise<T> {
+    const end = this.#o.metrics.fetchDuration.startTimer({ store: s.ref.store, op })
+    try {
+      const r = await fn()
+      end({ outcome: 'ok' })
+      return r
+    } catch (err) {
+      end({ outcome: 'error' })
+      throw err
+    }
+  }
+
+  async #run (s: Source): Promise<void> {
+    if (this.#closed) return
+    s.running = true
+    s.timer = undefined
+    let delay: number
+    try {
+      const expiring = s.expiresAt !== undefined && Date.now() >= this.#renewAt(s)
+      let fresh: FetchResult | undefined
+      if (s.data !== undefined && s.provider.currentVersion !== undefined && !expiring) {
+        const v = await this.#timed(s, 'check', async () => await s.provider.currentVersion!(s.ref))
+        if (v !== s.version) fresh = await this.#timed(s, 'fetch', async () => await s.provider.fetch(s.ref))
+      } else {
+        fresh = await this.#timed(s, 'fetch', async () => await s.provider.fetch(s.ref))
+      }
+      if (s.errors > 0) this.#o.logger.info({ store: s.ref.store, ref: s.key, after: s.errors }, 'backend recovered')
+      s.errors = 0
+      const now = Date.now()
+      if (fresh !== undefined) {
+        const changed = fresh.version !== s.version || s.data === undefined
+        s.data = fresh.data
+        s.version = fresh.version
+        s.fetchedAt = now
+        if (fresh.expiresAt !== undefined) s.expiresAt = fresh.expiresAt
+        else delete s.expiresAt
+        if (changed) for (const d of s.dependents) this.#dirty.add(d)
+      }
+      for (const d of s.dependents) this.#o.store.markFetched(d, now)
+      delay = this.#jittered(s.intervalMs)
+      if (s.expiresAt !== undefined) delay = Math.max(0, Math.min(delay, this.#renewAt(s) - now))
+    } catch (e) {
+      const err = toSidekeyError(e, 'SIDEKEY_E_BACKEND', `${s.key}: the backend call failed`, { ref: s.key })
+      s.errors++
+      this.#o.metrics.fetchErrors.inc({ store: s.ref.store, code: err.code })
+      for (const d of s.dependents) this.#o.store.markError(d, err)
+      this.#o.logger.warn({ store: s.ref.store, ref: s.key, code: err.code, err: err.message, attempt: s.errors, serving: s.data !== undefined ? 'last good value' : 'nothing yet' }, 'secret refresh failed')
+      const { initialMs, maxMs } = this.#o.config.backoff
+      delay = this.#jittered(Math.min(maxMs, initialMs * 2 ** Math.min(s.errors - 1, 30)))
+    } finally {
+      s.attempted = true
+      s.running = false
+    }
+    if (this.#dirty.size > 0 && !this.#starting) void this.#flush().catch(() => { /* logged inside */ })
+    if (this.#closed) return
+    if (s.again) {
+      s.again = false
+      delay = 0
+    }
+    s.timer = setTimeout(() => { void this.#run(s) }, delay)
+    s.timer.unref?.()
+  }
+
+  #renewAt (s: Source): number {
+    // Fetch again at about 2/3 of the lease, measured from the fetch that got it.
+    const fetched = s.fetchedAt ?? Date.now()
+    return fetched + ((s.expiresAt ?? Infinity) - fetched) * 2 / 3
+  }
+
+  #jittered (ms: number): number {
+    const j = this.#o.config.jitter
+    return Math.max(0, Math.round(ms * (1 + j * (Math.random() * 2 - 1))))
+  }
+
+  /** Renders a secret from its sources' data, or undefined while a source has none. */
+  #renderSpec (spec: SecretSpec): { bytes: Buffer, version: string } | undefined {
+    const sources = spec.refs.map((r) => this.#sources.get(sourceKey(r)) as Source)
+    if (sources.some((s) => s.data === undefined)) return undefined
+    let bytes: Buffer
+    let version: string
+    if (spec.ref !== undefined) {
+      const src = sources[0] as Source
+      const selected = select(spec.ref, src.data as SecretData)
+      bytes = render(selected, spec.format, `secret "${spec.name}"`, spec.ref.key ?? spec.name)
+      version = src.version as string
+    } else {
+      const values = new Map<string, string>()
+      spec.refs.forEach((r, i) => {
+        const sel = select(r, (sources[i] as Source).data as SecretData)
+        values.set(r.raw, sel.kind === 'bytes' ? sel.bytes.toString('utf8') : JSON.stringify(sel.map))
+      })
+      bytes = Buffer.from(spec.template!.render(values))
+      version = createHash('sha256').update(sources.map((s) => `${s.key}=${s.version as string}`).join('\n')).digest('hex').slice(0, 16)
+    }
+    if (bytes.length > this.#o.config.maxValueBytes) {
+      throw new SidekeyError('SIDEKEY_E_VALUE_TOO_LARGE', `secret "${spec.name}" renders to ${bytes.length} bytes, more than maxValueBytes (${this.#o.config.maxValueBytes}); raise maxValueBytes or bind a smaller value`, { secret: spec.name })
+    }
+    return { bytes, version }
+  }
+
+  /** Writes every dirty secret that renders differently, as one atomic set. */
+  async #flush (): Promise<void> {
+    if (this.#flushing !== undefined) {
+      this.#flushAgain = true
+      return await this.#flushing
+    }
+    this.#flushing = (async () => {
+      do {
+        this.#flushAgain = false
+        await this.#flushOnce()
+      } while (this.#flushAgain || this.#dirty.size > 0)
+    })()
+    try {
+      await this.#flushing
+    } finally {
+      this.#flushing = undefined
+    }
+  }
+
+  async #flushOnce (): Promise<void> {
+    const { store, writer, logger, metrics } = this.#o
+    const dirty = [...this.#dirty]
+    this.#dirty.clear()
+    const changed: SecretEntry[] = []
+    const now = Date.now()
+    for (const name of dirty) {
+      const spec = store.specs.get(name) as SecretSpec
+      let out: { bytes: Buffer, version: string } | undefined
+      try {
+        out = this.#renderSpec(spec)
+      } catch (e) {
+        const err = isSidekeyError(e) ? e : toSidekeyError(e, 'SIDEKEY_E_FORMAT', `secret "${name}": cannot render the value`)
+        store.markError(name, err)
+        metrics.fetchErrors.inc({ store: spec.refs[0]?.store ?? 'template', code: err.code })
+        logger.error({ secret: name, code: err.code, err: err.message }, 'secret cannot be rendered; serving the last good value')
+        continue
+      }
+      if (out === undefined) continue
+      const prev = store.get(name)
+      if (prev !== undefined && prev.value.equals(out.bytes)) {
+        if (prev.version !== out.version || prev.origin !== 'backend') store.restamp(name, out.version, 'backend')
+        continue
+      }
+      changed.push({ name, value: out.bytes, version: out.version, updatedAt: now, origin: 'backend' })
+    }
+    if (changed.length === 0) return
+    const next = new Map<string, SecretEntry>()
+    for (const e of store.entries()) next.set(e.name, e)
+    for (const e of changed) next.set(e.name, e)
+    try {
+      await writer.write([...next.values()].map((e) => ({ name: e.name, bytes: e.value, mode: (store.specs.get(e.name) as SecretSpec).mode, version: e.version, updatedAt: e.updatedAt })))
+    } catch (e) {
+      const err = toSidekeyError(e, 'SIDEKEY_E_WRITE', 'cannot write secrets')
+      logger.error({ code: err.code, err: err.message }, 'write failed; will retry')
+      for (const c of changed) this.#dirty.add(c.name)
+      setTimeout(() => { void this.#flush() }, this.#o.config.backoff.initialMs).unref()
+      return
+    }
+    const rotated = changed.filter((e) => store.get(e.name) !== undefined)
+    store.apply(changed)
+    for (const e of rotated) metrics.rotations.inc({ secret: e.name })
+    for (const e of changed) logger.info({ secret: e.name, version: e.version, rotated: rotated.includes(e) }, rotated.includes(e) ? 'secret rotated' : 'secret written')
+    if (rotated.length > 0) this.#o.onRotate(rotated)
+  }
+
+  /** True once every source has been tried at least once. */
+  get settled (): boolean {
+    return [...this.#sources.values()].every((s) => s.attempted)
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+    for (const s of this.#sources.values()) {
+      if (s.timer !== undefined) clearTimeout(s.timer)
+      s.stopWatch?.()
+    }
+    await this.#flushing
+  }
+}

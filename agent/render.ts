@@ -1,0 +1,77 @@
+// From a backend's whole secret to the bytes of one file: pick `#key`, then
+// render the format. Errors name the reference, never the value.
+import { stringify as yamlStringify } from 'yaml'
+import { SidekeyError } from './errors.js'
+import type { Format } from './config/load.js'
+import type { SecretRef } from './reference.js'
+import type { SecretData } from './providers/provider.js'
+
+/** A map from a JSON object of scalars, or undefined when the bytes are not one. */
+function jsonMap (bytes: Buffer): Record<string, string> | undefined {
+  if (bytes.length === 0 || (bytes[0] !== 0x7b && !/^\s*\{/.test(bytes.subarray(0, 64).toString()))) return undefined
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(bytes.toString('utf8'))
+  } catch {
+    return undefined
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return undefined
+  const out: Record<string, string> = {}
+  for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) out[k] = typeof v === 'string' ? v : JSON.stringify(v)
+  return out
+}
+
+/** The value a reference selects: the whole secret, or its `#key` field. */
+export function select (ref: SecretRef, data: SecretData): SecretData {
+  if (ref.key === undefined) return data
+  const map = data.kind === 'map' ? data.map : jsonMap(data.bytes)
+  if (map === undefined) {
+    throw new SidekeyError('SIDEKEY_E_KEY_NOT_FOUND', `${ref.raw}: the secret is not a JSON object or key/value secret, so "#${ref.key}" cannot select a field; drop #${ref.key}`, { ref: ref.raw })
+  }
+  if (!Object.hasOwn(map, ref.key)) {
+    throw new SidekeyError('SIDEKEY_E_KEY_NOT_FOUND', `${ref.raw}: the secret has no field "${ref.key}" (fields: ${Object.keys(map).slice(0, 20).join(', ') || 'none'})`, { ref: ref.raw })
+  }
+  return { kind: 'bytes', bytes: Buffer.from(map[ref.key] as string) }
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+function envLine (name: string, value: string): string {
+  // dotenv double-quoted form: escapes survive every common parser.
+  const quoted = value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n').replace(/\r/g, '\\r').replace(/\$/g, '\\$')
+  return `${name}="${quoted}"\n`
+}
+
+function asMap (data: SecretData): Record<string, string> | undefined {
+  return data.kind === 'map' ? { ...data.map } : jsonMap(data.bytes)
+}
+
+/** Renders selected data into file bytes. `envName` names a single-value env line. */
+export function render (data: SecretData, format: Format, where: string, envName: string): Buffer {
+  switch (format) {
+    case 'raw':
+      return data.kind === 'bytes' ? data.bytes : Buffer.from(JSON.stringify(data.map))
+    case 'json': {
+      if (data.kind === 'map') return Buffer.from(JSON.stringify(data.map, null, 2) + '\n')
+      const map = jsonMap(data.bytes)
+      return Buffer.from(JSON.stringify(map ?? data.bytes.toString('utf8'), null, 2) + '\n')
+    }
+    case 'yaml': {
+      const map = asMap(data)
+      return Buffer.from(yamlStringify(map ?? (data.kind === 'bytes' ? data.bytes.toString('utf8') : '')))
+    }
+    case 'env': {
+      const map = asMap(data)
+      if (map === undefined) {
+        const name = envName.toUpperCase().replace(/[^A-Za-z0-9_]/g, '_')
+        return Buffer.from(envLine(/^[0-9]/.test(name) ? `_${name}` : name, (data as { bytes: Buffer }).bytes.toString('utf8')))
+      }
+      let out = ''
+      for (const [k, v] of Object.entries(map)) {
+        if (!ENV_NAME.test(k)) throw new SidekeyError('SIDEKEY_E_FORMAT', `${where}: field "${k}" is not a valid environment variable name; use format json or yaml, or rename the field`, { field: k })
+        out += envLine(k, v)
+      }
+      return Buffer.from(out)
+    }
+  }
+}

@@ -1,0 +1,115 @@
+// What the agent currently serves: one entry per configured secret, the bytes
+// exactly as on disk. The HTTP and gRPC servers read it; the refresher fills
+// it after each atomic write and announces the change.
+import { EventEmitter } from 'node:events'
+import type { SecretSpec } from './config/load.js'
+import type { SidekeyError } from './errors.js'
+
+export interface SecretEntry {
+  readonly name: string
+  readonly value: Buffer
+  readonly version: string
+  /** When this value was first written (ms). */
+  readonly updatedAt: number
+  /** Where the value came from: the backend, or the set a previous run left on disk. */
+  readonly origin: 'backend' | 'disk'
+}
+
+export interface SecretStatus {
+  readonly name: string
+  readonly refs: readonly string[]
+  readonly format: string
+  readonly required: boolean
+  readonly version?: string
+  readonly updatedAt?: string
+  readonly fetchedAt?: string
+  readonly origin?: 'backend' | 'disk'
+  readonly error?: { readonly code: string, readonly message: string }
+}
+
+export class SecretStore extends EventEmitter<{ change: [SecretEntry], ready: [] }> {
+  readonly specs: ReadonlyMap<string, SecretSpec>
+  readonly #entries = new Map<string, SecretEntry>()
+  readonly #fetchedAt = new Map<string, number>()
+  readonly #errors = new Map<string, SidekeyError>()
+  #ready = false
+
+  constructor (specs: readonly SecretSpec[]) {
+    super()
+    this.setMaxListeners(0)
+    this.specs = new Map(specs.map((s) => [s.name, s]))
+  }
+
+  get (name: string): SecretEntry | undefined { return this.#entries.get(name) }
+  entries (): IterableIterator<SecretEntry> { return this.#entries.values() }
+  get ready (): boolean { return this.#ready }
+
+  missingRequired (): string[] {
+    return [...this.specs.values()].filter((s) => s.required && !this.#entries.has(s.name)).map((s) => s.name)
+  }
+
+  /** Records entries already on disk; emits change for each, and ready once complete. */
+  apply (entries: readonly SecretEntry[]): void {
+    for (const e of entries) this.#entries.set(e.name, e)
+    for (const e of entries) this.emit('change', e)
+    if (!this.#ready && this.missingRequired().length === 0) {
+      this.#ready = true
+      this.emit('ready')
+    }
+  }
+
+  /** Replaces an entry's version without a content change (no event: the bytes are the same). */
+  restamp (name: string, version: string, origin: 'backend'): void {
+    const e = this.#entries.get(name)
+    if (e !== undefined) this.#entries.set(name, { ...e, version, origin })
+  }
+
+  markFetched (name: string, at: number): void {
+    this.#fetchedAt.set(name, at)
+    this.#errors.delete(name)
+  }
+
+  markError (name: string, err: SidekeyError): void { this.#errors.set(name, err) }
+
+  fetchedAt (): IterableIterator<[string, number]> { return this.#fetchedAt.entries() }
+
+  status (): SecretStatus[] {
+    return [...this.specs.values()].map((s) => {
+      const e = this.#entries.get(s.name)
+      const f = this.#fetchedAt.get(s.name)
+      const err = this.#errors.get(s.name)
+      return {
+        name: s.name,
+        refs: s.refs.map((r) => r.raw),
+        format: s.format,
+        required: s.required,
+        ...(e !== undefined ? { version: e.version, updatedAt: new Date(e.updatedAt).toISOString(), origin: e.origin } : {}),
+        ...(f !== undefined ? { fetchedAt: new Date(f).toISOString() } : {}),
+        ...(err !== undefined ? { error: { code: err.code, message: err.message } } : {}),
+      }
+    })
+  }
+
+  /**
+   * Resolves with the entry once its version differs from `notVersion`
+   * (or it exists at all), or with the current entry after `ms`.
+   */
+  async waitForChange (name: string, notVersion: string | undefined, ms: number, signal?: AbortSignal): Promise<SecretEntry | undefined> {
+    const cur = this.#entries.get(name)
+    if (cur !== undefined && cur.version !== notVersion) return cur
+    return await new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        this.off('change', onChange)
+        signal?.removeEventListener('abort', done)
+        resolve(this.#entries.get(name))
+      }
+      const onChange = (e: SecretEntry): void => {
+        if (e.name === name && e.version !== notVersion) done()
+      }
+      const timer = setTimeout(done, ms)
+      this.on('change', onChange)
+      signal?.addEventListener('abort', done, { once: true })
+    })
+  }
+}
