@@ -315,7 +315,7 @@ export function buildSpec (annotations: Readonly<Record<string, string>> | undef
     needsSharedPid: onChange.some((h) => h.startsWith('signal:')),
     containers: containers === null ? null : Object.freeze(containers),
     stores: Object.freeze(stores),
-    tokens: Object.freeze([...tokens.values()].map((t) => Object.freeze(t))),
+    tokens: Object.freeze([...tokens.values()].sort((a, b) => a.path < b.path ? -1 : 1).map((t) => Object.freeze(t))),
     needsClusterCa,
   })
 }
