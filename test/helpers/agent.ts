@@ -1,0 +1,134 @@
+// Starts a real agent in a temp dir with its logs captured, and checks at
+// teardown that no registered secret value reached a log line, an error
+// message or the metrics. Used by unit, integration and e2e tests alike.
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import * as grpc from '@grpc/grpc-js'
+import type { Test } from 'tap'
+import { loadConfig } from '../../agent/config/load.js'
+import { createLogger } from '../../agent/logger.js'
+import { startAgent, type RunningAgent } from '../../agent/agent.js'
+import { loadProto } from '../../agent/grpc-server.js'
+import type { SecretsClient } from '../../proto/gen/sidekey/v1/Secrets.js'
+import type { SecretEvent__Output } from '../../proto/gen/sidekey/v1/SecretEvent.js'
+
+export interface TestAgent {
+  readonly agent: RunningAgent
+  readonly dir: string
+  readonly root: string
+  readonly token: string
+  readonly logs: string[]
+  readonly base: string
+  /** Values that must never appear in logs, errors or metrics. */
+  readonly values: Set<string>
+  get (name: string, headers?: Record<string, string>, query?: string): Promise<{ status: number, body: string, etag: string | null }>
+  json (path: string): Promise<unknown>
+  metrics (): Promise<string>
+  grpc (): SecretsClient
+  metadata (): grpc.Metadata
+}
+
+export function tempDir (t: Test, prefix = 'sidekey-test-'): string {
+  const d = mkdtempSync(join(tmpdir(), prefix))
+  t.teardown(() => rmSync(d, { recursive: true, force: true }))
+  return d
+}
+
+export function captureLogger (logs: string[], level = 'debug') {
+  const stream = new Writable({
+    write (chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(line)
+      cb()
+    },
+  })
+  return createLogger(level, stream)
+}
+
+/**
+ * Throws (failing the test, also from a teardown) if any known value appears
+ * in the haystack. Short values are skipped: they would match by accident.
+ */
+export function assertNoValues (values: Iterable<string>, haystack: string, where: string): void {
+  for (const v of values) {
+    if (v.length >= 6 && haystack.includes(v)) throw new Error(`a secret value (${v.length} chars) appeared in ${where}`)
+  }
+}
+
+export async function startTestAgent (t: Test, input: Record<string, unknown>, opts: { root?: string, values?: Iterable<string> } = {}): Promise<TestAgent> {
+  const root = opts.root ?? tempDir(t)
+  const dir = join(root, 'secrets')
+  const config = loadConfig({ dir, tokenFile: join(root, 'token'), listen: { http: 0, grpc: 0 }, logLevel: 'debug', ...input })
+  const logs: string[] = []
+  const values = new Set<string>(opts.values ?? [])
+  const agent = await startAgent(config, { logger: captureLogger(logs), defaultMetrics: false })
+  const { readFileSync } = await import('node:fs')
+  const token = readFileSync(config.tokenFile, 'utf8').trim()
+  const base = `http://127.0.0.1:${agent.httpPort}`
+  let client: SecretsClient | undefined
+  const h: TestAgent = {
+    agent, dir, root, token, logs, base, values,
+    async get (name, headers = {}, query = '') {
+      const res = await fetch(`${base}/v1/secrets/${encodeURIComponent(name)}${query}`, { headers: { 'x-sidekey-token': token, ...headers } })
+      return { status: res.status, body: await res.text(), etag: res.headers.get('etag') }
+    },
+    async json (path) {
+      const res = await fetch(base + path, { headers: { 'x-sidekey-token': token } })
+      return await res.json()
+    },
+    async metrics () {
+      return await (await fetch(`${base}/metrics`)).text()
+    },
+    grpc () {
+      if (client === undefined) {
+        const proto = loadProto()
+        client = new proto.sidekey.v1.Secrets(`127.0.0.1:${agent.grpcPort ?? 0}`, grpc.credentials.createInsecure())
+      }
+      return client
+    },
+    metadata () {
+      const md = new grpc.Metadata()
+      md.set('x-sidekey-token', token)
+      return md
+    },
+  }
+  t.teardown(async () => {
+    const metricsText = await h.metrics().catch(() => '')
+    client?.close()
+    await agent.close()
+    assertNoValues(values, logs.join('\n'), 'log lines')
+    assertNoValues(values, metricsText, 'metrics')
+    assertNoValues(values, JSON.stringify(agent.store.status()), 'status and error messages')
+  })
+  return h
+}
+
+/** Collects gRPC Watch events until `until` returns true. */
+export async function watchUntil (h: TestAgent, names: string[], until: (events: SecretEvent__Output[]) => boolean, ms = 15000): Promise<SecretEvent__Output[]> {
+  const events: SecretEvent__Output[] = []
+  const call = h.grpc().Watch({ names }, h.metadata())
+  return await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { call.cancel(); reject(new Error(`watch: condition not met in ${ms} ms; got ${JSON.stringify(events)}`)) }, ms)
+    call.on('data', (e: SecretEvent__Output) => {
+      events.push(e)
+      if (until(events)) {
+        clearTimeout(timer)
+        call.cancel()
+        resolve(events)
+      }
+    })
+    call.on('error', (err: grpc.ServiceError) => { if (err.code !== grpc.status.CANCELLED) { clearTimeout(timer); reject(err) } })
+  })
+}
+
+/** Polls until fn returns a truthy value (no wall-clock assertion: only a give-up bound). */
+export async function eventually<T> (fn: () => Promise<T | undefined | false> | T | undefined | false, what: string, ms = 15000): Promise<T> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const v = await fn()
+    if (v !== undefined && v !== false) return v
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+}
