@@ -1,0 +1,494 @@
+// Test helper: real test servers from scripts/testenv, started once per test process.
+//
+//   import t from 'tap';
+//   import { useServers } from '../helpers/testenv.js';
+//   const { openbao, kube } = await useServers(t, ['openbao', 'kube']);
+//
+// Each server is installed if needed (`scripts/testenv install`, cached under
+// ~/.cache/sidekey/testenv), started on a free 127.0.0.1 port — or reused when one started by
+// `scripts/testenv start NAME` is running (disable with SIDEKEY_TESTENV_REUSE=0) — and awaited
+// until its health endpoint answers. Servers this process started are stopped when the root tap
+// test ends and at process exit (a watchdog in scripts/testenv also stops them if the process
+// dies). A server that cannot be installed or started REJECTS with an Error naming the server
+// and the reason (last lines of its log): tests fail, they never skip.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { request as httpRequest } from 'node:http';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startFakeAad, type FakeAad, type FakeAadOptions } from './fake-aad.js';
+
+export type ServerName = 'openbao' | 'moto' | 'lowkey' | 'kube' | 'etcd' | 'aad';
+
+interface BaseInfo {
+  name: string;
+  version: string;
+  pid: number;
+  port: number;
+  /** server log file */
+  log: string;
+  /** true when this is a server started by `scripts/testenv start` and reused */
+  reused: boolean;
+}
+
+export interface OpenBaoInfo extends BaseInfo {
+  name: 'openbao';
+  /** http://127.0.0.1:<port> (VAULT_ADDR) */
+  addr: string;
+  rootToken: string;
+  /** KV v2 mount of the dev server */
+  kvMount: 'secret';
+}
+
+export interface MotoInfo extends BaseInfo {
+  name: 'moto';
+  /** http://127.0.0.1:<port>: the endpoint for every AWS service (Secrets Manager, STS, IAM ...) */
+  endpoint: string;
+  region: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+export interface LowkeyInfo extends BaseInfo {
+  name: 'lowkey';
+  /** https://localhost:<port>: the default vault (self-signed certificate: disable TLS verification) */
+  vaultUrl: string;
+  endpoint: string;
+}
+
+export interface EtcdInfo extends BaseInfo {
+  name: 'etcd';
+  endpoint: string;
+}
+
+export interface TokenRequestOptions {
+  namespace?: string;
+  serviceAccount: string;
+  audiences: string[];
+  expirationSeconds?: number;
+  /** bind the token to an object (e.g. a Pod): { kind, name, uid } */
+  boundObjectRef?: { kind: 'Pod' | 'Secret'; apiVersion?: string; name: string; uid?: string };
+}
+
+export interface KubeResponse<T = unknown> {
+  status: number;
+  body: T;
+}
+
+export interface KubeInfo extends BaseInfo {
+  name: 'kube';
+  /** https://127.0.0.1:<port> */
+  server: string;
+  etcd: string;
+  caFile: string;
+  clientCertFile: string;
+  clientKeyFile: string;
+  /** PEM contents of caFile / clientCertFile / clientKeyFile */
+  ca: string;
+  cert: string;
+  key: string;
+  /** kubeconfig for the admin client certificate (O=system:masters) */
+  kubeconfig: string;
+  /** https://kubernetes.default.svc.cluster.local — `iss` of service-account tokens */
+  serviceAccountIssuer: string;
+  /** PEM public key that verifies service-account tokens (for OpenBao's kubernetes auth pem_keys, fake AAD) */
+  serviceAccountKeyFile: string;
+  serviceAccountSigningKeyFile: string;
+  /** raw REST call as the admin user; body is JSON; resolves for any status */
+  request<T = any>(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<KubeResponse<T>>;
+  /** like request but rejects unless 2xx */
+  must<T = any>(method: string, path: string, body?: unknown): Promise<T>;
+  /** create a namespace (ok if it exists) */
+  ensureNamespace(name: string): Promise<void>;
+  /** create a service account (ok if it exists); returns its uid */
+  createServiceAccount(namespace: string, name: string): Promise<string>;
+  /** TokenRequest API: POST /api/v1/namespaces/{ns}/serviceaccounts/{sa}/token; returns the JWT */
+  tokenRequest(opts: TokenRequestOptions): Promise<string>;
+  /** ClusterRoleBinding of a cluster role (e.g. system:auth-delegator) to a service account (ok if it exists) */
+  bindClusterRole(bindingName: string, clusterRole: string, namespace: string, serviceAccount: string): Promise<void>;
+}
+
+export type AadInfo = FakeAad;
+
+export interface ServerInfoMap {
+  openbao: OpenBaoInfo;
+  moto: MotoInfo;
+  lowkey: LowkeyInfo;
+  kube: KubeInfo;
+  etcd: EtcdInfo;
+  aad: AadInfo;
+}
+
+export type Servers<N extends ServerName> = { [K in N]: ServerInfoMap[K] };
+
+/** The bit of a tap `Test` we use: t.teardown is not used to stop servers (they live per process). */
+export interface TestLike {
+  comment?: (...args: unknown[]) => void;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** Repository root (works from test/helpers and from dist/test/helpers). */
+export function repoRoot(): string {
+  let d = here;
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(d, 'scripts', 'testenv')) && existsSync(join(d, 'package.json'))) return d;
+    d = dirname(d);
+  }
+  throw new Error(`testenv: cannot find the repository root (scripts/testenv) above ${here}`);
+}
+
+export function cacheDir(): string {
+  return process.env['SIDEKEY_TESTENV_CACHE'] ?? join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'sidekey', 'testenv');
+}
+
+const started = new Map<string, Promise<unknown>>();
+const owned: { pid: number; dir: string }[] = [];
+let aadInstance: FakeAad | undefined;
+let cleanupRegistered = false;
+const procDir = (): string => join(cacheDir(), 'run', `proc-${process.pid}`);
+
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Stop every server this process started (idempotent). */
+export async function stopServers(): Promise<void> {
+  const list = owned.splice(0);
+  for (const o of list) killGroup(o.pid, 'SIGTERM');
+  const deadline = Date.now() + 5000;
+  while (list.some((o) => alive(o.pid)) && Date.now() < deadline) await sleep(100);
+  for (const o of list) if (alive(o.pid)) killGroup(o.pid, 'SIGKILL');
+  if (aadInstance) {
+    const a = aadInstance;
+    aadInstance = undefined;
+    await a.close();
+  }
+  started.clear();
+  rmSync(procDir(), { recursive: true, force: true });
+}
+
+function registerCleanup(): void {
+  if (cleanupRegistered) return;
+  cleanupRegistered = true;
+  process.on('exit', () => {
+    for (const o of owned) killGroup(o.pid, 'SIGTERM');
+    try {
+      rmSync(procDir(), { recursive: true, force: true });
+    } catch {
+      /* best effort */
+    }
+  });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      for (const o of owned) killGroup(o.pid, 'SIGTERM');
+      process.kill(process.pid, sig);
+    });
+  }
+  // stop when the root tap test is done (keeps the event loop from being held by fake-aad)
+  import('tap')
+    .then((m) => m.default.teardown(() => stopServers()))
+    .catch(() => undefined);
+  // remove private run dirs of dead test processes
+  const runDir = join(cacheDir(), 'run');
+  if (existsSync(runDir)) {
+    for (const e of readdirSync(runDir)) {
+      const m = /^proc-(\d+)$/.exec(e);
+      if (m && !alive(Number(m[1]))) rmSync(join(runDir, e), { recursive: true, force: true });
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function tail(file: string, lines = 25): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+function runScript(args: string[]): Promise<void> {
+  return new Promise((resolveP, reject) => {
+    const p = spawn(join(repoRoot(), 'scripts', 'testenv'), args, { stdio: ['ignore', 'inherit', 'inherit'] });
+    p.on('error', (e) => reject(new Error(`testenv: cannot run scripts/testenv ${args.join(' ')}: ${e.message}`)));
+    p.on('exit', (code, sig) => {
+      if (code === 0) resolveP();
+      else reject(new Error(`testenv: scripts/testenv ${args.join(' ')} failed (exit ${code ?? sig}); see its output above`));
+    });
+  });
+}
+
+interface HttpResult {
+  status: number;
+  text: string;
+}
+
+function httpCall(
+  url: string,
+  opts: { method?: string; body?: string; headers?: Record<string, string>; ca?: string; cert?: string; key?: string; insecure?: boolean; timeoutMs?: number } = {},
+): Promise<HttpResult> {
+  return new Promise((resolveP, reject) => {
+    const u = new URL(url);
+    const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+    if (opts.body !== undefined) headers['content-length'] = String(Buffer.byteLength(opts.body));
+    const common = { method: opts.method ?? 'GET', headers, timeout: opts.timeoutMs ?? 10000 };
+    const onRes = (res: import('node:http').IncomingMessage): void => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolveP({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    };
+    const req =
+      u.protocol === 'https:'
+        ? httpsRequest(u, { ...common, ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.cert ? { cert: opts.cert } : {}), ...(opts.key ? { key: opts.key } : {}), rejectUnauthorized: !opts.insecure }, onRes)
+        : httpRequest(u, common, onRes);
+    req.on('timeout', () => req.destroy(new Error(`timeout calling ${url}`)));
+    req.on('error', reject);
+    if (opts.body !== undefined) req.write(opts.body);
+    req.end();
+  });
+}
+
+type RawInfo = Record<string, unknown> & { pid: number; port: number };
+
+async function ready(name: ServerName, info: RawInfo): Promise<boolean> {
+  try {
+    switch (name) {
+      case 'openbao': {
+        const r = await httpCall(`${String(info['addr'])}/v1/sys/health`, { timeoutMs: 2000 });
+        return r.status === 200;
+      }
+      case 'moto': {
+        const r = await httpCall(`${String(info['endpoint'])}/moto-api/`, { timeoutMs: 2000 });
+        return r.status === 200;
+      }
+      case 'lowkey': {
+        const r = await httpCall(`${String(info['endpoint'])}/ping`, { insecure: true, timeoutMs: 2000 });
+        return r.status >= 200 && r.status < 300;
+      }
+      case 'etcd': {
+        const r = await httpCall(`${String(info['endpoint'])}/health`, { timeoutMs: 2000 });
+        return r.status === 200;
+      }
+      case 'kube': {
+        const r = await httpCall(`${String(info['server'])}/readyz`, {
+          ca: readFileSync(String(info['caFile']), 'utf8'),
+          cert: readFileSync(String(info['clientCertFile']), 'utf8'),
+          key: readFileSync(String(info['clientKeyFile']), 'utf8'),
+          timeoutMs: 2000,
+        });
+        return r.status === 200;
+      }
+      default:
+        return false;
+    }
+  } catch {
+    return false;
+  }
+}
+
+function readInfo(dir: string): RawInfo | undefined {
+  const f = join(dir, 'info.json');
+  if (!existsSync(f)) return undefined;
+  try {
+    return JSON.parse(readFileSync(f, 'utf8')) as RawInfo;
+  } catch {
+    return undefined; // being written
+  }
+}
+
+const TIMEOUT_MS: Record<string, number> = { openbao: 60000, moto: 60000, lowkey: 120000, etcd: 60000, kube: 120000 };
+
+async function startProcessServer(name: Exclude<ServerName, 'aad'>, t: TestLike | undefined): Promise<RawInfo & { reused: boolean }> {
+  // reuse one started by `scripts/testenv start NAME`
+  if (process.env['SIDEKEY_TESTENV_REUSE'] !== '0') {
+    const shared = readInfo(join(cacheDir(), 'run', name));
+    if (shared && alive(shared.pid) && (await ready(name, shared))) {
+      t?.comment?.(`testenv: reusing running ${name} (pid ${shared.pid})`);
+      return { ...shared, reused: true };
+    }
+  }
+  await runScript(['install', name]);
+  const dir = join(procDir(), name);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const out = openSync(join(dir, 'run.log'), 'a');
+  const child = spawn(join(repoRoot(), 'scripts', 'testenv'), ['run', name, dir, String(process.pid)], {
+    detached: true,
+    stdio: ['ignore', out, out],
+  });
+  closeSync(out);
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`testenv: ${name}: could not spawn scripts/testenv run`);
+  owned.push({ pid, dir });
+  let exited: string | undefined;
+  child.on('exit', (code, sig) => {
+    exited = `exit ${code ?? sig}`;
+  });
+  child.unref();
+  const t0 = Date.now();
+  const timeout = TIMEOUT_MS[name] ?? 60000;
+  const logs = (): string => {
+    const info = readInfo(dir);
+    const serverLog = info ? String(info['log']) : join(dir, 'server.log');
+    return `--- ${join(dir, 'run.log')}\n${tail(join(dir, 'run.log'))}\n--- ${serverLog}\n${tail(serverLog)}`;
+  };
+  for (;;) {
+    const info = readInfo(dir);
+    if (info && (await ready(name, info))) {
+      t?.comment?.(`testenv: ${name} ready in ${((Date.now() - t0) / 1000).toFixed(1)}s on port ${info.port}`);
+      return { ...info, reused: false };
+    }
+    if (exited) throw new Error(`testenv: ${name} exited before it was ready (${exited}):\n${logs()}`);
+    if (Date.now() - t0 > timeout) {
+      killGroup(pid, 'SIGTERM');
+      throw new Error(`testenv: ${name} was not ready after ${timeout / 1000}s:\n${logs()}`);
+    }
+    await sleep(150);
+  }
+}
+
+function kubeInfo(raw: RawInfo & { reused: boolean }): KubeInfo {
+  const ca = readFileSync(String(raw['caFile']), 'utf8');
+  const cert = readFileSync(String(raw['clientCertFile']), 'utf8');
+  const key = readFileSync(String(raw['clientKeyFile']), 'utf8');
+  const server = String(raw['server']);
+  const request = async <T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<KubeResponse<T>> => {
+    const r = await httpCall(`${server}${path}`, {
+      method,
+      ca,
+      cert,
+      key,
+      headers: { accept: 'application/json', ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+      ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+    });
+    let parsed: unknown = r.text;
+    try {
+      parsed = JSON.parse(r.text);
+    } catch {
+      /* not JSON */
+    }
+    return { status: r.status, body: parsed as T };
+  };
+  const must = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
+    const r = await request<T>(method, path, body);
+    if (r.status < 200 || r.status > 299) throw new Error(`kube: ${method} ${path} -> ${r.status}: ${JSON.stringify(r.body)}`);
+    return r.body;
+  };
+  const createOk = async (path: string, body: unknown): Promise<any> => {
+    const r = await request<any>('POST', path, body);
+    if (r.status === 201 || r.status === 200) return r.body;
+    if (r.status === 409) return undefined;
+    throw new Error(`kube: POST ${path} -> ${r.status}: ${JSON.stringify(r.body)}`);
+  };
+  return {
+    ...(raw as unknown as Omit<KubeInfo, 'ca' | 'cert' | 'key' | 'request' | 'must' | 'ensureNamespace' | 'createServiceAccount' | 'tokenRequest' | 'bindClusterRole'>),
+    ca,
+    cert,
+    key,
+    request,
+    must,
+    ensureNamespace: async (name) => {
+      await createOk('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+    },
+    createServiceAccount: async (namespace, name) => {
+      await createOk(`/api/v1/namespaces/${namespace}/serviceaccounts`, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name } });
+      const sa = await must<{ metadata: { uid: string } }>('GET', `/api/v1/namespaces/${namespace}/serviceaccounts/${name}`);
+      return sa.metadata.uid;
+    },
+    tokenRequest: async (o) => {
+      const ns = o.namespace ?? 'default';
+      const spec: Record<string, unknown> = { audiences: o.audiences };
+      if (o.expirationSeconds !== undefined) spec['expirationSeconds'] = o.expirationSeconds;
+      if (o.boundObjectRef) spec['boundObjectRef'] = { apiVersion: 'v1', ...o.boundObjectRef };
+      const tr = await must<{ status: { token: string } }>('POST', `/api/v1/namespaces/${ns}/serviceaccounts/${o.serviceAccount}/token`, {
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenRequest',
+        spec,
+      });
+      return tr.status.token;
+    },
+    bindClusterRole: async (bindingName, clusterRole, namespace, serviceAccount) => {
+      await createOk('/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRoleBinding',
+        metadata: { name: bindingName },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: clusterRole },
+        subjects: [{ kind: 'ServiceAccount', name: serviceAccount, namespace }],
+      });
+    },
+  };
+}
+
+async function startOne(name: ServerName, t: TestLike | undefined, aadOptions: FakeAadOptions | undefined): Promise<unknown> {
+  if (name === 'aad') {
+    aadInstance = await startFakeAad(aadOptions ?? {});
+    return aadInstance;
+  }
+  const raw = await startProcessServer(name, t);
+  if (name === 'kube') return kubeInfo(raw);
+  return raw;
+}
+
+export interface UseServersOptions {
+  /** apps / federated credentials for the fake AAD (more can be added with aad.addApp) */
+  aad?: FakeAadOptions;
+}
+
+/**
+ * Start (or reuse) the named servers and wait until they are ready; resolves to their connection
+ * info keyed by name. Servers start in parallel; each at most once per process. Rejects with an
+ * Error saying which server failed and why.
+ */
+export async function useServers<N extends ServerName>(t: TestLike | undefined, names: readonly N[], options: UseServersOptions = {}): Promise<Servers<N>> {
+  registerCleanup();
+  const uniq = [...new Set(names)];
+  const results = await Promise.allSettled(
+    uniq.map((n) => {
+      let p = started.get(n);
+      if (!p) {
+        p = startOne(n, t, options.aad);
+        started.set(n, p);
+        p.catch(() => started.delete(n));
+      }
+      return p;
+    }),
+  );
+  const failures: string[] = [];
+  const out: Record<string, unknown> = {};
+  results.forEach((r, i) => {
+    const n = uniq[i] as N;
+    if (r.status === 'fulfilled') out[n] = r.value;
+    else failures.push(`[${n}] ${r.reason instanceof Error ? r.reason.message : String(r.reason)}`);
+  });
+  if (failures.length > 0) throw new Error(`testenv: could not start ${failures.length} server(s):\n${failures.join('\n')}`);
+  return out as Servers<N>;
+}
+
+/** Path of scripts/testenv, for tests that want to call it. */
+export function testenvScript(): string {
+  return resolve(repoRoot(), 'scripts', 'testenv');
+}
