@@ -1,0 +1,233 @@
+// AWS Secrets Manager backend against a real moto server (Secrets Manager +
+// STS + IAM). Web identity goes through moto's STS; denial and bad
+// credentials use moto's IAM enforcement, switched on at run time
+// (/moto-api/reset-auth) once the pod's role has its credentials, because
+// moto then also demands a SigV4 signature on the (normally unsigned)
+// AssumeRoleWithWebIdentity call. Request counts come from moto's recorder.
+import t from 'tap'
+import { mkdtempSync, writeFileSync, readFileSync, existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { SecretsManagerClient, CreateSecretCommand, PutSecretValueCommand, UpdateSecretVersionStageCommand } from '@aws-sdk/client-secrets-manager'
+import { createAwsProvider } from '../../agent/providers/aws.js'
+import type { Provider } from '../../agent/providers/provider.js'
+import { isSidekeyError } from '../../agent/errors.js'
+import { parseRef } from '../../agent/reference.js'
+import { startServer, startRelay, startHarness, waitFor, metricValue } from './backend-harness.js'
+
+const work = mkdtempSync(join(tmpdir(), 'sidekey-aws-'))
+const recording = join(work, 'moto-recording.jsonl')
+const moto = await startServer(t, 'moto', { MOTO_RECORDER_FILEPATH: recording })
+const endpoint = `http://127.0.0.1:${moto.port}`
+const relay = await startRelay(t, moto.port)
+const relayed = `http://127.0.0.1:${relay.port}`
+const ROLE = 'arn:aws:iam::123456789012:role/sidekey-app'
+const tokenFile = join(work, 'token')
+// moto's STS accepts any web identity token; this one is shaped like a projected SA token.
+writeFileSync(tokenFile, 'eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOlsic3RzLmFtYXpvbmF3cy5jb20iXSwic3ViIjoic3lzdGVtOnNlcnZpY2VhY2NvdW50OmFwcDpkZWZhdWx0In0.c2ln')
+
+const admin = new SecretsManagerClient({ region: 'us-east-1', endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } })
+t.teardown(() => { admin.destroy() })
+
+const V1 = 'sk-aws-value-one-7f3a'
+const V2 = 'sk-aws-value-two-91bc'
+const VALUES = [V1, V2, 'plain-text-secret-55', 'denied-secret-value-66']
+
+async function iam (params: Record<string, string>): Promise<string> {
+  // IAM is a Query API; moto routes by the credential scope and does not check the signature while enforcement is off.
+  const r = await fetch(endpoint, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: 'AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0' },
+    body: new URLSearchParams({ Version: '2010-05-08', ...params }).toString(),
+  })
+  const text = await r.text()
+  if (!r.ok) throw new Error(`moto IAM ${params.Action ?? ''} failed: ${r.status} ${text.slice(0, 300)}`)
+  return text
+}
+
+const ctx = { storeName: 'aws', logger: pino({ level: 'silent' }), maxValueBytes: 1 << 20 }
+const storeConfig = { type: 'aws' as const, region: 'us-east-1', endpoint: relayed, stsEndpoint: relayed, roleArn: ROLE, tokenFile, timeout: '2s' }
+const providers: Provider[] = []
+function provider (over: Record<string, unknown> = {}): Provider & { counts: Map<string, number> } {
+  const p = createAwsProvider({ ...storeConfig, ...over } as never, ctx) as Provider & { counts: Map<string, number> }
+  providers.push(p)
+  return p
+}
+t.teardown(async () => { for (const p of providers) await p.close?.() })
+
+const errors: string[] = []
+async function code (p: Promise<unknown>): Promise<string> {
+  try {
+    await p
+    return 'no error'
+  } catch (err) {
+    if (!isSidekeyError(err)) throw err
+    errors.push(err.message, JSON.stringify(err.details))
+    return err.code
+  }
+}
+
+await admin.send(new CreateSecretCommand({ Name: 'prod/openai', SecretString: JSON.stringify({ api_key: V1, org: 'org-1' }) }))
+await admin.send(new CreateSecretCommand({ Name: 'prod/plain', SecretString: 'plain-text-secret-55' }))
+await admin.send(new CreateSecretCommand({ Name: 'prod/binary', SecretBinary: Buffer.from([0, 1, 2, 254, 255]) }))
+await admin.send(new CreateSecretCommand({ Name: 'other/denied', SecretString: 'denied-secret-value-66' }))
+
+t.test('provider: fetch, JSON map, bytes, binary, version stages and ids, cheap version check', async (t) => {
+  const p = provider()
+  const ref = parseRef('aws:prod/openai')
+  const r1 = await p.fetch(ref)
+  t.same(r1.data, { kind: 'map', map: { api_key: V1, org: 'org-1' } }, 'a JSON SecretString is a map, so #key can pick api_key')
+  const plain = await p.fetch(parseRef('aws:prod/plain'))
+  t.same(plain.data, { kind: 'bytes', bytes: Buffer.from('plain-text-secret-55') }, 'a non-JSON string is bytes')
+  const bin = await p.fetch(parseRef('aws:prod/binary'))
+  t.same(bin.data, { kind: 'bytes', bytes: Buffer.from([0, 1, 2, 254, 255]) }, 'SecretBinary is bytes')
+
+  const v1 = await p.currentVersion!(ref)
+  t.equal(v1, r1.version, 'DescribeSecret names the AWSCURRENT version the fetch returned')
+  p.counts.clear()
+  await admin.send(new PutSecretValueCommand({ SecretId: 'prod/openai', SecretString: JSON.stringify({ api_key: V2, org: 'org-1' }) }))
+  const v2 = await p.currentVersion!(ref)
+  t.not(v2, v1, 'a new value gives a new current version')
+  t.same([...p.counts.keys()], ['DescribeSecret'], 'the check reads metadata only')
+  const r2 = await p.fetch(ref)
+  t.equal(r2.version, v2)
+  t.equal((r2.data as { map: Record<string, string> }).map.api_key, V2)
+
+  const prev = parseRef('aws:prod/openai@AWSPREVIOUS')
+  t.equal(await p.currentVersion!(prev), v1, '@AWSPREVIOUS is the version that was current before')
+  t.equal((await p.fetch(prev)).version, v1)
+  t.equal(((await p.fetch(prev)).data as { map: Record<string, string> }).map.api_key, V1)
+  const byId = parseRef(`aws:prod/openai@${v1}`)
+  p.counts.clear()
+  t.equal(await p.currentVersion!(byId), v1, 'a pinned version id is immutable')
+  t.equal(p.counts.size, 0, 'so checking it costs no request')
+  t.equal(((await p.fetch(byId)).data as { map: Record<string, string> }).map.api_key, V1)
+
+  await admin.send(new UpdateSecretVersionStageCommand({ SecretId: 'prod/openai', VersionStage: 'BLUE', MoveToVersionId: v1 }))
+  t.equal(await p.currentVersion!(parseRef('aws:prod/openai@BLUE')), v1, 'a custom stage is followed like AWSCURRENT')
+  t.equal(p.counts.get('sts:AssumeRoleWithWebIdentity'), undefined, 'credentials are cached across calls')
+})
+
+t.test('provider: by ARN', async (t) => {
+  const created = await admin.send(new CreateSecretCommand({ Name: 'arn-test', SecretString: JSON.stringify({ k: 'arn-value' }) }))
+  const p = provider({ region: undefined })
+  const r = await p.fetch(parseRef(`aws:${created.ARN as string}#k`))
+  t.same(r.data, { kind: 'map', map: { k: 'arn-value' } })
+})
+
+t.test('provider: missing secret, missing version, bad token file', async (t) => {
+  const p = provider()
+  t.equal(await code(p.fetch(parseRef('aws:prod/nope'))), 'SIDEKEY_E_NOT_FOUND')
+  t.equal(await code(p.currentVersion!(parseRef('aws:prod/nope'))), 'SIDEKEY_E_NOT_FOUND')
+  t.equal(await code(p.currentVersion!(parseRef('aws:prod/openai@NOSUCHSTAGE'))), 'SIDEKEY_E_NOT_FOUND')
+  t.equal(await code(provider({ tokenFile: join(work, 'missing-token') }).fetch(parseRef('aws:prod/openai'))), 'SIDEKEY_E_AUTH', 'no projected token: an auth error')
+  t.equal(await code(provider({ roleArn: undefined }).fetch(parseRef('aws:prod/openai'))), 'SIDEKEY_E_CONFIG', 'a token file without a role is a config error')
+})
+
+t.test('agent: #key and whole-secret files, rotation reaches file, HTTP, gRPC Watch and onChange once', async (t) => {
+  await admin.send(new CreateSecretCommand({ Name: 'agent/anthropic', SecretString: JSON.stringify({ key: V1, model: 'x' }) }))
+  const h = await startHarness(t, {
+    refresh: '1s',
+    stores: { aws: storeConfig },
+    secrets: [{ name: 'anthropic-key', ref: 'aws:agent/anthropic#key' }, { name: 'anthropic.env', ref: 'aws:agent/anthropic', format: 'env' }],
+  })
+  await h.agent.synced
+  t.equal(h.file('anthropic-key'), V1)
+  t.match(h.file('anthropic.env') ?? '', /key="sk-aws-value-one/)
+  t.equal((await h.get('anthropic-key')).body, V1)
+  const before = h.events.length
+  await admin.send(new PutSecretValueCommand({ SecretId: 'agent/anthropic', SecretString: JSON.stringify({ key: V2, model: 'x' }) }))
+  await waitFor('the file to rotate', () => h.file('anthropic-key') === V2)
+  t.equal((await h.get('anthropic-key')).body, V2, 'the endpoint serves the new value')
+  await waitFor('a gRPC CHANGED event', () => h.events.slice(before).some((e) => e.name === 'anthropic-key' && e.kind === 'CHANGED'))
+  await waitFor('onChange', () => h.notifications.length >= 1)
+  await new Promise((resolve) => setTimeout(resolve, 2500)) // two more refresh rounds: nothing else may fire
+  t.equal(h.notifications.length, 1, 'onChange fired exactly once for one rotation')
+  t.same(JSON.parse(h.notifications[0] as string).secrets.map((s: { name: string }) => s.name).sort(), ['anthropic-key', 'anthropic.env'])
+  t.notMatch(h.logs.text(), V2, 'the value is never logged')
+})
+
+t.test('agent: outage keeps serving the last good value, /metrics counts errors, recovery', async (t) => {
+  await admin.send(new CreateSecretCommand({ Name: 'agent/outage', SecretString: V1 }))
+  const h = await startHarness(t, { refresh: '1s', stores: { aws: storeConfig }, secrets: [{ name: 'k', ref: 'aws:agent/outage' }] })
+  await h.agent.synced
+  relay.cut()
+  try {
+    await waitFor('errors in /metrics', async () => metricValue(await h.metrics(), 'sidekey_fetch_errors_total', { store: 'aws', code: 'SIDEKEY_E_UNAVAILABLE' }) >= 2)
+    const r = await h.get('k')
+    t.equal(r.status, 200, 'still served during the outage')
+    t.equal(r.body, V1, 'the last good value')
+    t.equal(h.file('k'), V1)
+    await admin.send(new PutSecretValueCommand({ SecretId: 'agent/outage', SecretString: V2 }))
+  } finally {
+    relay.restore()
+  }
+  await waitFor('recovery with the value written during the outage', () => h.file('k') === V2)
+  t.equal((await h.get('k')).body, V2)
+  t.match(h.logs.text(), /backend recovered/)
+})
+
+interface Recorded { headers: Record<string, string>, body: string, body_encoded: boolean }
+async function recorder (cmd: 'start-recording' | 'stop-recording' | 'reset-recording'): Promise<void> {
+  const r = await fetch(`${endpoint}/moto-api/recorder/${cmd}`, { method: 'POST' })
+  if (!r.ok) throw new Error(`moto recorder ${cmd}: ${r.status}`)
+}
+function recorded (): Array<{ op: string, secretId: string }> {
+  if (!existsSync(recording)) return []
+  return readFileSync(recording, 'utf8').split('\n').filter(Boolean).map((l) => {
+    const e = JSON.parse(l) as Recorded
+    const target = Object.entries(e.headers).find(([k]) => k.toLowerCase() === 'x-amz-target')?.[1] ?? ''
+    const body = e.body_encoded ? Buffer.from(e.body, 'base64').toString('utf8') : e.body
+    let secretId = ''
+    try { secretId = String((JSON.parse(body) as { SecretId?: unknown }).SecretId ?? '') } catch { /* not JSON */ }
+    return { op: target.replace(/^secretsmanager\./, ''), secretId }
+  })
+}
+
+t.test('steady state: one DescribeSecret per secret per interval, no value fetch (counted by moto)', async (t) => {
+  await admin.send(new CreateSecretCommand({ Name: 'load/a', SecretString: JSON.stringify({ x: 'load-a' }) }))
+  await admin.send(new CreateSecretCommand({ Name: 'load/b', SecretString: 'load-b' }))
+  const h = await startHarness(t, {
+    refresh: '1s',
+    stores: { aws: storeConfig },
+    // Two files from load/a share one source: still one check per interval.
+    secrets: [{ name: 'a1', ref: 'aws:load/a#x' }, { name: 'a2', ref: 'aws:load/a', format: 'json' }, { name: 'b', ref: 'aws:load/b' }],
+  })
+  await h.agent.synced
+  await recorder('reset-recording')
+  await recorder('start-recording')
+  const start = Date.now()
+  await new Promise((resolve) => setTimeout(resolve, 5000))
+  await recorder('stop-recording')
+  const elapsed = Date.now() - start
+  const reqs = recorded()
+  const intervals = Math.ceil(elapsed / 1000) + 1
+  for (const id of ['load/a', 'load/b']) {
+    const mine = reqs.filter((r) => r.secretId === id)
+    const checks = mine.filter((r) => r.op === 'DescribeSecret').length
+    t.ok(checks >= 2 && checks <= intervals, `${id}: ${checks} DescribeSecret in ${elapsed} ms at a 1s interval (at most ${intervals})`)
+    t.equal(mine.filter((r) => r.op === 'GetSecretValue').length, 0, `${id}: no GetSecretValue while nothing changed`)
+  }
+  t.equal(reqs.filter((r) => /AssumeRole/.test(r.op)).length, 0, 'no STS call in steady state')
+})
+
+t.test('IAM enforced: a read the role is not allowed is denied; a refused web-identity exchange is an auth error', async (t) => {
+  await iam({ Action: 'CreateRole', RoleName: 'sidekey-app', AssumeRolePolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: { Federated: 'arn:aws:iam::123456789012:oidc-provider/kubernetes' }, Action: 'sts:AssumeRoleWithWebIdentity' }] }) })
+  // moto evaluates Secrets Manager calls against resource "*", so the policy grants by action: metadata yes, value no.
+  await iam({ Action: 'PutRolePolicy', RoleName: 'sidekey-app', PolicyName: 'describe-only', PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: ['secretsmanager:DescribeSecret'], Resource: '*' }] }) })
+  const p = provider()
+  await p.fetch(parseRef('aws:prod/plain')) // the pod's role gets its credentials while moto still lets STS through unsigned
+  const reset = async (n: string): Promise<void> => { await fetch(`${endpoint}/moto-api/reset-auth`, { method: 'POST', body: n }) }
+  await reset('0')
+  t.teardown(async () => { await reset('inf') })
+  t.ok((await p.currentVersion!(parseRef('aws:prod/plain'))).length > 0, 'DescribeSecret is allowed: the assumed-role credentials are accepted')
+  t.equal(await code(p.fetch(parseRef('aws:prod/plain'))), 'SIDEKEY_E_DENIED', 'GetSecretValue is not in the policy: denied')
+  t.equal(await code(provider().fetch(parseRef('aws:prod/plain'))), 'SIDEKEY_E_AUTH', 'moto refuses the unsigned web-identity exchange while enforcing: an auth error')
+})
+
+t.test('no error message or detail carries a value', async (t) => {
+  t.ok(errors.length > 0)
+  const leaked = errors.filter((m) => VALUES.some((v) => m.includes(v)))
+  t.same(leaked, [], `none of ${errors.length} error texts contains a value`)
+})

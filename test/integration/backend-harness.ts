@@ -1,0 +1,228 @@
+// Shared by the vault/aws/azure/k8s integration tests: starts a real agent on
+// a config, and observes it the way an app does (files on disk, GET
+// /v1/secrets/:name, gRPC Watch, onChange POSTs, /metrics).
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import * as grpc from '@grpc/grpc-js'
+import { pino, type Logger } from 'pino'
+import { loadConfig } from '../../agent/config/load.js'
+import { startAgent, type RunningAgent } from '../../agent/agent.js'
+import { loadProto } from '../../agent/grpc-server.js'
+
+export interface Tap {
+  teardown (fn: () => unknown): void
+}
+
+/** Polls until fn returns a value other than undefined/false; a timeout here is a failure, not a timing assertion. */
+export async function waitFor<T> (what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  for (;;) {
+    try {
+      const v = await fn()
+      if (v !== undefined && v !== false) return v
+    } catch (err) {
+      last = err
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last !== undefined ? ` (last error: ${(last as Error).message})` : ''}`)
+    await new Promise((resolve) => setTimeout(resolve, everyMs))
+  }
+}
+
+export interface LogLine { level: string, msg: string, [k: string]: unknown }
+
+/** A pino logger that keeps its lines in memory, to prove no value was ever logged. */
+export function memoryLogger (): { logger: Logger, lines: LogLine[], text: () => string } {
+  const lines: LogLine[] = []
+  const raw: string[] = []
+  const logger = pino({ level: 'debug', formatters: { level: (label: string) => ({ level: label }) } }, {
+    write (s: string) {
+      raw.push(s)
+      try { lines.push(JSON.parse(s) as LogLine) } catch { /* partial */ }
+    },
+  })
+  return { logger, lines, text: () => raw.join('') }
+}
+
+export interface Harness {
+  readonly agent: RunningAgent
+  readonly dir: string
+  readonly token: string
+  readonly logs: ReturnType<typeof memoryLogger>
+  /** onChange POSTs received (bodies as text). */
+  readonly notifications: string[]
+  file (name: string): string | undefined
+  get (name: string): Promise<{ status: number, body: string, etag: string | null }>
+  metrics (): Promise<string>
+  /** gRPC Watch events (name, version, kind) collected since start. */
+  readonly events: Array<{ name: string, version: string, kind: string }>
+  close (): Promise<void>
+}
+
+export interface HarnessOptions {
+  readonly stores: Record<string, unknown>
+  readonly secrets: Array<Record<string, unknown>>
+  readonly refresh?: string
+  readonly backoff?: { initial: string, max: string }
+}
+
+export async function startHarness (t: Tap, o: HarnessOptions): Promise<Harness> {
+  const root = mkdtempSync(join(tmpdir(), 'sidekey-it-'))
+  const dir = join(root, 'secrets')
+  const notifications: string[] = []
+  const hook: Server = createServer((req, res) => {
+    let body = ''
+    req.on('data', (c: Buffer) => { body += c.toString() })
+    req.on('end', () => { notifications.push(body); res.end('ok') })
+  })
+  await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve))
+  const hookPort = (hook.address() as AddressInfo).port
+  const config = loadConfig({
+    dir,
+    tokenFile: join(root, 'api-token'),
+    listen: { http: 0, grpc: 0 },
+    refresh: o.refresh ?? '30s',
+    jitter: 0,
+    backoff: o.backoff ?? { initial: '200ms', max: '1s' },
+    onChange: [`http:POST http://127.0.0.1:${hookPort}/reload`],
+    logLevel: 'debug',
+    stores: o.stores,
+    secrets: o.secrets,
+  })
+  const logs = memoryLogger()
+  const agent = await startAgent(config, { logger: logs.logger, defaultMetrics: false })
+  const token = readFileSync(join(root, 'api-token'), 'utf8').trim()
+
+  const proto = loadProto()
+  const Client = proto.sidekey.v1.Secrets
+  const client = new Client(`127.0.0.1:${agent.grpcPort as number}`, grpc.credentials.createInsecure())
+  const md = new grpc.Metadata()
+  md.set('x-sidekey-token', token)
+  const events: Harness['events'] = []
+  const stream = client.Watch({ names: [] }, md)
+  stream.on('data', (e: { name: string, version: string, kind: string }) => { events.push({ name: e.name, version: e.version, kind: e.kind }) })
+  stream.on('error', () => { /* cancelled at close */ })
+
+  let closed = false
+  const h: Harness = {
+    agent, dir, token, logs, notifications, events,
+    file (name) {
+      try { return readFileSync(join(dir, name), 'utf8') } catch { return undefined }
+    },
+    async get (name) {
+      const r = await fetch(`http://127.0.0.1:${agent.httpPort}/v1/secrets/${encodeURIComponent(name)}`, { headers: { 'x-sidekey-token': token } })
+      return { status: r.status, body: await r.text(), etag: r.headers.get('etag') }
+    },
+    async metrics () {
+      const r = await fetch(`http://127.0.0.1:${agent.httpPort}/metrics`, { headers: { 'x-sidekey-token': token } })
+      return await r.text()
+    },
+    async close () {
+      if (closed) return
+      closed = true
+      stream.cancel()
+      client.close()
+      await agent.close()
+      await new Promise<void>((resolve) => hook.close(() => resolve()))
+      rmSync(root, { recursive: true, force: true })
+    },
+  }
+  t.teardown(async () => { await h.close() })
+  return h
+}
+
+/** The value of a Prometheus counter line with all the given labels, summed over other labels. */
+export function metricValue (text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue
+    const m = /^([a-zA-Z_:]+)(\{([^}]*)\})?\s+([0-9.eE+-]+)$/.exec(line)
+    if (m === null || m[1] !== name) continue
+    const lbl = m[3] ?? ''
+    if (Object.entries(labels).every(([k, v]) => lbl.includes(`${k}="${v}"`))) sum += Number(m[4])
+  }
+  return sum
+}
+
+// ---- real servers ------------------------------------------------------------------------------
+
+export interface ServerInfo { name: string, pid: number, port: number, log: string, dir: string, [k: string]: unknown }
+
+const REPO = join(import.meta.dirname, '..', '..', '..')
+
+/**
+ * Starts a private instance of a testenv server (scripts/testenv run) for one
+ * test file: these tests switch server-wide settings (moto's IAM enforcement,
+ * OpenBao's audit device) and cut connections, which would disturb other
+ * files sharing a server. Fails with the testenv message when it cannot start.
+ */
+export async function startServer (t: Tap, name: 'openbao' | 'kube' | 'moto' | 'lowkey', env: Record<string, string> = {}): Promise<ServerInfo> {
+  const { spawn, execFileSync } = await import('node:child_process')
+  const dir = mkdtempSync(join(tmpdir(), `sidekey-${name}-`))
+  const script = join(REPO, 'scripts', 'testenv')
+  try {
+    execFileSync(script, ['install', name], { stdio: ['ignore', 'ignore', 'pipe'] })
+  } catch (err) {
+    throw new Error(`${name} is not installed and scripts/testenv install ${name} failed: ${String((err as { stderr?: Buffer }).stderr ?? err)}`)
+  }
+  const child = spawn(script, ['run', name, dir, String(process.pid)], { stdio: ['ignore', 'ignore', 'ignore'], detached: true, env: { ...process.env, ...env } })
+  let exited: number | null = null
+  child.on('exit', (code) => { exited = code ?? -1 })
+  t.teardown(async () => {
+    try { process.kill(-(child.pid as number), 'SIGTERM') } catch { /* gone */ }
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    try { process.kill(-(child.pid as number), 'SIGKILL') } catch { /* gone */ }
+    rmSync(dir, { recursive: true, force: true })
+  })
+  await waitFor(`${name} to be ready (logs in ${dir})`, () => {
+    if (exited !== null) throw new Error(`${name} exited with ${String(exited)}; see ${dir}`)
+    try {
+      execFileSync(script, ['ready', name, dir], { stdio: 'ignore' })
+      return true
+    } catch { return false }
+  }, 180_000, 200)
+  const info = JSON.parse(readFileSync(join(dir, 'info.json'), 'utf8')) as ServerInfo
+  return { ...info, dir, pid: child.pid as number }
+}
+
+/** A TCP relay in front of a real server, so a test can take the server off the network and back. */
+export interface Relay { port: number, cut (): void, restore (): void, close (): Promise<void> }
+
+export async function startRelay (t: Tap, targetPort: number): Promise<Relay> {
+  const net = await import('node:net')
+  const sockets = new Set<import('node:net').Socket>()
+  let open = true
+  const server = net.createServer((c) => {
+    if (!open) { c.destroy(); return }
+    const u = net.connect(targetPort, '127.0.0.1')
+    sockets.add(c); sockets.add(u)
+    c.pipe(u); u.pipe(c)
+    const end = (): void => { c.destroy(); u.destroy(); sockets.delete(c); sockets.delete(u) }
+    c.on('error', end); u.on('error', end); c.on('close', end); u.on('close', end)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as AddressInfo).port
+  const relay: Relay = {
+    port,
+    cut () {
+      open = false
+      for (const s of sockets) s.destroy()
+      sockets.clear()
+      // Refuse new connections outright (ECONNREFUSED), as a stopped server does.
+      server.close()
+    },
+    restore () {
+      open = true
+      if (!server.listening) server.listen(port, '127.0.0.1')
+    },
+    async close () {
+      for (const s of sockets) s.destroy()
+      if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()))
+    },
+  }
+  t.teardown(async () => { await relay.close() })
+  return relay
+}
