@@ -226,3 +226,64 @@ export async function startRelay (t: Tap, targetPort: number): Promise<Relay> {
   t.teardown(async () => { await relay.close() })
   return relay
 }
+
+export interface AuditedOpenBao { addr: string, port: number, rootToken: string, auditLog: string, dir: string }
+
+/**
+ * A private OpenBao dev server with a file audit device. OpenBao 2.x refuses
+ * to enable audit devices through the API (declarative config only), and
+ * scripts/testenv starts plain `-dev`, so this starts the binary testenv
+ * installed with `-dev -config=<audit stanza>`. Installation stays testenv's.
+ */
+export async function startAuditedOpenBao (t: Tap): Promise<AuditedOpenBao> {
+  const { spawn, execFileSync } = await import('node:child_process')
+  const { writeFileSync, openSync, closeSync } = await import('node:fs')
+  const net = await import('node:net')
+  const script = join(REPO, 'scripts', 'testenv')
+  try {
+    execFileSync(script, ['install', 'openbao'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  } catch (err) {
+    throw new Error(`openbao is not installed and scripts/testenv install openbao failed: ${String((err as { stderr?: Buffer }).stderr ?? err)}`)
+  }
+  const line = execFileSync(script, ['versions'], { encoding: 'utf8' }).split('\n').find((l) => l.startsWith('openbao '))
+  const installDir = line?.split(' ')[2]
+  if (installDir === undefined) throw new Error('scripts/testenv versions does not list openbao')
+  const dir = mkdtempSync(join(tmpdir(), 'sidekey-openbao-'))
+  const auditLog = join(dir, 'audit.log')
+  writeFileSync(join(dir, 'audit.hcl'), `audit "file" "sidekey" {\n  options {\n    file_path = "${auditLog}"\n  }\n}\n`)
+  const port = await new Promise<number>((resolve) => {
+    const s = net.createServer()
+    s.listen(0, '127.0.0.1', () => { const p = (s.address() as AddressInfo).port; s.close(() => resolve(p)) })
+  })
+  const rootToken = 'sidekey-root'
+  const out = openSync(join(dir, 'server.log'), 'a')
+  const child = spawn(join(installDir, 'bin', 'bao'), ['server', '-dev', `-dev-root-token-id=${rootToken}`, `-dev-listen-address=127.0.0.1:${port}`, '-dev-no-store-token', `-config=${join(dir, 'audit.hcl')}`], { cwd: dir, detached: true, stdio: ['ignore', out, out] })
+  closeSync(out)
+  let exited: string | undefined
+  child.on('exit', (code, sig) => { exited = `exit ${String(code ?? sig)}` })
+  child.unref()
+  t.teardown(async () => {
+    try { process.kill(-(child.pid as number), 'SIGTERM') } catch { /* gone */ }
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    try { process.kill(-(child.pid as number), 'SIGKILL') } catch { /* gone */ }
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const addr = `http://127.0.0.1:${port}`
+  await waitFor(`openbao on ${addr} (log ${join(dir, 'server.log')})`, async () => {
+    if (exited !== undefined) throw new Error(`openbao ${exited}: ${readFileSync(join(dir, 'server.log'), 'utf8').slice(-2000)}`)
+    try { return (await fetch(`${addr}/v1/sys/health`)).status === 200 } catch { return false }
+  }, 60_000, 100)
+  return { addr, port, rootToken, auditLog, dir }
+}
+
+/** Request entries of an OpenBao file audit log: operation and path. */
+export function auditRequests (file: string): Array<{ op: string, path: string }> {
+  let text = ''
+  try { text = readFileSync(file, 'utf8') } catch { return [] }
+  return text.split('\n').filter(Boolean).flatMap((l) => {
+    try {
+      const e = JSON.parse(l) as { type?: string, request?: { operation?: string, path?: string } }
+      return e.type === 'request' ? [{ op: e.request?.operation ?? '', path: e.request?.path ?? '' }] : []
+    } catch { return [] }
+  })
+}

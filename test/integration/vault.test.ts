@@ -1,0 +1,278 @@
+// Vault backend against a real OpenBao (dev server with a file audit device)
+// and a real kube-apiserver: the agent logs in with a service-account token
+// minted by the API server (TokenRequest, audience "vault") and OpenBao
+// reviews it with TokenReview. Request counts come from OpenBao's audit log.
+import t from 'tap'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { X509Certificate } from 'node:crypto'
+import { pino } from 'pino'
+import { useServers } from '../helpers/testenv.js'
+import { VaultProvider, createVaultProvider } from '../../agent/providers/vault.js'
+import { isSidekeyError } from '../../agent/errors.js'
+import { parseRef } from '../../agent/reference.js'
+import { startAuditedOpenBao, auditRequests, startRelay, startHarness, waitFor, metricValue } from './backend-harness.js'
+
+const { kube } = await useServers(t, ['kube'])
+const bao = await startAuditedOpenBao(t)
+const relay = await startRelay(t, bao.port)
+const relayed = `http://127.0.0.1:${relay.port}`
+const work = mkdtempSync(join(tmpdir(), 'sidekey-vault-'))
+
+async function api (method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<any> {
+  const r = await fetch(`${bao.addr}/v1/${path}`, { method, headers: { 'x-vault-token': bao.rootToken, ...headers }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
+  const text = await r.text()
+  if (r.status >= 300) throw new Error(`openbao ${method} ${path}: ${r.status} ${text.slice(0, 300)}`)
+  return text === '' ? {} : JSON.parse(text)
+}
+
+const V1 = 'sk-vault-value-one-1a2b'
+const V2 = 'sk-vault-value-two-3c4d'
+const V3 = 'sk-vault-value-three-5e6f'
+const DENIED = 'sk-vault-denied-7a8b'
+const VALUES = [V1, V2, V3, DENIED, 'kv1-value-9c0d']
+
+// ---- Kubernetes side: a reviewer for OpenBao, and the app's service account ----
+const NS = 'sidekey-vault'
+await kube.ensureNamespace(NS)
+await kube.createServiceAccount(NS, 'vault-reviewer')
+await kube.bindClusterRole('sidekey-vault-reviewer', 'system:auth-delegator', NS, 'vault-reviewer')
+await kube.createServiceAccount(NS, 'app')
+await kube.createServiceAccount(NS, 'stranger')
+const reviewerJwt = await kube.tokenRequest({ namespace: NS, serviceAccount: 'vault-reviewer', audiences: [kube.serviceAccountIssuer], expirationSeconds: 7200 })
+const appToken = join(work, 'app-token')
+writeFileSync(appToken, await kube.tokenRequest({ namespace: NS, serviceAccount: 'app', audiences: ['vault'], expirationSeconds: 3600 }))
+const wrongAudience = join(work, 'wrong-audience-token')
+writeFileSync(wrongAudience, await kube.tokenRequest({ namespace: NS, serviceAccount: 'app', audiences: ['not-vault'], expirationSeconds: 3600 }))
+const strangerToken = join(work, 'stranger-token')
+writeFileSync(strangerToken, await kube.tokenRequest({ namespace: NS, serviceAccount: 'stranger', audiences: ['vault'], expirationSeconds: 3600 }))
+
+// ---- OpenBao side ----
+await api('POST', 'sys/auth/k8s', { type: 'kubernetes' })
+await api('POST', 'auth/k8s/config', { kubernetes_host: kube.server, kubernetes_ca_cert: kube.ca, token_reviewer_jwt: reviewerJwt, disable_local_ca_jwt: true })
+await api('PUT', 'sys/policies/acl/app-read', {
+  policy: `
+path "secret/data/app/*" { capabilities = ["read"] }
+path "secret/metadata/app/*" { capabilities = ["read"] }
+path "secret/data/nometa/*" { capabilities = ["read"] }
+path "kv1/app/*" { capabilities = ["read"] }
+path "pki/issue/web" { capabilities = ["update"] }
+`,
+})
+const role = (ttl: string): Record<string, unknown> => ({ bound_service_account_names: ['app'], bound_service_account_namespaces: [NS], audience: 'vault', token_policies: ['app-read'], token_ttl: ttl, token_max_ttl: '24h' })
+await api('POST', 'auth/k8s/role/app', role('1h'))
+await api('POST', 'auth/k8s/role/short', role('6s'))
+await api('POST', 'sys/mounts/kv1', { type: 'kv', options: { version: '1' } })
+await api('POST', 'sys/mounts/pki', { type: 'pki', config: { max_lease_ttl: '87600h' } })
+await api('POST', 'pki/root/generate/internal', { common_name: 'sidekey-test-ca', ttl: '8760h' })
+await api('POST', 'pki/roles/web', { allowed_domains: 'example.com', allow_subdomains: true, max_ttl: '1h' })
+await api('POST', 'secret/data/app/openai', { data: { api_key: V1, org: 'org-1' } })
+await api('POST', 'secret/data/denied/x', { data: { api_key: DENIED } })
+await api('POST', 'secret/data/nometa/x', { data: { k: V1 } })
+await api('POST', 'kv1/app/conf', { token: 'kv1-value-9c0d', ttl: '1h' })
+
+const ctx = { storeName: 'vault', logger: pino({ level: 'silent' }), maxValueBytes: 1 << 20 }
+const storeConfig = { type: 'vault' as const, address: relayed, role: 'app', authMount: 'k8s', tokenFile: appToken, timeout: '2s' }
+const made: VaultProvider[] = []
+function provider (over: Record<string, unknown> = {}): VaultProvider {
+  const p = createVaultProvider({ ...storeConfig, ...over } as never, ctx) as VaultProvider
+  made.push(p)
+  return p
+}
+t.teardown(async () => { for (const p of made) await p.close() })
+
+const errors: string[] = []
+async function code (p: Promise<unknown>): Promise<string> {
+  try {
+    await p
+    return 'no error'
+  } catch (err) {
+    if (!isSidekeyError(err)) throw err
+    errors.push(err.message, JSON.stringify(err.details))
+    return err.code
+  }
+}
+const mapOf = (r: { data: unknown }): Record<string, string> => (r.data as { map: Record<string, string> }).map
+
+t.test('provider: Kubernetes login, KV v2 fetch, metadata check, version pin', async (t) => {
+  const p = provider()
+  const ref = parseRef('vault:secret/data/app/openai')
+  const r1 = await p.fetch(ref)
+  t.same(r1.data, { kind: 'map', map: { api_key: V1, org: 'org-1' } }, 'the whole KV secret as a map (#key picks from it)')
+  t.equal(r1.version, '1')
+  t.equal(await p.currentVersion(ref), '1')
+  await api('POST', 'secret/data/app/openai', { data: { api_key: V2, org: 'org-1' } })
+  p.http.counts.clear()
+  t.equal(await p.currentVersion(ref), '2', 'current_version follows a write')
+  t.same([...p.http.counts.keys()], ['GET secret/metadata/app/openai'], 'the check reads metadata, not the value')
+  const r2 = await p.fetch(ref)
+  t.equal(mapOf(r2).api_key, V2)
+  const pinned = parseRef('vault:secret/data/app/openai@1')
+  p.http.counts.clear()
+  t.equal(await p.currentVersion(pinned), '1')
+  t.equal(p.http.counts.size, 0, 'a pinned KV version is immutable: no request')
+  t.equal(mapOf(await p.fetch(pinned)).api_key, V1, '@1 reads version 1')
+  t.equal(p.auth.stats.logins, 1, 'one login for all of it')
+  // kvVersion 2 accepts the short form
+  t.equal(mapOf(await provider({ kvVersion: 2 }).fetch(parseRef('vault:secret/app/openai'))).api_key, V2)
+})
+
+t.test('provider: KV v1 (no metadata: the check reads the value once and the fetch reuses it)', async (t) => {
+  const p = provider()
+  const ref = parseRef('vault:kv1/app/conf')
+  const v = await p.currentVersion(ref)
+  p.http.counts.clear()
+  const r = await p.fetch(ref)
+  t.equal(r.version, v)
+  t.equal(p.http.counts.size, 0, 'the fetch right after the check costs no request')
+  t.same(mapOf(r), { token: 'kv1-value-9c0d', ttl: '1h' })
+  t.equal(r.expiresAt, undefined, 'a KV v1 ttl is a hint, not a lease')
+})
+
+t.test('provider: policy without metadata falls back to reading the value', async (t) => {
+  const p = provider()
+  const ref = parseRef('vault:secret/data/nometa/x')
+  t.equal(await p.currentVersion(ref), '1')
+  t.equal(mapOf(await p.fetch(ref)).k, V1)
+})
+
+t.test('provider: PKI issue is a write-style read with the certificate expiry as expiresAt', async (t) => {
+  const p = provider()
+  const ref = parseRef('vault:pki/issue/web?common_name=app.example.com&ttl=90s')
+  const r = await p.fetch(ref)
+  const m = mapOf(r)
+  const cert = new X509Certificate(m.certificate as string)
+  t.match(cert.subject, /CN=app\.example\.com/)
+  t.ok(m.private_key?.includes('PRIVATE KEY'))
+  t.equal(r.version, m.serial_number, 'the serial number is the version')
+  t.equal(r.expiresAt, Date.parse(cert.validTo), 'expiresAt is the certificate notAfter')
+  t.equal(await p.currentVersion(ref), r.version, 'before 2/3 of its life the check needs no request')
+})
+
+t.test('provider: missing, denied, bad credentials', async (t) => {
+  const p = provider()
+  t.equal(await code(p.fetch(parseRef('vault:secret/data/app/nope'))), 'SIDEKEY_E_NOT_FOUND')
+  t.equal(await code(p.currentVersion(parseRef('vault:secret/data/app/nope'))), 'SIDEKEY_E_NOT_FOUND')
+  t.equal(await code(p.fetch(parseRef('vault:secret/data/app/openai@99'))), 'SIDEKEY_E_NOT_FOUND', 'no such version')
+  t.equal(await code(p.fetch(parseRef('vault:kv1/app/nope'))), 'SIDEKEY_E_NOT_FOUND')
+  const before = p.auth.stats.logins
+  t.equal(await code(p.fetch(parseRef('vault:secret/data/denied/x'))), 'SIDEKEY_E_DENIED', 'the policy has no read on it')
+  t.equal(p.auth.stats.logins, before + 1, 'a 403 logs in again once')
+  t.equal(await code(p.fetch(parseRef('vault:secret/data/denied/x'))), 'SIDEKEY_E_DENIED')
+  t.equal(p.auth.stats.logins, before + 1, 'and not again for the next denial')
+  t.equal(await code(p.fetch(parseRef('vault:pki/issue/web?common_name=evil.other.org'))), 'SIDEKEY_E_BACKEND', 'PKI refuses a name outside the role (400)')
+  t.equal(await code(provider({ tokenFile: wrongAudience }).fetch(parseRef('vault:secret/data/app/openai'))), 'SIDEKEY_E_AUTH', 'token with the wrong audience')
+  t.equal(await code(provider({ tokenFile: strangerToken }).fetch(parseRef('vault:secret/data/app/openai'))), 'SIDEKEY_E_AUTH', 'service account not bound to the role')
+  t.equal(await code(provider({ role: 'nosuchrole' }).fetch(parseRef('vault:secret/data/app/openai'))), 'SIDEKEY_E_AUTH', 'unknown role')
+  t.equal(await code(provider({ tokenFile: join(work, 'missing') }).fetch(parseRef('vault:secret/data/app/openai'))), 'SIDEKEY_E_AUTH', 'no token file')
+  process.env.SIDEKEY_TEST_BAD_VAULT_TOKEN = 's.not-a-real-token'
+  t.equal(await code(provider({ tokenEnv: 'SIDEKEY_TEST_BAD_VAULT_TOKEN', role: undefined }).fetch(parseRef('vault:secret/data/app/openai'))), 'SIDEKEY_E_AUTH', 'a bad static token')
+  process.env.SIDEKEY_TEST_ROOT_VAULT_TOKEN = bao.rootToken
+  t.equal(mapOf(await provider({ tokenEnv: 'SIDEKEY_TEST_ROOT_VAULT_TOKEN', role: undefined }).fetch(parseRef('vault:secret/data/denied/x'))).api_key, DENIED, 'a static token (local development) works')
+})
+
+t.test('provider: token renewed at 2/3 of its TTL, no second login', async (t) => {
+  const p = provider({ role: 'short' })
+  t.teardown(async () => { await p.close() }) // its renewals must not show up in the steady-state count below
+  await p.fetch(parseRef('vault:secret/data/app/openai'))
+  await waitFor('two renewals', () => p.auth.stats.renewals >= 2, 30_000, 200)
+  t.equal(p.auth.stats.logins, 1, 'one login per token lifetime')
+  t.equal(mapOf(await p.fetch(parseRef('vault:secret/data/app/openai'))).api_key, V2, 'the renewed token still reads')
+})
+
+t.test('provider: Vault namespace header', async (t) => {
+  await api('POST', 'sys/namespaces/team-a', {})
+  await api('POST', 'sys/mounts/kv', { type: 'kv', options: { version: '2' } }, { 'x-vault-namespace': 'team-a' })
+  await api('POST', 'kv/data/x', { data: { k: 'in-namespace' } }, { 'x-vault-namespace': 'team-a' })
+  process.env.SIDEKEY_TEST_ROOT_VAULT_TOKEN = bao.rootToken
+  const p = provider({ tokenEnv: 'SIDEKEY_TEST_ROOT_VAULT_TOKEN', role: undefined, namespace: 'team-a' })
+  t.equal(mapOf(await p.fetch(parseRef('vault:kv/data/x'))).k, 'in-namespace')
+  t.equal(await code(provider({ tokenEnv: 'SIDEKEY_TEST_ROOT_VAULT_TOKEN', role: undefined }).fetch(parseRef('vault:kv/data/x'))), 'SIDEKEY_E_NOT_FOUND', 'not visible from the root namespace')
+})
+
+t.test('agent: rotation reaches file, HTTP, gRPC Watch and onChange once', async (t) => {
+  await api('POST', 'secret/data/app/agent', { data: { api_key: V1, org: 'o' } })
+  const h = await startHarness(t, {
+    refresh: '1s',
+    stores: { vault: storeConfig },
+    secrets: [{ name: 'openai-key', ref: 'vault:secret/data/app/agent#api_key' }, { name: 'openai.json', ref: 'vault:secret/data/app/agent', format: 'json' }],
+  })
+  await h.agent.synced
+  t.equal(h.file('openai-key'), V1)
+  t.same(JSON.parse(h.file('openai.json') ?? '{}'), { api_key: V1, org: 'o' })
+  const before = h.events.length
+  await api('POST', 'secret/data/app/agent', { data: { api_key: V3, org: 'o' } })
+  await waitFor('the file to rotate', () => h.file('openai-key') === V3)
+  const g = await h.get('openai-key')
+  t.equal(g.body, V3)
+  t.equal(g.etag?.replace(/"/g, ''), '2', 'ETag is the KV version')
+  await waitFor('a gRPC CHANGED event', () => h.events.slice(before).some((e) => e.name === 'openai-key' && e.kind === 'CHANGED' && e.version === '2'))
+  await waitFor('onChange', () => h.notifications.length >= 1)
+  await new Promise((resolve) => setTimeout(resolve, 2500))
+  t.equal(h.notifications.length, 1, 'onChange fired exactly once')
+  t.notMatch(h.logs.text(), V3, 'the value is never logged')
+})
+
+t.test('agent: a PKI certificate is fetched again at about 2/3 of its lifetime', async (t) => {
+  const h = await startHarness(t, {
+    refresh: '30s',
+    stores: { vault: storeConfig },
+    secrets: [{ name: 'tls.crt', ref: 'vault:pki/issue/web?common_name=svc.example.com&ttl=6s#certificate' }],
+  })
+  await h.agent.synced
+  const first = h.file('tls.crt') as string
+  t.ok(first.includes('BEGIN CERTIFICATE'))
+  await waitFor('a new certificate before the old one expires', () => h.file('tls.crt') !== first, 20_000)
+  const serial1 = new X509Certificate(first).serialNumber
+  const serial2 = new X509Certificate(h.file('tls.crt') as string).serialNumber
+  t.not(serial2, serial1, 'a new certificate (new serial) without any write in OpenBao and long before the 30s refresh')
+  await waitFor('onChange for the new certificate', () => h.notifications.length >= 1)
+})
+
+t.test('agent: outage keeps serving the last good value, /metrics counts errors, recovery', async (t) => {
+  await api('POST', 'secret/data/app/outage', { data: { k: V1 } })
+  const h = await startHarness(t, { refresh: '1s', stores: { vault: storeConfig }, secrets: [{ name: 'k', ref: 'vault:secret/data/app/outage#k' }] })
+  await h.agent.synced
+  relay.cut()
+  try {
+    await waitFor('errors in /metrics', async () => metricValue(await h.metrics(), 'sidekey_fetch_errors_total', { store: 'vault', code: 'SIDEKEY_E_UNAVAILABLE' }) >= 2)
+    const r = await h.get('k')
+    t.equal(r.status, 200, 'still served')
+    t.equal(r.body, V1, 'the last good value')
+    await api('POST', 'secret/data/app/outage', { data: { k: V2 } })
+  } finally {
+    relay.restore()
+  }
+  await waitFor('recovery', () => h.file('k') === V2)
+  t.equal((await h.get('k')).body, V2)
+})
+
+t.test('steady state: one metadata read per secret per interval, no value read, no login (OpenBao audit log)', async (t) => {
+  await api('POST', 'secret/data/app/load-a', { data: { x: 'a' } })
+  await api('POST', 'secret/data/app/load-b', { data: { y: 'b' } })
+  const h = await startHarness(t, {
+    refresh: '1s',
+    stores: { vault: storeConfig },
+    secrets: [{ name: 'a1', ref: 'vault:secret/data/app/load-a#x' }, { name: 'a2', ref: 'vault:secret/data/app/load-a', format: 'json' }, { name: 'b', ref: 'vault:secret/data/app/load-b#y' }],
+  })
+  await h.agent.synced
+  const skip = auditRequests(bao.auditLog).length
+  const start = Date.now()
+  await new Promise((resolve) => setTimeout(resolve, 5000))
+  const elapsed = Date.now() - start
+  const reqs = auditRequests(bao.auditLog).slice(skip)
+  const intervals = Math.ceil(elapsed / 1000) + 1
+  for (const name of ['load-a', 'load-b']) {
+    const meta = reqs.filter((r) => r.path === `secret/metadata/app/${name}`).length
+    t.ok(meta >= 2 && meta <= intervals, `${name}: ${meta} metadata reads in ${elapsed} ms at a 1s interval (at most ${intervals})`)
+    t.equal(reqs.filter((r) => r.path === `secret/data/app/${name}`).length, 0, `${name}: no value read while nothing changed`)
+  }
+  t.same(reqs.filter((r) => r.path.startsWith('auth/')), [], 'no login or renewal in steady state')
+})
+
+t.test('no error message or detail carries a value', async (t) => {
+  t.ok(errors.length > 0)
+  const leaked = errors.filter((m) => VALUES.some((v) => m.includes(v)))
+  t.same(leaked, [], `none of ${errors.length} error texts contains a value`)
+})
