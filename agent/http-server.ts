@@ -36,15 +36,26 @@ function sendJson (res: ServerResponse, status: number, obj: unknown): number {
   return status
 }
 
+// Response headers are built once per value, not once per request.
+const headerCache = new WeakMap<SecretEntry, Record<string, string | number>>()
+function valueHeaders (e: SecretEntry): Record<string, string | number> {
+  let h = headerCache.get(e)
+  if (h === undefined) {
+    h = {
+      'content-type': 'application/octet-stream',
+      'content-length': e.value.length,
+      etag: etagOf(e),
+      'x-sidekey-version': e.version,
+      'last-modified': new Date(e.updatedAt).toUTCString(),
+      'cache-control': 'no-store',
+    }
+    headerCache.set(e, h)
+  }
+  return h
+}
+
 function sendValue (res: ServerResponse, e: SecretEntry): number {
-  res.writeHead(200, {
-    'content-type': 'application/octet-stream',
-    'content-length': e.value.length,
-    etag: etagOf(e),
-    'x-sidekey-version': e.version,
-    'last-modified': new Date(e.updatedAt).toUTCString(),
-    'cache-control': 'no-store',
-  })
+  res.writeHead(200, valueHeaders(e))
   res.end(e.value)
   return 200
 }

@@ -1,0 +1,71 @@
+// Cached GET /v1/secrets/:name with keep-alive over loopback, against a bare
+// Node http server answering a fixed body, in the same run. Prints figures and
+// ends with one JSON line. Goal: >= 0.8x the bare server; p99 < 1 ms at 1,000 req/s.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import autocannon from 'autocannon'
+
+const DURATION = Number(process.env.BENCH_SECONDS ?? 8)
+const BODY = 'sk-bench-' + 'x'.repeat(40)
+
+async function waitFor (url: string, headers: Record<string, string> = {}): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      const r = await fetch(url, { headers })
+      await r.arrayBuffer()
+      if (r.status === 200) return
+    } catch { /* not up yet */ }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  throw new Error(`${url} did not come up`)
+}
+
+async function load (url: string, headers: Record<string, string>, rate?: number): Promise<autocannon.Result> {
+  return await autocannon({ url, headers, connections: rate !== undefined ? 4 : 32, pipelining: 1, duration: DURATION, ...(rate !== undefined ? { overallRate: rate } : {}) })
+}
+
+function line (what: string, r: autocannon.Result): string {
+  return `${what.padEnd(28)} ${Math.round(r.requests.average).toString().padStart(7)} req/s   p50 ${r.latency.p50} ms  p99 ${r.latency.p99} ms  errors ${r.errors + r.non2xx}`
+}
+
+async function main (): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'sidekey-bench-'))
+  const procs: ChildProcess[] = []
+  try {
+    const bare = spawn(process.execPath, ['-e', `require('http').createServer((q,s)=>{s.writeHead(200,{'content-type':'application/octet-stream','content-length':${BODY.length}});s.end(${JSON.stringify(BODY)})}).listen(18199,'127.0.0.1')`], { stdio: 'ignore' })
+    procs.push(bare)
+    const config = { dir: join(dir, 'secrets'), tokenFile: join(dir, 'token'), listen: { http: 18198, grpc: 0 }, secrets: [{ name: 'openai', ref: 'env:BENCH_VALUE' }], refresh: '30s' }
+    writeFileSync(join(dir, 'agent.json'), JSON.stringify(config))
+    // Audit lines go to a file as they would to the container log.
+    const agent = spawn(process.execPath, ['dist/bin/sidekey.js', 'agent', '--config', join(dir, 'agent.json')], { env: { ...process.env, BENCH_VALUE: BODY }, stdio: ['ignore', 'ignore', 'inherit'] })
+    procs.push(agent)
+    await waitFor('http://127.0.0.1:18199/')
+    await waitFor('http://127.0.0.1:18198/ready')
+    const headers = { 'x-sidekey-token': readFileSync(join(dir, 'token'), 'utf8').trim() }
+    const agentUrl = 'http://127.0.0.1:18198/v1/secrets/openai'
+    const check = await fetch(agentUrl, { headers })
+    if ((await check.text()) !== BODY) throw new Error('agent does not serve the bench value')
+
+    await load('http://127.0.0.1:18199/', {}) // warm-up
+    await load(agentUrl, headers)
+    const bareSat = await load('http://127.0.0.1:18199/', {})
+    const agentSat = await load(agentUrl, headers)
+    const agentRate = await load(agentUrl, headers, 1000)
+    const bareRate = await load('http://127.0.0.1:18199/', {}, 1000)
+    const ratio = agentSat.requests.average / bareSat.requests.average
+    console.log(`local endpoint, ${DURATION}s per run, keep-alive, loopback, 2 processes on ${(await import('node:os')).cpus().length} cores`)
+    console.log(line('bare node http (saturation)', bareSat))
+    console.log(line('sidekey GET (saturation)', agentSat))
+    console.log(line('bare node http @1000/s', bareRate))
+    console.log(line('sidekey GET @1000/s', agentRate))
+    console.log(`throughput ratio sidekey/bare: ${ratio.toFixed(2)} (goal >= 0.80); p99 at 1000/s: ${agentRate.latency.p99} ms (goal < 1 ms)`)
+    console.log(JSON.stringify({ bench: 'local-endpoint', bare_rps: Math.round(bareSat.requests.average), sidekey_rps: Math.round(agentSat.requests.average), ratio: Number(ratio.toFixed(3)), p50_ms_at_1000: agentRate.latency.p50, p99_ms_at_1000: agentRate.latency.p99, bare_p99_ms_at_1000: bareRate.latency.p99, errors: agentSat.errors + agentSat.non2xx }))
+  } finally {
+    for (const p of procs) p.kill('SIGTERM')
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+main().catch((err: unknown) => { console.error(err); process.exitCode = 1 })
