@@ -1,0 +1,156 @@
+// Kubernetes Secrets backend against a real kube-apiserver (RBAC on): the
+// agent reads with a service-account token minted by the API server, watches
+// each Secret, and RBAC decides what it may read.
+import t from 'tap'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { useServers } from '../helpers/testenv.js'
+import { K8sProvider, createK8sProvider } from '../../agent/providers/k8s.js'
+import { isSidekeyError } from '../../agent/errors.js'
+import { parseRef } from '../../agent/reference.js'
+import { startRelay, startHarness, waitFor, metricValue } from './backend-harness.js'
+
+const { kube } = await useServers(t, ['kube'])
+const relay = await startRelay(t, kube.port)
+const server = `https://127.0.0.1:${relay.port}`
+const work = mkdtempSync(join(tmpdir(), 'sidekey-k8s-'))
+const NS = 'sidekey-k8s'
+
+const V1 = 'sk-k8s-value-one-11aa'
+const V2 = 'sk-k8s-value-two-22bb'
+const V3 = 'sk-k8s-value-three-33cc'
+const VALUES = [V1, V2, V3]
+const b64 = (s: string): string => Buffer.from(s).toString('base64')
+
+async function putSecret (name: string, data: Record<string, string>): Promise<string> {
+  const body = { apiVersion: 'v1', kind: 'Secret', metadata: { name }, data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])) }
+  const r = await kube.request<{ metadata: { resourceVersion: string } }>('PUT', `/api/v1/namespaces/${NS}/secrets/${name}`, body)
+  if (r.status === 404) return (await kube.must<{ metadata: { resourceVersion: string } }>('POST', `/api/v1/namespaces/${NS}/secrets`, body)).metadata.resourceVersion
+  if (r.status >= 300) throw new Error(`PUT secret ${name}: ${r.status} ${JSON.stringify(r.body)}`)
+  return r.body.metadata.resourceVersion
+}
+
+await kube.ensureNamespace(NS)
+await kube.createServiceAccount(NS, 'reader')
+await kube.createServiceAccount(NS, 'nobody')
+await kube.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles`, { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'secret-reader' }, rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] }] })
+await kube.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings`, { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'reader' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'secret-reader' }, subjects: [{ kind: 'ServiceAccount', name: 'reader', namespace: NS }] })
+const readerToken = join(work, 'reader-token')
+writeFileSync(readerToken, await kube.tokenRequest({ namespace: NS, serviceAccount: 'reader', audiences: [kube.serviceAccountIssuer], expirationSeconds: 3600 }))
+const nobodyToken = join(work, 'nobody-token')
+writeFileSync(nobodyToken, await kube.tokenRequest({ namespace: NS, serviceAccount: 'nobody', audiences: [kube.serviceAccountIssuer], expirationSeconds: 3600 }))
+const wrongAudience = join(work, 'wrong-audience')
+writeFileSync(wrongAudience, await kube.tokenRequest({ namespace: NS, serviceAccount: 'reader', audiences: ['vault'], expirationSeconds: 3600 }))
+
+const ctx = { storeName: 'k8s', logger: pino({ level: 'silent' }), maxValueBytes: 1 << 20 }
+const storeConfig = { type: 'k8s' as const, server, tokenFile: readerToken, caFile: kube.caFile, namespace: NS }
+const made: K8sProvider[] = []
+function provider (over: Record<string, unknown> = {}): K8sProvider {
+  const p = createK8sProvider({ ...storeConfig, ...over } as never, ctx) as K8sProvider
+  made.push(p)
+  return p
+}
+t.teardown(async () => { for (const p of made) await p.close() })
+
+const errors: string[] = []
+async function code (p: Promise<unknown>): Promise<string> {
+  try {
+    await p
+    return 'no error'
+  } catch (err) {
+    if (!isSidekeyError(err)) throw err
+    errors.push(err.message, JSON.stringify(err.details))
+    return err.code
+  }
+}
+
+t.test('provider: fetch a map of decoded values, resourceVersion, a pinned version', async (t) => {
+  const rv = await putSecret('openai', { api_key: V1, org: 'org-1' })
+  const p = provider()
+  const r = await p.fetch(parseRef('k8s:openai'))
+  t.same(r.data, { kind: 'map', map: { api_key: V1, org: 'org-1' } })
+  t.equal(r.version, rv)
+  t.equal(await p.currentVersion(parseRef(`k8s:${NS}/openai`)), rv, 'namespace/name form')
+  const rv2 = await putSecret('openai', { api_key: V2, org: 'org-1' })
+  t.equal(await p.currentVersion(parseRef('k8s:openai')), rv2, 'resourceVersion follows an update')
+  t.equal(await code(p.fetch(parseRef(`k8s:openai@${rv}`))), 'SIDEKEY_E_NOT_FOUND', 'Kubernetes keeps no history: an old pin is not found')
+  t.equal((await p.fetch(parseRef(`k8s:openai@${rv2}`))).version, rv2)
+})
+
+t.test('provider: the watch pushes changes and serves checks without requests', async (t) => {
+  await putSecret('watched', { k: V1 })
+  const p = provider()
+  const ref = parseRef('k8s:watched')
+  let changes = 0
+  const stop = p.watch(ref, () => { changes++ })
+  t.teardown(stop)
+  await waitFor('the initial watch event', () => changes >= 1)
+  p.counts.delete('get')
+  const seen = changes
+  const rv = await putSecret('watched', { k: V2 })
+  await waitFor('a pushed change', () => changes > seen)
+  t.equal(await p.currentVersion(ref), rv, 'the check sees the new resourceVersion')
+  t.equal(((await p.fetch(ref)).data as { map: Record<string, string> }).map.k, V2)
+  t.equal(p.counts.get('get'), undefined, 'no GET while the watch is live')
+
+  // Cut the connection: the watch reconnects with backoff and resyncs.
+  const before = changes
+  relay.cut()
+  await waitFor('the watch to notice', async () => await code(p.currentVersion(ref)) === 'SIDEKEY_E_UNAVAILABLE')
+  t.pass('disconnected: the cached copy is dropped and the check falls back to GET, which fails')
+  const rv3 = await putSecret('watched', { k: V3 })
+  relay.restore()
+  await waitFor('the watch to reconnect and resync', async () => changes > before && await p.currentVersion(ref) === rv3)
+  t.equal(((await p.fetch(ref)).data as { map: Record<string, string> }).map.k, V3, 'the change made during the outage arrives')
+})
+
+t.test('provider: missing, denied by RBAC, bad credential', async (t) => {
+  const p = provider()
+  t.equal(await code(p.fetch(parseRef('k8s:nope'))), 'SIDEKEY_E_NOT_FOUND')
+  t.equal(await code(provider({ tokenFile: nobodyToken }).fetch(parseRef('k8s:openai'))), 'SIDEKEY_E_DENIED', 'a service account without a Role')
+  t.equal(await code(p.fetch(parseRef('k8s:kube-system/some-secret'))), 'SIDEKEY_E_DENIED', 'another namespace')
+  t.equal(await code(provider({ tokenFile: wrongAudience }).fetch(parseRef('k8s:openai'))), 'SIDEKEY_E_AUTH', 'a token for another audience (401)')
+  t.equal(await code(p.fetch(parseRef('k8s:Not_A_Name'))), 'SIDEKEY_E_NOT_FOUND', 'not a DNS name')
+})
+
+t.test('agent: a change is pushed by the watch (long before the 30s refresh) to file, HTTP, gRPC and onChange once', async (t) => {
+  await putSecret('agent', { api_key: V1 })
+  const h = await startHarness(t, { refresh: '30s', stores: { k8s: storeConfig }, secrets: [{ name: 'key', ref: 'k8s:agent#api_key' }] })
+  await h.agent.synced
+  t.equal(h.file('key'), V1)
+  const before = h.events.length
+  const rv = await putSecret('agent', { api_key: V3 })
+  await waitFor('the file to rotate via the watch', () => h.file('key') === V3, 10_000)
+  t.equal((await h.get('key')).body, V3)
+  await waitFor('a gRPC CHANGED event', () => h.events.slice(before).some((e) => e.name === 'key' && e.kind === 'CHANGED' && e.version === rv))
+  await waitFor('onChange', () => h.notifications.length >= 1)
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  t.equal(h.notifications.length, 1, 'onChange fired exactly once')
+  t.notMatch(h.logs.text(), V3, 'the value is never logged')
+})
+
+t.test('agent: outage keeps serving the last good value, /metrics counts errors, recovery', async (t) => {
+  await putSecret('outage', { k: V1 })
+  const h = await startHarness(t, { refresh: '1s', stores: { k8s: storeConfig }, secrets: [{ name: 'k', ref: 'k8s:outage#k' }] })
+  await h.agent.synced
+  relay.cut()
+  try {
+    await waitFor('errors in /metrics', async () => metricValue(await h.metrics(), 'sidekey_fetch_errors_total', { store: 'k8s', code: 'SIDEKEY_E_UNAVAILABLE' }) >= 2)
+    const r = await h.get('k')
+    t.equal(r.status, 200, 'still served')
+    t.equal(r.body, V1, 'the last good value')
+    await putSecret('outage', { k: V2 })
+  } finally {
+    relay.restore()
+  }
+  await waitFor('recovery', () => h.file('k') === V2)
+  t.equal((await h.get('k')).body, V2)
+})
+
+t.test('no error message or detail carries a value', async (t) => {
+  t.ok(errors.length > 0)
+  const leaked = errors.filter((m) => VALUES.some((v) => m.includes(v)))
+  t.same(leaked, [], `none of ${errors.length} error texts contains a value`)
+})
