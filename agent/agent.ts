@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net'
 import type * as grpc from '@grpc/grpc-js'
 import type { Logger } from 'pino'
 import type { AgentConfig } from './config/load.js'
+import { SidekeyError } from './errors.js'
 import { createLogger } from './logger.js'
 import { createMetrics, type AgentMetrics } from './metrics.js'
 import { SecretStore } from './secret-store.js'
@@ -75,8 +76,11 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
 
   const http: Server = createHttpServer({ store, checkToken, metrics, audit })
   await new Promise<void>((resolve, reject) => {
-    http.once('error', reject)
-    http.listen(config.listen.http, config.listen.host, () => { http.off('error', reject); resolve() })
+    const onError = (err: NodeJS.ErrnoException): void => {
+      reject(new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.http: cannot listen on ${config.listen.host}:${config.listen.http} (${err.code ?? 'error'}); pick a free port`, { field: 'listen.http' }, { cause: err }))
+    }
+    http.once('error', onError)
+    http.listen(config.listen.http, config.listen.host, () => { http.off('error', onError); resolve() })
   })
   const httpPort = (http.address() as AddressInfo).port
 
@@ -84,7 +88,12 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   let grpcPort: number | undefined
   if (config.listen.grpcEnabled) {
     grpcServer = createGrpcServer({ store, checkToken, metrics, audit })
-    grpcPort = await bindGrpc(grpcServer, config.listen.grpc)
+    try {
+      grpcPort = await bindGrpc(grpcServer, config.listen.grpc)
+    } catch (err) {
+      http.close()
+      throw new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.grpc: cannot listen on ${config.listen.host}:${config.listen.grpc} (${(err as Error).message.split('\n')[0] ?? 'error'}); pick a free port`, { field: 'listen.grpc' }, { cause: err })
+    }
   }
   logger.info({ http: `${config.listen.host}:${httpPort}`, grpc: grpcPort !== undefined ? `${config.listen.host}:${grpcPort}` : 'off', secrets: config.secrets.length, dir: config.dir }, 'agent listening')
 

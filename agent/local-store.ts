@@ -67,6 +67,8 @@ function isSealed (x: unknown): x is SealedRecord {
 export class LocalStore {
   readonly file: string
   readonly #key: Buffer
+  /** The last parsed and key-checked document, valid while the file's stamp is unchanged. */
+  #cache: { stamp: string, doc: StoreFile } | undefined
 
   constructor (file: string, key: Buffer) {
     this.file = file
@@ -84,6 +86,15 @@ export class LocalStore {
   }
 
   #read (): StoreFile {
+    // An agent with many local secrets reads the store once per change, not once per secret.
+    const stamp = this.stamp()
+    if (this.#cache !== undefined && this.#cache.stamp === stamp && stamp !== 'absent') return this.#cache.doc
+    const doc = this.#readFile()
+    if (stamp !== 'absent') this.#cache = { stamp, doc }
+    return doc
+  }
+
+  #readFile (): StoreFile {
     let text: string
     try {
       text = readFileSync(this.file, 'utf8')
@@ -110,6 +121,7 @@ export class LocalStore {
   }
 
   #write (doc: StoreFile): void {
+    this.#cache = undefined // the cached document was mutated by the caller
     mkdirSync(dirname(this.file), { recursive: true, mode: 0o700 })
     const tmp = `${this.file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
     writeFileSync(tmp, JSON.stringify(doc, null, 1) + '\n', { mode: 0o600 })

@@ -1,6 +1,6 @@
 // From a backend's whole secret to the bytes of one file: pick `#key`, then
 // render the format. Errors name the reference, never the value.
-import { stringify as yamlStringify } from 'yaml'
+import { createRequire } from 'node:module'
 import { SidekeyError } from './errors.js'
 import type { Format } from './config/load.js'
 import type { SecretRef } from './reference.js'
@@ -34,6 +34,13 @@ export function select (ref: SecretRef, data: SecretData): SecretData {
   return { kind: 'bytes', bytes: Buffer.from(map[ref.key] as string) }
 }
 
+// Loaded on first use (format: yaml only).
+let yamlStringify: ((v: unknown) => string) | undefined
+function toYaml (v: unknown): string {
+  yamlStringify ??= (createRequire(import.meta.url)('yaml') as { stringify: (v: unknown) => string }).stringify
+  return yamlStringify(v)
+}
+
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 
 function envLine (name: string, value: string): string {
@@ -58,7 +65,7 @@ export function render (data: SecretData, format: Format, where: string, envName
     }
     case 'yaml': {
       const map = asMap(data)
-      return Buffer.from(yamlStringify(map ?? (data.kind === 'bytes' ? data.bytes.toString('utf8') : '')))
+      return Buffer.from(toYaml(map ?? (data.kind === 'bytes' ? data.bytes.toString('utf8') : '')))
     }
     case 'env': {
       const map = asMap(data)

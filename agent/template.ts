@@ -1,7 +1,8 @@
 // Templates combine several references into one file (.env, JSON, PEM bundle).
 // Handlebars is the engine; only the `secret` helper is allowed so a template
 // cannot reach into prototypes or other data: `{{secret "vault:kv/data/x#k"}}`.
-import Handlebars from 'handlebars'
+import { createRequire } from 'node:module'
+import type HandlebarsNS from 'handlebars'
 import { SidekeyError } from './errors.js'
 import { parseRef, type SecretRef } from './reference.js'
 
@@ -13,6 +14,13 @@ export interface ParsedTemplate {
 
 type Node = hbs.AST.Node
 
+// Loaded on first use: most agents bind plain references and never pay for it.
+let hbsModule: typeof HandlebarsNS | undefined
+function handlebars (): typeof HandlebarsNS {
+  hbsModule ??= createRequire(import.meta.url)('handlebars') as typeof HandlebarsNS
+  return hbsModule
+}
+
 function templateError (where: string, what: string): SidekeyError {
   return new SidekeyError('SIDEKEY_E_TEMPLATE', `${where}: ${what}; write references as {{secret "<store>:<path>#<key>"}}`, { field: where })
 }
@@ -20,7 +28,7 @@ function templateError (where: string, what: string): SidekeyError {
 export function parseTemplate (source: string, where = 'template'): ParsedTemplate {
   let ast: hbs.AST.Program
   try {
-    ast = Handlebars.parse(source)
+    ast = handlebars().parse(source)
   } catch (err) {
     // Handlebars' parse message quotes the offending line; templates hold references, not values.
     throw templateError(where, `does not parse (${(err as Error).message.split('\n')[0] ?? 'syntax error'})`)
@@ -51,7 +59,7 @@ export function parseTemplate (source: string, where = 'template'): ParsedTempla
   }
   visit(ast)
   if (refs.size === 0) throw templateError(where, 'uses no secret')
-  const compiled = Handlebars.compile(source, { noEscape: true, strict: true, knownHelpersOnly: true, knownHelpers: { secret: true } })
+  const compiled = handlebars().compile(source, { noEscape: true, strict: true, knownHelpersOnly: true, knownHelpers: { secret: true } })
   return Object.freeze({
     source,
     refs: Object.freeze([...refs.values()]),
