@@ -83,6 +83,7 @@ export class Refresher {
     await Promise.all([...this.#sources.values()].map(async (s) => await this.#run(s)))
     this.#starting = false
     await this.#flush()
+    this.#o.store.checkReady()
   }
 
   /** Re-checks a source now (a backend watch or a test calls this). */

@@ -48,10 +48,15 @@ export class SecretStore extends EventEmitter<{ change: [SecretEntry], ready: []
     return [...this.specs.values()].filter((s) => s.required && !this.#entries.has(s.name)).map((s) => s.name)
   }
 
-  /** Records entries already on disk; emits change for each, and ready once complete. */
+  /** Records entries just written; emits change for each, and ready once complete. */
   apply (entries: readonly SecretEntry[]): void {
     for (const e of entries) this.#entries.set(e.name, e)
     for (const e of entries) this.emit('change', e)
+    this.checkReady()
+  }
+
+  /** Ready once every required secret has been written (also when none is required). */
+  checkReady (): void {
     if (!this.#ready && this.missingRequired().length === 0) {
       this.#ready = true
       this.emit('ready')
