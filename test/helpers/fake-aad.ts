@@ -370,7 +370,7 @@ export async function startFakeAad(opts: FakeAadOptions & { port?: number } = {}
       return;
     }
     if (method === 'GET' && rest === 'discovery/v2.0/keys') {
-      const jwk = createPublicKey(publicKey).export({ format: 'jwk' });
+      const jwk = publicKey.export({ format: 'jwk' });
       send(res, 200, { keys: [{ kty: 'RSA', use: 'sig', kid, n: jwk.n, e: jwk.e, issuer: `${base}/${tenant}/v2.0` }] });
       return;
     }
@@ -397,7 +397,9 @@ export async function startFakeAad(opts: FakeAadOptions & { port?: number } = {}
   });
   const port = (server.address() as AddressInfo).port;
   base = `https://127.0.0.1:${port}`;
-  const signingPublicKey = createPublicKey(publicKey).export({ format: 'pem', type: 'spki' }).toString();
+  const signingPublicKey = publicKey.export({ format: 'pem', type: 'spki' }).toString();
+  // never keep a test process alive on its own
+  server.unref();
 
   return {
     authorityHost: base,

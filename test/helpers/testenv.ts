@@ -15,6 +15,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
+import { connect as tlsConnect } from 'node:tls';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -56,6 +57,8 @@ export interface LowkeyInfo extends BaseInfo {
   /** https://localhost:<port>: the default vault (self-signed certificate: disable TLS verification) */
   vaultUrl: string;
   endpoint: string;
+  /** PEM of lowkey-vault's self-signed server certificate, to trust it (e.g. `tlsOptions: { ca }`) */
+  ca: string;
 }
 
 export interface EtcdInfo extends BaseInfo {
@@ -443,6 +446,18 @@ function kubeInfo(raw: RawInfo & { reused: boolean }): KubeInfo {
   };
 }
 
+function peerCertificatePem(port: number): Promise<string> {
+  return new Promise((resolveP, reject) => {
+    const s = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false }, () => {
+      const c = s.getPeerCertificate();
+      s.destroy();
+      const b64 = c.raw.toString('base64').replace(/(.{64})/g, '$1\n');
+      resolveP(`-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`.replace('\n\n-----END', '\n-----END'));
+    });
+    s.on('error', reject);
+  });
+}
+
 async function startOne(name: ServerName, t: TestLike | undefined, aadOptions: FakeAadOptions | undefined): Promise<unknown> {
   if (name === 'aad') {
     aadInstance = await startFakeAad(aadOptions ?? {});
@@ -450,6 +465,7 @@ async function startOne(name: ServerName, t: TestLike | undefined, aadOptions: F
   }
   const raw = await startProcessServer(name, t);
   if (name === 'kube') return kubeInfo(raw);
+  if (name === 'lowkey') return { ...raw, ca: await peerCertificatePem(raw.port) };
   return raw;
 }
 
