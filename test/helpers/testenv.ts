@@ -7,10 +7,11 @@
 // Each server is installed if needed (`scripts/testenv install`, cached under
 // ~/.cache/sidekey/testenv), started on a free 127.0.0.1 port — or reused when one started by
 // `scripts/testenv start NAME` is running (disable with SIDEKEY_TESTENV_REUSE=0) — and awaited
-// until its health endpoint answers. Servers this process started are stopped when the root tap
-// test ends and at process exit (a watchdog in scripts/testenv also stops them if the process
-// dies). A server that cannot be installed or started REJECTS with an Error naming the server
-// and the reason (last lines of its log): tests fail, they never skip.
+// until its health endpoint answers. Servers this process started are stopped at process exit
+// or by stopServers() (a watchdog in scripts/testenv also stops them if the process dies).
+// Nothing here holds the event loop (children and the fake AAD are unref'd), so it is usable
+// outside tap too (bench/). A server that cannot be installed or started REJECTS with an Error
+// naming the server and the reason (last lines of its log): tests fail, they never skip.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
@@ -207,10 +208,6 @@ function registerCleanup(): void {
       process.kill(process.pid, sig);
     });
   }
-  // stop when the root tap test is done (keeps the event loop from being held by fake-aad)
-  import('tap')
-    .then((m) => m.default.teardown(() => stopServers()))
-    .catch(() => undefined);
   // remove private run dirs of dead test processes
   const runDir = join(cacheDir(), 'run');
   if (existsSync(runDir)) {
