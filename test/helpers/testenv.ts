@@ -332,6 +332,19 @@ async function startProcessServer(name: Exclude<ServerName, 'aad'>, t: TestLike 
     }
   }
   await runScript(['install', name]);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await launch(name, t);
+    } catch (err) {
+      // a free port picked by `run` can be taken by a parallel test process before the server binds it
+      const msg = err instanceof Error ? err.message : String(err);
+      if (attempt >= 3 || !/address already in use|bind: address|EADDRINUSE/i.test(msg)) throw err;
+      t?.comment?.(`testenv: ${name} lost a port race, retrying`);
+    }
+  }
+}
+
+async function launch(name: Exclude<ServerName, 'aad'>, t: TestLike | undefined): Promise<RawInfo & { reused: boolean }> {
   const dir = join(procDir(), name);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
