@@ -157,7 +157,7 @@ export class Refresher {
       s.attempted = true
       s.running = false
     }
-    if (this.#dirty.size > 0 && !this.#starting) void this.#flush().catch(() => { /* logged inside */ })
+    if (this.#dirty.size > 0 && !this.#starting && !this.#closed) void this.#flush().catch(() => { /* logged inside */ })
     if (this.#closed) return
     if (s.again) {
       s.again = false
