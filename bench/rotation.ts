@@ -18,8 +18,11 @@ import { SecretClient } from '@azure/keyvault-secrets'
 import { loadConfig } from '../agent/config/load.js'
 import { startAgent, type RunningAgent } from '../agent/agent.js'
 import { useServers, stopServers } from '../test/helpers/testenv.js'
+import { startKeyVaultStandin, TENANT } from '../test/integration/azure-suite.js'
 
 interface Backend {
+  /** Printed name (marks a stand-in server). */
+  readonly label?: string
   readonly store: Record<string, unknown>
   /** Creates n secrets with an initial value; returns their references. */
   setup (n: number, tag: string): Promise<string[]>
@@ -74,25 +77,37 @@ async function awsBackend (): Promise<Backend> {
 }
 
 async function azureBackend (): Promise<Backend> {
-  const { lowkey, aad, kube } = await useServers(undefined, ['lowkey', 'aad', 'kube'])
-  const tenantId = '11111111-2222-3333-4444-555555555555'
+  const { aad, kube } = await useServers(undefined, ['aad', 'kube'])
+  // lowkey-vault when it can be installed; else the Key Vault protocol stand-in of the tests (labelled in the output).
+  let kv: { port: number, ca: string, vaultUrl: string, set: (name: string, value: string) => Promise<unknown> }
+  let label = 'azure'
+  try {
+    const { lowkey } = await useServers(undefined, ['lowkey'])
+    const admin = new SecretClient(lowkey.vaultUrl, { getToken: async () => ({ token: 'admin', expiresOnTimestamp: Date.now() + 3_600_000 }) }, { tlsOptions: { ca: lowkey.ca }, disableChallengeResourceVerification: true })
+    kv = { port: lowkey.port, ca: lowkey.ca, vaultUrl: lowkey.vaultUrl, set: async (n, v) => await admin.setSecret(n, v) }
+  } catch (err) {
+    console.error(`azure: lowkey-vault unavailable (${(err as Error).message.split('\n').slice(-1)[0] ?? ''}); using the Key Vault protocol stand-in`)
+    const standin = await startKeyVaultStandin(aad)
+    kv = { port: standin.port, ca: standin.ca, vaultUrl: `https://localhost:${standin.port}`, set: standin.set }
+    label = 'azure*'
+  }
   const clientId = 'bbbbbbbb-bbbb-cccc-dddd-eeeeeeeeeeee'
   await kube.ensureNamespace('sidekey-bench')
   await kube.createServiceAccount('sidekey-bench', 'app')
-  aad.addApp({ tenantId, clientId, federatedCredentials: [{ issuer: kube.serviceAccountIssuer, subject: 'system:serviceaccount:sidekey-bench:app', issuerPublicKeys: [readFileSync(kube.serviceAccountKeyFile, 'utf8')] }] })
+  aad.addApp({ tenantId: TENANT, clientId, federatedCredentials: [{ issuer: kube.serviceAccountIssuer, subject: 'system:serviceaccount:sidekey-bench:app', issuerPublicKeys: [readFileSync(kube.serviceAccountKeyFile, 'utf8')] }] })
   const tokenFile = join(work, 'azure-token')
   writeFileSync(tokenFile, await kube.tokenRequest({ namespace: 'sidekey-bench', serviceAccount: 'app', audiences: ['api://AzureADTokenExchange'], expirationSeconds: 3600 }))
   const caFile = join(work, 'azure-ca.pem')
-  writeFileSync(caFile, lowkey.ca + '\n' + aad.ca)
-  const admin = new SecretClient(lowkey.vaultUrl, { getToken: async () => ({ token: 'admin', expiresOnTimestamp: Date.now() + 3_600_000 }) }, { tlsOptions: { ca: lowkey.ca }, disableChallengeResourceVerification: true })
+  writeFileSync(caFile, kv.ca + '\n' + aad.ca)
   return {
-    store: { type: 'azure', vaultUrl: lowkey.vaultUrl, tenantId, clientId, tokenFile, authorityHost: aad.authorityHost, caFile, disableChallengeResourceVerification: true },
+    label,
+    store: { type: 'azure', vaultUrl: kv.vaultUrl, tenantId: TENANT, clientId, tokenFile, authorityHost: aad.authorityHost, caFile, disableChallengeResourceVerification: true },
     async setup (n, tag) {
       const refs: string[] = []
-      for (let i = 0; i < n; i++) { await admin.setSecret(`bench-${tag}-${i}`, 'initial'); refs.push(`azure:bench-${tag}-${i}`) }
+      for (let i = 0; i < n; i++) { await kv.set(`bench-${tag}-${i}`, 'initial'); refs.push(`azure:bench-${tag}-${i}`) }
       return refs
     },
-    async write (i, tag, value) { await admin.setSecret(`bench-${tag}-${i}`, value) },
+    async write (i, tag, value) { await kv.set(`bench-${tag}-${i}`, value) },
   }
 }
 
@@ -194,12 +209,12 @@ for (const name of NAMES) {
   for (const interval of INTERVALS) {
     const xs = await run(name, b, interval)
     const s = stats(xs)
-    const line = `${name.padEnd(6)} | refresh ${interval.padEnd(4)} | n=${String(s.n).padStart(2)}/${ROTATIONS} | median ${s.median.toFixed(0).padStart(6)} ms | max ${s.max.toFixed(0).padStart(6)} ms`
+    const line = `${(b.label ?? name).padEnd(6)} | refresh ${interval.padEnd(4)} | n=${String(s.n).padStart(2)}/${ROTATIONS} | median ${s.median.toFixed(0).padStart(6)} ms | max ${s.max.toFixed(0).padStart(6)} ms`
     console.log(line)
     rows.push(line)
   }
 }
-console.log('\nbench/rotation: write in the backend -> new value served by GET /v1/secrets/:name')
+console.log('\nbench/rotation: write in the backend -> new value served by GET /v1/secrets/:name (azure* = Key Vault protocol stand-in)')
 for (const r of rows) console.log(r)
 await stopServers()
 rmSync(work, { recursive: true, force: true })
