@@ -227,7 +227,7 @@ export async function startRelay (t: Tap, targetPort: number): Promise<Relay> {
   return relay
 }
 
-export interface AuditedOpenBao { addr: string, port: number, rootToken: string, auditLog: string, dir: string }
+export interface AuditedOpenBao { addr: string, port: number, rootToken: string, auditLog: string, dir: string, /** With tls: the generated CA (PEM file). */ caFile?: string }
 
 /**
  * A private OpenBao dev server with a file audit device. OpenBao 2.x refuses
@@ -235,7 +235,7 @@ export interface AuditedOpenBao { addr: string, port: number, rootToken: string,
  * scripts/testenv starts plain `-dev`, so this starts the binary testenv
  * installed with `-dev -config=<audit stanza>`. Installation stays testenv's.
  */
-export async function startAuditedOpenBao (t: Tap): Promise<AuditedOpenBao> {
+export async function startAuditedOpenBao (t: Tap, opts: { tls?: boolean } = {}): Promise<AuditedOpenBao> {
   const { spawn, execFileSync } = await import('node:child_process')
   const { writeFileSync, openSync, closeSync } = await import('node:fs')
   const net = await import('node:net')
@@ -257,7 +257,8 @@ export async function startAuditedOpenBao (t: Tap): Promise<AuditedOpenBao> {
   })
   const rootToken = 'sidekey-root'
   const out = openSync(join(dir, 'server.log'), 'a')
-  const child = spawn(join(installDir, 'bin', 'bao'), ['server', '-dev', `-dev-root-token-id=${rootToken}`, `-dev-listen-address=127.0.0.1:${port}`, '-dev-no-store-token', `-config=${join(dir, 'audit.hcl')}`], { cwd: dir, detached: true, stdio: ['ignore', out, out] })
+  const tlsArgs = opts.tls === true ? ['-dev-tls', `-dev-tls-cert-dir=${dir}`] : []
+  const child = spawn(join(installDir, 'bin', 'bao'), ['server', '-dev', ...tlsArgs, `-dev-root-token-id=${rootToken}`, `-dev-listen-address=127.0.0.1:${port}`, '-dev-no-store-token', `-config=${join(dir, 'audit.hcl')}`], { cwd: dir, detached: true, stdio: ['ignore', out, out] })
   closeSync(out)
   let exited: string | undefined
   child.on('exit', (code, sig) => { exited = `exit ${String(code ?? sig)}` })
@@ -268,12 +269,21 @@ export async function startAuditedOpenBao (t: Tap): Promise<AuditedOpenBao> {
     try { process.kill(-(child.pid as number), 'SIGKILL') } catch { /* gone */ }
     rmSync(dir, { recursive: true, force: true })
   })
-  const addr = `http://127.0.0.1:${port}`
+  const addr = `${opts.tls === true ? 'https' : 'http'}://127.0.0.1:${port}`
+  const { request } = await import('node:https')
+  const healthy = async (): Promise<boolean> => {
+    if (opts.tls !== true) return (await fetch(`${addr}/v1/sys/health`)).status === 200
+    return await new Promise<boolean>((resolve) => {
+      const req = request(`${addr}/v1/sys/health`, { rejectUnauthorized: false }, (res) => { res.resume(); resolve(res.statusCode === 200) })
+      req.on('error', () => resolve(false))
+      req.end()
+    })
+  }
   await waitFor(`openbao on ${addr} (log ${join(dir, 'server.log')})`, async () => {
     if (exited !== undefined) throw new Error(`openbao ${exited}: ${readFileSync(join(dir, 'server.log'), 'utf8').slice(-2000)}`)
-    try { return (await fetch(`${addr}/v1/sys/health`)).status === 200 } catch { return false }
+    try { return await healthy() } catch { return false }
   }, 60_000, 100)
-  return { addr, port, rootToken, auditLog, dir }
+  return { addr, port, rootToken, auditLog, dir, ...(opts.tls === true ? { caFile: join(dir, 'vault-ca.pem') } : {}) }
 }
 
 /** Request entries of an OpenBao file audit log: operation and path. */

@@ -191,6 +191,24 @@ t.test('provider: Vault namespace header', async (t) => {
   t.equal(await code(provider({ tokenEnv: 'SIDEKEY_TEST_ROOT_VAULT_TOKEN', role: undefined }).fetch(parseRef('vault:kv/data/x'))), 'SIDEKEY_E_NOT_FOUND', 'not visible from the root namespace')
 })
 
+t.test('provider: TLS with caFile and tlsServerName (an OpenBao -dev-tls server)', async (t) => {
+  const tls = await startAuditedOpenBao(t, { tls: true })
+  const { readFileSync, existsSync } = await import('node:fs')
+  t.ok(existsSync(tls.caFile as string), 'the dev server wrote its CA')
+  const { request } = await import('node:https')
+  await new Promise<void>((resolve, reject) => {
+    const req = request(`${tls.addr}/v1/secret/data/tls`, { method: 'POST', ca: readFileSync(tls.caFile as string), headers: { 'x-vault-token': tls.rootToken } }, (res) => { res.resume(); res.on('end', resolve) })
+    req.on('error', reject)
+    req.end(JSON.stringify({ data: { k: 'over-tls' } }))
+  })
+  process.env.SIDEKEY_TEST_ROOT_VAULT_TOKEN = tls.rootToken
+  const base = { tokenEnv: 'SIDEKEY_TEST_ROOT_VAULT_TOKEN', role: undefined, address: tls.addr }
+  t.equal(mapOf(await provider({ ...base, caFile: tls.caFile }).fetch(parseRef('vault:secret/data/tls'))).k, 'over-tls', 'trusted through caFile')
+  t.equal(mapOf(await provider({ ...base, address: `https://localhost:${tls.port}`, caFile: tls.caFile, tlsServerName: 'localhost' }).fetch(parseRef('vault:secret/data/tls'))).k, 'over-tls', 'with an explicit server name')
+  t.equal(await code(provider(base).fetch(parseRef('vault:secret/data/tls'))), 'SIDEKEY_E_UNAVAILABLE', 'without the CA the TLS handshake fails')
+  t.equal(await code(provider({ ...base, caFile: tls.caFile, tlsServerName: 'not-the-vault.example' }).fetch(parseRef('vault:secret/data/tls'))), 'SIDEKEY_E_UNAVAILABLE', 'a server name the certificate does not carry fails')
+})
+
 t.test('agent: rotation reaches file, HTTP, gRPC Watch and onChange once', async (t) => {
   await api('POST', 'secret/data/app/agent', { data: { api_key: V1, org: 'o' } })
   const h = await startHarness(t, {
