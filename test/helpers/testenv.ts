@@ -232,11 +232,21 @@ function tail(file: string, lines = 25): string {
 
 function runScript(args: string[]): Promise<void> {
   return new Promise((resolveP, reject) => {
-    const p = spawn(join(repoRoot(), 'scripts', 'testenv'), args, { stdio: ['ignore', 'inherit', 'inherit'] });
+    const p = spawn(join(repoRoot(), 'scripts', 'testenv'), args, { stdio: ['ignore', 'inherit', 'pipe'] });
+    let errTail = '';
+    p.stderr?.on('data', (c: Buffer) => {
+      process.stderr.write(c);
+      errTail = (errTail + c.toString('utf8')).slice(-8192);
+    });
     p.on('error', (e) => reject(new Error(`testenv: cannot run scripts/testenv ${args.join(' ')}: ${e.message}`)));
-    p.on('exit', (code, sig) => {
-      if (code === 0) resolveP();
-      else reject(new Error(`testenv: scripts/testenv ${args.join(' ')} failed (exit ${code ?? sig}); see its output above`));
+    p.on('close', (code, sig) => {
+      if (code === 0) {
+        resolveP();
+        return;
+      }
+      // eslint-disable-next-line no-control-regex
+      const reasons = errTail.replace(/\x1b\[[0-9;]*m/g, '').split('\n').filter((l) => l.includes('testenv: ERROR:'));
+      reject(new Error(`scripts/testenv ${args.join(' ')} failed (exit ${code ?? sig}): ${reasons.join(' | ') || errTail.split('\n').slice(-5).join(' | ')}`));
     });
   });
 }
