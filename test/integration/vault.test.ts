@@ -209,6 +209,36 @@ t.test('provider: TLS with caFile and tlsServerName (an OpenBao -dev-tls server)
   t.equal(await code(provider({ ...base, caFile: tls.caFile, tlsServerName: 'not-the-vault.example' }).fetch(parseRef('vault:secret/data/tls'))), 'SIDEKEY_E_UNAVAILABLE', 'a server name the certificate does not carry fails')
 })
 
+t.test('provider: a dynamic credential (OpenBao kubernetes secrets engine) returns its lease as version and expiresAt', async (t) => {
+  await kube.createServiceAccount(NS, 'vault-engine')
+  await kube.request('POST', '/apis/rbac.authorization.k8s.io/v1/clusterroles', { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: 'sidekey-token-creator' }, rules: [{ apiGroups: [''], resources: ['serviceaccounts/token'], verbs: ['create'] }, { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get'] }] })
+  await kube.bindClusterRole('sidekey-vault-engine', 'sidekey-token-creator', NS, 'vault-engine')
+  const engineJwt = await kube.tokenRequest({ namespace: NS, serviceAccount: 'vault-engine', audiences: [kube.serviceAccountIssuer], expirationSeconds: 7200 })
+  await api('POST', 'sys/mounts/kubernetes', { type: 'kubernetes' })
+  await api('POST', 'kubernetes/config', { kubernetes_host: kube.server, kubernetes_ca_cert: kube.ca, service_account_jwt: engineJwt, disable_local_ca_jwt: true })
+  await api('POST', 'kubernetes/roles/app-creds', { allowed_kubernetes_namespaces: [NS], service_account_name: 'app', token_default_ttl: '10m', token_max_ttl: '1h' })
+  await api('PUT', 'sys/policies/acl/app-creds', { policy: 'path "kubernetes/creds/app-creds" { capabilities = ["update"] }\npath "sys/leases/renew" { capabilities = ["update"] }' })
+  await api('POST', 'auth/k8s/role/creds', { bound_service_account_names: ['app'], bound_service_account_namespaces: [NS], audience: 'vault', token_policies: ['app-read', 'app-creds'], token_ttl: '1h' })
+  const p = provider({ role: 'creds' })
+  const ref = parseRef(`vault:kubernetes/creds/app-creds?kubernetes_namespace=${NS}`)
+  const r1 = await p.fetch(ref)
+  t.match(r1.version, /^kubernetes\/creds\/app-creds\//, 'the lease id is the version')
+  t.ok(r1.expiresAt !== undefined && r1.expiresAt > Date.now(), 'expiresAt from the lease duration')
+  const m = mapOf(r1)
+  t.equal(m.service_account_name, 'app')
+  t.ok((m.service_account_token ?? '').split('.').length === 3, 'a service-account JWT')
+  // A second fetch at renewal time: a renewable lease keeps its version; a non-renewable one is read anew.
+  const r2 = await p.fetch(ref)
+  t.ok(r2.expiresAt !== undefined, 'still a lease')
+  const raw = await api('POST', 'kubernetes/creds/app-creds', { kubernetes_namespace: NS })
+  if (raw.renewable === true) {
+    t.equal(r2.version, r1.version, 'a renewable lease is renewed: same credential, same version')
+    t.ok((r2.expiresAt as number) >= (r1.expiresAt as number), 'with a new expiry')
+  } else {
+    t.not(r2.version, r1.version, 'a lease the engine does not renew is replaced by a new credential')
+  }
+})
+
 t.test('agent: rotation reaches file, HTTP, gRPC Watch and onChange once', async (t) => {
   await api('POST', 'secret/data/app/agent', { data: { api_key: V1, org: 'o' } })
   const h = await startHarness(t, {
