@@ -230,6 +230,18 @@ function tail(file: string, lines = 25): string {
   }
 }
 
+/** Error code of a server the package registry does not serve (scripts/testenv exit 3). */
+export const UNAVAILABLE = 'SIDEKEY_TESTENV_UNAVAILABLE';
+
+/**
+ * The reason a server is blocked (the registry does not serve it), or undefined
+ * when `err` is any other failure — which must fail the test, never be excused.
+ */
+export function blockedReason(err: unknown): string | undefined {
+  if ((err as { code?: string } | undefined)?.code !== UNAVAILABLE) return undefined;
+  return (err as Error).message;
+}
+
 function runScript(args: string[]): Promise<void> {
   return new Promise((resolveP, reject) => {
     const p = spawn(join(repoRoot(), 'scripts', 'testenv'), args, { stdio: ['ignore', 'inherit', 'pipe'] });
@@ -245,8 +257,11 @@ function runScript(args: string[]): Promise<void> {
         return;
       }
       // eslint-disable-next-line no-control-regex
-      const reasons = errTail.replace(/\x1b\[[0-9;]*m/g, '').split('\n').filter((l) => l.includes('testenv: ERROR:'));
-      reject(new Error(`scripts/testenv ${args.join(' ')} failed (exit ${code ?? sig}): ${reasons.join(' | ') || errTail.split('\n').slice(-5).join(' | ')}`));
+      const reasons = errTail.replace(/\x1b\[[0-9;]*m/g, '').split('\n').filter((l) => l.includes('testenv: ERROR:') || l.includes('testenv: UNAVAILABLE:'));
+      const err = new Error(`scripts/testenv ${args.join(' ')} failed (exit ${code ?? sig}): ${reasons.join(' | ') || errTail.split('\n').slice(-5).join(' | ')}`);
+      // exit 3: the package registry does not serve the server at all (see scripts/testenv).
+      if (code === 3) Object.assign(err, { code: UNAVAILABLE });
+      reject(err);
     });
   });
 }
@@ -514,13 +529,21 @@ export async function useServers<N extends ServerName>(t: TestLike | undefined, 
     }),
   );
   const failures: string[] = [];
+  let allUnavailable = true;
   const out: Record<string, unknown> = {};
   results.forEach((r, i) => {
     const n = uniq[i] as N;
     if (r.status === 'fulfilled') out[n] = r.value;
-    else failures.push(`[${n}] ${r.reason instanceof Error ? r.reason.message : String(r.reason)}`);
+    else {
+      failures.push(`[${n}] ${r.reason instanceof Error ? r.reason.message : String(r.reason)}`);
+      if ((r.reason as { code?: string } | undefined)?.code !== UNAVAILABLE) allUnavailable = false;
+    }
   });
-  if (failures.length > 0) throw new Error(`testenv: could not start ${failures.length} server(s):\n${failures.join('\n')}`);
+  if (failures.length > 0) {
+    const err = new Error(`testenv: could not start ${failures.length} server(s):\n${failures.join('\n')}`);
+    if (allUnavailable) Object.assign(err, { code: UNAVAILABLE });
+    throw err;
+  }
   return out as Servers<N>;
 }
 

@@ -9,7 +9,7 @@ import { SecretsManagerClient, CreateSecretCommand, GetSecretValueCommand } from
 import { SecretClient } from '@azure/keyvault-secrets';
 import { ClientAssertionCredential } from '@azure/identity';
 import type { AccessToken, TokenCredential } from '@azure/core-auth';
-import { useServers } from '../helpers/testenv.js';
+import { blockedReason, useServers } from '../helpers/testenv.js';
 import { TOKEN_EXCHANGE_AUDIENCE } from '../helpers/fake-aad.js';
 
 const id = randomBytes(4).toString('hex');
@@ -48,7 +48,18 @@ t.test('moto: Secrets Manager create and get', async (t) => {
   sm.destroy();
 });
 
-t.test('lowkey-vault: set and get a Key Vault secret over HTTPS', async (t) => {
+// lowkey-vault: a TODO naming the blocker when the registry does not serve it
+// (see test/integration/azure.test.ts); any other failure fails.
+let lowkeyBlocked: string | undefined;
+await useServers(t, ['lowkey']).catch((err: unknown) => {
+  lowkeyBlocked = blockedReason(err);
+  if (lowkeyBlocked === undefined) throw err;
+});
+t.test('lowkey-vault: set and get a Key Vault secret over HTTPS', lowkeyBlocked !== undefined ? { todo: `BLOCKED: ${lowkeyBlocked.split('\n').pop() ?? ''}` } : {}, async (t) => {
+  if (lowkeyBlocked !== undefined) {
+    t.fail(`lowkey-vault cannot be installed here: ${lowkeyBlocked}`);
+    return;
+  }
   const { lowkey } = await useServers(t, ['lowkey']);
   // lowkey-vault does not check tokens, but the SDK still runs the challenge flow
   const credential: TokenCredential = {
