@@ -67,7 +67,9 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
     providers.set(name, await createProvider(sc, { storeName: name, logger: logger.child({ store: name }), maxValueBytes: config.maxValueBytes }))
   }
 
-  const audit = logger.child({ component: 'audit' })
+  // Audit lines are built from names, references, routes and statuses only, so
+  // they skip the redaction pass, which costs about a third of a line's price.
+  const audit = logger.child({ component: 'audit' }, { redact: [] })
   const notify = createNotifier(config.onChange, logger, metrics)
   const refresher = new Refresher({
     config, store, providers, writer, metrics, logger,
