@@ -1,12 +1,13 @@
 // AdmissionReviews over TLS with keep-alive against one injector process
 // (`sidekey injector`, spawned): admissions/s at saturation, then p50/p99 at
 // a fixed 500/s. Prints figures and ends with one JSON line. Never asserted.
-import { execFileSync, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { admissionReview, makeCert } from './admission-fixtures.js'
 
 interface Histogram { p50: number, p90: number, p99: number, mean: number, max: number, average: number }
 interface Result { requests: Histogram & { total: number }, latency: Histogram, non2xx: number, errors: number, duration: number }
@@ -16,8 +17,7 @@ const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const seconds = Number(process.env.BENCH_SECONDS ?? 10)
 
-const dir = mkdtempSync(join(tmpdir(), 'sidekey-bench-'))
-execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=bench', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.crt')], { stdio: 'ignore' })
+const { dir, cert, key } = makeCert(mkdtempSync(join(tmpdir(), 'sidekey-bench-')), 'bench')
 writeFileSync(join(dir, 'config.json'), JSON.stringify({
   image: 'ghcr.io/sidekey/sidekey:0.1.0',
   stores: { vault: { type: 'vault', address: 'https://vault.vault.svc:8200' } },
@@ -25,39 +25,28 @@ writeFileSync(join(dir, 'config.json'), JSON.stringify({
 }))
 
 // A realistic notebook pod: two references, one template, an init container.
-const review = JSON.stringify({
-  apiVersion: 'admission.k8s.io/v1',
-  kind: 'AdmissionReview',
-  request: {
-    uid: '00000000-0000-0000-0000-000000000001',
-    kind: { group: '', version: 'v1', kind: 'Pod' },
-    resource: { group: '', version: 'v1', resource: 'pods' },
-    namespace: 'team-a',
-    operation: 'CREATE',
-    object: {
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: {
-        generateName: 'jupyter-',
-        labels: { 'sidekey.dev/inject': 'true', app: 'jupyterhub' },
-        annotations: {
-          'sidekey.dev/role': 'notebook',
-          'sidekey.dev/secret-openai': 'vault:secret/data/team-a/openai#api_key',
-          'sidekey.dev/secret-hf': 'k8s:hf#token',
-          'sidekey.dev/template-env': 'OPENAI_API_KEY={{secret "vault:secret/data/team-a/openai#api_key"}}\n',
-        },
-      },
-      spec: {
-        securityContext: { runAsUser: 1000, fsGroup: 100 },
-        initContainers: [{ name: 'setup', image: 'busybox', command: ['true'] }],
-        containers: [{ name: 'notebook', image: 'quay.io/jupyter/scipy-notebook', env: [{ name: 'A', value: 'b' }], volumeMounts: [{ name: 'home', mountPath: '/home/jovyan' }] }],
-        volumes: [{ name: 'home', emptyDir: {} }],
-      },
+const review = JSON.stringify(admissionReview({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: {
+    generateName: 'jupyter-',
+    labels: { 'sidekey.dev/inject': 'true', app: 'jupyterhub' },
+    annotations: {
+      'sidekey.dev/role': 'notebook',
+      'sidekey.dev/secret-openai': 'vault:secret/data/team-a/openai#api_key',
+      'sidekey.dev/secret-hf': 'k8s:hf#token',
+      'sidekey.dev/template-env': 'OPENAI_API_KEY={{secret "vault:secret/data/team-a/openai#api_key"}}\n',
     },
   },
-})
+  spec: {
+    securityContext: { runAsUser: 1000, fsGroup: 100 },
+    initContainers: [{ name: 'setup', image: 'busybox', command: ['true'] }],
+    containers: [{ name: 'notebook', image: 'quay.io/jupyter/scipy-notebook', env: [{ name: 'A', value: 'b' }], volumeMounts: [{ name: 'home', mountPath: '/home/jovyan' }] }],
+    volumes: [{ name: 'home', emptyDir: {} }],
+  },
+}, { uid: '00000000-0000-0000-0000-000000000001' }))
 
-const child = spawn(process.execPath, [join(REPO, 'dist/bin/sidekey.js'), 'injector', '--config', join(dir, 'config.json'), '--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key'), '--host', '127.0.0.1', '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] })
+const child = spawn(process.execPath, [join(REPO, 'dist/bin/sidekey.js'), 'injector', '--config', join(dir, 'config.json'), '--tls-cert', cert, '--tls-key', key, '--host', '127.0.0.1', '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] })
 const port = await new Promise<number>((resolve, reject) => {
   let buf = ''
   child.stdout.on('data', (c: Buffer) => {

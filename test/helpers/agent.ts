@@ -1,11 +1,12 @@
 // Starts a real agent in a temp dir with its logs captured, and checks at
 // teardown that no registered secret value reached a log line, an error
 // message or the metrics. Used by unit, integration and e2e tests alike.
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import * as grpc from '@grpc/grpc-js'
+import { pino } from 'pino'
 import type { Test } from 'tap'
 import { loadConfig } from '../../agent/config/load.js'
 import { createLogger } from '../../agent/logger.js'
@@ -36,13 +37,26 @@ export function tempDir (t: Test, prefix = 'sidekey-test-'): string {
   return d
 }
 
-export function captureLogger (logs: string[], level = 'debug') {
+/** Replaces a file atomically (write, then rename), as a secret-mounting tool does. */
+export function replace (file: string, content: string): void {
+  writeFileSync(file + '.tmp', content)
+  renameSync(file + '.tmp', file)
+}
+
+/**
+ * A logger that keeps its lines in `logs`. By default it is the agent's own
+ * logger (createLogger, with its redact paths); with `redact: false` it is a
+ * plain pino logger, so a "value never logged" check also covers fields the
+ * redaction would have hidden.
+ */
+export function captureLogger (logs: string[], level = 'debug', opts: { redact?: boolean } = {}) {
   const stream = new Writable({
     write (chunk: Buffer, _enc, cb) {
       for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(line)
       cb()
     },
   })
+  if (opts.redact === false) return pino({ level, formatters: { level: (label: string) => ({ level: label }) } }, stream)
   return createLogger(level, stream)
 }
 
@@ -56,13 +70,18 @@ export function assertNoValues (values: Iterable<string>, haystack: string, wher
   }
 }
 
-export async function startTestAgent (t: Test, input: Record<string, unknown>, opts: { root?: string, values?: Iterable<string> } = {}): Promise<TestAgent> {
+/**
+ * opts.root: use this dir (the caller removes it) instead of a fresh temp dir;
+ * opts.values: values that must never appear (checked at teardown);
+ * opts.redactLogs: false captures logs without the agent's redact paths (see captureLogger).
+ */
+export async function startTestAgent (t: Test, input: Record<string, unknown>, opts: { root?: string, values?: Iterable<string>, redactLogs?: boolean } = {}): Promise<TestAgent> {
   const root = opts.root ?? tempDir(t)
   const dir = join(root, 'secrets')
   const config = loadConfig({ dir, tokenFile: join(root, 'token'), listen: { http: 0, grpc: 0 }, logLevel: 'debug', ...input })
   const logs: string[] = []
   const values = new Set<string>(opts.values ?? [])
-  const agent = await startAgent(config, { logger: captureLogger(logs), defaultMetrics: false })
+  const agent = await startAgent(config, { logger: captureLogger(logs, 'debug', { redact: opts.redactLogs !== false }), defaultMetrics: false })
   const { readFileSync } = await import('node:fs')
   const token = readFileSync(config.tokenFile, 'utf8').trim()
   const base = `http://127.0.0.1:${agent.httpPort}`
@@ -122,13 +141,36 @@ export async function watchUntil (h: TestAgent, names: string[], until: (events:
   })
 }
 
-/** Polls until fn returns a truthy value (no wall-clock assertion: only a give-up bound). */
-export async function eventually<T> (fn: () => Promise<T | undefined | false> | T | undefined | false, what: string, ms = 15000): Promise<T> {
+export interface EventuallyOptions {
+  /** Give-up bound in ms (default 15000). */
+  readonly ms?: number
+  /** Poll interval in ms (default 25). */
+  readonly everyMs?: number
+  /**
+   * A throw from fn counts as "not yet" and the timeout message names the
+   * last error (default false: a throw fails at once).
+   */
+  readonly retryErrors?: boolean
+}
+
+/**
+ * Polls until fn returns a value other than undefined/false (no wall-clock
+ * assertion: only a give-up bound). The third argument is the bound in ms, or
+ * options.
+ */
+export async function eventually<T> (fn: () => Promise<T | undefined | false> | T | undefined | false, what: string, opts: number | EventuallyOptions = {}): Promise<T> {
+  const { ms = 15000, everyMs = 25, retryErrors = false } = typeof opts === 'number' ? { ms: opts } : opts
   const deadline = Date.now() + ms
+  let last: unknown
   for (;;) {
-    const v = await fn()
-    if (v !== undefined && v !== false) return v
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 25))
+    try {
+      const v = await fn()
+      if (v !== undefined && v !== false) return v
+    } catch (err) {
+      if (!retryErrors) throw err
+      last = err
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last !== undefined ? ` (last error: ${(last as Error).message})` : ''}`)
+    await new Promise((resolve) => setTimeout(resolve, everyMs))
   }
 }

@@ -12,9 +12,8 @@ import { pino } from 'pino'
 import { SecretsManagerClient, CreateSecretCommand, PutSecretValueCommand, UpdateSecretVersionStageCommand } from '@aws-sdk/client-secrets-manager'
 import { createAwsProvider } from '../../agent/providers/aws.js'
 import type { Provider } from '../../agent/providers/provider.js'
-import { isSidekeyError } from '../../agent/errors.js'
 import { parseRef } from '../../agent/reference.js'
-import { startServer, startRelay, startHarness, waitFor, metricValue } from './backend-harness.js'
+import { startServer, startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, metricValue } from './backend-harness.js'
 
 const work = mkdtempSync(join(tmpdir(), 'sidekey-aws-'))
 const recording = join(work, 'moto-recording.jsonl')
@@ -48,25 +47,9 @@ async function iam (params: Record<string, string>): Promise<string> {
 
 const ctx = { storeName: 'aws', logger: pino({ level: 'silent' }), maxValueBytes: 1 << 20 }
 const storeConfig = { type: 'aws' as const, region: 'us-east-1', endpoint: relayed, stsEndpoint: relayed, roleArn: ROLE, tokenFile, timeout: '2s' }
-const providers: Provider[] = []
-function provider (over: Record<string, unknown> = {}): Provider & { counts: Map<string, number> } {
-  const p = createAwsProvider({ ...storeConfig, ...over } as never, ctx) as Provider & { counts: Map<string, number> }
-  providers.push(p)
-  return p
-}
-t.teardown(async () => { for (const p of providers) await p.close?.() })
+const provider = trackProviders(t, (over: Record<string, unknown> = {}): Provider & { counts: Map<string, number> } => createAwsProvider({ ...storeConfig, ...over } as never, ctx) as Provider & { counts: Map<string, number> })
 
-const errors: string[] = []
-async function code (p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-    return 'no error'
-  } catch (err) {
-    if (!isSidekeyError(err)) throw err
-    errors.push(err.message, JSON.stringify(err.details))
-    return err.code
-  }
-}
+const { code, errors } = errorCollector()
 
 await admin.send(new CreateSecretCommand({ Name: 'prod/openai', SecretString: JSON.stringify({ api_key: V1, org: 'org-1' }) }))
 await admin.send(new CreateSecretCommand({ Name: 'prod/plain', SecretString: 'plain-text-secret-55' }))
@@ -138,14 +121,14 @@ t.test('agent: #key and whole-secret files, rotation reaches file, HTTP, gRPC Wa
   t.equal((await h.get('anthropic-key')).body, V1)
   const before = h.events.length
   await admin.send(new PutSecretValueCommand({ SecretId: 'agent/anthropic', SecretString: JSON.stringify({ key: V2, model: 'x' }) }))
-  await waitFor('the file to rotate', () => h.file('anthropic-key') === V2)
+  await eventually(() => h.file('anthropic-key') === V2, 'the file to rotate', WAIT)
   t.equal((await h.get('anthropic-key')).body, V2, 'the endpoint serves the new value')
-  await waitFor('a gRPC CHANGED event', () => h.events.slice(before).some((e) => e.name === 'anthropic-key' && e.kind === 'CHANGED'))
-  await waitFor('onChange', () => h.notifications.length >= 1)
+  await eventually(() => h.events.slice(before).some((e) => e.name === 'anthropic-key' && e.kind === 'CHANGED'), 'a gRPC CHANGED event', WAIT)
+  await eventually(() => h.notifications.length >= 1, 'onChange', WAIT)
   await new Promise((resolve) => setTimeout(resolve, 2500)) // two more refresh rounds: nothing else may fire
   t.equal(h.notifications.length, 1, 'onChange fired exactly once for one rotation')
   t.same(JSON.parse(h.notifications[0] as string).secrets.map((s: { name: string }) => s.name).sort(), ['anthropic-key', 'anthropic.env'])
-  t.notMatch(h.logs.text(), V2, 'the value is never logged')
+  t.notMatch(h.logs.join('\n'), V2, 'the value is never logged')
 })
 
 t.test('agent: outage keeps serving the last good value, /metrics counts errors, recovery', async (t) => {
@@ -154,7 +137,7 @@ t.test('agent: outage keeps serving the last good value, /metrics counts errors,
   await h.agent.synced
   relay.cut()
   try {
-    await waitFor('errors in /metrics', async () => metricValue(await h.metrics(), 'sidekey_fetch_errors_total', { store: 'aws', code: 'SIDEKEY_E_UNAVAILABLE' }) >= 2)
+    await eventually(async () => metricValue(await h.metrics(), 'sidekey_fetch_errors_total', { store: 'aws', code: 'SIDEKEY_E_UNAVAILABLE' }) >= 2, 'errors in /metrics', WAIT)
     const r = await h.get('k')
     t.equal(r.status, 200, 'still served during the outage')
     t.equal(r.body, V1, 'the last good value')
@@ -163,9 +146,9 @@ t.test('agent: outage keeps serving the last good value, /metrics counts errors,
   } finally {
     relay.restore()
   }
-  await waitFor('recovery with the value written during the outage', () => h.file('k') === V2)
+  await eventually(() => h.file('k') === V2, 'recovery with the value written during the outage', WAIT)
   t.equal((await h.get('k')).body, V2)
-  t.match(h.logs.text(), /backend recovered/)
+  t.match(h.logs.join('\n'), /backend recovered/)
 })
 
 interface Recorded { headers: Record<string, string>, body: string, body_encoded: boolean }

@@ -15,9 +15,8 @@ import { pino } from 'pino'
 import type { TAP } from 'tap'
 import type { KubeInfo, AadInfo } from '../helpers/testenv.js'
 import { AzureProvider, createAzureProvider } from '../../agent/providers/azure.js'
-import { isSidekeyError } from '../../agent/errors.js'
 import { parseRef } from '../../agent/reference.js'
-import { startRelay, startHarness, waitFor, metricValue } from './backend-harness.js'
+import { startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, metricValue } from './backend-harness.js'
 
 export interface KeyVaultUnderTest {
   /** Port of the Key Vault server on 127.0.0.1 (the suite puts a relay in front of it). */
@@ -65,25 +64,9 @@ const VALUES = [V1, V2, V3]
 
 const ctx = { storeName: 'azure', logger: pino({ level: 'silent' }), maxValueBytes: 1 << 20 }
 const storeConfig = { type: 'azure' as const, vaultUrl, tenantId: TENANT, clientId: CLIENT, tokenFile, authorityHost: aad.authorityHost, caFile, disableChallengeResourceVerification: true, timeout: '3s' }
-const made: AzureProvider[] = []
-function provider (over: Record<string, unknown> = {}): AzureProvider {
-  const p = createAzureProvider({ ...storeConfig, ...over } as never, ctx) as AzureProvider
-  made.push(p)
-  return p
-}
-t.teardown(async () => { for (const p of made) await p.close() })
+const provider = trackProviders(t, (over: Record<string, unknown> = {}): AzureProvider => createAzureProvider({ ...storeConfig, ...over } as never, ctx) as AzureProvider)
 
-const errors: string[] = []
-async function code (p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-    return 'no error'
-  } catch (err) {
-    if (!isSidekeyError(err)) throw err
-    errors.push(err.message, JSON.stringify(err.details))
-    return err.code
-  }
-}
+const { code, errors } = errorCollector()
 const mapOf = (r: { data: unknown }): Record<string, string> => (r.data as { map: Record<string, string> }).map
 
 await t.test('provider: workload identity, fetch, JSON map, version pin, version check', async (t) => {
@@ -151,13 +134,13 @@ await t.test('agent: rotation reaches file, HTTP, gRPC Watch and onChange once',
   t.equal(h.file('key'), V1)
   const before = h.events.length
   const s = await kv.set('agent-key', V3)
-  await waitFor('the file to rotate', () => h.file('key') === V3)
+  await eventually(() => h.file('key') === V3, 'the file to rotate', WAIT)
   t.equal((await h.get('key')).body, V3)
-  await waitFor('a gRPC CHANGED event', () => h.events.slice(before).some((e) => e.name === 'key' && e.kind === 'CHANGED' && e.version === s))
-  await waitFor('onChange', () => h.notifications.length >= 1)
+  await eventually(() => h.events.slice(before).some((e) => e.name === 'key' && e.kind === 'CHANGED' && e.version === s), 'a gRPC CHANGED event', WAIT)
+  await eventually(() => h.notifications.length >= 1, 'onChange', WAIT)
   await new Promise((resolve) => setTimeout(resolve, 2500))
   t.equal(h.notifications.length, 1, 'onChange fired exactly once')
-  t.notMatch(h.logs.text(), V3, 'the value is never logged')
+  t.notMatch(h.logs.join('\n'), V3, 'the value is never logged')
 })
 
 await t.test('agent: outage keeps serving the last good value, /metrics counts errors, recovery', async (t) => {
@@ -166,7 +149,7 @@ await t.test('agent: outage keeps serving the last good value, /metrics counts e
   await h.agent.synced
   relay.cut()
   try {
-    await waitFor('errors in /metrics', async () => metricValue(await h.metrics(), 'sidekey_fetch_errors_total', { store: 'azure', code: 'SIDEKEY_E_UNAVAILABLE' }) >= 2)
+    await eventually(async () => metricValue(await h.metrics(), 'sidekey_fetch_errors_total', { store: 'azure', code: 'SIDEKEY_E_UNAVAILABLE' }) >= 2, 'errors in /metrics', WAIT)
     const r = await h.get('k')
     t.equal(r.status, 200, 'still served')
     t.equal(r.body, V1, 'the last good value')
@@ -174,7 +157,7 @@ await t.test('agent: outage keeps serving the last good value, /metrics counts e
   } finally {
     relay.restore()
   }
-  await waitFor('recovery', () => h.file('k') === V2)
+  await eventually(() => h.file('k') === V2, 'recovery', WAIT)
   t.equal((await h.get('k')).body, V2)
 })
 

@@ -6,57 +6,59 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import * as grpc from '@grpc/grpc-js'
-import { pino, type Logger } from 'pino'
-import { loadConfig } from '../../agent/config/load.js'
-import { startAgent, type RunningAgent } from '../../agent/agent.js'
-import { loadProto } from '../../agent/grpc-server.js'
+import type { Test } from 'tap'
+import { isSidekeyError } from '../../agent/errors.js'
+import { startTestAgent, eventually, type EventuallyOptions, type TestAgent } from '../helpers/agent.js'
+
+export { eventually }
 
 export interface Tap {
   teardown (fn: () => unknown): void
 }
 
-/** Polls until fn returns a value other than undefined/false; a timeout here is a failure, not a timing assertion. */
-export async function waitFor<T> (what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  for (;;) {
-    try {
-      const v = await fn()
-      if (v !== undefined && v !== false) return v
-    } catch (err) {
-      last = err
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last !== undefined ? ` (last error: ${(last as Error).message})` : ''}`)
-    await new Promise((resolve) => setTimeout(resolve, everyMs))
+/**
+ * The integration tests' polling: a 30 s give-up bound (a timeout is a
+ * failure, not a timing assertion), every 50 ms, and a throw (a backend still
+ * down) counts as "not yet", named in the timeout message.
+ */
+export const WAIT: EventuallyOptions = { ms: 30_000, everyMs: 50, retryErrors: true }
+
+/** Wraps a provider factory so that every provider it makes is closed at teardown. */
+export function trackProviders<P extends { close?: () => unknown }, A extends unknown[]> (t: Tap, create: (...args: A) => P): (...args: A) => P {
+  const made: P[] = []
+  t.teardown(async () => { for (const p of made) await p.close?.() })
+  return (...args: A): P => {
+    const p = create(...args)
+    made.push(p)
+    return p
   }
 }
 
-export interface LogLine { level: string, msg: string, [k: string]: unknown }
-
-/** A pino logger that keeps its lines in memory, to prove no value was ever logged. */
-export function memoryLogger (): { logger: Logger, lines: LogLine[], text: () => string } {
-  const lines: LogLine[] = []
-  const raw: string[] = []
-  const logger = pino({ level: 'debug', formatters: { level: (label: string) => ({ level: label }) } }, {
-    write (s: string) {
-      raw.push(s)
-      try { lines.push(JSON.parse(s) as LogLine) } catch { /* partial */ }
-    },
-  })
-  return { logger, lines, text: () => raw.join('') }
+/**
+ * code(p) awaits p and returns the SidekeyError code ('no error' if it
+ * resolves; any other error is rethrown); every message and details seen is
+ * kept in errors, to check later that none carries a value.
+ */
+export function errorCollector (): { code: (p: Promise<unknown>) => Promise<string>, errors: string[] } {
+  const errors: string[] = []
+  async function code (p: Promise<unknown>): Promise<string> {
+    try {
+      await p
+      return 'no error'
+    } catch (err) {
+      if (!isSidekeyError(err)) throw err
+      errors.push(err.message, JSON.stringify(err.details))
+      return err.code
+    }
+  }
+  return { code, errors }
 }
 
-export interface Harness {
-  readonly agent: RunningAgent
-  readonly dir: string
-  readonly token: string
-  readonly logs: ReturnType<typeof memoryLogger>
+/** A real agent (startTestAgent, logs captured unredacted) plus what an app observes of it. */
+export interface Harness extends TestAgent {
   /** onChange POSTs received (bodies as text). */
   readonly notifications: string[]
   file (name: string): string | undefined
-  get (name: string): Promise<{ status: number, body: string, etag: string | null }>
-  metrics (): Promise<string>
   /** gRPC Watch events (name, version, kind) collected since start. */
   readonly events: Array<{ name: string, version: string, kind: string }>
   close (): Promise<void>
@@ -69,9 +71,8 @@ export interface HarnessOptions {
   readonly backoff?: { initial: string, max: string }
 }
 
-export async function startHarness (t: Tap, o: HarnessOptions): Promise<Harness> {
+export async function startHarness (t: Test, o: HarnessOptions): Promise<Harness> {
   const root = mkdtempSync(join(tmpdir(), 'sidekey-it-'))
-  const dir = join(root, 'secrets')
   const notifications: string[] = []
   const hook: Server = createServer((req, res) => {
     let body = ''
@@ -80,52 +81,33 @@ export async function startHarness (t: Tap, o: HarnessOptions): Promise<Harness>
   })
   await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve))
   const hookPort = (hook.address() as AddressInfo).port
-  const config = loadConfig({
-    dir,
-    tokenFile: join(root, 'api-token'),
-    listen: { http: 0, grpc: 0 },
+  const a = await startTestAgent(t, {
     refresh: o.refresh ?? '30s',
     jitter: 0,
     backoff: o.backoff ?? { initial: '200ms', max: '1s' },
     onChange: [`http:POST http://127.0.0.1:${hookPort}/reload`],
-    logLevel: 'debug',
     stores: o.stores,
     secrets: o.secrets,
-  })
-  const logs = memoryLogger()
-  const agent = await startAgent(config, { logger: logs.logger, defaultMetrics: false })
-  const token = readFileSync(join(root, 'api-token'), 'utf8').trim()
+  }, { root, redactLogs: false })
 
-  const proto = loadProto()
-  const Client = proto.sidekey.v1.Secrets
-  const client = new Client(`127.0.0.1:${agent.grpcPort as number}`, grpc.credentials.createInsecure())
-  const md = new grpc.Metadata()
-  md.set('x-sidekey-token', token)
   const events: Harness['events'] = []
-  const stream = client.Watch({ names: [] }, md)
+  const stream = a.grpc().Watch({ names: [] }, a.metadata())
   stream.on('data', (e: { name: string, version: string, kind: string }) => { events.push({ name: e.name, version: e.version, kind: e.kind }) })
   stream.on('error', () => { /* cancelled at close */ })
 
   let closed = false
   const h: Harness = {
-    agent, dir, token, logs, notifications, events,
+    ...a,
+    notifications,
+    events,
     file (name) {
-      try { return readFileSync(join(dir, name), 'utf8') } catch { return undefined }
-    },
-    async get (name) {
-      const r = await fetch(`http://127.0.0.1:${agent.httpPort}/v1/secrets/${encodeURIComponent(name)}`, { headers: { 'x-sidekey-token': token } })
-      return { status: r.status, body: await r.text(), etag: r.headers.get('etag') }
-    },
-    async metrics () {
-      const r = await fetch(`http://127.0.0.1:${agent.httpPort}/metrics`, { headers: { 'x-sidekey-token': token } })
-      return await r.text()
+      try { return readFileSync(join(a.dir, name), 'utf8') } catch { return undefined }
     },
     async close () {
       if (closed) return
       closed = true
       stream.cancel()
-      client.close()
-      await agent.close()
+      await a.agent.close()
       await new Promise<void>((resolve) => hook.close(() => resolve()))
       rmSync(root, { recursive: true, force: true })
     },
@@ -177,13 +159,13 @@ export async function startServer (t: Tap, name: 'openbao' | 'kube' | 'moto' | '
     try { process.kill(-(child.pid as number), 'SIGKILL') } catch { /* gone */ }
     rmSync(dir, { recursive: true, force: true })
   })
-  await waitFor(`${name} to be ready (logs in ${dir})`, () => {
+  await eventually(() => {
     if (exited !== null) throw new Error(`${name} exited with ${String(exited)}; see ${dir}`)
     try {
       execFileSync(script, ['ready', name, dir], { stdio: 'ignore' })
       return true
     } catch { return false }
-  }, 180_000, 200)
+  }, `${name} to be ready (logs in ${dir})`, { ...WAIT, ms: 180_000, everyMs: 200 })
   const info = JSON.parse(readFileSync(join(dir, 'info.json'), 'utf8')) as ServerInfo
   return { ...info, dir, pid: child.pid as number }
 }
@@ -279,10 +261,10 @@ export async function startAuditedOpenBao (t: Tap, opts: { tls?: boolean } = {})
       req.end()
     })
   }
-  await waitFor(`openbao on ${addr} (log ${join(dir, 'server.log')})`, async () => {
+  await eventually(async () => {
     if (exited !== undefined) throw new Error(`openbao ${exited}: ${readFileSync(join(dir, 'server.log'), 'utf8').slice(-2000)}`)
     try { return await healthy() } catch { return false }
-  }, 60_000, 100)
+  }, `openbao on ${addr} (log ${join(dir, 'server.log')})`, { ...WAIT, ms: 60_000, everyMs: 100 })
   return { addr, port, rootToken, auditLog, dir, ...(opts.tls === true ? { caFile: join(dir, 'vault-ca.pem') } : {}) }
 }
 

@@ -8,9 +8,8 @@ import { join } from 'node:path'
 import { pino } from 'pino'
 import { useServers } from '../helpers/testenv.js'
 import { K8sProvider, createK8sProvider } from '../../agent/providers/k8s.js'
-import { isSidekeyError } from '../../agent/errors.js'
 import { parseRef } from '../../agent/reference.js'
-import { startRelay, startHarness, waitFor, metricValue } from './backend-harness.js'
+import { startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, metricValue } from './backend-harness.js'
 
 const { kube } = await useServers(t, ['kube'])
 const relay = await startRelay(t, kube.port)
@@ -46,25 +45,9 @@ writeFileSync(wrongAudience, await kube.tokenRequest({ namespace: NS, serviceAcc
 
 const ctx = { storeName: 'k8s', logger: pino({ level: 'silent' }), maxValueBytes: 1 << 20 }
 const storeConfig = { type: 'k8s' as const, server, tokenFile: readerToken, caFile: kube.caFile, namespace: NS }
-const made: K8sProvider[] = []
-function provider (over: Record<string, unknown> = {}): K8sProvider {
-  const p = createK8sProvider({ ...storeConfig, ...over } as never, ctx) as K8sProvider
-  made.push(p)
-  return p
-}
-t.teardown(async () => { for (const p of made) await p.close() })
+const provider = trackProviders(t, (over: Record<string, unknown> = {}): K8sProvider => createK8sProvider({ ...storeConfig, ...over } as never, ctx) as K8sProvider)
 
-const errors: string[] = []
-async function code (p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-    return 'no error'
-  } catch (err) {
-    if (!isSidekeyError(err)) throw err
-    errors.push(err.message, JSON.stringify(err.details))
-    return err.code
-  }
-}
+const { code, errors } = errorCollector()
 
 t.test('provider: fetch a map of decoded values, resourceVersion, a pinned version', async (t) => {
   const rv = await putSecret('openai', { api_key: V1, org: 'org-1' })
@@ -86,11 +69,11 @@ t.test('provider: the watch pushes changes and serves checks without requests', 
   let changes = 0
   const stop = p.watch(ref, () => { changes++ })
   t.teardown(stop)
-  await waitFor('the initial watch event', () => changes >= 1)
+  await eventually(() => changes >= 1, 'the initial watch event', WAIT)
   p.counts.delete('get')
   const seen = changes
   const rv = await putSecret('watched', { k: V2 })
-  await waitFor('a pushed change', () => changes > seen)
+  await eventually(() => changes > seen, 'a pushed change', WAIT)
   t.equal(await p.currentVersion(ref), rv, 'the check sees the new resourceVersion')
   t.equal(((await p.fetch(ref)).data as { map: Record<string, string> }).map.k, V2)
   t.equal(p.counts.get('get'), undefined, 'no GET while the watch is live')
@@ -98,11 +81,11 @@ t.test('provider: the watch pushes changes and serves checks without requests', 
   // Cut the connection: the watch reconnects with backoff and resyncs.
   const before = changes
   relay.cut()
-  await waitFor('the watch to notice', async () => await code(p.currentVersion(ref)) === 'SIDEKEY_E_UNAVAILABLE')
+  await eventually(async () => await code(p.currentVersion(ref)) === 'SIDEKEY_E_UNAVAILABLE', 'the watch to notice', WAIT)
   t.pass('disconnected: the cached copy is dropped and the check falls back to GET, which fails')
   const rv3 = await putSecret('watched', { k: V3 })
   relay.restore()
-  await waitFor('the watch to reconnect and resync', async () => changes > before && await p.currentVersion(ref) === rv3)
+  await eventually(async () => changes > before && await p.currentVersion(ref) === rv3, 'the watch to reconnect and resync', WAIT)
   t.equal(((await p.fetch(ref)).data as { map: Record<string, string> }).map.k, V3, 'the change made during the outage arrives')
 })
 
@@ -122,13 +105,13 @@ t.test('agent: a change is pushed by the watch (long before the 30s refresh) to 
   t.equal(h.file('key'), V1)
   const before = h.events.length
   const rv = await putSecret('agent', { api_key: V3 })
-  await waitFor('the file to rotate via the watch', () => h.file('key') === V3, 10_000)
+  await eventually(() => h.file('key') === V3, 'the file to rotate via the watch', { ...WAIT, ms: 10_000 })
   t.equal((await h.get('key')).body, V3)
-  await waitFor('a gRPC CHANGED event', () => h.events.slice(before).some((e) => e.name === 'key' && e.kind === 'CHANGED' && e.version === rv))
-  await waitFor('onChange', () => h.notifications.length >= 1)
+  await eventually(() => h.events.slice(before).some((e) => e.name === 'key' && e.kind === 'CHANGED' && e.version === rv), 'a gRPC CHANGED event', WAIT)
+  await eventually(() => h.notifications.length >= 1, 'onChange', WAIT)
   await new Promise((resolve) => setTimeout(resolve, 1500))
   t.equal(h.notifications.length, 1, 'onChange fired exactly once')
-  t.notMatch(h.logs.text(), V3, 'the value is never logged')
+  t.notMatch(h.logs.join('\n'), V3, 'the value is never logged')
 })
 
 t.test('agent: outage keeps serving the last good value, /metrics counts errors, recovery', async (t) => {
@@ -137,7 +120,7 @@ t.test('agent: outage keeps serving the last good value, /metrics counts errors,
   await h.agent.synced
   relay.cut()
   try {
-    await waitFor('errors in /metrics', async () => metricValue(await h.metrics(), 'sidekey_fetch_errors_total', { store: 'k8s', code: 'SIDEKEY_E_UNAVAILABLE' }) >= 2)
+    await eventually(async () => metricValue(await h.metrics(), 'sidekey_fetch_errors_total', { store: 'k8s', code: 'SIDEKEY_E_UNAVAILABLE' }) >= 2, 'errors in /metrics', WAIT)
     const r = await h.get('k')
     t.equal(r.status, 200, 'still served')
     t.equal(r.body, V1, 'the last good value')
@@ -145,7 +128,7 @@ t.test('agent: outage keeps serving the last good value, /metrics counts errors,
   } finally {
     relay.restore()
   }
-  await waitFor('recovery', () => h.file('k') === V2)
+  await eventually(() => h.file('k') === V2, 'recovery', WAIT)
   t.equal((await h.get('k')).body, V2)
 })
 

@@ -10,9 +10,8 @@ import { X509Certificate } from 'node:crypto'
 import { pino } from 'pino'
 import { useServers } from '../helpers/testenv.js'
 import { VaultProvider, createVaultProvider } from '../../agent/providers/vault.js'
-import { isSidekeyError } from '../../agent/errors.js'
 import { parseRef } from '../../agent/reference.js'
-import { startAuditedOpenBao, auditRequests, startRelay, startHarness, waitFor, metricValue } from './backend-harness.js'
+import { startAuditedOpenBao, auditRequests, startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, metricValue } from './backend-harness.js'
 
 const { kube } = await useServers(t, ['kube'])
 const bao = await startAuditedOpenBao(t)
@@ -74,25 +73,9 @@ await api('POST', 'kv1/app/conf', { token: 'kv1-value-9c0d', ttl: '1h' })
 
 const ctx = { storeName: 'vault', logger: pino({ level: 'silent' }), maxValueBytes: 1 << 20 }
 const storeConfig = { type: 'vault' as const, address: relayed, role: 'app', authMount: 'k8s', tokenFile: appToken, timeout: '2s' }
-const made: VaultProvider[] = []
-function provider (over: Record<string, unknown> = {}): VaultProvider {
-  const p = createVaultProvider({ ...storeConfig, ...over } as never, ctx) as VaultProvider
-  made.push(p)
-  return p
-}
-t.teardown(async () => { for (const p of made) await p.close() })
+const provider = trackProviders(t, (over: Record<string, unknown> = {}): VaultProvider => createVaultProvider({ ...storeConfig, ...over } as never, ctx) as VaultProvider)
 
-const errors: string[] = []
-async function code (p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-    return 'no error'
-  } catch (err) {
-    if (!isSidekeyError(err)) throw err
-    errors.push(err.message, JSON.stringify(err.details))
-    return err.code
-  }
-}
+const { code, errors } = errorCollector()
 const mapOf = (r: { data: unknown }): Record<string, string> => (r.data as { map: Record<string, string> }).map
 
 t.test('provider: Kubernetes login, KV v2 fetch, metadata check, version pin', async (t) => {
@@ -176,7 +159,7 @@ t.test('provider: token renewed at 2/3 of its TTL, no second login', async (t) =
   const p = provider({ role: 'short' })
   t.teardown(async () => { await p.close() }) // its renewals must not show up in the steady-state count below
   await p.fetch(parseRef('vault:secret/data/app/openai'))
-  await waitFor('two renewals', () => p.auth.stats.renewals >= 2, 30_000, 200)
+  await eventually(() => p.auth.stats.renewals >= 2, 'two renewals', { ...WAIT, everyMs: 200 })
   t.equal(p.auth.stats.logins, 1, 'one login per token lifetime')
   t.equal(mapOf(await p.fetch(parseRef('vault:secret/data/app/openai'))).api_key, V2, 'the renewed token still reads')
 })
@@ -251,15 +234,15 @@ t.test('agent: rotation reaches file, HTTP, gRPC Watch and onChange once', async
   t.same(JSON.parse(h.file('openai.json') ?? '{}'), { api_key: V1, org: 'o' })
   const before = h.events.length
   await api('POST', 'secret/data/app/agent', { data: { api_key: V3, org: 'o' } })
-  await waitFor('the file to rotate', () => h.file('openai-key') === V3)
+  await eventually(() => h.file('openai-key') === V3, 'the file to rotate', WAIT)
   const g = await h.get('openai-key')
   t.equal(g.body, V3)
   t.equal(g.etag?.replace(/"/g, ''), '2', 'ETag is the KV version')
-  await waitFor('a gRPC CHANGED event', () => h.events.slice(before).some((e) => e.name === 'openai-key' && e.kind === 'CHANGED' && e.version === '2'))
-  await waitFor('onChange', () => h.notifications.length >= 1)
+  await eventually(() => h.events.slice(before).some((e) => e.name === 'openai-key' && e.kind === 'CHANGED' && e.version === '2'), 'a gRPC CHANGED event', WAIT)
+  await eventually(() => h.notifications.length >= 1, 'onChange', WAIT)
   await new Promise((resolve) => setTimeout(resolve, 2500))
   t.equal(h.notifications.length, 1, 'onChange fired exactly once')
-  t.notMatch(h.logs.text(), V3, 'the value is never logged')
+  t.notMatch(h.logs.join('\n'), V3, 'the value is never logged')
 })
 
 t.test('agent: a PKI certificate is fetched again at about 2/3 of its lifetime', async (t) => {
@@ -271,11 +254,11 @@ t.test('agent: a PKI certificate is fetched again at about 2/3 of its lifetime',
   await h.agent.synced
   const first = h.file('tls.crt') as string
   t.ok(first.includes('BEGIN CERTIFICATE'))
-  await waitFor('a new certificate before the old one expires', () => h.file('tls.crt') !== first, 20_000)
+  await eventually(() => h.file('tls.crt') !== first, 'a new certificate before the old one expires', { ...WAIT, ms: 20_000 })
   const serial1 = new X509Certificate(first).serialNumber
   const serial2 = new X509Certificate(h.file('tls.crt') as string).serialNumber
   t.not(serial2, serial1, 'a new certificate (new serial) without any write in OpenBao and long before the 30s refresh')
-  await waitFor('onChange for the new certificate', () => h.notifications.length >= 1)
+  await eventually(() => h.notifications.length >= 1, 'onChange for the new certificate', WAIT)
 })
 
 t.test('agent: outage keeps serving the last good value, /metrics counts errors, recovery', async (t) => {
@@ -284,7 +267,7 @@ t.test('agent: outage keeps serving the last good value, /metrics counts errors,
   await h.agent.synced
   relay.cut()
   try {
-    await waitFor('errors in /metrics', async () => metricValue(await h.metrics(), 'sidekey_fetch_errors_total', { store: 'vault', code: 'SIDEKEY_E_UNAVAILABLE' }) >= 2)
+    await eventually(async () => metricValue(await h.metrics(), 'sidekey_fetch_errors_total', { store: 'vault', code: 'SIDEKEY_E_UNAVAILABLE' }) >= 2, 'errors in /metrics', WAIT)
     const r = await h.get('k')
     t.equal(r.status, 200, 'still served')
     t.equal(r.body, V1, 'the last good value')
@@ -292,7 +275,7 @@ t.test('agent: outage keeps serving the last good value, /metrics counts errors,
   } finally {
     relay.restore()
   }
-  await waitFor('recovery', () => h.file('k') === V2)
+  await eventually(() => h.file('k') === V2, 'recovery', WAIT)
   t.equal((await h.get('k')).body, V2)
 })
 

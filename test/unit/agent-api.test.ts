@@ -3,9 +3,9 @@
 import t from 'tap'
 import { execFile, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { writeFileSync, renameSync, readFileSync, symlinkSync } from 'node:fs'
+import { writeFileSync, readFileSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
-import { startTestAgent, tempDir, eventually } from '../helpers/agent.js'
+import { startTestAgent, tempDir, eventually, replace } from '../helpers/agent.js'
 
 const CLI = join(process.cwd(), 'dist/bin/sidekey.js')
 
@@ -15,11 +15,6 @@ async function cli (args: string[], env: Record<string, string>): Promise<{ code
       resolve({ code: err === null ? 0 : (err as { code?: number }).code ?? 1, stdout, stderr })
     })
   })
-}
-
-function replace (file: string, content: string): void {
-  writeFileSync(file + '.tmp', content)
-  renameSync(file + '.tmp', file)
 }
 
 t.test('SSE watch streams versions, never values', async (t) => {

@@ -3,11 +3,11 @@
 import t from 'tap'
 import { createServer } from 'node:http'
 import { randomBytes } from 'node:crypto'
-import { readFileSync, writeFileSync, renameSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import { LocalStore } from '../../agent/local-store.js'
-import { startTestAgent, tempDir, watchUntil, eventually } from '../helpers/agent.js'
+import { startTestAgent, tempDir, watchUntil, eventually, replace } from '../helpers/agent.js'
 
 t.test('a local store rotation reaches the file, GET, long-poll, gRPC Watch and onChange once', async (t) => {
   const root = tempDir(t)
@@ -80,8 +80,7 @@ t.test('a file secret is re-read when the file is replaced', async (t) => {
   const h = await startTestAgent(t, { secrets: [{ name: 'k', ref: `file:${src}` }], refresh: '1h' }, { root, values: [a, b] })
   await h.agent.synced
   t.equal((await h.get('k')).body, a)
-  writeFileSync(src + '.tmp', b)
-  renameSync(src + '.tmp', src)
+  replace(src, b)
   // refresh is 1h, so only the watch can deliver this
   await eventually(async () => (await h.get('k')).body === b, 'file watch to push the new value')
   t.equal(readFileSync(join(h.dir, 'k'), 'utf8'), b)

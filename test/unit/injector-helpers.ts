@@ -1,7 +1,5 @@
 // Shared by the injector tests: a realistic injector config, fixtures, certs.
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, readdirSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { V1Pod } from '@kubernetes/client-node'
@@ -48,28 +46,4 @@ export function pod (annotations: Record<string, string>, spec: Partial<NonNulla
   }
 }
 
-/** A self-signed certificate and key for 127.0.0.1 in a fresh temp dir. */
-export function makeCert (dir = mkdtempSync(join(tmpdir(), 'sidekey-tls-')), cn = 'sidekey-injector'): { dir: string, cert: string, key: string } {
-  const cert = join(dir, 'tls.crt')
-  const key = join(dir, 'tls.key')
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', `/CN=${cn}`, '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', key, '-out', cert], { stdio: 'ignore' })
-  return { dir, cert, key }
-}
-
-export function admissionReview (object: unknown, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid: '705ab4f5-6393-11e8-b7cc-42010a800002',
-      kind: { group: '', version: 'v1', kind: 'Pod' },
-      resource: { group: '', version: 'v1', resource: 'pods' },
-      namespace: 'team-a',
-      operation: 'CREATE',
-      userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller' },
-      object,
-      dryRun: false,
-      ...extra,
-    },
-  }
-}
+export { makeCert, admissionReview } from '../../bench/admission-fixtures.js'
