@@ -44,6 +44,8 @@ export interface RefresherOptions {
   readonly onRotate: (changed: readonly SecretEntry[]) => void
 }
 
+const MIN_LEASE_REFETCH_MS = 1000
+
 const sourceKey = (r: SecretRef): string => `${r.store}:${r.path}${r.version !== undefined ? '@' + r.version : ''}`
 
 export class Refresher {
@@ -52,6 +54,9 @@ export class Refresher {
   readonly #dirty = new Set<string>()
   #flushing: Promise<void> | undefined
   #flushAgain = false
+  /** Secrets whose write failed: merged back into #dirty by the retry timer only. */
+  readonly #retry = new Set<string>()
+  #retryTimer: NodeJS.Timeout | undefined
   #closed = false
   /** During start() the first results are written as one set, not one by one. */
   #starting = true
@@ -144,7 +149,8 @@ export class Refresher {
       }
       for (const d of s.dependents) this.#o.store.markFetched(d, now)
       delay = this.#jittered(s.intervalMs)
-      if (s.expiresAt !== undefined) delay = Math.max(0, Math.min(delay, this.#renewAt(s) - now))
+      // A lease already past 2/3 (or a zero TTL) must not turn into a busy loop.
+      if (s.expiresAt !== undefined) delay = Math.max(MIN_LEASE_REFETCH_MS, Math.min(delay, this.#renewAt(s) - now))
     } catch (e) {
       const err = toSidekeyError(e, 'SIDEKEY_E_BACKEND', `${s.key}: the backend call failed`, { ref: s.key })
       s.errors++
@@ -236,12 +242,13 @@ export class Refresher {
         out = this.#renderSpec(spec)
       } catch (e) {
         const err = isSidekeyError(e) ? e : toSidekeyError(e, 'SIDEKEY_E_FORMAT', `secret "${name}": cannot render the value`)
-        store.markError(name, err)
+        store.markRenderError(name, err)
         metrics.fetchErrors.inc({ store: spec.refs[0]?.store ?? 'template', code: err.code })
         logger.error({ secret: name, code: err.code, err: err.message }, 'secret cannot be rendered; serving the last good value')
         continue
       }
       if (out === undefined) continue
+      store.clearRenderError(name)
       const prev = store.get(name)
       if (prev !== undefined && prev.value.equals(out.bytes)) {
         if (prev.version !== out.version || prev.origin !== 'backend') store.restamp(name, out.version, 'backend')
@@ -257,9 +264,21 @@ export class Refresher {
       await writer.write([...next.values()].map((e) => ({ name: e.name, bytes: e.value, mode: (store.specs.get(e.name) as SecretSpec).mode, version: e.version, updatedAt: e.updatedAt })))
     } catch (e) {
       const err = toSidekeyError(e, 'SIDEKEY_E_WRITE', 'cannot write secrets')
-      logger.error({ code: err.code, err: err.message }, 'write failed; will retry')
-      for (const c of changed) this.#dirty.add(c.name)
-      setTimeout(() => { void this.#flush() }, this.#o.config.backoff.initialMs).unref()
+      metrics.fetchErrors.inc({ store: 'writer', code: err.code })
+      for (const c of changed) store.markRenderError(c.name, err)
+      // Retried by a timer, never by the flush loop: a full tmpfs must not spin the agent.
+      for (const c of changed) this.#retry.add(c.name)
+      if (this.#retryTimer === undefined && !this.#closed) {
+        logger.error({ code: err.code, err: err.message, retryInMs: this.#o.config.backoff.initialMs }, 'write failed; will retry')
+        this.#retryTimer = setTimeout(() => {
+          this.#retryTimer = undefined
+          if (this.#closed) return
+          for (const n of this.#retry) this.#dirty.add(n)
+          this.#retry.clear()
+          void this.#flush()
+        }, this.#o.config.backoff.initialMs)
+        this.#retryTimer.unref()
+      }
       return
     }
     const rotated = changed.filter((e) => store.get(e.name) !== undefined)
@@ -276,6 +295,7 @@ export class Refresher {
 
   async close (): Promise<void> {
     this.#closed = true
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer)
     for (const s of this.#sources.values()) {
       if (s.timer !== undefined) clearTimeout(s.timer)
       s.stopWatch?.()

@@ -31,7 +31,10 @@ export class SecretStore extends EventEmitter<{ change: [SecretEntry], ready: []
   readonly specs: ReadonlyMap<string, SecretSpec>
   readonly #entries = new Map<string, SecretEntry>()
   readonly #fetchedAt = new Map<string, number>()
+  /** Backend errors: cleared by the next successful fetch. */
   readonly #errors = new Map<string, SidekeyError>()
+  /** Render or write errors: cleared only when the secret renders and is written again. */
+  readonly #renderErrors = new Map<string, SidekeyError>()
   #ready = false
 
   constructor (specs: readonly SecretSpec[]) {
@@ -75,6 +78,8 @@ export class SecretStore extends EventEmitter<{ change: [SecretEntry], ready: []
   }
 
   markError (name: string, err: SidekeyError): void { this.#errors.set(name, err) }
+  markRenderError (name: string, err: SidekeyError): void { this.#renderErrors.set(name, err) }
+  clearRenderError (name: string): void { this.#renderErrors.delete(name) }
 
   fetchedAt (): IterableIterator<[string, number]> { return this.#fetchedAt.entries() }
 
@@ -82,7 +87,7 @@ export class SecretStore extends EventEmitter<{ change: [SecretEntry], ready: []
     return [...this.specs.values()].map((s) => {
       const e = this.#entries.get(s.name)
       const f = this.#fetchedAt.get(s.name)
-      const err = this.#errors.get(s.name)
+      const err = this.#errors.get(s.name) ?? this.#renderErrors.get(s.name)
       return {
         name: s.name,
         refs: s.refs.map((r) => r.raw),

@@ -4,7 +4,7 @@
 // answers.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { LocalStore } from '../../agent/local-store.js'
 import { startTestAgent, tempDir, eventually } from '../helpers/agent.js'
@@ -70,4 +70,45 @@ t.test('a restarted agent serves the previous run\'s files while the backend is 
   t.equal(list.secrets[0]?.origin, 'disk')
   renameSync(f + '.gone', f)
   await eventually(async () => ((await second.json('/v1/secrets')) as { secrets: Array<{ origin: string }> }).secrets[0]?.origin === 'backend', 'backend to take over')
+})
+
+t.test('a failed write is retried on a timer, not in a loop, and recovers', async (t) => {
+  const root = tempDir(t)
+  const f = join(root, 'src')
+  writeFileSync(f, 'write-one-123456')
+  const h = await startTestAgent(t, { secrets: [{ name: 'k', ref: `file:${f}` }], refresh: '1h', backoff: { initial: '200ms', max: '1s' } }, { root, values: ['write-one-123456', 'write-two-123456'] })
+  await h.agent.synced
+  // The secrets directory becomes a plain file: every write fails (ENOTDIR / EEXIST).
+  renameSync(h.dir, h.dir + '.saved')
+  writeFileSync(h.dir, 'not a directory')
+  writeFileSync(f + '.tmp', 'write-two-123456')
+  renameSync(f + '.tmp', f)
+  await eventually(async () => /sidekey_fetch_errors_total\{store="writer",code="SIDEKEY_E_WRITE"\} [1-9]/.test(await h.metrics()), 'the write error to be counted')
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  const attempts = Number(/sidekey_fetch_errors_total\{store="writer",code="SIDEKEY_E_WRITE"\} (\d+)/.exec(await h.metrics())?.[1])
+  t.ok(attempts >= 2 && attempts <= 10, `retried on the 200ms timer, not in a tight loop (${attempts} attempts)`)
+  t.equal((await h.get('k')).body, 'write-one-123456', 'the last written value is still served')
+  const st = await h.json('/v1/secrets') as { secrets: Array<{ error?: { code: string } }> }
+  t.equal(st.secrets[0]?.error?.code, 'SIDEKEY_E_WRITE', 'the listing shows the write error')
+  rmSync(h.dir)
+  renameSync(h.dir + '.saved', h.dir)
+  await eventually(async () => (await h.get('k')).body === 'write-two-123456', 'the retry to write the new value')
+  t.equal(readFileSync(join(h.dir, 'k'), 'utf8'), 'write-two-123456')
+})
+
+t.test('a render error stays visible until the secret renders again', async (t) => {
+  const root = tempDir(t)
+  const f = join(root, 'src.json')
+  writeFileSync(f, JSON.stringify({ api_key: 'render-one-123456' }))
+  const h = await startTestAgent(t, { secrets: [{ name: 'k', ref: `file:${f}#api_key` }], refresh: '50ms' }, { root, values: ['render-one-123456', 'render-two-123456'] })
+  await h.agent.synced
+  writeFileSync(f, JSON.stringify({ other: 'x' }))
+  const errorOf = async (): Promise<string | undefined> => ((await h.json('/v1/secrets')) as { secrets: Array<{ error?: { code: string } }> }).secrets[0]?.error?.code
+  await eventually(async () => (await errorOf()) === 'SIDEKEY_E_KEY_NOT_FOUND', 'the render error')
+  await new Promise((resolve) => setTimeout(resolve, 300)) // several unchanged refreshes
+  t.equal(await errorOf(), 'SIDEKEY_E_KEY_NOT_FOUND', 'still reported after refreshes that found nothing new')
+  t.equal((await h.get('k')).body, 'render-one-123456', 'last good value served')
+  writeFileSync(f, JSON.stringify({ api_key: 'render-two-123456' }))
+  await eventually(async () => (await h.get('k')).body === 'render-two-123456', 'the fixed secret')
+  t.equal(await errorOf(), undefined, 'cleared once it renders')
 })
