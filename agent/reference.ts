@@ -22,14 +22,29 @@ function fail (raw: string, what: string): never {
   throw new SidekeyError('SIDEKEY_E_REF_SYNTAX', `invalid secret reference "${raw}": ${what}; expected <store>:<path>[#<key>][@<version>], e.g. vault:secret/data/openai#api_key`, { ref: raw })
 }
 
+function isDotSegment (seg: string): boolean {
+  let decoded = seg
+  try {
+    decoded = decodeURIComponent(seg)
+  } catch {
+    // not valid percent-encoding: compared as written
+  }
+  return decoded === '.' || decoded === '..' || seg === '.' || seg === '..'
+}
+
 export function parseRef (raw: unknown): SecretRef {
   if (typeof raw !== 'string') {
-    throw new SidekeyError('SIDEKEY_E_REF_SYNTAX', `a secret reference must be a string, got ${raw === null ? 'null' : typeof raw}`)
+    throw new SidekeyError('SIDEKEY_E_REF_SYNTAX', `a secret reference must be a string, got ${raw === null ? 'null' : typeof raw}; expected <store>:<path>[#<key>][@<version>], e.g. vault:secret/data/openai#api_key`)
   }
   if (raw.length === 0) fail(raw, 'it is empty')
-  if (raw.length > MAX_REF) fail(raw.slice(0, 64) + '...', `it is longer than ${MAX_REF} characters`)
-  // eslint-disable-next-line no-control-regex
-  if (/[\s\x00-\x1f\x7f]/.test(raw)) fail(raw.replace(/[\x00-\x1f\x7f]/g, '?'), 'it contains whitespace or control characters')
+  // These two are never quoted, not even in part: a value pasted where a
+  // reference belongs (a PEM key, a long token) must not be echoed back.
+  if (raw.length > MAX_REF) {
+    throw new SidekeyError('SIDEKEY_E_REF_SYNTAX', `a secret reference is longer than ${MAX_REF} characters (not shown); expected <store>:<path>[#<key>][@<version>], e.g. vault:secret/data/openai#api_key`)
+  }
+  if (/[\s\x00-\x1f\x7f]/.test(raw)) {
+    throw new SidekeyError('SIDEKEY_E_REF_SYNTAX', 'a secret reference contains whitespace or control characters (not shown: it may be a pasted value); expected <store>:<path>[#<key>][@<version>], e.g. vault:secret/data/openai#api_key')
+  }
   const colon = raw.indexOf(':')
   if (colon <= 0) fail(raw, 'the store name before ":" is missing')
   const store = raw.slice(0, colon)
@@ -52,7 +67,9 @@ export function parseRef (raw: unknown): SecretRef {
   }
   const path = rest
   if (path.length === 0) fail(raw, 'the path after "<store>:" is empty')
-  if (path.split('/').some((seg) => seg === '..')) fail(raw, 'the path must not contain ".." segments')
+  // Backends put the path into a URL, where %2e%2e is ".." again: refuse both,
+  // so a path glob in the injector policy cannot be escaped.
+  if (path.split('/').some((seg) => isDotSegment(seg))) fail(raw, 'the path must not contain "." or ".." segments (also percent-encoded)')
   const ref: SecretRef = { store, path, raw, ...(key !== undefined ? { key } : {}), ...(version !== undefined ? { version } : {}) }
   return Object.freeze(ref)
 }

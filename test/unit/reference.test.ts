@@ -37,9 +37,13 @@ const bad: Array<[unknown, RegExp]> = [
   ['vault:x@v 1', /whitespace/],
   ['vault:x@a/b', /version "a\/b"/],
   ['file:../../etc/shadow', /"\.\." segments/],
+  ['vault:secret/data/team-a/%2e%2e/team-b/key', /"\.\." segments \(also percent-encoded\)/],
+  ['vault:secret/data/team-a/%2E./x', /percent-encoded/],
+  ['vault:secret/./x', /"\." or "\.\." segments/],
   ['vault:a\nb', /control characters/],
   [42, /must be a string, got number/],
   [null, /got null/],
+  ['sk-live-SECRETVALUE\tmore', /whitespace or control characters \(not shown/],
   ['vault:' + 'x'.repeat(3000), /longer than 2048/],
 ]
 for (const [raw, msg] of bad) {
@@ -50,7 +54,24 @@ for (const [raw, msg] of bad) {
     } catch (err) {
       t.ok(isSidekeyError(err, 'SIDEKEY_E_REF_SYNTAX'), 'coded SIDEKEY_E_REF_SYNTAX')
       t.match((err as Error).message, msg)
-      if (typeof raw === 'string' && raw.length < 100) t.match((err as Error).message, /expected <store>:<path>/, 'says what the grammar is')
+      t.match((err as Error).message, /expected <store>:<path>/, 'says what the grammar is')
     }
   })
 }
+
+t.test('a value pasted where a reference belongs is never quoted back', async (t) => {
+  const pasted = [
+    '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----',
+    'sk-live-SECRETVALUE\tmore',
+    'sk-' + 'A1b2C3d4'.repeat(300),
+  ]
+  for (const v of pasted) {
+    try {
+      parseRef(v)
+      t.fail('should throw')
+    } catch (err) {
+      const msg = (err as Error).message + JSON.stringify((err as { details?: unknown }).details)
+      t.notOk(msg.includes('MIIEvQIBADANBg') || msg.includes('SECRETVALUE') || msg.includes('A1b2C3d4'), 'no part of the value in the error')
+    }
+  }
+})
