@@ -84,6 +84,8 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
     http.once('error', onError)
     http.listen(config.listen.http, config.listen.host, () => { http.off('error', onError); resolve() })
   })
+  // After listen, an accept error (EMFILE under many long-polls) is logged, not fatal.
+  http.on('error', (err: NodeJS.ErrnoException) => logger.error({ code: err.code, err: err.message }, 'local HTTP server error'))
   const httpPort = (http.address() as AddressInfo).port
 
   let grpcServer: grpc.Server | undefined

@@ -9,7 +9,7 @@ import type { AgentMetrics } from './metrics.js'
 import type { SecretEntry } from './secret-store.js'
 
 async function findPids (name: string): Promise<number[]> {
-  if (/^\d+$/.test(name)) return [Number(name)]
+  if (/^\d+$/.test(name)) return Number(name) > 1 && Number(name) !== process.pid ? [Number(name)] : []
   const pids: number[] = []
   for (const d of await readdir('/proc').catch(() => [] as string[])) {
     if (!/^\d+$/.test(d) || Number(d) === process.pid) continue
@@ -25,20 +25,23 @@ async function findPids (name: string): Promise<number[]> {
   return pids
 }
 
+/** POSTs, retrying connection errors and 5xx; a 4xx is the app's answer and final. */
 async function postWithRetry (url: string, body: string, attempts: number): Promise<void> {
   let last: unknown
   for (let i = 0; i < attempts; i++) {
+    let status: number
     try {
       const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(5000) })
       await res.arrayBuffer()
-      if (res.status < 500) {
-        if (res.status >= 400) throw new Error(`status ${res.status}`)
-        return
-      }
-      last = new Error(`status ${res.status}`)
+      status = res.status
     } catch (err) {
       last = err
+      await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** i))
+      continue
     }
+    if (status < 400) return
+    if (status < 500) throw new Error(`the app answered ${status}`)
+    last = new Error(`the app answered ${status}`)
     await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** i))
   }
   throw last

@@ -10,7 +10,8 @@ const path = { type: 'string', minLength: 1, maxLength: 4096 } as const
 export const onChangeSchema = {
   type: 'string',
   // http:POST <loopback url> | signal:<SIG>:<pid or process name>
-  pattern: '^(http:POST https?://(127\\.0\\.0\\.1|localhost|\\[::1\\])(:\\d+)?(/\\S*)?|signal:[A-Z0-9]+:[A-Za-z0-9._-]+)$',
+  // a pid is never 0 or negative: kill(0) would signal the agent's own group
+  pattern: '^(http:POST https?://(127\\.0\\.0\\.1|localhost|\\[::1\\])(:\\d+)?(/\\S*)?|signal:[A-Z0-9]+:([1-9][0-9]*|[A-Za-z._-][A-Za-z0-9._-]*))$',
 } as const
 
 export const storeSchemas = {

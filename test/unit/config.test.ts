@@ -21,6 +21,7 @@ const cases: Array<[string, unknown, ErrorCode, RegExp]> = [
   ['bad refresh', { ...base, refresh: 'soon' }, 'SIDEKEY_E_CONFIG', /config\.refresh: must match pattern/],
   ['bad mode', { ...base, secrets: [{ name: 'a', ref: 'env:A', mode: '0999' }] }, 'SIDEKEY_E_CONFIG', /secrets\[0\]\.mode/],
   ['bad onChange', { ...base, onChange: ['http:POST http://example.com/reload'] }, 'SIDEKEY_E_CONFIG', /onChange\[0\]/],
+  ['signal to pid 0', { ...base, onChange: ['signal:HUP:0'] }, 'SIDEKEY_E_CONFIG', /onChange\[0\]/],
   ['bad port', { ...base, listen: { http: 70000 } }, 'SIDEKEY_E_CONFIG', /listen\.http: must be <= 65535/],
   ['template with other helper', { ...base, secrets: [{ name: 'a', template: '{{#each x}}{{/each}}' }] }, 'SIDEKEY_E_TEMPLATE', /not allowed/],
   ['template without secret', { ...base, secrets: [{ name: 'a', template: 'plain' }] }, 'SIDEKEY_E_TEMPLATE', /uses no secret/],
