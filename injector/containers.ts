@@ -44,6 +44,8 @@ export function agentContainer (spec: InjectionSpec, config: InjectorConfig, o: 
     args: ['agent'],
     env: [
       { name: ENV_CONFIG, value: o.configJson },
+      // The startupProbe (`sidekey get --ready`) finds the agent's port here.
+      { name: 'SIDEKEY_ADDR', value: `http://127.0.0.1:${config.listen.http}` },
       { name: 'SIDEKEY_POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: 'SIDEKEY_POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
     ],

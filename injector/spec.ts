@@ -256,6 +256,8 @@ export function buildSpec (annotations: Readonly<Record<string, string>> | undef
         break
       case 'azure':
         need('clientId', 'the workload identity client id')
+        // The tenant is the platform's, not the pod's role: the base store or the override must give it.
+        if (typeof merged.tenantId !== 'string' || merged.tenantId === '') throw annotationError(key, `store "${name}" (azure) needs tenantId; set it in the injector config's store or ${key}: {"tenantId": "..."}`)
         merged.tokenFile = `${TOKEN_DIR}/azure`
         tokens.set('azure', { path: 'azure', audience: config.audiences.azure })
         break
@@ -300,7 +302,8 @@ export function buildSpec (annotations: Readonly<Record<string, string>> | undef
     containers = [...new Set(rawContainers.split(',').map((c) => c.trim()).filter((c) => c.length > 0))]
     if (containers.length === 0) throw annotationError(ANN_CONTAINERS, 'names no container; list container names separated by commas, or remove it for all')
     const bad = containers.find((c) => !CONTAINER_RE.test(c) || c.length > 63)
-    if (bad !== undefined) throw annotationError(ANN_CONTAINERS, `"${bad.slice(0, 63)}" is not a container name`)
+    // Quote only what looks like a mistyped name; anything else might be a pasted value.
+    if (bad !== undefined) throw annotationError(ANN_CONTAINERS, /^[A-Za-z0-9._-]{1,63}$/.test(bad) ? `"${bad}" is not a container name` : 'an entry is not a container name (lowercase letters, digits and "-", at most 63; not shown)')
   }
 
   const rawMount = ann[ANN_MOUNT_PATH]

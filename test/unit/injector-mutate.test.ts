@@ -89,6 +89,7 @@ for (const file of fixtureNames()) {
       const agentCfg = agentEnvConfig(agent)
       t.doesNotThrow(() => loadConfig(agentCfg), 'the agent accepts its config')
       t.equal(agentCfg.tokenFile, `${agentCfg.dir}/.sidekey-token`)
+      t.equal(agent?.env?.find((e) => e.name === 'SIDEKEY_ADDR')?.value, `http://127.0.0.1:${String(agentCfg.listen.http)}`, 'the probe finds the agent on its configured port')
 
       // Second pass: a no-op.
       const again = mutatePod(m, cfg, ns)

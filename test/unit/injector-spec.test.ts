@@ -93,6 +93,7 @@ const denials: Array<[string, Record<string, string>, string, RegExp]> = [
   ['unknown key', { [S('secrt-openai')]: 'k8s:a' }, 'sidekey.dev/secrt-openai', /is not a Sidekey annotation/],
   ['bad reference', { [S('secret-a')]: 'vault' }, 'sidekey.dev/secret-a', /store name before ":" is missing/],
   ['dot-dot path', { [S('secret-a')]: 'k8s:../etc/passwd' }, 'sidekey.dev/secret-a', /"\.\." segments/],
+  ['pasted value in containers', { [S('secret-a')]: 'k8s:a', [S('containers')]: 'app,sk-live SECRETVALUE' }, 'sidekey.dev/containers', /an entry is not a container name \(.*not shown\)/],
   ['unknown store', { [S('secret-a')]: 'gcp:projects/x' }, 'sidekey.dev/secret-a', /store "gcp", which the injector config does not offer; use one of: aws, azure, k8s, vault/],
   ['env store not offered', { [S('secret-a')]: 'env:OPENAI_API_KEY' }, 'sidekey.dev/secret-a', /store "env"/],
   ['secret and template', { [S('secret-a')]: 'k8s:a', [S('template-a')]: '{{secret "k8s:a"}}' }, 'sidekey.dev/template-a', /also set/],
@@ -130,6 +131,14 @@ for (const [name, ann, annotation, re] of denials) {
     t.match(err.message, re)
   })
 }
+
+t.test('an azure store without a tenant is refused at admission, not at pod start', async (t) => {
+  const noTenant = testConfig({ stores: { azure: { type: 'azure' } }, policy: { rules: [] } })
+  const ann = { [S('secret-a')]: 'azure:kv-prod/x', [S('role')]: 'cid' }
+  t.throws(() => buildSpec(ann, noTenant), { code: 'SIDEKEY_E_ANNOTATION', message: /sidekey\.dev\/store-azure: store "azure" \(azure\) needs tenantId/ })
+  const spec = buildSpec({ ...ann, [S('store-azure')]: '{"tenantId":"t-2"}' }, noTenant)
+  t.equal((spec.stores.azure as { tenantId?: string }).tenantId, 't-2', 'the override supplies it')
+})
 
 t.test('a value pasted where a reference belongs is never echoed', async (t) => {
   const value = 'sk-proj-AbCdEf0123456789SECRETVALUE'
