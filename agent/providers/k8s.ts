@@ -225,6 +225,11 @@ export class K8sProvider implements Provider {
         else w.secret = obj as V1Secret
         this.notify(w)
       }, done)
+      // stop() may have run while the watch was being opened: it could not abort it then.
+      if (w.stopped) {
+        w.controller.abort()
+        return
+      }
       if (!ended) {
         w.live = true
         // After an outage the refresher re-checks: the value may have changed meanwhile.

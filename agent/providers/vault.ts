@@ -245,7 +245,9 @@ export class VaultProvider implements Provider {
       case 401: return new SidekeyError('SIDEKEY_E_AUTH', `${ref.raw}: Vault rejected the token (401)`, details)
       case 429: case 502: case 503: case 504:
         return new SidekeyError('SIDEKEY_E_UNAVAILABLE', `${ref.raw}: Vault is unavailable (HTTP ${ans.status}): sealed, standby or rate-limited`, details)
-      default: return new SidekeyError('SIDEKEY_E_BACKEND', `${ref.raw}: Vault answered HTTP ${ans.status} for ${t.path}${vaultErrorHint(ans)}`, details)
+      // Vault's own text only for a 400 (a request the caller can fix, e.g. "common name not
+      // allowed"); a 500 from a plugin may quote its input.
+      default: return new SidekeyError('SIDEKEY_E_BACKEND', `${ref.raw}: Vault answered HTTP ${ans.status} for ${t.path}${ans.status === 400 ? vaultErrorHint(ans) : ''}`, details)
     }
   }
 
