@@ -14,6 +14,8 @@ import type { StoreConfigOf } from '../config/schema.js'
 import type { FetchResult, Provider, ProviderContext } from './provider.js'
 import { checkSize, isNetworkError } from './secret-data.js'
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true })
+
 type K8s = typeof import('@kubernetes/client-node')
 type KubeConfig = InstanceType<K8s['KubeConfig']>
 type CoreV1Api = InstanceType<K8s['CoreV1Api']>
@@ -102,7 +104,14 @@ export class K8sProvider implements Provider {
       throw new SidekeyError('SIDEKEY_E_NOT_FOUND', `${ref.raw}: Kubernetes keeps no history; the Secret is at resourceVersion ${version}, not ${ref.version}`, { ref: ref.raw })
     }
     const map: Record<string, string> = {}
-    for (const [k, v] of Object.entries(secret.data ?? {})) map[k] = Buffer.from(v, 'base64').toString('utf8')
+    for (const [k, v] of Object.entries(secret.data ?? {})) {
+      try {
+        map[k] = UTF8.decode(Buffer.from(v, 'base64'))
+      } catch {
+        // Values travel as text; a keystore or DER blob would be corrupted silently.
+        throw new SidekeyError('SIDEKEY_E_FORMAT', `${ref.raw}: field "${k}" of the Secret is binary, not UTF-8 text; store it base64-encoded in the Secret (binary fields are not supported yet)`, { ref: ref.raw, field: k })
+      }
+    }
     const data = checkSize({ kind: 'map', map }, ref, this.ctx.maxValueBytes)
     return { data, version }
   }

@@ -62,6 +62,13 @@ t.test('provider: fetch a map of decoded values, resourceVersion, a pinned versi
   t.equal((await p.fetch(parseRef(`k8s:openai@${rv2}`))).version, rv2)
 })
 
+t.test('provider: a binary field is a clear error, not corrupted text', async (t) => {
+  const body = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'keystore' }, data: { 'ks.p12': Buffer.from([0x30, 0x82, 0xff, 0xfe, 0x00, 0x01]).toString('base64') } }
+  await kube.must('POST', `/api/v1/namespaces/${NS}/secrets`, body)
+  t.equal(await code(provider().fetch(parseRef('k8s:keystore#ks.p12'))), 'SIDEKEY_E_FORMAT')
+  t.match(errors[errors.length - 2], /field "ks\.p12" of the Secret is binary/)
+})
+
 t.test('provider: the watch pushes changes and serves checks without requests', async (t) => {
   await putSecret('watched', { k: V1 })
   const p = provider()
