@@ -25,7 +25,6 @@ interface Source {
   version?: string
   expiresAt?: number
   errors: number
-  attempted: boolean
   timer?: NodeJS.Timeout | undefined
   fetchedAt?: number
   running: boolean
@@ -71,7 +70,7 @@ export class Refresher {
           const provider = o.providers.get(ref.store)
           if (provider === undefined) throw new SidekeyError('SIDEKEY_E_REF_STORE', `${ref.raw}: store "${ref.store}" has no provider`, { ref: ref.raw })
           const bare: SecretRef = Object.freeze({ store: ref.store, path: ref.path, raw: key, ...(ref.version !== undefined ? { version: ref.version } : {}) })
-          s = { key, ref: bare, provider, intervalMs: spec.refreshMs, dependents: new Set(), errors: 0, attempted: false, running: false, again: false }
+          s = { key, ref: bare, provider, intervalMs: spec.refreshMs, dependents: new Set(), errors: 0, running: false, again: false }
           this.#sources.set(key, s)
         }
         ;(s as { intervalMs: number }).intervalMs = Math.min(s.intervalMs, spec.refreshMs)
@@ -102,12 +101,6 @@ export class Refresher {
     if (s.timer !== undefined) clearTimeout(s.timer)
     void this.#run(s)
   }
-
-  triggerAll (): void {
-    for (const k of this.#sources.keys()) this.trigger(k)
-  }
-
-  get sourceCount (): number { return this.#sources.size }
 
   async #timed<T> (s: Source, op: 'check' | 'fetch', fn: () => Promise<T>): Promise<T> {
     const end = this.#o.metrics.fetchDuration.startTimer({ store: s.ref.store, op })
@@ -160,7 +153,6 @@ export class Refresher {
       const { initialMs, maxMs } = this.#o.config.backoff
       delay = this.#jittered(Math.min(maxMs, initialMs * 2 ** Math.min(s.errors - 1, 30)))
     } finally {
-      s.attempted = true
       s.running = false
     }
     if (this.#dirty.size > 0 && !this.#starting && !this.#closed) void this.#flush().catch(() => { /* logged inside */ })
@@ -286,11 +278,6 @@ export class Refresher {
     for (const e of rotated) metrics.rotations.inc({ secret: e.name })
     for (const e of changed) logger.info({ secret: e.name, version: e.version, rotated: rotated.includes(e) }, rotated.includes(e) ? 'secret rotated' : 'secret written')
     if (rotated.length > 0) this.#o.onRotate(rotated)
-  }
-
-  /** True once every source has been tried at least once. */
-  get settled (): boolean {
-    return [...this.#sources.values()].every((s) => s.attempted)
   }
 
   async close (): Promise<void> {
