@@ -105,7 +105,7 @@ t.test('the agent refuses bad input without crashing', async (t) => {
   const broken = await cli(['agent', '--config', cfg], {})
   t.equal(broken.code, 1)
   t.match(broken.stderr, /SIDEKEY_E_CONFIG_FILE: .*c\.json is not valid JSON/)
-  writeFileSync(cfg, JSON.stringify({ dir: join(dir, 'o'), secrets: [{ name: 'a', ref: 'vault secret' }] }))
+  writeFileSync(cfg, JSON.stringify({ dir: join(dir, 'o'), secrets: [{ name: 'a', ref: 'vault' }] }))
   const badRef = await cli(['agent', '--config', cfg], {})
   t.match(badRef.stderr, /SIDEKEY_E_REF_SYNTAX: config\.secrets\[0\]: invalid secret reference/)
   const missing = await cli(['agent', '--config', join(dir, 'none.json')], {})
