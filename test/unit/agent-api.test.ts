@@ -113,3 +113,17 @@ t.test('signal onChange reaches a process found by name, once per rotation', asy
   t.equal(readFileSync(marker, 'utf8'), '1', 'exactly one SIGHUP for one rotation')
   t.ok(h.logs.some((l) => l.includes('"app notified of rotation"')))
 })
+
+t.test('binary values are served byte for byte over HTTP and gRPC', async (t) => {
+  const root = tempDir(t)
+  const f = join(root, 'bin')
+  const bytes = Buffer.concat([Buffer.from([0x00, 0xff, 0xfe, 0x80, 0x0a, 0xc3, 0x28]), randomBytes(64)])
+  writeFileSync(f, bytes)
+  const h = await startTestAgent(t, { secrets: [{ name: 'bin', ref: `file:${f}` }] }, { root })
+  await h.agent.synced
+  const res = await fetch(`${h.base}/v1/secrets/bin`, { headers: { 'x-sidekey-token': h.token } })
+  t.ok(Buffer.from(await res.arrayBuffer()).equals(bytes), 'HTTP body equals the bytes')
+  const g = await new Promise<{ value: Buffer }>((resolve, reject) => h.grpc().Get({ name: 'bin' }, h.metadata(), (err, r) => err !== null ? reject(err) : resolve(r as never)))
+  t.ok(Buffer.from(g.value).equals(bytes), 'gRPC value equals the bytes')
+  t.ok(readFileSync(join(h.dir, 'bin')).equals(bytes), 'file equals the bytes')
+})
