@@ -5,20 +5,12 @@ import { SidekeyError } from './errors.js'
 import type { Format } from './config/load.js'
 import type { SecretRef } from './reference.js'
 import type { SecretData } from './providers/provider.js'
+import { dataFromText } from './providers/secret-data.js'
 
-/** A map from a JSON object of scalars, or undefined when the bytes are not one. */
+/** A map when the bytes are a JSON object (the providers' own rule), else undefined. */
 function jsonMap (bytes: Buffer): Record<string, string> | undefined {
-  if (bytes.length === 0 || (bytes[0] !== 0x7b && !/^\s*\{/.test(bytes.subarray(0, 64).toString()))) return undefined
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(bytes.toString('utf8'))
-  } catch {
-    return undefined
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return undefined
-  const out: Record<string, string> = {}
-  for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) out[k] = typeof v === 'string' ? v : JSON.stringify(v)
-  return out
+  const d = dataFromText(bytes.toString('utf8'))
+  return d.kind === 'map' ? { ...d.map } : undefined
 }
 
 /** The value a reference selects: the whole secret, or its `#key` field. */

@@ -3,7 +3,7 @@
 import type { StoreConfigOf } from '../config/schema.js'
 import type { SecretRef } from '../reference.js'
 import type { Provider, ProviderContext, FetchResult } from './provider.js'
-import { bytesData, checkPinnedContent, checkSize, contentVersion, notFound } from './content.js'
+import { bytesData, checkPinnedContent, checkSize, contentVersion, notFound } from './secret-data.js'
 
 export function createEnvProvider (_config: StoreConfigOf<'env'>, ctx: ProviderContext): Provider {
   return {
@@ -12,10 +12,10 @@ export function createEnvProvider (_config: StoreConfigOf<'env'>, ctx: ProviderC
       const v = process.env[ref.path]
       if (v === undefined) throw notFound(ref, `environment variable ${ref.path} is not set`)
       const bytes = Buffer.from(v)
-      checkSize(ref, bytes.length, ctx.maxValueBytes)
-      const version = contentVersion(bytes)
+      const data = checkSize(bytesData(bytes), ref, ctx.maxValueBytes)
+      const version = contentVersion(data)
       checkPinnedContent(ref, version)
-      return { data: bytesData(bytes), version }
+      return { data, version }
     },
   }
 }

@@ -6,7 +6,7 @@ import { SidekeyError } from '../errors.js'
 import type { StoreConfigOf } from '../config/schema.js'
 import type { SecretRef } from '../reference.js'
 import type { Provider, ProviderContext, FetchResult } from './provider.js'
-import { bytesData, checkPinnedContent, checkSize, contentVersion, notFound } from './content.js'
+import { bytesData, checkPinnedContent, checkSize, contentVersion, notFound } from './secret-data.js'
 import { watchFile } from './watch-file.js'
 
 export function createFileProvider (config: StoreConfigOf<'file'>, ctx: ProviderContext): Provider {
@@ -23,10 +23,10 @@ export function createFileProvider (config: StoreConfigOf<'file'>, ctx: Provider
         if (code === 'EACCES' || code === 'EPERM') throw new SidekeyError('SIDEKEY_E_DENIED', `${ref.raw}: the agent may not read ${pathOf(ref)}; fix the file's permissions`, { ref: ref.raw })
         throw new SidekeyError('SIDEKEY_E_BACKEND', `${ref.raw}: cannot read ${pathOf(ref)} (${code ?? 'error'})`, { ref: ref.raw }, { cause: err })
       }
-      checkSize(ref, bytes.length, ctx.maxValueBytes)
-      const version = contentVersion(bytes)
+      const data = checkSize(bytesData(bytes), ref, ctx.maxValueBytes)
+      const version = contentVersion(data)
       checkPinnedContent(ref, version)
-      return { data: bytesData(bytes), version }
+      return { data, version }
     },
     watch (ref: SecretRef, onChange: () => void): () => void {
       return watchFile(pathOf(ref), onChange)

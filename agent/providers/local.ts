@@ -5,7 +5,7 @@ import type { StoreConfigOf } from '../config/schema.js'
 import type { SecretRef } from '../reference.js'
 import { LocalStore, DEV_KEY, parseLocalKey } from '../local-store.js'
 import type { Provider, ProviderContext, FetchResult } from './provider.js'
-import { bytesData, checkSize, notFound } from './content.js'
+import { bytesData, checkSize, notFound } from './secret-data.js'
 import { watchFile } from './watch-file.js'
 
 export function openLocalStore (config: StoreConfigOf<'local'>, ctx: Pick<ProviderContext, 'logger'>): LocalStore {
@@ -36,8 +36,7 @@ export function createLocalProvider (config: StoreConfigOf<'local'>, ctx: Provid
     async fetch (ref: SecretRef): Promise<FetchResult> {
       const got = store.get(ref.path, pinned(ref))
       if (got === undefined) throw notFound(ref, `the local store has no secret "${ref.path}"${ref.version !== undefined ? ` at version ${ref.version}` : ''} (add it with \`sidekey local put ${ref.path}\`)`)
-      checkSize(ref, got.value.length, ctx.maxValueBytes)
-      return { data: bytesData(got.value), version: String(got.version) }
+      return { data: checkSize(bytesData(got.value), ref, ctx.maxValueBytes), version: String(got.version) }
     },
     async currentVersion (ref: SecretRef): Promise<string> {
       const pin = pinned(ref)

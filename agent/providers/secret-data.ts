@@ -1,6 +1,6 @@
-// Shapes a backend's answer into SecretData the same way for every cloud
-// backend: a JSON object becomes a map (so `#key` works), anything else stays
-// bytes; sizes are checked here so no provider forgets it.
+// Shapes a backend's answer into SecretData the same way for every backend:
+// a JSON object becomes a map (so `#key` works), anything else stays bytes;
+// sizes are checked here so no provider forgets it.
 import { createHash } from 'node:crypto'
 import { SidekeyError } from '../errors.js'
 import type { SecretRef } from '../reference.js'
@@ -56,7 +56,23 @@ export function contentVersion (data: SecretData): string {
   const h = createHash('sha256')
   if (data.kind === 'bytes') h.update('b').update(data.bytes)
   else for (const k of Object.keys(data.map).sort()) h.update('m').update(k).update('\0').update(data.map[k] ?? '').update('\0')
-  return 'sha256:' + h.digest('hex').slice(0, 16)
+  // 16 hex characters: short, and a valid `@version` in the reference grammar.
+  return h.digest('hex').slice(0, 16)
+}
+
+export function bytesData (bytes: Buffer): SecretData {
+  return { kind: 'bytes', bytes }
+}
+
+export function notFound (ref: SecretRef, where: string): SidekeyError {
+  return new SidekeyError('SIDEKEY_E_NOT_FOUND', `${ref.raw}: ${where}; check the reference or create the secret`, { ref: ref.raw })
+}
+
+/** A content-addressed version pin: `@<16 hex>` must match the current content. */
+export function checkPinnedContent (ref: SecretRef, version: string): void {
+  if (ref.version !== undefined && ref.version !== version) {
+    throw new SidekeyError('SIDEKEY_E_NOT_FOUND', `${ref.raw}: version ${ref.version} is not the current content (this store keeps only the current one); drop @version`, { ref: ref.raw })
+  }
 }
 
 /** Races a promise against an AbortSignal for clients that cannot take one. */
