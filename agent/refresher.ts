@@ -171,9 +171,13 @@ export class Refresher {
     return fetched + ((s.expiresAt ?? Infinity) - fetched) * 2 / 3
   }
 
+  /**
+   * Spreads agents that started together, only ever earlier: a check is never
+   * later than the interval, so a rotation is seen within interval + fetch time.
+   */
   #jittered (ms: number): number {
     const j = this.#o.config.jitter
-    return Math.max(0, Math.round(ms * (1 + j * (Math.random() * 2 - 1))))
+    return Math.max(0, Math.round(ms * (1 - j * Math.random())))
   }
 
   /** Renders a secret from its sources' data, or undefined while a source has none. */
