@@ -3,6 +3,7 @@ import { Command } from 'commander'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { SidekeyError } from '../errors.js'
+import { pino } from 'pino'
 import { createLogger } from '../logger.js'
 import { openLocalStore } from '../providers/local.js'
 
@@ -24,7 +25,7 @@ export async function main (argv: string[]): Promise<number> {
     .exitOverride()
   const open = () => {
     const o = program.opts<{ store: string, dev?: boolean }>()
-    return openLocalStore({ type: 'local', path: o.store, keyEnv: 'SIDEKEY_LOCAL_KEY', dev: o.dev === true }, { logger: createLogger('warn') })
+    return openLocalStore({ type: 'local', path: o.store, keyEnv: 'SIDEKEY_LOCAL_KEY', dev: o.dev === true }, { logger: createLogger('warn', pino.destination({ dest: 2, sync: true })) }) // warnings on stderr: stdout is the command's output
   }
   const checkName = (name: string): void => {
     if (!NAME_RE.test(name)) throw new SidekeyError('SIDEKEY_E_CONFIG', `secret name "${name}" must be letters, digits, ".", "_", "-" or "/"`)
