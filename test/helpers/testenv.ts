@@ -85,6 +85,8 @@ export interface KubeInfo extends BaseInfo {
   name: 'kube';
   /** https://127.0.0.1:<port> */
   server: string;
+  /** JSON-lines audit log of requests on Secrets (Metadata level: no bodies, no values). */
+  auditLog: string;
   etcd: string;
   caFile: string;
   clientCertFile: string;

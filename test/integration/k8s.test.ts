@@ -2,7 +2,7 @@
 // agent reads with a service-account token minted by the API server, watches
 // each Secret, and RBAC decides what it may read.
 import t from 'tap'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
@@ -119,6 +119,26 @@ t.test('agent: a change is pushed by the watch (long before the 30s refresh) to 
   await new Promise((resolve) => setTimeout(resolve, 1500))
   t.equal(h.notifications.length, 1, 'onChange fired exactly once')
   t.notMatch(h.logs.join('\n'), V3, 'the value is never logged')
+})
+
+interface AuditEvent { verb: string, stage: string, requestURI: string, user: { username: string }, objectRef?: { name?: string, namespace?: string } }
+
+t.test('agent: steady state costs the API server no request per interval (counted in its audit log)', async (t) => {
+  await putSecret('steady', { k: V1 })
+  const h = await startHarness(t, { refresh: '1s', stores: { k8s: storeConfig }, secrets: [{ name: 'k', ref: 'k8s:steady#k' }] })
+  await h.agent.synced
+  // The reader's requests on this Secret: get by name, or list/watch with a field selector on it.
+  const requests = (): AuditEvent[] => readFileSync(kube.auditLog, 'utf8').split('\n').filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as AuditEvent)
+    .filter((e) => e.user.username === `system:serviceaccount:${NS}:reader` && e.objectRef?.namespace === NS &&
+      (e.objectRef.name === 'steady' || e.requestURI.includes('metadata.name%3Dsteady')))
+  await eventually(() => requests().some((e) => e.verb === 'watch'), 'the watch to be open', WAIT)
+  const before = requests().length
+  await new Promise((resolve) => setTimeout(resolve, 5000)) // five 1s refresh intervals
+  const during = requests().slice(before).map((e) => `${e.verb} ${e.stage}`)
+  t.same(during, [], 'no get, list or new watch over five intervals: checks are answered from the watch')
+  t.equal((await h.get('k')).body, V1)
+  t.notMatch(readFileSync(kube.auditLog, 'utf8'), V1, 'the audit log holds no value (Metadata level)')
 })
 
 t.test('agent: outage keeps serving the last good value, /metrics counts errors, recovery', async (t) => {
