@@ -176,9 +176,21 @@ export function createHttpServer (o: HttpServerOptions): Server {
   const base = audit.child({ audit: true, api: 'http' })
   const perSecret = new Map([...store.specs.values()].map((s) => [s.name, base.child({ secret: s.name, refs: s.refs.map((r) => r.raw) })]))
 
+  // Counter children per (route, status): label hashing once, not per request.
+  const counted = new Map<string, { inc: () => void }>()
+  const count = (route: string, status: number): void => {
+    const k = `${route} ${status}`
+    let c = counted.get(k)
+    if (c === undefined) {
+      c = metrics.requests.labels({ api: 'http', route, status })
+      counted.set(k, c)
+    }
+    c.inc()
+  }
+
   const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
     handle(req, res).then(({ route, status, secret }) => {
-      metrics.requests.inc({ api: 'http', route, status })
+      count(route, status)
       if (secret !== undefined || route === '/v1/secrets' || route === '/v1/watch' || route === 'auth' || route === 'forwarded') {
         const line = { caller: `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? ''}`, agent: req.headers['user-agent'], route, status }
         const known = secret !== undefined ? perSecret.get(secret) : undefined
