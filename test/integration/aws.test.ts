@@ -13,7 +13,7 @@ import { SecretsManagerClient, CreateSecretCommand, PutSecretValueCommand, Updat
 import { createAwsProvider } from '../../agent/providers/aws.js'
 import type { Provider } from '../../agent/providers/provider.js'
 import { parseRef } from '../../agent/reference.js'
-import { startServer, startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, metricValue } from './backend-harness.js'
+import { startServer, startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, outageRoundTrip } from './backend-harness.js'
 
 const work = mkdtempSync(join(tmpdir(), 'sidekey-aws-'))
 const recording = join(work, 'moto-recording.jsonl')
@@ -135,20 +135,7 @@ t.test('agent: outage keeps serving the last good value, /metrics counts errors,
   await admin.send(new CreateSecretCommand({ Name: 'agent/outage', SecretString: V1 }))
   const h = await startHarness(t, { refresh: '1s', stores: { aws: storeConfig }, secrets: [{ name: 'k', ref: 'aws:agent/outage' }] })
   await h.agent.synced
-  relay.cut()
-  try {
-    await eventually(async () => metricValue(await h.metrics(), 'sidekey_fetch_errors_total', { store: 'aws', code: 'SIDEKEY_E_UNAVAILABLE' }) >= 2, 'errors in /metrics', WAIT)
-    const r = await h.get('k')
-    t.equal(r.status, 200, 'still served during the outage')
-    t.equal(r.body, V1, 'the last good value')
-    t.equal(h.file('k'), V1)
-    await admin.send(new PutSecretValueCommand({ SecretId: 'agent/outage', SecretString: V2 }))
-  } finally {
-    relay.restore()
-  }
-  await eventually(() => h.file('k') === V2, 'recovery with the value written during the outage', WAIT)
-  t.equal((await h.get('k')).body, V2)
-  t.match(h.logs.join('\n'), /backend recovered/)
+  await outageRoundTrip(t, h, { store: 'aws', relay, before: V1, after: V2, writeDuringOutage: async () => await admin.send(new PutSecretValueCommand({ SecretId: 'agent/outage', SecretString: V2 })) })
 })
 
 interface Recorded { headers: Record<string, string>, body: string, body_encoded: boolean }

@@ -16,7 +16,7 @@ import type { TAP } from 'tap'
 import type { KubeInfo, AadInfo } from '../helpers/testenv.js'
 import { AzureProvider, createAzureProvider } from '../../agent/providers/azure.js'
 import { parseRef } from '../../agent/reference.js'
-import { startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, metricValue } from './backend-harness.js'
+import { startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, outageRoundTrip } from './backend-harness.js'
 
 export interface KeyVaultUnderTest {
   /** Port of the Key Vault server on 127.0.0.1 (the suite puts a relay in front of it). */
@@ -147,18 +147,7 @@ await t.test('agent: outage keeps serving the last good value, /metrics counts e
   await set('outage', V1)
   const h = await startHarness(t, { refresh: '1s', stores: { azure: storeConfig }, secrets: [{ name: 'k', ref: 'azure:outage' }] })
   await h.agent.synced
-  relay.cut()
-  try {
-    await eventually(async () => metricValue(await h.metrics(), 'sidekey_fetch_errors_total', { store: 'azure', code: 'SIDEKEY_E_UNAVAILABLE' }) >= 2, 'errors in /metrics', WAIT)
-    const r = await h.get('k')
-    t.equal(r.status, 200, 'still served')
-    t.equal(r.body, V1, 'the last good value')
-    await set('outage', V2)
-  } finally {
-    relay.restore()
-  }
-  await eventually(() => h.file('k') === V2, 'recovery', WAIT)
-  t.equal((await h.get('k')).body, V2)
+  await outageRoundTrip(t, h, { store: 'azure', relay, before: V1, after: V2, writeDuringOutage: async () => await set('outage', V2) })
 })
 
 await t.test('steady state: one request per secret per interval (Key Vault has no metadata-only check)', async (t) => {

@@ -279,3 +279,27 @@ export function auditRequests (file: string): Array<{ op: string, path: string }
     } catch { return [] }
   })
 }
+
+/**
+ * The outage scenario every backend must pass: with secret `k` already served
+ * as `before`, take the server off the network, check /metrics counts
+ * SIDEKEY_E_UNAVAILABLE and the last good value is still served (HTTP and
+ * file), write `after` in the server meanwhile, restore, and check the agent
+ * recovers to it without a restart.
+ */
+export async function outageRoundTrip (t: Test, h: Harness, o: { store: string, relay: Relay, before: string, after: string, writeDuringOutage: () => Promise<unknown> }): Promise<void> {
+  o.relay.cut()
+  try {
+    await eventually(async () => metricValue(await h.metrics(), 'sidekey_fetch_errors_total', { store: o.store, code: 'SIDEKEY_E_UNAVAILABLE' }) >= 2, 'errors in /metrics', WAIT)
+    const r = await h.get('k')
+    t.equal(r.status, 200, 'still served during the outage')
+    t.equal(r.body, o.before, 'the last good value')
+    t.equal(h.file('k'), o.before, 'the file keeps the last good value')
+    await o.writeDuringOutage()
+  } finally {
+    o.relay.restore()
+  }
+  await eventually(() => h.file('k') === o.after, 'recovery with the value written during the outage', WAIT)
+  t.equal((await h.get('k')).body, o.after)
+  t.match(h.logs.join('\n'), /backend recovered/, 'recovery is logged')
+}

@@ -9,7 +9,7 @@ import { pino } from 'pino'
 import { useServers } from '../helpers/testenv.js'
 import { K8sProvider, createK8sProvider } from '../../agent/providers/k8s.js'
 import { parseRef } from '../../agent/reference.js'
-import { startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, metricValue } from './backend-harness.js'
+import { startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, outageRoundTrip } from './backend-harness.js'
 
 const { kube } = await useServers(t, ['kube'])
 const relay = await startRelay(t, kube.port)
@@ -145,18 +145,7 @@ t.test('agent: outage keeps serving the last good value, /metrics counts errors,
   await putSecret('outage', { k: V1 })
   const h = await startHarness(t, { refresh: '1s', stores: { k8s: storeConfig }, secrets: [{ name: 'k', ref: 'k8s:outage#k' }] })
   await h.agent.synced
-  relay.cut()
-  try {
-    await eventually(async () => metricValue(await h.metrics(), 'sidekey_fetch_errors_total', { store: 'k8s', code: 'SIDEKEY_E_UNAVAILABLE' }) >= 2, 'errors in /metrics', WAIT)
-    const r = await h.get('k')
-    t.equal(r.status, 200, 'still served')
-    t.equal(r.body, V1, 'the last good value')
-    await putSecret('outage', { k: V2 })
-  } finally {
-    relay.restore()
-  }
-  await eventually(() => h.file('k') === V2, 'recovery', WAIT)
-  t.equal((await h.get('k')).body, V2)
+  await outageRoundTrip(t, h, { store: 'k8s', relay, before: V1, after: V2, writeDuringOutage: async () => await putSecret('outage', { k: V2 }) })
 })
 
 t.test('no error message or detail carries a value', async (t) => {

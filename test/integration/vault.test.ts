@@ -11,7 +11,7 @@ import { pino } from 'pino'
 import { useServers } from '../helpers/testenv.js'
 import { VaultProvider, createVaultProvider } from '../../agent/providers/vault.js'
 import { parseRef } from '../../agent/reference.js'
-import { startAuditedOpenBao, auditRequests, startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, metricValue } from './backend-harness.js'
+import { startAuditedOpenBao, auditRequests, startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, outageRoundTrip } from './backend-harness.js'
 
 const { kube } = await useServers(t, ['kube'])
 const bao = await startAuditedOpenBao(t)
@@ -265,18 +265,7 @@ t.test('agent: outage keeps serving the last good value, /metrics counts errors,
   await api('POST', 'secret/data/app/outage', { data: { k: V1 } })
   const h = await startHarness(t, { refresh: '1s', stores: { vault: storeConfig }, secrets: [{ name: 'k', ref: 'vault:secret/data/app/outage#k' }] })
   await h.agent.synced
-  relay.cut()
-  try {
-    await eventually(async () => metricValue(await h.metrics(), 'sidekey_fetch_errors_total', { store: 'vault', code: 'SIDEKEY_E_UNAVAILABLE' }) >= 2, 'errors in /metrics', WAIT)
-    const r = await h.get('k')
-    t.equal(r.status, 200, 'still served')
-    t.equal(r.body, V1, 'the last good value')
-    await api('POST', 'secret/data/app/outage', { data: { k: V2 } })
-  } finally {
-    relay.restore()
-  }
-  await eventually(() => h.file('k') === V2, 'recovery', WAIT)
-  t.equal((await h.get('k')).body, V2)
+  await outageRoundTrip(t, h, { store: 'vault', relay, before: V1, after: V2, writeDuringOutage: async () => await api('POST', 'secret/data/app/outage', { data: { k: V2 } }) })
 })
 
 t.test('steady state: one metadata read per secret per interval, no value read, no login (OpenBao audit log)', async (t) => {
