@@ -22,7 +22,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startFakeAad, type FakeAad, type FakeAadOptions } from './fake-aad.js';
 
-export type ServerName = 'openbao' | 'moto' | 'lowkey' | 'kube' | 'etcd' | 'aad';
+export type ServerName = 'openbao' | 'moto' | 'lowkey' | 'kube' | 'etcd' | 'aad' | 'node';
 
 interface BaseInfo {
   name: string;
@@ -116,6 +116,28 @@ export interface KubeInfo extends BaseInfo {
   bindClusterRole(bindingName: string, clusterRole: string, namespace: string, serviceAccount: string): Promise<void>;
 }
 
+/**
+ * A one-node cluster that runs pods (scripts/testenv `node`): the API server (on the node IP), the
+ * scheduler, the controller manager, containerd + runc + CNI and a kubelet. Root only.
+ */
+export interface NodeInfo extends Omit<KubeInfo, 'name'> {
+  name: 'node';
+  nodeName: string;
+  /** the node's address on its bridge: pods reach the host (and servers bound to it) here */
+  nodeIP: string;
+  podCIDR: string;
+  /** the node's run dir */
+  dir: string;
+  containerdSocket: string;
+  /** path of the ctr binary (use with --address containerdSocket -n k8s.io) */
+  ctr: string;
+  podLogsDir: string;
+  kubeletRootDir: string;
+  /** seconds from start to the API server ready, and to containerd ready with images imported */
+  apiReadySeconds: number;
+  containerdReadySeconds: number;
+}
+
 export type AadInfo = FakeAad;
 
 export interface ServerInfoMap {
@@ -125,6 +147,7 @@ export interface ServerInfoMap {
   kube: KubeInfo;
   etcd: EtcdInfo;
   aad: AadInfo;
+  node: NodeInfo;
 }
 
 export type Servers<N extends ServerName> = { [K in N]: ServerInfoMap[K] };
@@ -151,7 +174,7 @@ export function cacheDir(): string {
 }
 
 const started = new Map<string, Promise<unknown>>();
-const owned: { pid: number; dir: string }[] = [];
+const owned: { pid: number; dir: string; graceMs: number }[] = [];
 let aadInstance: FakeAad | undefined;
 let cleanupRegistered = false;
 const procDir = (): string => join(cacheDir(), 'run', `proc-${process.pid}`);
@@ -181,7 +204,8 @@ function alive(pid: number): boolean {
 export async function stopServers(): Promise<void> {
   const list = owned.splice(0);
   for (const o of list) killGroup(o.pid, 'SIGTERM');
-  const deadline = Date.now() + 5000;
+  // the node puts the host back (pods, mounts, bridge, sysctls) before it exits
+  const deadline = Date.now() + Math.max(5000, ...list.map((o) => o.graceMs));
   while (list.some((o) => alive(o.pid)) && Date.now() < deadline) await sleep(100);
   for (const o of list) if (alive(o.pid)) killGroup(o.pid, 'SIGKILL');
   if (aadInstance) {
@@ -320,6 +344,17 @@ async function ready(name: ServerName, info: RawInfo): Promise<boolean> {
         const r = await httpCall(`${String(info['endpoint'])}/health`, { timeoutMs: 2000 });
         return r.status === 200;
       }
+      case 'node': {
+        const r = await httpCall(`${String(info['server'])}/api/v1/nodes/${String(info['nodeName'])}`, {
+          ca: readFileSync(String(info['caFile']), 'utf8'),
+          cert: readFileSync(String(info['clientCertFile']), 'utf8'),
+          key: readFileSync(String(info['clientKeyFile']), 'utf8'),
+          timeoutMs: 2000,
+        });
+        if (r.status !== 200) return false;
+        const node = JSON.parse(r.text) as { status?: { conditions?: Array<{ type: string; status: string }> } };
+        return node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+      }
       case 'kube': {
         const r = await httpCall(`${String(info['server'])}/readyz`, {
           ca: readFileSync(String(info['caFile']), 'utf8'),
@@ -347,11 +382,14 @@ function readInfo(dir: string): RawInfo | undefined {
   }
 }
 
-const TIMEOUT_MS: Record<string, number> = { openbao: 60000, moto: 60000, lowkey: 120000, etcd: 60000, kube: 120000 };
+const TIMEOUT_MS: Record<string, number> = { openbao: 60000, moto: 60000, lowkey: 120000, etcd: 60000, kube: 120000, node: 300000 };
+
+/** SIDEKEY_TESTENV_BIND for openbao and moto: listen on this address instead of 127.0.0.1 (e.g. a node's IP). */
+let bindAddress: string | undefined;
 
 async function startProcessServer(name: Exclude<ServerName, 'aad'>, t: TestLike | undefined): Promise<RawInfo & { reused: boolean }> {
-  // reuse one started by `scripts/testenv start NAME`
-  if (process.env['SIDEKEY_TESTENV_REUSE'] !== '0') {
+  // reuse one started by `scripts/testenv start NAME` (not when it must listen elsewhere)
+  if (process.env['SIDEKEY_TESTENV_REUSE'] !== '0' && bindAddress === undefined) {
     const shared = readInfo(join(cacheDir(), 'run', name));
     if (shared && alive(shared.pid) && (await ready(name, shared))) {
       t?.comment?.(`testenv: reusing running ${name} (pid ${shared.pid})`);
@@ -379,11 +417,12 @@ async function launch(name: Exclude<ServerName, 'aad'>, t: TestLike | undefined)
   const child = spawn(join(repoRoot(), 'scripts', 'testenv'), ['run', name, dir, String(process.pid)], {
     detached: true,
     stdio: ['ignore', out, out],
+    env: { ...process.env, ...(bindAddress !== undefined ? { SIDEKEY_TESTENV_BIND: bindAddress } : {}) },
   });
   closeSync(out);
   const pid = child.pid;
   if (pid === undefined) throw new Error(`testenv: ${name}: could not spawn scripts/testenv run`);
-  owned.push({ pid, dir });
+  owned.push({ pid, dir, graceMs: name === 'node' ? 60000 : 5000 });
   let exited: string | undefined;
   child.on('exit', (code, sig) => {
     exited = `exit ${code ?? sig}`;
@@ -501,12 +540,14 @@ async function startOne(name: ServerName, t: TestLike | undefined, aadOptions: F
     return aadInstance;
   }
   const raw = await startProcessServer(name, t);
-  if (name === 'kube') return kubeInfo(raw);
+  if (name === 'kube' || name === 'node') return kubeInfo(raw);
   if (name === 'lowkey') return { ...raw, ca: await peerCertificatePem(raw.port) };
   return raw;
 }
 
 export interface UseServersOptions {
+  /** openbao and moto listen on this address instead of 127.0.0.1 (a node's IP, so its pods reach them) */
+  bind?: string;
   /** apps / federated credentials for the fake AAD (more can be added with aad.addApp) */
   aad?: FakeAadOptions;
 }
@@ -518,6 +559,7 @@ export interface UseServersOptions {
  */
 export async function useServers<N extends ServerName>(t: TestLike | undefined, names: readonly N[], options: UseServersOptions = {}): Promise<Servers<N>> {
   registerCleanup();
+  if (options.bind !== undefined) bindAddress = options.bind;
   const uniq = [...new Set(names)];
   const results = await Promise.allSettled(
     uniq.map((n) => {
