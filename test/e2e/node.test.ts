@@ -214,7 +214,7 @@ for (const mode of ['init-only', 'sidecar'] as const) {
 
 t.test('a denied pod is refused with the rule named; an unlabelled pod is untouched', async (t) => {
   const r = await node.request<any>('POST', `/api/v1/namespaces/${NS}/pods`, labelled('denied', { 'sidekey.dev/secret-x': 'vault:secret/data/team-b/openai#api_key', 'sidekey.dev/role': 'app' }, { serviceAccountName: 'app', containers: [appContainer(['x'])] }))
-  t.equal(r.status, 400, 'refused')
+  t.equal(r.status, 403, 'refused (Forbidden)')
   t.match(r.body.message, /SIDEKEY_E_POLICY/)
   t.match(r.body.message, /policy rule "own-namespace"/, 'the rule is named')
   const plain = await apply(node, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'plain', namespace: NS, labels: { app: 'plain' } }, spec: { terminationGracePeriodSeconds: 1, containers: [appContainer([])] } })
