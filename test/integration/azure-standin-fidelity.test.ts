@@ -20,7 +20,7 @@ import t from 'tap'
 import { request as httpsRequest } from 'node:https'
 import { useServers } from '../helpers/testenv.js'
 import { loadRecordings, recordingsDir, header, shapeDiff, errorCodes, challengeParams, entraIdentity, type Recording } from '../helpers/azure-recordings.js'
-import { startKeyVaultStandin, TENANT } from './azure-suite.js'
+import { startKeyVaultStandin, TENANT } from '../helpers/keyvault-standin.js'
 
 let recordings: Recording[]
 try {
