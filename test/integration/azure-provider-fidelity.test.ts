@@ -9,8 +9,9 @@
 // INDEX.md), and a bad token; then the Sidekey codes and messages, and that no
 // secret value reaches an error, a log line of the agent or of the Azure SDK.
 //
-// The playback server is ours (no library serves test-proxy recordings to a
-// Node client): a request without Authorization gets the recording's own 401
+// The playback server is ours: @azure-tools/test-recorder plays these files
+// back only through the test-proxy, a .NET binary that its tooling downloads
+// from GitHub releases, which cannot be fetched here. A request without Authorization gets the recording's own 401
 // challenge; every other request must match, by method and path, the next
 // entry of the scenario's script and gets that entry's recorded answer.
 import t from 'tap'

@@ -15,7 +15,9 @@
 // is replaced by the stand-in's own nextLink. A request repeated with a
 // different recorded status is a poll (an SDK poller waiting for a soft delete
 // to finish): it is re-sent until the stand-in's answer changes, up to 5 s.
-// The checker is ours (no library compares a server with test-proxy recordings).
+// The checker is ours: the Azure SDK's test-proxy matches a client's requests
+// to recordings, it does not hold a server to them (and it is a .NET binary
+// downloaded from GitHub releases, which cannot be fetched here).
 import t from 'tap'
 import { request as httpsRequest } from 'node:https'
 import { useServers } from '../helpers/testenv.js'
