@@ -173,18 +173,32 @@ export class AzureProvider implements Provider {
     if (err instanceof SidekeyError) return err
     const status = (err as { statusCode?: unknown }).statusCode
     const code = String((err as { code?: unknown }).code ?? (err as { name?: unknown }).name ?? 'Error')
-    const details = { ref: ref.raw, store: this.ctx.storeName, error: code, ...(typeof status === 'number' ? { status } : {}) }
+    // Key Vault's error body, as the SDK deserialises it: {error: {code, message, innerError: {code}}}.
+    const body = (err as { details?: { error?: { message?: unknown, innerError?: { code?: unknown } } } }).details?.error
+    const inner = typeof body?.innerError?.code === 'string' ? body.innerError.code : undefined
+    const why = inner !== undefined ? `${code}/${inner}` : code
+    const details = { ref: ref.raw, store: this.ctx.storeName, error: code, ...(inner !== undefined ? { innerError: inner } : {}), ...(typeof status === 'number' ? { status } : {}) }
     const e = (c: ErrorCode, msg: string): SidekeyError => new SidekeyError(c, `${ref.raw}: ${msg}`, details)
     // An auth failure inside the credential surfaces wrapped by the pipeline.
     const cause = (err as { cause?: unknown }).cause
     if (cause instanceof SidekeyError) return cause
-    if (status === 404) return e('SIDEKEY_E_NOT_FOUND', `Key Vault ${t.vaultUrl} has no secret ${t.name}${t.version !== undefined ? ` version ${t.version}` : ''} (${code})`)
-    if (status === 403) return e('SIDEKEY_E_DENIED', `Key Vault ${t.vaultUrl} denied reading ${t.name} (${code}); grant the identity "Key Vault Secrets User" or a get-secret access policy`)
-    if (status === 401) return e('SIDEKEY_E_AUTH', `Key Vault ${t.vaultUrl} rejected the access token (${code}); check the tenant and the client id`)
+    const what = `${t.name}${t.version !== undefined ? ` version ${t.version}` : ''}`
+    const identity = this.config.clientId ?? process.env.AZURE_CLIENT_ID
+    const who = identity !== undefined ? `the identity (client id ${identity})` : 'the identity'
+    if (status === 404) return e('SIDEKEY_E_NOT_FOUND', `Key Vault ${t.vaultUrl} has no secret ${what} (${why})`)
+    if (status === 403 && inner === 'SecretDisabled') return e('SIDEKEY_E_NOT_FOUND', `Key Vault ${t.vaultUrl} has secret ${what} disabled (${why}); enable it in the vault or pin an enabled version with @<version>`)
+    if (status === 403 && inner === 'ForbiddenByRbac') return e('SIDEKEY_E_DENIED', `Key Vault ${t.vaultUrl} denied reading ${t.name} (${why}): the vault uses Azure RBAC; assign ${who} the "Key Vault Secrets User" role on the vault or on the secret`)
+    if (status === 403 && inner === 'AccessDenied') return e('SIDEKEY_E_DENIED', `Key Vault ${t.vaultUrl} denied reading ${t.name} (${why}): the vault uses access policies; give ${who} the Get permission on secrets in an access policy`)
+    if (status === 403) return e('SIDEKEY_E_DENIED', `Key Vault ${t.vaultUrl} denied reading ${t.name} (${why}); assign ${who} the "Key Vault Secrets User" role (Azure RBAC) or a Get secrets access policy`)
+    if (status === 401) {
+      // "AKV10022: Invalid audience", "AKV10032: Invalid issuer": the reason, without the token's claims.
+      const akv = typeof body?.message === 'string' ? /^(AKV\d+: [^.]*)/.exec(body.message)?.[1] : undefined
+      return e('SIDEKEY_E_AUTH', `Key Vault ${t.vaultUrl} rejected the access token (${akv !== undefined ? `${code}: ${akv}` : why}); check tenantId and clientId, and that the vault belongs to that tenant`)
+    }
     if (status === 429 || (typeof status === 'number' && status >= 500)) return e('SIDEKEY_E_UNAVAILABLE', `Key Vault ${t.vaultUrl} is unavailable (HTTP ${status})`)
     if (isNetworkError(err) || code === 'REQUEST_SEND_ERROR' || code === 'AbortError') return e('SIDEKEY_E_UNAVAILABLE', `cannot reach Key Vault ${t.vaultUrl} (${code})`)
     if (typeof status === 'number' && status === 400 && /version/i.test(code)) return e('SIDEKEY_E_NOT_FOUND', `Key Vault has no version ${String(t.version)} of ${t.name}`)
-    return e('SIDEKEY_E_BACKEND', `Key Vault ${t.vaultUrl} failed (${code}${typeof status === 'number' ? `, HTTP ${status}` : ''})`)
+    return e('SIDEKEY_E_BACKEND', `Key Vault ${t.vaultUrl} failed (${why}${typeof status === 'number' ? `, HTTP ${status}` : ''})`)
   }
 
   async close (): Promise<void> {
