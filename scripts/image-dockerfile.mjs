@@ -27,7 +27,7 @@ export function logicalLines (text) {
     const raw = lines[i].replace(/\r$/, '')
     const trimmed = raw.trim()
     if (trimmed.startsWith('#')) continue
-    if (cur === null && trimmed === '') continue
+    if (trimmed === '') continue // blank lines, also inside a continuation (as Docker)
     const cont = /\\\s*$/.test(raw)
     const body = cont ? raw.replace(/\\\s*$/, '') : raw
     if (cur === null) cur = { line: i + 1, text: body }

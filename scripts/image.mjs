@@ -113,6 +113,32 @@ function removeTree (dir) {
   if (busy.length > 0) throw new ImageError('IMAGE_E_MOUNTED', `not removing ${dir}: still mounted: ${busy.join(', ')}`)
   rmSync(dir, { recursive: true, force: true })
 }
+// One build per key at a time (a test and a user may build the same inputs at once): a lock
+// file holding the builder's pid, taken over when that pid is gone.
+const locks = new Set()
+async function lock (file) {
+  mkdirSync(dirname(file), { recursive: true })
+  let told = false
+  for (;;) {
+    try {
+      writeFileSync(file, `${process.pid}\n`, { flag: 'wx' })
+      locks.add(file)
+      return
+    } catch (e) {
+      if (e.code !== 'EEXIST') throw e
+    }
+    const pid = Number(readFileSync(file, 'utf8').trim())
+    let alive = false
+    try { process.kill(pid, 0); alive = true } catch (e) { alive = e.code === 'EPERM' }
+    if (!alive || pid === process.pid) { rmSync(file, { force: true }); continue }
+    if (!told) { log(`waiting for pid ${pid}, which is building the same inputs (${file})`); told = true }
+    await new Promise((resolve) => setTimeout(resolve, 2000))
+  }
+}
+function unlockAll () {
+  for (const f of locks) rmSync(f, { force: true })
+  locks.clear()
+}
 const workDirs = new Set()
 function cleanup () {
   const unmounted = unmountAll()
@@ -121,10 +147,7 @@ function cleanup () {
     try { removeTree(d) } catch (e) { log(e.message) }
   }
   workDirs.clear()
-}
-process.on('exit', cleanup)
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(sig, () => { log(`${sig}: cleaning up`); cleanup(); process.exit(128 + ({ SIGINT: 2, SIGTERM: 15, SIGHUP: 1 })[sig]) })
+  unlockAll()
 }
 
 // ---- npm packages ------------------------------------------------------------------------------
@@ -148,25 +171,45 @@ function chrootRun (rootfs, argv, { env, workdir = '/', user = '' }) {
   // A step's view of the host: /proc for node and npm, /dev for /dev/null and /dev/urandom, the
   // host's resolver for the registry. Mounted for this step only; unmounted on every path.
   const before = mounts.length
+  const created = []
   try {
     mount(['-t', 'proc', 'proc'], join(rootfs, 'proc'))
     mount(['--bind', '/dev'], join(rootfs, 'dev'))
     const resolv = join(rootfs, 'etc', 'resolv.conf')
-    if (!existsSync(resolv)) writeFileSync(resolv, '')
+    if (!existsSync(resolv)) { writeFileSync(resolv, ''); created.push(resolv) }
     mount(['--bind', '/etc/resolv.conf'], resolv)
+    // The host's extra CA bundle (this machine reaches the registry through a TLS-intercepting
+    // egress proxy; NODE_EXTRA_CA_CERTS names its CA) and proxy variables are build-environment
+    // facts like Docker's proxy build args: visible to RUN steps, never in the image or its config.
+    const buildEnv = {}
+    for (const k of ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy']) {
+      if (process.env[k]) buildEnv[k] = process.env[k]
+    }
+    const hostCa = process.env.SIDEKEY_IMAGE_CA ?? process.env.NODE_EXTRA_CA_CERTS
+    let caTarget = null
+    if (hostCa && existsSync(hostCa)) {
+      caTarget = join(rootfs, 'run', BUILD_CA)
+      mkdirSync(dirname(caTarget), { recursive: true })
+      writeFileSync(caTarget, '')
+      created.push(caTarget)
+      mount(['--bind', '-o', 'ro', hostCa], caTarget)
+      buildEnv.NODE_EXTRA_CA_CERTS = `/run/${BUILD_CA}`
+    }
     const userArgs = user === '' || /^0(:0)?$/.test(user) ? [] : [`--userspec=${user.includes(':') ? user : `${user}:${user}`}`]
     const home = userArgs.length === 0 ? '/root' : '/'
     const envObj = Object.fromEntries(env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]))
     run(which('chroot', 'install coreutils'), [...userArgs, rootfs, '/usr/bin/env', '-C', workdir, ...argv],
-      { env: { HOME: home, HOSTNAME: 'sidekey-build', ...envObj }, what: `in ${rootfs}: ${argv.join(' ')}` })
+      { env: { HOME: home, HOSTNAME: 'sidekey-build', ...buildEnv, ...envObj }, what: `in ${rootfs}: ${argv.join(' ')}` })
   } finally {
     while (mounts.length > before) {
       const t = mounts.at(-1)
       run('umount', [t], { what: `umount ${t}` })
       mounts.pop()
     }
+    for (const f of created) rmSync(f, { force: true })
   }
 }
+const BUILD_CA = 'sidekey-build-ca.crt'
 
 async function ensureDebian () {
   const dir = join(CACHE, `debian-${VERSIONS.debian}-minbase`)
@@ -450,6 +493,7 @@ async function build ({ name, out }) {
   const t0 = Date.now()
   const key = inputKey(name)
   const target = join(CACHE, 'out', key, 'image.tar')
+  if (!existsSync(target)) await lock(join(CACHE, 'out', `${key}.lock`))
   if (existsSync(target)) {
     log(`cached: inputs unchanged (key ${key})`)
   } else {
@@ -466,6 +510,7 @@ async function build ({ name, out }) {
     writeFileSync(join(dirname(target), 'image.json'), JSON.stringify({ name, key, config, layerSize }, null, 2) + '\n')
     await step('remove build rootfs', () => { removeTree(work); workDirs.delete(work) })
   }
+  unlockAll()
   log(`image ${name}: ${(statSync(target).size / 1048576).toFixed(1)} MiB archive, total ${((Date.now() - t0) / 1000).toFixed(1)} s`)
   return finish(target, out)
 }
@@ -492,6 +537,7 @@ async function pause ({ out }) {
   const gccVersion = run(gcc, ['-dumpfullversion'], { capture: true }).trim()
   const key = sha256(`${PAUSE_NAME}\0${tag}\0${gccVersion}\0${readFileSync(src)}\0${readFileSync(fileURLToPath(import.meta.url))}`).slice(0, 24)
   const target = join(CACHE, 'out', `pause-${key}`, 'image.tar')
+  if (!existsSync(target)) await lock(join(CACHE, 'out', `pause-${key}.lock`))
   if (existsSync(target)) log(`cached: pause ${tag} (key ${key})`)
   else {
     const work = join(CACHE, 'work', `pause-${key}`)
@@ -508,6 +554,7 @@ async function pause ({ out }) {
     removeTree(work)
     workDirs.delete(work)
   }
+  unlockAll()
   log(`image ${PAUSE_NAME}: ${(statSync(target).size / 1024).toFixed(0)} KiB archive, total ${((Date.now() - t0) / 1000).toFixed(1)} s`)
   return finish(target, out)
 }
@@ -551,6 +598,11 @@ export async function main (argv) {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  // Registered only when run as the script (the unit test imports this module).
+  process.on('exit', cleanup)
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.on(sig, () => { log(`${sig}: cleaning up`); cleanup(); process.exit(128 + ({ SIGINT: 2, SIGTERM: 15, SIGHUP: 1 })[sig]) })
+  }
   main(process.argv.slice(2)).catch((e) => {
     log(e instanceof ImageError ? `${e.code}: ${e.message}` : (e.stack ?? String(e)))
     process.exitCode = 1
