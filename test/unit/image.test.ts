@@ -150,9 +150,16 @@ t.test('the image archive: config and files as the Dockerfile says', { timeout: 
     t.equal(lstatSync(join(rootfs, gone), { throwIfNoEntry: false }), undefined, `no /${gone}`)
   }
   t.same(readdirSync(join(rootfs, 'app/proto')).sort(), readdirSync(join(root, 'proto')).sort(), '/app/proto as in the repository')
+  // Production dependencies only: every lockfile entry npm marks dev-only is absent (a devDependency
+  // such as @types/node may also be a production package's dependency, and then it stays).
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { dependencies: Record<string, string>, devDependencies: Record<string, string> }
+  const lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> }
   for (const d of Object.keys(pkg.dependencies)) t.ok(existsSync(join(rootfs, 'app/node_modules', d, 'package.json')), `dependency ${d}`)
-  for (const d of Object.keys(pkg.devDependencies)) t.notOk(existsSync(join(rootfs, 'app/node_modules', d)), `no devDependency ${d}`)
+  const devOnly = Object.entries(lock.packages).filter(([p, e]) => p !== '' && e.dev === true).map(([p]) => p)
+  t.ok(devOnly.length > 0 && devOnly.includes('node_modules/typescript'), 'the lockfile marks dev-only packages')
+  t.same(devOnly.filter((p) => existsSync(join(rootfs, 'app', p))), [], `none of the ${devOnly.length} dev-only packages is in the image`)
+  const prod = Object.entries(lock.packages).filter(([p, e]) => p.startsWith('node_modules/') && e.dev !== true).map(([p]) => p)
+  t.same(prod.filter((p) => !existsSync(join(rootfs, 'app', p))), [], `all ${prod.length} production packages are in the image`)
   t.equal(sh('find', [join(rootfs, 'app/dist'), '-name', '*.map']).stdout, '', 'no source maps')
   t.equal(lstatSync(join(rootfs, 'app/dist/bin/sidekey.js')).uid, 0, 'files owned by root, as COPY makes them')
   if (process.getuid?.() !== 0) {
@@ -161,7 +168,7 @@ t.test('the image archive: config and files as the Dockerfile says', { timeout: 
   }
   const inImage = (userspec: string, argv: string[]): { status: number | null, stdout: string, stderr: string } =>
     sh('chroot', [...(userspec ? [`--userspec=${userspec}`] : []), rootfs, '/usr/bin/env', '-i',
-      ...config.config.Env, '-C', config.config.WorkingDir, ...argv])
+      '-C', config.config.WorkingDir, ...config.config.Env, ...argv])
   t.equal(inImage('', ['/usr/local/bin/node', '--version']).stdout.trim(), `v${image.VERSIONS.node}`, 'node in the image')
   const user = config.config.User
   const help = inImage(user, [...(config.config.Entrypoint ?? []), ...(config.config.Cmd ?? [])])
