@@ -511,10 +511,25 @@ async function build ({ name, out }) {
     const { layerSize } = await writeOci({ rootfs, config, name, out: target, createdBy: 'scripts/image: the Dockerfile\'s stages, final stage flattened' })
     writeFileSync(join(dirname(target), 'image.json'), JSON.stringify({ name, key, config, layerSize }, null, 2) + '\n')
     await step('remove build rootfs', () => { removeTree(work); workDirs.delete(work) })
+    pruneOutputs(name, key)
   }
   unlockAll()
   log(`image ${name}: ${(statSync(target).size / 1048576).toFixed(1)} MiB archive, total ${((Date.now() - t0) / 1000).toFixed(1)} s`)
   return finish(target, out)
+}
+
+// Older archives of the same image name are superseded by this one (each is ~100 MiB).
+function pruneOutputs (name, keep) {
+  const outDir = join(CACHE, 'out')
+  for (const k of readdirSync(outDir)) {
+    if (k === keep) continue
+    try {
+      if (JSON.parse(readFileSync(join(outDir, k, 'image.json'), 'utf8')).name === name) {
+        removeTree(join(outDir, k))
+        log(`removed superseded ${join(outDir, k)}`)
+      }
+    } catch { /* not an image directory of build */ }
+  }
 }
 
 function finish (target, out) {
@@ -609,7 +624,9 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
       if (children.size === 0) { log(`${sig}: cleaning up`); cleanup(); process.exit(code) }
       // A step is running: stop it; its promise rejects, finally blocks run, then 'exit' cleans up.
       log(`${sig}: stopping the running step`)
-      for (const c of children) c.kill('SIGTERM')
+      // unshare --fork ignores SIGTERM/SIGINT while it waits; SIGKILL it and --kill-child takes
+      // the step's PID namespace (every process of the step) down with it.
+      for (const c of children) c.kill('SIGKILL')
     })
   }
   main(process.argv.slice(2)).catch((e) => {
