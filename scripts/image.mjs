@@ -420,11 +420,12 @@ async function buildStages (stages, ignore, work) {
 // ---- OCI archive -------------------------------------------------------------------------------
 const sha256 = (buf) => createHash('sha256').update(buf).digest('hex')
 
-async function writeLayer (rootfs, blobs) {
+async function writeLayer (rootfs, blobs, rootOwned) {
   const diff = createHash('sha256')
   const comp = createHash('sha256')
   const tmp = join(blobs, `.layer-${process.pid}`)
-  const tar = spawn('tar', ['-C', rootfs, '--sort=name', '--numeric-owner', '--xattrs', '--xattrs-include=security.capability', '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const owner = rootOwned ? ['--owner=0', '--group=0'] : []
+  const tar = spawn('tar', ['-C', rootfs, '--sort=name', '--numeric-owner', ...owner, '--xattrs', '--xattrs-include=security.capability', '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'inherit'] })
   const exited = new Promise((res) => tar.on('close', res))
   let size = 0
   const tap = (h, count) => new Transform({ transform (c, _e, cb) { h.update(c); if (count) size += c.length; cb(null, c) } })
@@ -441,7 +442,7 @@ export function refName (name) {
   return at > name.lastIndexOf('/') ? name.slice(at + 1) : 'latest'
 }
 
-async function writeOci ({ rootfs, config, name, out, createdBy }) {
+async function writeOci ({ rootfs, config, name, out, createdBy, rootOwned = false }) {
   const dir = `${out}.d`
   removeTree(dir)
   workDirs.add(dir)
@@ -453,7 +454,7 @@ async function writeOci ({ rootfs, config, name, out, createdBy }) {
     writeFileSync(join(blobs, d), buf)
     return { digest: `sha256:${d}`, size: buf.length }
   }
-  const layer = await step('layer (tar + gzip)', () => writeLayer(rootfs, blobs))
+  const layer = await step('layer (tar + gzip)', () => writeLayer(rootfs, blobs, rootOwned))
   const created = new Date().toISOString()
   const cfg = blob({
     created,
@@ -567,7 +568,7 @@ async function pause ({ out }) {
     run('strip', [join(work, 'pause')])
     mkdirSync(dirname(target), { recursive: true })
     // build/pause/Dockerfile: ADD pause /pause, USER 65535:65535, ENTRYPOINT ["/pause"].
-    await writeOci({ rootfs: work, config: { User: '65535:65535', Env: [PATH_ENV], Entrypoint: ['/pause'], WorkingDir: '/' }, name: PAUSE_NAME, out: target, createdBy: `gcc -static build/pause/linux/pause.c (kubernetes ${VERSIONS.kubernetes})` })
+    await writeOci({ rootfs: work, config: { User: '65535:65535', Env: [PATH_ENV], Entrypoint: ['/pause'], WorkingDir: '/' }, name: PAUSE_NAME, out: target, rootOwned: true, createdBy: `gcc -static build/pause/linux/pause.c (kubernetes ${VERSIONS.kubernetes})` })
     removeTree(work)
     workDirs.delete(work)
   }

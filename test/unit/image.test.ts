@@ -3,7 +3,7 @@
 // that is not the Dockerfile's, and (when an image is cached or can be built here) an archive whose
 // config or files are not what the Dockerfile promises users.
 import t from 'tap'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -97,20 +97,26 @@ function sh (cmd: string, args: string[], opts: { input?: string } = {}): { stat
   return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' }
 }
 
-function archivePath (): { path?: string, skip?: string } {
+async function archivePath (): Promise<{ path?: string, skip?: string }> {
   const cached = sh(join(root, 'scripts/image'), ['path'])
   if (cached.status === 0) return { path: cached.stdout.trim() }
   if (process.getuid?.() !== 0) return { skip: 'no image cached for the current inputs and building one needs root' }
   if (sh('sh', ['-c', 'command -v debootstrap']).status !== 0) return { skip: 'no image cached and debootstrap is not installed (apt-get install -y debootstrap)' }
-  const r = spawnSync(join(root, 'scripts/image'), ['build'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
-  if (r.status !== 0) throw new Error(`scripts/image build failed (exit ${r.status})`)
-  return { path: r.stdout.trim() }
+  // A first build (debootstrap, npm ci) takes minutes: tell the runner before starting it.
+  t.setTimeout(1_800_000)
+  t.comment('no image cached for the current inputs: running scripts/image build')
+  const child = spawn(join(root, 'scripts/image'), ['build'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.on('data', (c: Buffer) => { out += c.toString() })
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+  if (code !== 0) throw new Error(`scripts/image build failed (exit ${code})`)
+  return { path: out.trim() }
 }
 
 const sha = (b: Buffer): string => 'sha256:' + createHash('sha256').update(b).digest('hex')
 
-t.test('the image archive: config and files as the Dockerfile says', { timeout: 900_000 }, async (t) => {
-  const found = archivePath()
+t.test('the image archive: config and files as the Dockerfile says', { timeout: 1_800_000 }, async (t) => {
+  const found = await archivePath()
   if (found.path === undefined) {
     t.comment(`SKIP archive checks: ${found.skip ?? ''}`)
     t.pass(`archive checks skipped: ${found.skip ?? ''}`)
