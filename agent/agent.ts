@@ -6,7 +6,7 @@ import type * as grpc from '@grpc/grpc-js'
 import type { Logger } from 'pino'
 import type { AgentConfig } from './config/load.js'
 import { SidekeyError } from './errors.js'
-import { createLogger } from './logger.js'
+import { createAuditLogger, createLogger } from './logger.js'
 import { createMetrics, type AgentMetrics } from './metrics.js'
 import { SecretStore } from './secret-store.js'
 import { AtomicWriter } from './writer.js'
@@ -20,6 +20,8 @@ import { createNotifier } from './on-change.js'
 
 export interface StartOptions {
   readonly logger?: Logger
+  /** Where audit lines go; default: a child of `logger` when one is given, else the buffered stdout audit logger. */
+  readonly auditLogger?: Logger
   /** Skip prom-client's process metrics (tests start many agents in one process). */
   readonly defaultMetrics?: boolean
 }
@@ -69,7 +71,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
 
   // Audit lines are built from names, references, routes and statuses only, so
   // they skip the redaction pass, which costs about a third of a line's price.
-  const audit = logger.child({ component: 'audit' }, { redact: [] })
+  const audit = opts.auditLogger ?? (opts.logger !== undefined ? logger.child({ component: 'audit' }, { redact: [] }) : createAuditLogger(config.logLevel))
   const notify = createNotifier(config.onChange, logger, metrics)
   const refresher = new Refresher({
     config, store, providers, writer, metrics, logger,

@@ -3,7 +3,7 @@
 import { Command } from 'commander'
 import { loadConfig, loadConfigFile, parseJson, type AgentConfig } from '../config/load.js'
 import { SidekeyError } from '../errors.js'
-import { createLogger } from '../logger.js'
+import { createAuditLogger, createLogger } from '../logger.js'
 import { startAgent } from '../agent.js'
 import { seedDemo } from './demo.js'
 
@@ -23,7 +23,7 @@ export async function main (argv: string[]): Promise<number> {
 
   const logger = createLogger(config.logLevel)
   if (opts.localDemo === true) seedDemo(config, logger)
-  const agent = await startAgent(config, { logger })
+  const agent = await startAgent(config, { logger, auditLogger: createAuditLogger(config.logLevel) })
 
   let stopping = false
   const stop = async (signal: string): Promise<void> => {
