@@ -51,6 +51,14 @@ export class SecretStore extends EventEmitter<{ change: [SecretEntry], ready: []
     return [...this.specs.values()].filter((s) => s.required && !this.#entries.has(s.name)).map((s) => s.name)
   }
 
+  /** Required secrets not yet written, each with the last error that kept it back (if any). */
+  missingReasons (): Array<{ name: string, error?: { code: string, message: string } }> {
+    return this.missingRequired().map((name) => {
+      const err = this.#errors.get(name) ?? this.#renderErrors.get(name)
+      return err !== undefined ? { name, error: { code: err.code, message: err.message } } : { name }
+    })
+  }
+
   /** Records entries just written; emits change for each, and ready once complete. */
   apply (entries: readonly SecretEntry[]): void {
     for (const e of entries) this.#entries.set(e.name, e)

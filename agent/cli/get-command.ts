@@ -10,6 +10,30 @@ function env (name: string, fallback?: string): string {
   return v
 }
 
+const MAX_REASONS = 10
+const MAX_REASON_CHARS = 300
+
+/** `missing: <name> (<CODE>: <message>)`, one line per secret, bounded (events hold about 1 KiB). */
+export function readyReasons (body: string): string {
+  let doc: { missing?: unknown, errors?: unknown }
+  try {
+    doc = JSON.parse(body) as typeof doc
+  } catch {
+    return 'not ready (the agent answered something that is not JSON)\n'
+  }
+  const missing = Array.isArray(doc.missing) ? doc.missing.filter((n): n is string => typeof n === 'string') : []
+  const errors = (doc.errors !== null && typeof doc.errors === 'object' ? doc.errors : {}) as Record<string, { code?: unknown, message?: unknown } | undefined>
+  if (missing.length === 0) return 'not ready\n'
+  const lines = missing.slice(0, MAX_REASONS).map((name) => {
+    const e = errors[name]
+    if (e === undefined || typeof e.code !== 'string') return `missing: ${name} (not fetched yet)`
+    const msg = typeof e.message === 'string' ? e.message : ''
+    return `missing: ${name} (${e.code}: ${msg.length > MAX_REASON_CHARS ? msg.slice(0, MAX_REASON_CHARS) + '…' : msg})`
+  })
+  if (missing.length > MAX_REASONS) lines.push(`... and ${missing.length - MAX_REASONS} more`)
+  return lines.join('\n') + '\n'
+}
+
 export async function main (argv: string[]): Promise<number> {
   const cmd = new Command('sidekey get')
     .argument('[name]', 'secret name')
@@ -30,8 +54,11 @@ export async function main (argv: string[]): Promise<number> {
   }
   if (o.ready === true) {
     const res = await call('/ready')
-    await res.arrayBuffer()
-    return res.status === 200 ? 0 : 1
+    const text = await res.text()
+    if (res.status === 200) return 0
+    // The kubelet copies a failing probe's output into the pod's events: say why.
+    process.stdout.write(readyReasons(text))
+    return 1
   }
   const token = readFileSync(env('SIDEKEY_TOKEN_FILE'), 'utf8').trim()
   const auth = { 'x-sidekey-token': token }
