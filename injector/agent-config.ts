@@ -32,7 +32,7 @@ export function agentConfigDoc (spec: InjectionSpec, config: InjectorConfig, pod
     refresh: spec.refresh ?? config.refresh,
     ...(spec.onChange.length > 0 ? { onChange: [...spec.onChange] } : {}),
     stores,
-    ...(exitAfterSync ? { exitAfterSync: true } : {}),
+    ...(exitAfterSync ? { exitAfterSync: true, syncDeadline: spec.syncDeadline ?? config.syncDeadline } : {}),
     ...(pod.fileOwner !== undefined && (pod.fileOwner.uid !== undefined || pod.fileOwner.gid !== undefined) ? { fileOwner: { ...pod.fileOwner } } : {}),
   }
   return doc as AgentConfigInput

@@ -10,7 +10,7 @@ import { parseDuration } from '../agent/duration.js'
 import { onChangeSchema, type StoreConfig } from '../agent/config/schema.js'
 import {
   ANN_CONTAINERS, ANN_FORMAT_PREFIX, ANN_INJECT_MODE, ANN_MODE_PREFIX, ANN_MOUNT_PATH, ANN_ON_CHANGE, ANN_OPTIONAL_PREFIX,
-  ANN_REFRESH, ANN_ROLE, ANN_SECRET_PREFIX, ANN_STORE_PREFIX, ANN_TEMPLATE_PREFIX, EXACT_KEYS, INJECT_MODES, NAMED_PREFIXES,
+  ANN_REFRESH, ANN_ROLE, ANN_SYNC_DEADLINE, ANN_SECRET_PREFIX, ANN_STORE_PREFIX, ANN_TEMPLATE_PREFIX, EXACT_KEYS, INJECT_MODES, NAMED_PREFIXES,
   PREFIX, TOKEN_DIR, type InjectMode,
 } from './annotations.js'
 import type { InjectorConfig } from './config.js'
@@ -42,6 +42,8 @@ export interface InjectionSpec {
   readonly mountPath: string
   readonly secrets: readonly SecretEntry[]
   readonly refresh?: string
+  /** sidekey.dev/sync-deadline, when set. */
+  readonly syncDeadline?: string
   readonly onChange: readonly string[]
   /** A `signal:` hook needs the pod to share its process namespace. */
   readonly needsSharedPid: boolean
@@ -98,14 +100,14 @@ function wrap (annotation: string, value: string, err: unknown): SidekeyError {
   return annotationError(annotation, text, { reason: err.code })
 }
 
-function durationOf (annotation: string, value: string): string {
+function durationOf (annotation: string, value: string, min = MIN_REFRESH_MS, max = MAX_REFRESH_MS, range = 'between 1s and 24h'): string {
   let ms: number
   try {
     ms = parseDuration(value, annotation)
   } catch {
     throw annotationError(annotation, 'is not a duration; write it like 30s, 5m or 1h')
   }
-  if (ms < MIN_REFRESH_MS || ms > MAX_REFRESH_MS) throw annotationError(annotation, 'must be between 1s and 24h')
+  if (ms < min || ms > max) throw annotationError(annotation, `must be ${range}`)
   return value.trim()
 }
 
@@ -285,6 +287,9 @@ export function buildSpec (annotations: Readonly<Record<string, string>> | undef
   const rawRefresh = ann[ANN_REFRESH]
   const refresh = rawRefresh !== undefined ? durationOf(ANN_REFRESH, rawRefresh) : undefined
 
+  const rawDeadline = ann[ANN_SYNC_DEADLINE]
+  const syncDeadline = rawDeadline !== undefined ? durationOf(ANN_SYNC_DEADLINE, rawDeadline, 10_000, MAX_REFRESH_MS, 'between 10s and 24h') : undefined
+
   const onChange: string[] = []
   const rawHooks = ann[ANN_ON_CHANGE]
   if (rawHooks !== undefined) {
@@ -314,6 +319,7 @@ export function buildSpec (annotations: Readonly<Record<string, string>> | undef
     mountPath,
     secrets: Object.freeze(secrets),
     ...(refresh !== undefined ? { refresh } : {}),
+    ...(syncDeadline !== undefined ? { syncDeadline } : {}),
     onChange: Object.freeze(onChange),
     needsSharedPid: onChange.some((h) => h.startsWith('signal:')),
     containers: containers === null ? null : Object.freeze(containers),

@@ -6,6 +6,7 @@ import { SidekeyError } from '../errors.js'
 import { createAuditLogger, createLogger } from '../logger.js'
 import { startAgent } from '../agent.js'
 import { seedDemo } from './demo.js'
+import { DEFAULT_TERMINATION_MESSAGE_PATH, awaitInitialSync, writeTerminationMessage } from '../init-sync.js'
 
 export async function main (argv: string[]): Promise<number> {
   const cmd = new Command('sidekey agent')
@@ -50,10 +51,15 @@ export async function main (argv: string[]): Promise<number> {
     ].join('\n'))
   }
   if (config.exitAfterSync) {
-    // init-only: every required secret must be on disk before the Job's app starts.
-    while (!agent.store.ready && !stopping) await new Promise((resolve) => setTimeout(resolve, 200))
+    // init-only: every required secret must be on disk before the Job's app
+    // starts, within the deadline; otherwise exit 1 with the code, also in the
+    // termination message (the injector points this env at terminationMessagePath).
+    const failure = await awaitInitialSync(agent.store, config.syncDeadlineMs, () => stopping)
     await stop('exitAfterSync')
-    return agent.store.ready ? 0 : 1
+    if (failure === undefined) return 0
+    logger.error({ code: failure.code, err: failure.message }, 'init-only sync failed')
+    writeTerminationMessage(failure, process.env.SIDEKEY_TERMINATION_MESSAGE_PATH ?? DEFAULT_TERMINATION_MESSAGE_PATH)
+    throw failure
   }
   await new Promise<void>((resolve) => {
     const t = setInterval(() => { if (stopping) { clearInterval(t); resolve() } }, 200)

@@ -40,6 +40,7 @@ export interface AgentConfig {
   readonly stores: Readonly<Record<string, StoreConfig>>
   readonly maxValueBytes: number
   readonly exitAfterSync: boolean
+  readonly syncDeadlineMs: number
   readonly logLevel: string
   readonly fileOwner?: { readonly uid?: number, readonly gid?: number }
 }
@@ -154,6 +155,7 @@ export function loadConfig (input: unknown): AgentConfig {
     stores: Object.freeze(stores),
     maxValueBytes: d.maxValueBytes,
     exitAfterSync: d.exitAfterSync,
+    syncDeadlineMs: parseDuration(d.syncDeadline, 'config.syncDeadline'),
     logLevel: d.logLevel,
     ...(d.fileOwner !== undefined ? { fileOwner: Object.freeze({ ...d.fileOwner }) } : {}),
   }
