@@ -50,6 +50,7 @@ export async function injectMain (argv: string[]): Promise<number> {
         config = o.config !== undefined ? loadInjectorConfigFile(o.config) : loadInjectorConfig(OFFLINE_DEFAULT_CONFIG)
         const out = injectText(readInput(o.filename), config, o.namespace, o.filename === '-' ? 'stdin' : o.filename)
         process.stdout.write(out.yaml)
+        for (const n of out.notes) process.stderr.write(`sidekey inject: ${n}\n`)
       } catch (err) {
         if (!isSidekeyError(err)) throw err
         const where = typeof err.details.document === 'string' ? `${err.details.document}: ` : ''

@@ -10,16 +10,25 @@ import {
 import type { InjectorConfig } from './config.js'
 import { agentConfigJson, type PodFacts } from './agent-config.js'
 import { agentContainer, withSecrets, type AgentIdentity } from './containers.js'
+import { infrastructureOf } from './infrastructure.js'
 import { checkPolicy } from './policy.js'
 import { annotationError, buildSpec, type InjectionSpec } from './spec.js'
 import { secretsVolume, tokenVolume } from './volumes.js'
 
 export type Outcome = 'injected' | 'skipped' | 'already-injected'
 
+/** A container that did not get the secrets by default, and why. */
+export interface LeftOut {
+  readonly name: string
+  readonly reason: string
+}
+
 export interface MutateResult {
   readonly outcome: Outcome
   readonly pod: V1Pod
   readonly spec?: InjectionSpec
+  /** Containers left out by the default choice (empty when sidekey.dev/containers names them). */
+  readonly leftOut?: readonly LeftOut[]
 }
 
 export function isSelected (pod: V1Pod): boolean {
@@ -52,10 +61,27 @@ export function mutatePod (pod: V1Pod, config: InjectorConfig, namespace: string
   for (const c of [...containers, ...initContainers, ...(podSpec.ephemeralContainers ?? [])]) {
     if (c.name === CONTAINER_AGENT || c.name === CONTAINER_AGENT_INIT) throw conflict('container', c.name)
   }
-  const chosen = new Set(spec.containers ?? [...containers, ...initContainers].map((c) => c.name))
-  for (const name of chosen) {
-    if (!containers.some((c) => c.name === name) && !initContainers.some((c) => c.name === name)) {
-      throw annotationError(ANN_CONTAINERS, `names "${name}", which is not a container or init container of this pod (it has: ${[...containers, ...initContainers].map((c) => c.name).join(', ')})`)
+  // The agent goes before every existing init container; those before it (none
+  // so far) could not read the secrets.
+  const agentAt = 0
+  const beforeAgent = new Set(initContainers.slice(0, agentAt).map((c) => c.name))
+  const leftOut: LeftOut[] = []
+  let chosen: Set<string>
+  if (spec.containers === null) {
+    chosen = new Set()
+    for (const c of [...initContainers, ...containers]) {
+      const infra = infrastructureOf(c.name)
+      if (infra !== undefined) leftOut.push({ name: c.name, reason: `infrastructure (${infra.owner})` })
+      else if (beforeAgent.has(c.name)) leftOut.push({ name: c.name, reason: 'init container that runs before the agent' })
+      else chosen.add(c.name)
+    }
+  } else {
+    chosen = new Set(spec.containers)
+    for (const name of chosen) {
+      if (!containers.some((c) => c.name === name) && !initContainers.some((c) => c.name === name)) {
+        throw annotationError(ANN_CONTAINERS, `names "${name}", which is not a container or init container of this pod (it has: ${[...containers, ...initContainers].map((c) => c.name).join(', ')})`)
+      }
+      if (beforeAgent.has(name)) throw annotationError(ANN_CONTAINERS, `names init container "${name}", which runs before the agent and would find no secrets; remove it from the list`)
     }
   }
   for (const c of [...containers, ...initContainers]) {
@@ -113,5 +139,5 @@ export function mutatePod (pod: V1Pod, config: InjectorConfig, namespace: string
       volumes: [...volumes, secretsVolume(config), ...(tokenVol !== null ? [tokenVol] : [])],
     },
   }
-  return { outcome: 'injected', pod: mutated, spec }
+  return { outcome: 'injected', pod: mutated, spec, leftOut }
 }

@@ -47,7 +47,7 @@ export interface InjectionSpec {
   readonly onChange: readonly string[]
   /** A `signal:` hook needs the pod to share its process namespace. */
   readonly needsSharedPid: boolean
-  /** null: every container and init container. */
+  /** null: the default choice (application containers; see injector/infrastructure.ts). */
   readonly containers: readonly string[] | null
   /** The stores the secrets use, as the agent will receive them (k8s namespace is added per pod). */
   readonly stores: Readonly<Record<string, StoreConfig>>

@@ -17,6 +17,8 @@ export interface InjectedDocument {
   readonly doc: unknown
   /** null for documents that carry no pod (Services, ConfigMaps, ...): passed through unchanged. */
   readonly outcome: Outcome | null
+  /** What the user should know about this document (containers left out, ...), for stderr. */
+  readonly notes: readonly string[]
 }
 
 function describe (doc: Obj): string {
@@ -41,20 +43,22 @@ function templateHolder (doc: Obj): Obj | null {
 }
 
 export function injectDocument (doc: unknown, config: InjectorConfig, defaultNamespace: string, where: string): InjectedDocument {
-  if (doc === null || doc === undefined) return { doc, outcome: null }
+  if (doc === null || doc === undefined) return { doc, outcome: null, notes: [] }
   if (!isObj(doc) || typeof doc.kind !== 'string' || typeof doc.apiVersion !== 'string') {
     throw new SidekeyError('SIDEKEY_E_INPUT', `${where}: is not a Kubernetes object (apiVersion and kind are required)`, { document: where })
   }
   if (doc.kind === 'List' && Array.isArray(doc.items)) {
     let outcome: Outcome | null = null
+    const notes: string[] = []
     const items = doc.items.map((it, i) => {
       const r = injectDocument(it, config, defaultNamespace, `${where} item ${i}`)
       if (r.outcome === 'injected' || outcome === null) outcome = r.outcome ?? outcome
+      notes.push(...r.notes)
       return r.doc
     })
-    return { doc: { ...doc, items }, outcome }
+    return { doc: { ...doc, items }, outcome, notes }
   }
-  if (!(WORKLOAD_KINDS as readonly string[]).includes(doc.kind)) return { doc, outcome: null }
+  if (!(WORKLOAD_KINDS as readonly string[]).includes(doc.kind)) return { doc, outcome: null, notes: [] }
   const holder = templateHolder(doc)
   if (holder === null) throw new SidekeyError('SIDEKEY_E_INPUT', `${where} (${describe(doc)}): has no pod template at the usual place`, { document: where })
   const meta = isObj(doc.metadata) ? doc.metadata : {}
@@ -67,14 +71,19 @@ export function injectDocument (doc: unknown, config: InjectorConfig, defaultNam
     if (isSidekeyError(err)) throw new SidekeyError(err.code, err.message, { ...err.details, document: `${where} (${describe(doc)})` })
     throw err
   }
-  if (result.outcome !== 'injected') return { doc, outcome: result.outcome }
+  if (result.outcome !== 'injected') return { doc, outcome: result.outcome, notes: [] }
+  const notes: string[] = []
+  const left = result.leftOut ?? []
+  if (left.length > 0) {
+    notes.push(`${where} (${describe(doc)}): left out ${left.map((l) => `${l.name} (${l.reason})`).join(', ')}; name containers in sidekey.dev/containers to choose them yourself`)
+  }
   const mutated = { metadata: result.pod.metadata, spec: result.pod.spec }
-  if (doc.kind === 'Pod') return { doc: { ...doc, ...mutated }, outcome: 'injected' }
+  if (doc.kind === 'Pod') return { doc: { ...doc, ...mutated }, outcome: 'injected', notes }
   const clone = structuredClone(doc)
   const h = templateHolder(clone) as Obj
   h.metadata = mutated.metadata
   h.spec = mutated.spec
-  return { doc: clone, outcome: 'injected' }
+  return { doc: clone, outcome: 'injected', notes }
 }
 
 /** Parses a multi-document YAML/JSON stream into plain values. */
@@ -91,12 +100,13 @@ export function parseDocuments (text: string, source: string): unknown[] {
   })
 }
 
-export function injectText (text: string, config: InjectorConfig, defaultNamespace: string, source = 'input'): { yaml: string, outcomes: Array<Outcome | null> } {
+export function injectText (text: string, config: InjectorConfig, defaultNamespace: string, source = 'input'): { yaml: string, outcomes: Array<Outcome | null>, notes: string[] } {
   const docs = parseDocuments(text, source)
   const out = docs.map((d, i) => injectDocument(d, config, defaultNamespace, `${source} document ${i + 1}`))
   const kept = out.filter((o) => o.doc !== null && o.doc !== undefined)
   return {
     yaml: kept.map((o) => stringify(o.doc, { lineWidth: 0 })).join('---\n'),
     outcomes: kept.map((o) => o.outcome),
+    notes: out.flatMap((o) => o.notes),
   }
 }
