@@ -36,6 +36,8 @@ export interface RunningAgent {
   readonly logger: Logger
   /** Resolves once every source has been tried once and the results written. */
   readonly synced: Promise<void>
+  /** Removes the secret files the agent wrote (local runs; never in a pod, where the app may still read). */
+  removeFiles (): Promise<void>
   close (): Promise<void>
 }
 
@@ -44,10 +46,6 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? true })
   const store = new SecretStore(config.secrets)
   metrics.setAgeSource(() => store.fetchedAt())
-  store.on('ready', () => {
-    metrics.ready.set(1)
-    logger.info({ secrets: store.specs.size }, 'all required secrets written; ready')
-  })
 
   const token = loadOrCreateToken(config.tokenFile, config.fileOwner?.gid !== undefined ? 0o440 : 0o444)
   const checkToken = makeTokenCheck(token)
@@ -101,6 +99,14 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
       throw new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.grpc: cannot listen on ${config.listen.host}:${config.listen.grpc} (${(err as Error).message.split('\n')[0] ?? 'error'}); pick a free port`, { field: 'listen.grpc' }, { cause: err })
     }
   }
+  // Ready is announced only once the endpoint listens: a port clash must not
+  // be preceded by a "ready" line (a previous run's files make the store ready early).
+  const announceReady = (): void => {
+    metrics.ready.set(1)
+    logger.info({ secrets: store.specs.size }, 'all required secrets written; ready')
+  }
+  if (store.ready) announceReady()
+  else store.once('ready', announceReady)
   logger.info({ http: `${config.listen.host}:${httpPort}`, grpc: grpcPort !== undefined ? `${config.listen.host}:${grpcPort}` : 'off', secrets: config.secrets.length, dir: config.dir }, 'agent listening')
 
   const synced = refresher.start()
@@ -109,6 +115,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   let closed = false
   return {
     config, httpPort, grpcPort, store, refresher, metrics, logger, synced,
+    async removeFiles () { await writer.clear() },
     async close () {
       if (closed) return
       closed = true

@@ -4,7 +4,7 @@
 import type { V1Container, V1Pod } from '@kubernetes/client-node'
 import { SidekeyError } from '../agent/errors.js'
 import {
-  ANN_CONTAINERS, ANN_ON_CHANGE, ANN_STATUS, CONTAINER_AGENT, CONTAINER_AGENT_INIT, LABEL_INJECT, STATUS_INJECTED,
+  ANN_CONTAINERS, ANN_MODE_PREFIX, ANN_ON_CHANGE, ANN_STATUS, CONTAINER_AGENT, CONTAINER_AGENT_INIT, LABEL_INJECT, STATUS_INJECTED,
   VOLUME_SECRETS, VOLUME_TOKEN,
 } from './annotations.js'
 import type { InjectorConfig } from './config.js'
@@ -41,6 +41,17 @@ export function isInjected (pod: V1Pod): boolean {
 
 function conflict (what: string, name: string): SidekeyError {
   return new SidekeyError('SIDEKEY_E_CONFLICT', `the pod already has a ${what} named "${name}", which Sidekey injects; rename it (Sidekey never overwrites it)`, { name })
+}
+
+/** The same spec with `initContainers` right before `containers`, the order they run in (and kubectl prints). */
+function orderedSpec (s: NonNullable<V1Pod['spec']>): NonNullable<V1Pod['spec']> {
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(s)) {
+    if (k === 'initContainers') continue
+    if (k === 'containers') out.initContainers = s.initContainers
+    out[k] = v
+  }
+  return out as unknown as NonNullable<V1Pod['spec']>
 }
 
 /** Decides what to do with one pod; `namespace` is the admission request's namespace. */
@@ -107,6 +118,19 @@ export function mutatePod (pod: V1Pod, config: InjectorConfig, namespace: string
       : {}),
   }
 
+  // A mode without "other" read must still let every chosen container read:
+  // group read needs the pod's fsGroup, owner-only read needs the same uid.
+  const ownerUid = podUid ?? config.agentUser
+  for (const s of spec.secrets) {
+    if (s.mode === undefined) continue
+    const bits = parseInt(s.mode, 8)
+    if ((bits & 0o004) !== 0 || ((bits & 0o040) !== 0 && sc.fsGroup !== undefined)) continue
+    const reader = [...containers, ...initContainers].find((c) => chosen.has(c.name) && (c.securityContext?.runAsUser ?? sc.runAsUser) !== ownerUid)
+    if (reader === undefined) continue
+    const uid = reader.securityContext?.runAsUser ?? sc.runAsUser
+    throw annotationError(ANN_MODE_PREFIX + s.name, `${s.mode} lets only ${(bits & 0o040) !== 0 ? 'the owner and group' : 'the owner'} read, but container "${reader.name}" runs as ${uid === undefined ? 'the image\'s user' : `uid ${uid}`} and the files are owned by uid ${ownerUid}${sc.fsGroup === undefined ? ' with no fsGroup' : ''}; use 0444, set spec.securityContext.fsGroup with 0440, or run the pod as uid ${ownerUid}`)
+  }
+
   const tokenVol = tokenVolume(spec, config)
   const withToken = tokenVol !== null
   const serving = spec.mode !== 'init-only'
@@ -131,13 +155,13 @@ export function mutatePod (pod: V1Pod, config: InjectorConfig, namespace: string
   const mutated: V1Pod = {
     ...pod,
     metadata: { ...pod.metadata, annotations: { ...pod.metadata?.annotations, [ANN_STATUS]: STATUS_INJECTED } },
-    spec: {
+    spec: orderedSpec({
       ...podSpec,
       ...(spec.needsSharedPid ? { shareProcessNamespace: true } : {}),
       initContainers: newInit,
       containers: newContainers,
       volumes: [...volumes, secretsVolume(config), ...(tokenVol !== null ? [tokenVol] : [])],
-    },
+    }),
   }
   return { outcome: 'injected', pod: mutated, spec, leftOut }
 }

@@ -7,6 +7,7 @@ import { SidekeyError, isSidekeyError } from '../agent/errors.js'
 import { parseRef, type SecretRef } from '../agent/reference.js'
 import { parseTemplate } from '../agent/template.js'
 import { parseDuration } from '../agent/duration.js'
+import { modeProblem } from '../agent/file-mode.js'
 import { onChangeSchema, type StoreConfig } from '../agent/config/schema.js'
 import {
   ANN_CONTAINERS, ANN_FORMAT_PREFIX, ANN_INJECT_MODE, ANN_MODE_PREFIX, ANN_MOUNT_PATH, ANN_ON_CHANGE, ANN_OPTIONAL_PREFIX,
@@ -198,7 +199,8 @@ export function buildSpec (annotations: Readonly<Record<string, string>> | undef
       if (p.template !== undefined) throw annotationError(ANN_FORMAT_PREFIX + name, 'applies to secret-<name> only; a template already is the file content')
       format = p.format as Format
     }
-    if (p.mode !== undefined && !/^0?[0-7]{3}$/.test(p.mode)) throw annotationError(ANN_MODE_PREFIX + name, 'must be an octal file mode such as 0440')
+    const badMode = p.mode !== undefined ? modeProblem(p.mode) : undefined
+    if (badMode !== undefined) throw annotationError(ANN_MODE_PREFIX + name, badMode)
     if (p.optional !== undefined && p.optional !== 'true' && p.optional !== 'false') throw annotationError(ANN_OPTIONAL_PREFIX + name, 'must be "true" or "false"')
     secrets.push(Object.freeze({
       name,

@@ -1,5 +1,6 @@
 // `sidekey agent --config FILE` (or env SIDEKEY_CONFIG): run the agent until
 // SIGTERM; with exitAfterSync (init-only), write once and exit.
+import { resolve } from 'node:path'
 import { Command } from 'commander'
 import { loadConfig, loadConfigFile, parseJson, type AgentConfig } from '../config/load.js'
 import { SidekeyError } from '../errors.js'
@@ -32,6 +33,11 @@ export async function main (argv: string[]): Promise<number> {
     stopping = true
     logger.info({ signal }, 'stopping')
     await agent.close()
+    // init-only keeps its files: the app starts after the agent exits.
+    if ((config.removeOnExit || opts.localDemo === true) && !config.exitAfterSync) {
+      await agent.removeFiles()
+      logger.info({ dir: config.dir }, 'removed the secret files (local run)')
+    }
   }
   process.once('SIGTERM', () => { void stop('SIGTERM') })
   process.once('SIGINT', () => { void stop('SIGINT') })
@@ -43,6 +49,7 @@ export async function main (argv: string[]): Promise<number> {
       '',
       `sidekey agent is serving ${config.secrets.length} secret(s) from the local store on http://127.0.0.1:${agent.httpPort}`,
       `  files:   ${config.dir}/`,
+      `  env:     export SIDEKEY_ADDR=http://127.0.0.1:${agent.httpPort} SIDEKEY_TOKEN_FILE=${resolve(config.tokenFile)}`,
       '  fetch:   curl -H "X-Sidekey-Token: $(cat ' + config.tokenFile + ')" http://127.0.0.1:' + agent.httpPort + '/v1/secrets/' + name,
       `  list:    curl -H "X-Sidekey-Token: $(cat ${config.tokenFile})" http://127.0.0.1:${agent.httpPort}/v1/secrets`,
       `  rotate:  printf '{"api_key":"sk-rotated"}' | node dist/bin/sidekey.js local put ${config.secrets[0]?.ref?.path ?? name} --dev --store ${(config.stores.local as { path?: string } | undefined)?.path ?? ''}`,

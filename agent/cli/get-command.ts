@@ -10,6 +10,22 @@ function env (name: string, fallback?: string): string {
   return v
 }
 
+/** `127.0.0.1:8099` works as well as `http://127.0.0.1:8099`; anything else names the variable. */
+export function normalizeAddr (raw: string): string {
+  const v = raw.trim().replace(/\/+$/, '')
+  const withScheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(v) ? v : `http://${v}`
+  let u: URL
+  try {
+    u = new URL(withScheme)
+  } catch {
+    throw new SidekeyError('SIDEKEY_E_CLIENT', 'SIDEKEY_ADDR is not an address; set it like http://127.0.0.1:8099')
+  }
+  if (u.protocol !== 'http:' || u.pathname !== '/' || u.search !== '' || u.username !== '') {
+    throw new SidekeyError('SIDEKEY_E_CLIENT', `SIDEKEY_ADDR must be http://<host>:<port> with no path (the agent serves plain HTTP on 127.0.0.1); got scheme ${u.protocol.replace(/:$/, '')}${u.pathname !== '/' ? ' and a path' : ''}`)
+  }
+  return `http://${u.host}`
+}
+
 const MAX_REASONS = 10
 const MAX_REASON_CHARS = 300
 
@@ -44,7 +60,7 @@ export async function main (argv: string[]): Promise<number> {
     .exitOverride()
   cmd.parse(argv, { from: 'user' })
   const o = cmd.opts<{ wait?: string | boolean, ifNoneMatch?: string, ready?: boolean, list?: boolean }>()
-  const addr = env('SIDEKEY_ADDR', o.ready === true ? 'http://127.0.0.1:8099' : undefined).replace(/\/$/, '')
+  const addr = normalizeAddr(env('SIDEKEY_ADDR', o.ready === true ? 'http://127.0.0.1:8099' : undefined))
   const call = async (path: string, headers: Record<string, string> = {}): Promise<Response> => {
     try {
       return await fetch(addr + path, { headers, signal: AbortSignal.timeout(o.wait !== undefined ? 330_000 : 10_000) })

@@ -7,6 +7,7 @@ import { Ajv, type ErrorObject } from 'ajv'
 import { SidekeyError, isSidekeyError } from '../errors.js'
 import { parseRef, DEFAULT_STORES, type SecretRef } from '../reference.js'
 import { parseDuration } from '../duration.js'
+import { modeProblem } from '../file-mode.js'
 import { parseTemplate, type ParsedTemplate } from '../template.js'
 import { agentConfigSchema, storeSchemas, type AgentConfigInput, type StoreConfig, type StoreType } from './schema.js'
 
@@ -41,6 +42,7 @@ export interface AgentConfig {
   readonly maxValueBytes: number
   readonly exitAfterSync: boolean
   readonly syncDeadlineMs: number
+  readonly removeOnExit: boolean
   readonly logLevel: string
   readonly fileOwner?: { readonly uid?: number, readonly gid?: number }
 }
@@ -131,6 +133,8 @@ export function loadConfig (input: unknown): AgentConfig {
       stores[r.store] = def
     }
     const defaultMode = d.fileOwner?.gid !== undefined ? 0o440 : 0o444
+    const badMode = s.mode !== undefined ? modeProblem(s.mode) : undefined
+    if (badMode !== undefined) throw configError(`${field}.mode: "${s.mode ?? ''}" ${badMode}`, `secrets.${i}.mode`)
     return Object.freeze({
       name: s.name,
       ...(ref !== undefined ? { ref } : {}),
@@ -155,6 +159,7 @@ export function loadConfig (input: unknown): AgentConfig {
     stores: Object.freeze(stores),
     maxValueBytes: d.maxValueBytes,
     exitAfterSync: d.exitAfterSync,
+    removeOnExit: d.removeOnExit,
     syncDeadlineMs: parseDuration(d.syncDeadline, 'config.syncDeadline'),
     logLevel: d.logLevel,
     ...(d.fileOwner !== undefined ? { fileOwner: Object.freeze({ ...d.fileOwner }) } : {}),
