@@ -35,6 +35,8 @@ export const injectorConfigSchema = {
     /** Default for sidekey.dev/sync-deadline: how long the first fetch of every required secret may take. */
     syncDeadline: { type: 'string', pattern: '^\\d+(\\.\\d+)?(ms|s|m|h)$', default: '5m' },
     defaultMode: { enum: [...INJECT_MODES], default: 'sidecar' },
+    /** The workload check (POST /validate): `warn` answers with admission warnings, `deny` refuses the workload. */
+    workloadCheck: { enum: ['warn', 'deny'], default: 'warn' },
     /** false for API servers older than 1.29: `sidecar` then means `legacy`. */
     nativeSidecars: { type: 'boolean', default: true },
     listen: {
@@ -108,6 +110,7 @@ export interface InjectorConfig {
   readonly syncDeadline: string
   readonly defaultMode: InjectMode
   readonly nativeSidecars: boolean
+  readonly workloadCheck: 'warn' | 'deny'
   readonly listen: { readonly http: number, readonly grpc: number }
   readonly tokenExpirationSeconds: number
   readonly audiences: { readonly vault: string, readonly aws: string, readonly azure: string }
