@@ -26,3 +26,35 @@ export const INFRASTRUCTURE_CONTAINERS: ReadonlyMap<string, InfrastructureContai
 export function infrastructureOf (name: string): InfrastructureContainer | undefined {
   return INFRASTRUCTURE_CONTAINERS.get(name)
 }
+
+/** The annotation each mesh reads to let traffic to some ports bypass its proxy (honoured by its init container and its CNI plugin). */
+export const MESH_EXCLUDE_PORTS: Readonly<Record<'istio' | 'linkerd', string>> = {
+  istio: 'traffic.sidecar.istio.io/excludeOutboundPorts',
+  linkerd: 'config.linkerd.io/skip-outbound-ports',
+}
+
+export type Mesh = keyof typeof MESH_EXCLUDE_PORTS
+
+interface PodView {
+  readonly annotations: Readonly<Record<string, string>>
+  readonly labels: Readonly<Record<string, string>>
+  readonly names: readonly string[]
+}
+
+/** Meshes whose proxy is in the pod, or that the pod asks for (their webhooks usually run before ours). */
+export function meshesOf (p: PodView): Mesh[] {
+  const out: Mesh[] = []
+  const has = (...n: string[]): boolean => n.some((x) => p.names.includes(x))
+  if (has('istio-proxy', 'istio-init', 'istio-validation') || p.annotations['sidecar.istio.io/status'] !== undefined ||
+      p.annotations['sidecar.istio.io/inject'] === 'true' || p.labels['sidecar.istio.io/inject'] === 'true' || p.labels['istio.io/rev'] !== undefined) out.push('istio')
+  if (has('linkerd-proxy', 'linkerd-init', 'linkerd-network-validator') || p.annotations['linkerd.io/proxy-version'] !== undefined ||
+      p.annotations['linkerd.io/inject'] === 'enabled') out.push('linkerd')
+  return out
+}
+
+/** Adds ports to a comma-separated port list annotation value, keeping what is there. */
+export function mergePorts (existing: string | undefined, ports: readonly number[]): string {
+  const list = (existing ?? '').split(',').map((s) => s.trim()).filter((s) => s.length > 0)
+  for (const p of ports) if (!list.includes(String(p))) list.push(String(p))
+  return list.join(',')
+}

@@ -10,7 +10,7 @@ import {
 import type { InjectorConfig } from './config.js'
 import { agentConfigJson, type PodFacts } from './agent-config.js'
 import { agentContainer, withSecrets, type AgentIdentity } from './containers.js'
-import { infrastructureOf } from './infrastructure.js'
+import { MESH_EXCLUDE_PORTS, infrastructureOf, meshesOf, mergePorts } from './infrastructure.js'
 import { checkPolicy } from './policy.js'
 import { annotationError, buildSpec, type InjectionSpec } from './spec.js'
 import { secretsVolume, tokenVolume } from './volumes.js'
@@ -43,6 +43,31 @@ function conflict (what: string, name: string): SidekeyError {
   return new SidekeyError('SIDEKEY_E_CONFLICT', `the pod already has a ${what} named "${name}", which Sidekey injects; rename it (Sidekey never overwrites it)`, { name })
 }
 
+/** TCP ports the agent's stores talk to (the in-cluster API server is 443 behind its Service). */
+export function backendPorts (spec: InjectionSpec): number[] {
+  const out = new Set<number>()
+  const portOf = (url: unknown, fallback: number): number => {
+    if (typeof url !== 'string') return fallback
+    try {
+      const u = new URL(url)
+      return u.port !== '' ? Number(u.port) : u.protocol === 'http:' ? 80 : 443
+    } catch {
+      return fallback
+    }
+  }
+  for (const s of Object.values(spec.stores)) {
+    const c = s as Record<string, unknown>
+    switch (s.type) {
+      case 'vault': out.add(portOf(c.address, 8200)); break
+      case 'aws': out.add(portOf(c.endpoint, 443)); out.add(portOf(c.stsEndpoint, 443)); break
+      case 'azure': out.add(portOf(c.vaultUrl, 443)); out.add(portOf(c.authorityHost, 443)); break
+      case 'k8s': out.add(portOf(c.server, 443)); break
+      default: break
+    }
+  }
+  return [...out].sort((a, b) => a - b)
+}
+
 /** The same spec with `initContainers` right before `containers`, the order they run in (and kubectl prints). */
 function orderedSpec (s: NonNullable<V1Pod['spec']>): NonNullable<V1Pod['spec']> {
   const out: Record<string, unknown> = {}
@@ -72,9 +97,19 @@ export function mutatePod (pod: V1Pod, config: InjectorConfig, namespace: string
   for (const c of [...containers, ...initContainers, ...(podSpec.ephemeralContainers ?? [])]) {
     if (c.name === CONTAINER_AGENT || c.name === CONTAINER_AGENT_INIT) throw conflict('container', c.name)
   }
-  // The agent goes before every existing init container; those before it (none
-  // so far) could not read the secrets.
-  const agentAt = 0
+  // The agent goes first, so the app's init containers can read the secrets,
+  // except after a mesh proxy that is itself a native sidecar: then the
+  // agent's backend calls go through a proxy that is already running. The
+  // init containers before the agent (the mesh's own) could not read them.
+  let agentAt = 0
+  initContainers.forEach((c, i) => { if (infrastructureOf(c.name)?.proxy === true && c.restartPolicy === 'Always') agentAt = i + 1 })
+  // A mesh whose proxy is not (yet) a native sidecar: redirection may be
+  // active before the proxy runs (istio-cni, linkerd-cni), and the proxy
+  // starts only after the agent is ready. The agent's backend ports bypass
+  // the proxy instead, through the mesh's own annotation.
+  const meshes = agentAt === 0
+    ? meshesOf({ annotations: pod.metadata?.annotations ?? {}, labels: pod.metadata?.labels ?? {}, names: [...initContainers, ...containers].map((c) => c.name) })
+    : []
   const beforeAgent = new Set(initContainers.slice(0, agentAt).map((c) => c.name))
   const leftOut: LeftOut[] = []
   let chosen: Set<string>
@@ -141,20 +176,26 @@ export function mutatePod (pod: V1Pod, config: InjectorConfig, namespace: string
   let newContainers: V1Container[] = containers.map(patchApp)
   if (spec.mode === 'sidecar') {
     const agent = agentContainer(spec, config, { name: CONTAINER_AGENT, configJson: agentConfigJson(spec, config, facts, false), nativeSidecar: true, identity, withToken })
-    newInit = [agent, ...initContainers.map(patchApp)]
+    newInit = [...initContainers.slice(0, agentAt), agent, ...initContainers.slice(agentAt).map(patchApp)]
   } else {
     const json = agentConfigJson(spec, config, facts, true)
     const init = agentContainer(spec, config, { name: CONTAINER_AGENT_INIT, configJson: json, nativeSidecar: false, identity, withToken })
-    newInit = [init, ...initContainers.map(patchApp)]
+    newInit = [...initContainers.slice(0, agentAt), init, ...initContainers.slice(agentAt).map(patchApp)]
     if (spec.mode === 'legacy') {
       const sidecar = agentContainer(spec, config, { name: CONTAINER_AGENT, configJson: agentConfigJson(spec, config, facts, false), nativeSidecar: false, identity, withToken })
       newContainers = [...newContainers, sidecar]
     }
   }
 
+  const meshAnnotations: Record<string, string> = {}
+  const ports = backendPorts(spec)
+  for (const m of meshes) {
+    if (ports.length > 0) meshAnnotations[MESH_EXCLUDE_PORTS[m]] = mergePorts(pod.metadata?.annotations?.[MESH_EXCLUDE_PORTS[m]], ports)
+  }
+
   const mutated: V1Pod = {
     ...pod,
-    metadata: { ...pod.metadata, annotations: { ...pod.metadata?.annotations, [ANN_STATUS]: STATUS_INJECTED } },
+    metadata: { ...pod.metadata, annotations: { ...pod.metadata?.annotations, ...meshAnnotations, [ANN_STATUS]: STATUS_INJECTED } },
     spec: orderedSpec({
       ...podSpec,
       ...(spec.needsSharedPid ? { shareProcessNamespace: true } : {}),
