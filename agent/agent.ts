@@ -16,6 +16,7 @@ import type { Provider } from './providers/provider.js'
 import { loadOrCreateToken, makeTokenCheck } from './access-token.js'
 import { createHttpServer } from './http-server.js'
 import { createGrpcServer, bindGrpc } from './grpc-server.js'
+import { createMetricsServer } from './metrics-server.js'
 import { createNotifier } from './on-change.js'
 
 export interface StartOptions {
@@ -30,6 +31,8 @@ export interface RunningAgent {
   readonly config: AgentConfig
   readonly httpPort: number
   readonly grpcPort: number | undefined
+  /** The opt-in metrics listener's port (all interfaces), when listen.metrics is set. */
+  readonly metricsPort: number | undefined
   readonly store: SecretStore
   readonly refresher: Refresher
   readonly metrics: AgentMetrics
@@ -99,6 +102,25 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
       throw new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.grpc: cannot listen on ${config.listen.host}:${config.listen.grpc} (${(err as Error).message.split('\n')[0] ?? 'error'}); pick a free port`, { field: 'listen.grpc' }, { cause: err })
     }
   }
+  let metricsServer: Server | undefined
+  let metricsPort: number | undefined
+  if (config.listen.metrics !== undefined) {
+    const ms = createMetricsServer(metrics)
+    try {
+      await new Promise<void>((resolve, reject) => {
+        ms.once('error', reject)
+        ms.listen(config.listen.metrics, '0.0.0.0', () => { ms.off('error', reject); resolve() })
+      })
+    } catch (err) {
+      http.close()
+      grpcServer?.forceShutdown()
+      throw new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.metrics: cannot listen on 0.0.0.0:${config.listen.metrics} (${(err as NodeJS.ErrnoException).code ?? 'error'}); pick a free port (sidekey.dev/metrics-port)`, { field: 'listen.metrics' }, { cause: err })
+    }
+    ms.on('error', (err: NodeJS.ErrnoException) => logger.error({ code: err.code, err: err.message }, 'metrics listener error'))
+    metricsServer = ms
+    metricsPort = (ms.address() as AddressInfo).port
+  }
+
   // Ready is announced only once the endpoint listens: a port clash must not
   // be preceded by a "ready" line (a previous run's files make the store ready early).
   const announceReady = (): void => {
@@ -107,14 +129,14 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   }
   if (store.ready) announceReady()
   else store.once('ready', announceReady)
-  logger.info({ http: `${config.listen.host}:${httpPort}`, grpc: grpcPort !== undefined ? `${config.listen.host}:${grpcPort}` : 'off', secrets: config.secrets.length, dir: config.dir }, 'agent listening')
+  logger.info({ http: `${config.listen.host}:${httpPort}`, grpc: grpcPort !== undefined ? `${config.listen.host}:${grpcPort}` : 'off', metrics: metricsPort !== undefined ? `0.0.0.0:${metricsPort}` : 'off', secrets: config.secrets.length, dir: config.dir }, 'agent listening')
 
   const synced = refresher.start()
   synced.catch((err: unknown) => logger.error({ err: (err as Error).message }, 'initial sync failed'))
 
   let closed = false
   return {
-    config, httpPort, grpcPort, store, refresher, metrics, logger, synced,
+    config, httpPort, grpcPort, metricsPort, store, refresher, metrics, logger, synced,
     async removeFiles () { await writer.clear() },
     async close () {
       if (closed) return
@@ -123,6 +145,11 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
       await Promise.all([...providers.values()].map(async (p) => await p.close?.()))
       http.closeAllConnections()
       await new Promise<void>((resolve) => http.close(() => resolve()))
+      if (metricsServer !== undefined) {
+        const m = metricsServer
+        m.closeAllConnections()
+        await new Promise<void>((resolve) => m.close(() => resolve()))
+      }
       if (grpcServer !== undefined) {
         const g = grpcServer
         await new Promise<void>((resolve) => g.tryShutdown(() => resolve()))

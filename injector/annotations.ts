@@ -40,6 +40,9 @@ export const ANN_ON_CHANGE = 'sidekey.dev/on-change'
 /** init-only / legacy: how long the init agent may take to fetch every required secret before it exits 1 (`5m`); sidecar: how long the startup probe waits. */
 export const ANN_SYNC_DEADLINE = 'sidekey.dev/sync-deadline'
 
+/** Opt-in: the agent serves GET /metrics (no values, no token) on this port of the pod IP; the pod gets prometheus.io/* scrape annotations. */
+export const ANN_METRICS_PORT = 'sidekey.dev/metrics-port'
+
 /** Comma-separated names of the containers (or init containers) that get the mount and env; default all. */
 export const ANN_CONTAINERS = 'sidekey.dev/containers'
 
@@ -55,7 +58,7 @@ export const INJECT_MODES = ['sidecar', 'init-only', 'legacy'] as const
 export type InjectMode = typeof INJECT_MODES[number]
 
 /** Exact keys (not prefixes), for the "unknown annotation" check. */
-export const EXACT_KEYS: readonly string[] = [ANN_ROLE, ANN_REFRESH, ANN_SYNC_DEADLINE, ANN_INJECT_MODE, ANN_ON_CHANGE, ANN_CONTAINERS, ANN_MOUNT_PATH, ANN_STATUS, LABEL_INJECT]
+export const EXACT_KEYS: readonly string[] = [ANN_ROLE, ANN_REFRESH, ANN_SYNC_DEADLINE, ANN_METRICS_PORT, ANN_INJECT_MODE, ANN_ON_CHANGE, ANN_CONTAINERS, ANN_MOUNT_PATH, ANN_STATUS, LABEL_INJECT]
 
 /** Per-name prefixes, longest first so `template-` never reads as something shorter. */
 export const NAMED_PREFIXES: readonly string[] = [ANN_TEMPLATE_PREFIX, ANN_OPTIONAL_PREFIX, ANN_SECRET_PREFIX, ANN_FORMAT_PREFIX, ANN_STORE_PREFIX, ANN_MODE_PREFIX]

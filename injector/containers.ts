@@ -19,6 +19,8 @@ export interface AgentContainerOptions {
   readonly nativeSidecar: boolean
   readonly identity: AgentIdentity
   readonly withToken: boolean
+  /** The opt-in metrics port (serving agents only). */
+  readonly metricsPort?: number
 }
 
 export function agentSecurityContext (identity: AgentIdentity): V1SecurityContext {
@@ -58,6 +60,7 @@ export function agentContainer (spec: InjectionSpec, config: InjectorConfig, o: 
           startupProbe: { exec: { command: [...config.probeCommand] }, periodSeconds: 1, timeoutSeconds: 2, failureThreshold: Math.max(1, Math.ceil(parseDuration(spec.syncDeadline ?? config.syncDeadline, 'syncDeadline') / 1000)) },
         }
       : {}),
+    ...(o.metricsPort !== undefined ? { ports: [{ name: 'sidekey-metrics', containerPort: o.metricsPort, protocol: 'TCP' }] } : {}),
     resources,
     securityContext: agentSecurityContext(o.identity),
     volumeMounts: [

@@ -172,17 +172,28 @@ export function mutatePod (pod: V1Pod, config: InjectorConfig, namespace: string
   const env = { addr: serving, tokenFile: serving }
   const patchApp = (c: V1Container): V1Container => chosen.has(c.name) ? withSecrets(c, spec, config, env) : c
 
+  const serves = spec.mode !== 'init-only'
+  const metricsOpt = spec.metricsPort !== undefined && serves ? { metricsPort: spec.metricsPort } : {}
+  // Prometheus' kubernetes_sd pod role reads these; an app that already
+  // declares its own scrape target keeps it (the port is also named sidekey-metrics for a PodMonitor).
+  const scrape: Record<string, string> = {}
+  const own = pod.metadata?.annotations ?? {}
+  if (spec.metricsPort !== undefined && serves && own['prometheus.io/scrape'] === undefined && own['prometheus.io/port'] === undefined) {
+    scrape['prometheus.io/scrape'] = 'true'
+    scrape['prometheus.io/port'] = String(spec.metricsPort)
+    scrape['prometheus.io/path'] = '/metrics'
+  }
   let newInit: V1Container[]
   let newContainers: V1Container[] = containers.map(patchApp)
   if (spec.mode === 'sidecar') {
-    const agent = agentContainer(spec, config, { name: CONTAINER_AGENT, configJson: agentConfigJson(spec, config, facts, false), nativeSidecar: true, identity, withToken })
+    const agent = agentContainer(spec, config, { name: CONTAINER_AGENT, configJson: agentConfigJson(spec, config, facts, false), nativeSidecar: true, identity, withToken, ...metricsOpt })
     newInit = [...initContainers.slice(0, agentAt), agent, ...initContainers.slice(agentAt).map(patchApp)]
   } else {
     const json = agentConfigJson(spec, config, facts, true)
     const init = agentContainer(spec, config, { name: CONTAINER_AGENT_INIT, configJson: json, nativeSidecar: false, identity, withToken })
     newInit = [...initContainers.slice(0, agentAt), init, ...initContainers.slice(agentAt).map(patchApp)]
     if (spec.mode === 'legacy') {
-      const sidecar = agentContainer(spec, config, { name: CONTAINER_AGENT, configJson: agentConfigJson(spec, config, facts, false), nativeSidecar: false, identity, withToken })
+      const sidecar = agentContainer(spec, config, { name: CONTAINER_AGENT, configJson: agentConfigJson(spec, config, facts, false), nativeSidecar: false, identity, withToken, ...metricsOpt })
       newContainers = [...newContainers, sidecar]
     }
   }
@@ -195,7 +206,7 @@ export function mutatePod (pod: V1Pod, config: InjectorConfig, namespace: string
 
   const mutated: V1Pod = {
     ...pod,
-    metadata: { ...pod.metadata, annotations: { ...pod.metadata?.annotations, ...meshAnnotations, [ANN_STATUS]: STATUS_INJECTED } },
+    metadata: { ...pod.metadata, annotations: { ...pod.metadata?.annotations, ...meshAnnotations, ...scrape, [ANN_STATUS]: STATUS_INJECTED } },
     spec: orderedSpec({
       ...podSpec,
       ...(spec.needsSharedPid ? { shareProcessNamespace: true } : {}),

@@ -11,7 +11,7 @@ import { modeProblem } from '../agent/file-mode.js'
 import { onChangeSchema, type StoreConfig } from '../agent/config/schema.js'
 import {
   ANN_CONTAINERS, ANN_FORMAT_PREFIX, ANN_INJECT_MODE, ANN_MODE_PREFIX, ANN_MOUNT_PATH, ANN_ON_CHANGE, ANN_OPTIONAL_PREFIX,
-  ANN_REFRESH, ANN_ROLE, ANN_SYNC_DEADLINE, ANN_SECRET_PREFIX, ANN_STORE_PREFIX, ANN_TEMPLATE_PREFIX, EXACT_KEYS, INJECT_MODES, NAMED_PREFIXES,
+  ANN_METRICS_PORT, ANN_REFRESH, ANN_ROLE, ANN_SYNC_DEADLINE, ANN_SECRET_PREFIX, ANN_STORE_PREFIX, ANN_TEMPLATE_PREFIX, EXACT_KEYS, INJECT_MODES, NAMED_PREFIXES,
   PREFIX, TOKEN_DIR, type InjectMode,
 } from './annotations.js'
 import type { InjectorConfig } from './config.js'
@@ -43,6 +43,8 @@ export interface InjectionSpec {
   readonly mountPath: string
   readonly secrets: readonly SecretEntry[]
   readonly refresh?: string
+  /** sidekey.dev/metrics-port: the opt-in metrics listener on the pod IP. */
+  readonly metricsPort?: number
   /** sidekey.dev/sync-deadline, when set. */
   readonly syncDeadline?: string
   readonly onChange: readonly string[]
@@ -292,6 +294,16 @@ export function buildSpec (annotations: Readonly<Record<string, string>> | undef
   const rawDeadline = ann[ANN_SYNC_DEADLINE]
   const syncDeadline = rawDeadline !== undefined ? durationOf(ANN_SYNC_DEADLINE, rawDeadline, 10_000, MAX_REFRESH_MS, 'between 10s and 24h') : undefined
 
+  const rawMetrics = ann[ANN_METRICS_PORT]
+  let metricsPort: number | undefined
+  if (rawMetrics !== undefined) {
+    const n = /^\d{1,5}$/.test(rawMetrics.trim()) ? Number(rawMetrics.trim()) : NaN
+    if (!Number.isInteger(n) || n < 1024 || n > 65535) throw annotationError(ANN_METRICS_PORT, 'must be a port number between 1024 and 65535, e.g. "9102"')
+    if (n === config.listen.http || n === config.listen.grpc) throw annotationError(ANN_METRICS_PORT, `${n} is the agent's local ${n === config.listen.http ? 'HTTP' : 'gRPC'} port; pick another, e.g. "9102"`)
+    if (mode === 'init-only') throw annotationError(ANN_METRICS_PORT, 'has no effect with inject-mode init-only (the agent exits after the first fetch); remove it or use sidecar')
+    metricsPort = n
+  }
+
   const onChange: string[] = []
   const rawHooks = ann[ANN_ON_CHANGE]
   if (rawHooks !== undefined) {
@@ -322,6 +334,7 @@ export function buildSpec (annotations: Readonly<Record<string, string>> | undef
     secrets: Object.freeze(secrets),
     ...(refresh !== undefined ? { refresh } : {}),
     ...(syncDeadline !== undefined ? { syncDeadline } : {}),
+    ...(metricsPort !== undefined ? { metricsPort } : {}),
     onChange: Object.freeze(onChange),
     needsSharedPid: onChange.some((h) => h.startsWith('signal:')),
     containers: containers === null ? null : Object.freeze(containers),

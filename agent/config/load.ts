@@ -32,7 +32,7 @@ export type OnChangeSpec =
 export interface AgentConfig {
   readonly secrets: readonly SecretSpec[]
   readonly dir: string
-  readonly listen: { readonly host: '127.0.0.1', readonly http: number, readonly grpc: number, readonly grpcEnabled: boolean }
+  readonly listen: { readonly host: '127.0.0.1', readonly http: number, readonly grpc: number, readonly grpcEnabled: boolean, readonly metrics?: number }
   readonly tokenFile: string
   readonly refreshMs: number
   readonly jitter: number
@@ -104,7 +104,7 @@ export function loadConfig (input: unknown): AgentConfig {
   }
   const doc = structuredClone(input) as AgentConfigInput
   if (!validateTop(doc)) throw configError(describeAjvError('config', validateTop.errors?.[0]), validateTop.errors?.[0]?.instancePath ?? '')
-  const d = doc as Required<AgentConfigInput> & { listen: { http: number, grpc: number, grpcEnabled: boolean }, backoff: { initial: string, max: string } }
+  const d = doc as Required<AgentConfigInput> & { listen: { http: number, grpc: number, grpcEnabled: boolean, metrics?: number }, backoff: { initial: string, max: string } }
 
   const stores: Record<string, StoreConfig> = {}
   for (const [name, s] of Object.entries(d.stores ?? {})) stores[name] = validateStoreConfig(name, s)
@@ -150,7 +150,7 @@ export function loadConfig (input: unknown): AgentConfig {
   const cfg: AgentConfig = {
     secrets: Object.freeze(secrets),
     dir: d.dir,
-    listen: Object.freeze({ host: '127.0.0.1', http: d.listen.http, grpc: d.listen.grpc, grpcEnabled: d.listen.grpcEnabled }),
+    listen: Object.freeze({ host: '127.0.0.1', http: d.listen.http, grpc: d.listen.grpc, grpcEnabled: d.listen.grpcEnabled, ...(d.listen.metrics !== undefined ? { metrics: d.listen.metrics } : {}) }),
     tokenFile: d.tokenFile ?? join(d.dir, '..', 'sidekey-token'),
     refreshMs: parseDuration(d.refresh, 'config.refresh'),
     jitter: d.jitter,

@@ -139,6 +139,8 @@ export const agentConfigSchema = {
         grpc: { ...port, default: 8098 },
         /** Disables the gRPC server (`false`). */
         grpcEnabled: { type: 'boolean', default: true },
+        /** Opt-in: serve GET /metrics (only) on this port of every interface (the pod IP), without a token, for Prometheus. */
+        metrics: { type: 'integer', minimum: 1, maximum: 65535 },
       },
     },
     tokenFile: path,
