@@ -6,7 +6,7 @@ import type * as grpc from '@grpc/grpc-js'
 import type { Logger } from 'pino'
 import type { AgentConfig } from './config/load.js'
 import { SidekeyError } from './errors.js'
-import { createLogger } from './logger.js'
+import { createAuditLogger, createLogger } from './logger.js'
 import { createMetrics, type AgentMetrics } from './metrics.js'
 import { SecretStore } from './secret-store.js'
 import { AtomicWriter } from './writer.js'
@@ -16,10 +16,13 @@ import type { Provider } from './providers/provider.js'
 import { loadOrCreateToken, makeTokenCheck } from './access-token.js'
 import { createHttpServer } from './http-server.js'
 import { createGrpcServer, bindGrpc } from './grpc-server.js'
+import { createMetricsServer } from './metrics-server.js'
 import { createNotifier } from './on-change.js'
 
 export interface StartOptions {
   readonly logger?: Logger
+  /** Where audit lines go; default: a child of `logger` when one is given, else the buffered stdout audit logger. */
+  readonly auditLogger?: Logger
   /** Skip prom-client's process metrics (tests start many agents in one process). */
   readonly defaultMetrics?: boolean
 }
@@ -28,12 +31,16 @@ export interface RunningAgent {
   readonly config: AgentConfig
   readonly httpPort: number
   readonly grpcPort: number | undefined
+  /** The opt-in metrics listener's port (all interfaces), when listen.metrics is set. */
+  readonly metricsPort: number | undefined
   readonly store: SecretStore
   readonly refresher: Refresher
   readonly metrics: AgentMetrics
   readonly logger: Logger
   /** Resolves once every source has been tried once and the results written. */
   readonly synced: Promise<void>
+  /** Removes the secret files the agent wrote (local runs; never in a pod, where the app may still read). */
+  removeFiles (): Promise<void>
   close (): Promise<void>
 }
 
@@ -42,10 +49,6 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? true })
   const store = new SecretStore(config.secrets)
   metrics.setAgeSource(() => store.fetchedAt())
-  store.on('ready', () => {
-    metrics.ready.set(1)
-    logger.info({ secrets: store.specs.size }, 'all required secrets written; ready')
-  })
 
   const token = loadOrCreateToken(config.tokenFile, config.fileOwner?.gid !== undefined ? 0o440 : 0o444)
   const checkToken = makeTokenCheck(token)
@@ -69,7 +72,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
 
   // Audit lines are built from names, references, routes and statuses only, so
   // they skip the redaction pass, which costs about a third of a line's price.
-  const audit = logger.child({ component: 'audit' }, { redact: [] })
+  const audit = opts.auditLogger ?? (opts.logger !== undefined ? logger.child({ component: 'audit' }, { redact: [] }) : createAuditLogger(config.logLevel))
   const notify = createNotifier(config.onChange, logger, metrics)
   const refresher = new Refresher({
     config, store, providers, writer, metrics, logger,
@@ -99,14 +102,42 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
       throw new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.grpc: cannot listen on ${config.listen.host}:${config.listen.grpc} (${(err as Error).message.split('\n')[0] ?? 'error'}); pick a free port`, { field: 'listen.grpc' }, { cause: err })
     }
   }
-  logger.info({ http: `${config.listen.host}:${httpPort}`, grpc: grpcPort !== undefined ? `${config.listen.host}:${grpcPort}` : 'off', secrets: config.secrets.length, dir: config.dir }, 'agent listening')
+  let metricsServer: Server | undefined
+  let metricsPort: number | undefined
+  if (config.listen.metrics !== undefined) {
+    const ms = createMetricsServer(metrics)
+    try {
+      await new Promise<void>((resolve, reject) => {
+        ms.once('error', reject)
+        ms.listen(config.listen.metrics, '0.0.0.0', () => { ms.off('error', reject); resolve() })
+      })
+    } catch (err) {
+      http.close()
+      grpcServer?.forceShutdown()
+      throw new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.metrics: cannot listen on 0.0.0.0:${config.listen.metrics} (${(err as NodeJS.ErrnoException).code ?? 'error'}); pick a free port (sidekey.dev/metrics-port)`, { field: 'listen.metrics' }, { cause: err })
+    }
+    ms.on('error', (err: NodeJS.ErrnoException) => logger.error({ code: err.code, err: err.message }, 'metrics listener error'))
+    metricsServer = ms
+    metricsPort = (ms.address() as AddressInfo).port
+  }
+
+  // Ready is announced only once the endpoint listens: a port clash must not
+  // be preceded by a "ready" line (a previous run's files make the store ready early).
+  const announceReady = (): void => {
+    metrics.ready.set(1)
+    logger.info({ secrets: store.specs.size }, 'all required secrets written; ready')
+  }
+  if (store.ready) announceReady()
+  else store.once('ready', announceReady)
+  logger.info({ http: `${config.listen.host}:${httpPort}`, grpc: grpcPort !== undefined ? `${config.listen.host}:${grpcPort}` : 'off', metrics: metricsPort !== undefined ? `0.0.0.0:${metricsPort}` : 'off', secrets: config.secrets.length, dir: config.dir }, 'agent listening')
 
   const synced = refresher.start()
   synced.catch((err: unknown) => logger.error({ err: (err as Error).message }, 'initial sync failed'))
 
   let closed = false
   return {
-    config, httpPort, grpcPort, store, refresher, metrics, logger, synced,
+    config, httpPort, grpcPort, metricsPort, store, refresher, metrics, logger, synced,
+    async removeFiles () { await writer.clear() },
     async close () {
       if (closed) return
       closed = true
@@ -114,6 +145,11 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
       await Promise.all([...providers.values()].map(async (p) => await p.close?.()))
       http.closeAllConnections()
       await new Promise<void>((resolve) => http.close(() => resolve()))
+      if (metricsServer !== undefined) {
+        const m = metricsServer
+        m.closeAllConnections()
+        await new Promise<void>((resolve) => m.close(() => resolve()))
+      }
       if (grpcServer !== undefined) {
         const g = grpcServer
         await new Promise<void>((resolve) => g.tryShutdown(() => resolve()))

@@ -40,6 +40,7 @@ export const ERRORS = {
   SIDEKEY_E_POLICY: { status: 403, doc: 'The injector policy forbids a reference for this namespace; the message names the rule.' },
   SIDEKEY_E_CONFLICT: { status: 409, doc: 'An injected name (volume, container) already exists in the pod.' },
   SIDEKEY_E_ADMISSION: { status: 400, doc: 'The AdmissionReview request is malformed or not a Pod.' },
+  SIDEKEY_E_DEADLINE: { status: 504, doc: 'init-only: a required secret was not fetched within `syncDeadline` (`sidekey.dev/sync-deadline`); the message names it and its last error.' },
   SIDEKEY_E_INPUT: { status: 400, doc: '`sidekey inject` input is not YAML/JSON of a supported kind.' },
 } as const satisfies Record<string, ErrorInfo>
 

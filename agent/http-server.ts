@@ -142,8 +142,11 @@ export function createHttpServer (o: HttpServerOptions): Server {
     switch (path) {
       case '/healthz': return { route: path, status: sendJson(res, 200, { status: 'ok' }) }
       case '/ready': {
-        const missing = store.missingRequired()
-        return { route: path, status: store.ready ? sendJson(res, 200, { ready: true }) : sendJson(res, 503, { ready: false, missing }) }
+        if (store.ready) return { route: path, status: sendJson(res, 200, { ready: true }) }
+        // Names and error codes/messages only (never values), so the probe can say why.
+        const reasons = store.missingReasons()
+        const errors = Object.fromEntries(reasons.filter((r) => r.error !== undefined).map((r) => [r.name, r.error]))
+        return { route: path, status: sendJson(res, 503, { ready: false, missing: reasons.map((r) => r.name), errors }) }
       }
       case '/metrics': {
         const body = await metrics.registry.metrics()

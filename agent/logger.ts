@@ -1,7 +1,15 @@
 // pino JSON logs. Values never reach a logger by construction (the code logs
 // references, names and versions only); the redact paths are a second net for
 // fields that could carry one if someone passed a whole object by mistake.
-import { pino, type Logger, type DestinationStream } from 'pino'
+//
+// Two destinations on stdout. Operational lines (startup, refresh failures,
+// warnings, errors) are written synchronously: in a pod stdout is a pipe, and
+// an agent that cannot reach its backend must show why in `kubectl logs` at
+// once, and keep those lines through a SIGKILL or an OOM kill. Audit lines (one
+// per local API request) go through a buffered sonic-boom destination that
+// pino flushes every AUDIT_FLUSH_MS (sonic-boom's periodicFlush) and on exit
+// (pino registers its on-exit flush for asynchronous destinations).
+import { pino, type Logger, type DestinationStream, type LoggerOptions } from 'pino'
 
 // Top-level and one known nesting only: wildcard paths cost a scan of every
 // object on every line, and an audit line is written per request.
@@ -10,17 +18,33 @@ export const REDACT_PATHS = [
   'headers.authorization', 'headers["x-sidekey-token"]',
 ]
 
-export function createLogger (level: string, stream?: DestinationStream): Logger {
-  const opts = {
+/** Longest time an audit line may wait in the buffer. */
+export const AUDIT_FLUSH_MS = 1000
+/** Audit bytes gathered before a write, so a burst of requests costs few syscalls. */
+export const AUDIT_BUFFER_BYTES = 4096
+
+function baseOptions (level: string): LoggerOptions {
+  return {
     level,
     base: { app: 'sidekey' },
-    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label: string) => ({ level: label }) },
   }
-  // Buffered, asynchronous writes: an audit line per request must not cost a
-  // syscall per request. pino flushes the buffer on exit.
-  return pino(opts, stream ?? pino.destination({ dest: 1, sync: false, minLength: 4096 }))
+}
+
+/** The agent's operational logger: every line is written before the call returns. */
+export function createLogger (level: string, stream?: DestinationStream): Logger {
+  return pino({ ...baseOptions(level), redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, stream ?? pino.destination({ dest: 1, sync: true }))
+}
+
+/**
+ * The audit logger: buffered, flushed at least every AUDIT_FLUSH_MS and on
+ * exit. Audit lines are built from names, references, routes and statuses
+ * only, so they skip the redaction pass (about a third of a line's price).
+ */
+export function createAuditLogger (level: string, stream?: DestinationStream): Logger {
+  const dest = stream ?? pino.destination({ dest: 1, sync: false, minLength: AUDIT_BUFFER_BYTES, periodicFlush: AUDIT_FLUSH_MS })
+  return pino({ ...baseOptions(level), base: { app: 'sidekey', component: 'audit' } }, dest)
 }
 
 export type { Logger }

@@ -45,8 +45,8 @@ function asMap (data: SecretData): Record<string, string> | undefined {
   return data.kind === 'map' ? { ...data.map } : jsonMap(data.bytes)
 }
 
-/** Renders selected data into file bytes. `envName` names a single-value env line. */
-export function render (data: SecretData, format: Format, where: string, envName: string): Buffer {
+/** Renders selected data into file bytes. */
+export function render (data: SecretData, format: Format, where: string, _envName?: string): Buffer {
   switch (format) {
     case 'raw':
       return data.kind === 'bytes' ? data.bytes : Buffer.from(JSON.stringify(data.map))
@@ -62,8 +62,7 @@ export function render (data: SecretData, format: Format, where: string, envName
     case 'env': {
       const map = asMap(data)
       if (map === undefined) {
-        const name = envName.toUpperCase().replace(/[^A-Za-z0-9_]/g, '_')
-        return Buffer.from(envLine(/^[0-9]/.test(name) ? `_${name}` : name, (data as { bytes: Buffer }).bytes.toString('utf8')))
+        throw new SidekeyError('SIDEKEY_E_FORMAT', `${where}: format env needs a key/value secret (a JSON object or KV map), but the value is not one (a single field or a plain string); use format raw, or reference the whole secret without #key`, { format: 'env' })
       }
       let out = ''
       for (const [k, v] of Object.entries(map)) {

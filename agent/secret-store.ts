@@ -35,6 +35,8 @@ export class SecretStore extends EventEmitter<{ change: [SecretEntry], ready: []
   readonly #errors = new Map<string, SidekeyError>()
   /** Render or write errors: cleared only when the secret renders and is written again. */
   readonly #renderErrors = new Map<string, SidekeyError>()
+  /** Consecutive failed fetches per secret since the last success. */
+  readonly #streak = new Map<string, number>()
   #ready = false
 
   constructor (specs: readonly SecretSpec[]) {
@@ -49,6 +51,14 @@ export class SecretStore extends EventEmitter<{ change: [SecretEntry], ready: []
 
   missingRequired (): string[] {
     return [...this.specs.values()].filter((s) => s.required && !this.#entries.has(s.name)).map((s) => s.name)
+  }
+
+  /** Required secrets not yet written, each with the last error that kept it back (if any). */
+  missingReasons (): Array<{ name: string, error?: { code: string, message: string } }> {
+    return this.missingRequired().map((name) => {
+      const err = this.#errors.get(name) ?? this.#renderErrors.get(name)
+      return err !== undefined ? { name, error: { code: err.code, message: err.message } } : { name }
+    })
   }
 
   /** Records entries just written; emits change for each, and ready once complete. */
@@ -75,9 +85,21 @@ export class SecretStore extends EventEmitter<{ change: [SecretEntry], ready: []
   markFetched (name: string, at: number): void {
     this.#fetchedAt.set(name, at)
     this.#errors.delete(name)
+    this.#streak.delete(name)
   }
 
-  markError (name: string, err: SidekeyError): void { this.#errors.set(name, err) }
+  markError (name: string, err: SidekeyError): void {
+    this.#errors.set(name, err)
+    this.#streak.set(name, (this.#streak.get(name) ?? 0) + 1)
+  }
+
+  /** The error keeping a secret back and how many fetches in a row failed (0 for a render/write error). */
+  lastError (name: string): { error: SidekeyError, attempts: number } | undefined {
+    const r = this.#renderErrors.get(name)
+    if (r !== undefined) return { error: r, attempts: 0 }
+    const e = this.#errors.get(name)
+    return e !== undefined ? { error: e, attempts: this.#streak.get(name) ?? 0 } : undefined
+  }
   markRenderError (name: string, err: SidekeyError): void { this.#renderErrors.set(name, err) }
   clearRenderError (name: string): void { this.#renderErrors.delete(name) }
 

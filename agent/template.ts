@@ -14,6 +14,14 @@ export interface ParsedTemplate {
 
 type Node = hbs.AST.Node
 
+/**
+ * Encoders a template may wrap around one secret, for values placed inside a
+ * URL or a query: `postgres://u:{{urlencode (secret "vault:db#password")}}@h/db`.
+ */
+const ENCODERS: ReadonlyMap<string, (v: string) => string> = new Map([
+  ['urlencode', (v: string) => encodeURIComponent(v)],
+])
+
 // Loaded on first use: most agents bind plain references and never pay for it.
 let hbsModule: typeof HandlebarsNS | undefined
 function handlebars (): typeof HandlebarsNS {
@@ -34,6 +42,15 @@ export function parseTemplate (source: string, where = 'template'): ParsedTempla
     throw templateError(where, `does not parse (${(err as Error).message.split('\n')[0] ?? 'syntax error'})`)
   }
   const refs = new Map<string, SecretRef>()
+  const visitSecret = (m: hbs.AST.MustacheStatement | hbs.AST.SubExpression): void => {
+    const p = m.path as hbs.AST.PathExpression
+    if (p.type !== 'PathExpression' || p.original !== 'secret') throw templateError(where, `only the "secret" helper (optionally inside ${[...ENCODERS.keys()].join(' or ')}) is allowed, found "${(p as { original?: unknown }).original ?? p.type}"`)
+    const arg = m.params[0]
+    if (m.params.length !== 1 || arg === undefined || arg.type !== 'StringLiteral') throw templateError(where, 'secret takes exactly one quoted reference')
+    if (m.hash !== undefined && m.hash.pairs.length > 0) throw templateError(where, 'secret takes no options')
+    const ref = parseRef((arg as hbs.AST.StringLiteral).value)
+    refs.set(ref.raw, ref)
+  }
   const visit = (node: Node): void => {
     switch (node.type) {
       case 'Program':
@@ -45,12 +62,15 @@ export function parseTemplate (source: string, where = 'template'): ParsedTempla
       case 'MustacheStatement': {
         const m = node as hbs.AST.MustacheStatement
         const p = m.path as hbs.AST.PathExpression
-        if (p.type !== 'PathExpression' || p.original !== 'secret') throw templateError(where, `only the "secret" helper is allowed, found "${(p as { original?: unknown }).original ?? p.type}"`)
-        const arg = m.params[0]
-        if (m.params.length !== 1 || arg === undefined || arg.type !== 'StringLiteral') throw templateError(where, 'secret takes exactly one quoted reference')
-        if (m.hash !== undefined && m.hash.pairs.length > 0) throw templateError(where, 'secret takes no options')
-        const ref = parseRef((arg as hbs.AST.StringLiteral).value)
-        refs.set(ref.raw, ref)
+        const name = p.type === 'PathExpression' ? p.original : undefined
+        if (name !== undefined && ENCODERS.has(name)) {
+          // {{urlencode (secret "<ref>")}}: one encoder around one secret.
+          const inner = m.params[0]
+          if (m.params.length !== 1 || inner === undefined || inner.type !== 'SubExpression') throw templateError(where, `${name} takes one (secret "<ref>"), e.g. {{${name} (secret "vault:kv/data/db#password")}}`)
+          visitSecret(inner as hbs.AST.SubExpression)
+          return
+        }
+        visitSecret(m)
         return
       }
       default:
@@ -59,13 +79,14 @@ export function parseTemplate (source: string, where = 'template'): ParsedTempla
   }
   visit(ast)
   if (refs.size === 0) throw templateError(where, 'uses no secret')
-  const compiled = handlebars().compile(source, { noEscape: true, strict: true, knownHelpersOnly: true, knownHelpers: { secret: true } })
+  const compiled = handlebars().compile(source, { noEscape: true, strict: true, knownHelpersOnly: true, knownHelpers: { secret: true, ...Object.fromEntries([...ENCODERS.keys()].map((k) => [k, true])) } })
   return Object.freeze({
     source,
     refs: Object.freeze([...refs.values()]),
     render (values: ReadonlyMap<string, string>): string {
       return compiled({}, {
         helpers: {
+          ...Object.fromEntries(ENCODERS),
           secret: (raw: string) => {
             const v = values.get(raw)
             if (v === undefined) throw new SidekeyError('SIDEKEY_E_NOT_READY', `${where}: reference ${raw} has no value yet`, { ref: raw })

@@ -133,4 +133,28 @@ export class AtomicWriter {
     }
     return out
   }
+
+  /**
+   * Removes every file this writer manages (per-name links, `..data`, the
+   * generations): local runs on a laptop must not leave plaintext behind.
+   * Other entries in the directory are left alone.
+   */
+  async clear (): Promise<void> {
+    let entries: string[]
+    try {
+      entries = await readdir(this.dir)
+    } catch {
+      return
+    }
+    for (const entry of entries) {
+      const path = join(this.dir, entry)
+      if (entry === DATA_LINK || /^\.\.\d{4}_/.test(entry)) {
+        await rm(path, { recursive: true, force: true })
+        continue
+      }
+      const target = await readlink(path).catch(() => undefined)
+      if (target !== undefined && target.startsWith(DATA_LINK + '/')) await rm(path, { force: true })
+    }
+    this.#links.clear()
+  }
 }

@@ -34,6 +34,12 @@ async function run (): Promise<number> {
 run().then((code) => {
   if (code !== 0) process.exitCode = code
 }, (err: unknown) => {
+  // commander already printed help or its own usage error; `--help` is a success.
+  const c = err as { code?: unknown, exitCode?: unknown }
+  if (typeof c.code === 'string' && c.code.startsWith('commander.') && typeof c.exitCode === 'number') {
+    process.exitCode = c.code === 'commander.helpDisplayed' || c.code === 'commander.help' || c.code === 'commander.version' ? 0 : 2
+    return
+  }
   const e = isSidekeyError(err) ? err : new SidekeyError('SIDEKEY_E_CONFIG', (err as Error)?.message ?? String(err))
   process.stderr.write(`sidekey: ${e.code}: ${e.message}\n`)
   process.exitCode = 1

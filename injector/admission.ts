@@ -6,6 +6,7 @@ import { SidekeyError, isSidekeyError } from '../agent/errors.js'
 import type { InjectorConfig } from './config.js'
 import { mutatePod, type Outcome } from './mutate.js'
 import { createPatch } from './patch.js'
+import { templateHolder, unselectedWarning } from './workloads.js'
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1'
 
@@ -21,6 +22,8 @@ export interface AdmissionRequest {
 export interface AdmissionResponse {
   uid: string
   allowed: boolean
+  /** Shown by kubectl as "Warning: ..." (the workload check). */
+  warnings?: string[]
   status?: { code: number, message: string, reason?: string }
   patchType?: 'JSONPatch'
   patch?: string
@@ -32,7 +35,7 @@ export interface AdmissionReviewOut {
   response: AdmissionResponse
 }
 
-export type ReviewOutcome = Outcome | 'denied' | 'ignored' | 'error'
+export type ReviewOutcome = Outcome | 'denied' | 'ignored' | 'error' | 'warned' | 'valid'
 
 export interface ReviewResult {
   /** HTTP status of the answer: 200 with an AdmissionReview, or 4xx with `{code, message}` when no uid can be answered. */
@@ -158,4 +161,66 @@ export function review (body: unknown, config: InjectorConfig): ReviewResult {
       rule,
     }
   }
+}
+
+/** Workload kinds whose pod template the validating webhook checks, by API group. */
+export const TEMPLATE_KINDS: Readonly<Record<string, readonly string[]>> = {
+  apps: ['Deployment', 'StatefulSet', 'DaemonSet', 'ReplicaSet'],
+  batch: ['Job', 'CronJob'],
+  'kubeflow.org': ['Notebook'],
+}
+
+/** Admission warnings are one line each; the API server also caps their total. */
+const MAX_WARNING_CHARS = 512
+
+function warningText (s: string): string {
+  // eslint-disable-next-line no-control-regex
+  const one = s.replace(/[\x00-\x1f\x7f]+/g, ' ')
+  return one.length > MAX_WARNING_CHARS ? one.slice(0, MAX_WARNING_CHARS - 1) + '…' : one
+}
+
+/**
+ * The workload check (POST /validate): runs a workload's pod template through
+ * the same code as the pod webhook, so a typo in a sidekey.dev/* annotation
+ * shows at `kubectl apply` instead of as a ReplicaSet FailedCreate event
+ * later. `warn` answers allowed with warnings; `deny` refuses. Never throws.
+ */
+export function reviewWorkload (body: unknown, config: InjectorConfig, mode: 'warn' | 'deny' = config.workloadCheck): ReviewResult {
+  const req = narrowRequest(body)
+  if ('error' in req) {
+    if (req.uid === undefined) return malformed(req.error)
+    return { httpStatus: 200, body: answer(req.uid, { allowed: true }), outcome: 'ignored' }
+  }
+  const base = { dryRun: req.dryRun, ...(req.namespace !== undefined ? { namespace: req.namespace } : {}) }
+  const allow = (outcome: ReviewOutcome): ReviewResult => ({ ...base, httpStatus: 200, body: answer(req.uid, { allowed: true }), outcome })
+  if (req.operation !== 'CREATE' && req.operation !== 'UPDATE') return allow('ignored')
+  if (!(TEMPLATE_KINDS[req.kind.group] ?? []).includes(req.kind.kind) || !isRecord(req.object)) return allow('ignored')
+  const doc = req.object
+  const holder = templateHolder(doc)
+  if (holder === null) return allow('ignored')
+  const meta = isRecord(doc.metadata) ? doc.metadata : {}
+  const name = `${req.kind.kind}/${typeof meta.name === 'string' ? meta.name.slice(0, 253) : '<unnamed>'}`
+  let problem: SidekeyError | undefined
+  let warning = unselectedWarning(holder.metadata, doc.metadata)
+  if (warning === undefined) {
+    try {
+      const pod = narrowPod({ apiVersion: 'v1', kind: 'Pod', metadata: holder.metadata ?? {}, spec: holder.spec })
+      mutatePod(pod, config, req.namespace ?? (typeof meta.namespace === 'string' ? meta.namespace : 'default'))
+    } catch (err) {
+      problem = isSidekeyError(err) ? err : new SidekeyError('SIDEKEY_E_ADMISSION', 'the injector failed on this pod template; see the injector log', {}, { cause: err })
+      warning = `its pods will be refused: ${denialMessage(problem)}`
+    }
+  }
+  if (warning === undefined) return allow('valid')
+  const text = warningText(`sidekey: ${name}: ${warning}`)
+  if (mode === 'deny' && problem !== undefined) {
+    return {
+      ...base,
+      httpStatus: 200,
+      body: answer(req.uid, { allowed: false, status: { code: problem.status, message: text, reason: problem.status === 403 ? 'Forbidden' : problem.status === 409 ? 'Conflict' : 'BadRequest' } }),
+      outcome: 'denied',
+      rule: problem.code === 'SIDEKEY_E_POLICY' && typeof problem.details.rule === 'string' ? problem.details.rule : problem.code,
+    }
+  }
+  return { ...base, httpStatus: 200, body: answer(req.uid, { allowed: true, warnings: [text] }), outcome: 'warned', ...(problem !== undefined ? { rule: problem.code } : {}) }
 }

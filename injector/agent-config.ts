@@ -27,12 +27,13 @@ export function agentConfigDoc (spec: InjectionSpec, config: InjectorConfig, pod
       ...(s.optional ? { required: false } : {}),
     })),
     dir: spec.mountPath,
-    listen: { http: config.listen.http, grpc: config.listen.grpc },
+    // init-only exits after the first sync: nothing to scrape.
+    listen: { http: config.listen.http, grpc: config.listen.grpc, ...(spec.metricsPort !== undefined && !exitAfterSync ? { metrics: spec.metricsPort } : {}) },
     tokenFile: `${spec.mountPath}/${TOKEN_FILE_NAME}`,
     refresh: spec.refresh ?? config.refresh,
     ...(spec.onChange.length > 0 ? { onChange: [...spec.onChange] } : {}),
     stores,
-    ...(exitAfterSync ? { exitAfterSync: true } : {}),
+    ...(exitAfterSync ? { exitAfterSync: true, syncDeadline: spec.syncDeadline ?? config.syncDeadline } : {}),
     ...(pod.fileOwner !== undefined && (pod.fileOwner.uid !== undefined || pod.fileOwner.gid !== undefined) ? { fileOwner: { ...pod.fileOwner } } : {}),
   }
   return doc as AgentConfigInput

@@ -37,6 +37,12 @@ export const ANN_INJECT_MODE = 'sidekey.dev/inject-mode'
 /** How the app hears of a rotation, one hook per line: `http:POST http://127.0.0.1:8080/reload` or `signal:HUP:<process>`. */
 export const ANN_ON_CHANGE = 'sidekey.dev/on-change'
 
+/** init-only / legacy: how long the init agent may take to fetch every required secret before it exits 1 (`5m`); sidecar: how long the startup probe waits. */
+export const ANN_SYNC_DEADLINE = 'sidekey.dev/sync-deadline'
+
+/** Opt-in: the agent serves GET /metrics (no values, no token) on this port of the pod IP; the pod gets prometheus.io/* scrape annotations. */
+export const ANN_METRICS_PORT = 'sidekey.dev/metrics-port'
+
 /** Comma-separated names of the containers (or init containers) that get the mount and env; default all. */
 export const ANN_CONTAINERS = 'sidekey.dev/containers'
 
@@ -52,7 +58,7 @@ export const INJECT_MODES = ['sidecar', 'init-only', 'legacy'] as const
 export type InjectMode = typeof INJECT_MODES[number]
 
 /** Exact keys (not prefixes), for the "unknown annotation" check. */
-export const EXACT_KEYS: readonly string[] = [ANN_ROLE, ANN_REFRESH, ANN_INJECT_MODE, ANN_ON_CHANGE, ANN_CONTAINERS, ANN_MOUNT_PATH, ANN_STATUS, LABEL_INJECT]
+export const EXACT_KEYS: readonly string[] = [ANN_ROLE, ANN_REFRESH, ANN_SYNC_DEADLINE, ANN_METRICS_PORT, ANN_INJECT_MODE, ANN_ON_CHANGE, ANN_CONTAINERS, ANN_MOUNT_PATH, ANN_STATUS, LABEL_INJECT]
 
 /** Per-name prefixes, longest first so `template-` never reads as something shorter. */
 export const NAMED_PREFIXES: readonly string[] = [ANN_TEMPLATE_PREFIX, ANN_OPTIONAL_PREFIX, ANN_SECRET_PREFIX, ANN_FORMAT_PREFIX, ANN_STORE_PREFIX, ANN_MODE_PREFIX]
@@ -67,3 +73,5 @@ export const TOKEN_FILE_NAME = '.sidekey-token'
 export const ENV_ADDR = 'SIDEKEY_ADDR'
 export const ENV_TOKEN_FILE = 'SIDEKEY_TOKEN_FILE'
 export const ENV_CONFIG = 'SIDEKEY_CONFIG'
+export const ENV_TERMINATION_MESSAGE_PATH = 'SIDEKEY_TERMINATION_MESSAGE_PATH'
+export const TERMINATION_MESSAGE_PATH = '/dev/termination-log'

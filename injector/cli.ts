@@ -50,10 +50,13 @@ export async function injectMain (argv: string[]): Promise<number> {
         config = o.config !== undefined ? loadInjectorConfigFile(o.config) : loadInjectorConfig(OFFLINE_DEFAULT_CONFIG)
         const out = injectText(readInput(o.filename), config, o.namespace, o.filename === '-' ? 'stdin' : o.filename)
         process.stdout.write(out.yaml)
+        if (o.config === undefined) process.stderr.write('sidekey inject: no -c/--config given: only k8s: references are offered and the image is ' + OFFLINE_DEFAULT_CONFIG.image + '; pass -c <injector config or its ConfigMap> (e.g. manifests/base/configmap.yaml) to inject as your cluster does\n')
+        for (const n of out.notes) process.stderr.write(`sidekey inject: ${n}\n`)
       } catch (err) {
         if (!isSidekeyError(err)) throw err
         const where = typeof err.details.document === 'string' ? `${err.details.document}: ` : ''
         process.stderr.write(`sidekey inject: ${where}${denialMessage(err)}\n`)
+        if (o.config === undefined && err.code === 'SIDEKEY_E_ANNOTATION' && typeof err.details.ref === 'string') process.stderr.write('sidekey inject: without -c/--config only k8s: references are offered; pass -c <injector config or its ConfigMap>, e.g. -c manifests/base/configmap.yaml\n')
         code = 1
       }
     })

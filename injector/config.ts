@@ -32,7 +32,11 @@ export const injectorConfigSchema = {
       default: { requests: { cpu: '10m', memory: '48Mi' }, limits: { memory: '128Mi' } },
     },
     refresh: { type: 'string', pattern: '^\\d+(\\.\\d+)?(ms|s|m|h)$', default: '30s' },
+    /** Default for sidekey.dev/sync-deadline: how long the first fetch of every required secret may take. */
+    syncDeadline: { type: 'string', pattern: '^\\d+(\\.\\d+)?(ms|s|m|h)$', default: '5m' },
     defaultMode: { enum: [...INJECT_MODES], default: 'sidecar' },
+    /** The workload check (POST /validate): `warn` answers with admission warnings, `deny` refuses the workload. */
+    workloadCheck: { enum: ['warn', 'deny'], default: 'warn' },
     /** false for API servers older than 1.29: `sidecar` then means `legacy`. */
     nativeSidecars: { type: 'boolean', default: true },
     listen: {
@@ -103,8 +107,10 @@ export interface InjectorConfig {
   readonly tmpfsSizeLimit: string
   readonly resources: { readonly requests?: Readonly<Record<string, string>>, readonly limits?: Readonly<Record<string, string>> }
   readonly refresh: string
+  readonly syncDeadline: string
   readonly defaultMode: InjectMode
   readonly nativeSidecars: boolean
+  readonly workloadCheck: 'warn' | 'deny'
   readonly listen: { readonly http: number, readonly grpc: number }
   readonly tokenExpirationSeconds: number
   readonly audiences: { readonly vault: string, readonly aws: string, readonly azure: string }
@@ -143,6 +149,7 @@ export function loadInjectorConfig (input: unknown): InjectorConfig {
   }
   if (stores.k8s === undefined) stores.k8s = { type: 'k8s' }
   parseDuration(doc.refresh, 'injector config.refresh')
+  parseDuration(doc.syncDeadline, 'injector config.syncDeadline')
   const names = new Set<string>()
   for (const [i, r] of (doc.policy as { rules: PolicyRule[] }).rules.entries()) {
     if (names.has(r.name)) throw configError(`injector config.policy.rules[${i}].name: "${r.name}" is used twice; rule names must be unique`, `policy.rules.${i}.name`)

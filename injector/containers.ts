@@ -1,6 +1,7 @@
 // The agent container(s) and the changes to the app containers.
 import type { V1Container, V1EnvVar, V1SecurityContext } from '@kubernetes/client-node'
-import { ENV_ADDR, ENV_CONFIG, ENV_TOKEN_FILE, TOKEN_DIR, TOKEN_FILE_NAME, VOLUME_SECRETS, VOLUME_TOKEN } from './annotations.js'
+import { parseDuration } from '../agent/duration.js'
+import { ENV_ADDR, ENV_CONFIG, ENV_TERMINATION_MESSAGE_PATH, ENV_TOKEN_FILE, TERMINATION_MESSAGE_PATH, TOKEN_DIR, TOKEN_FILE_NAME, VOLUME_SECRETS, VOLUME_TOKEN } from './annotations.js'
 import type { InjectorConfig } from './config.js'
 import type { InjectionSpec } from './spec.js'
 
@@ -18,6 +19,8 @@ export interface AgentContainerOptions {
   readonly nativeSidecar: boolean
   readonly identity: AgentIdentity
   readonly withToken: boolean
+  /** The opt-in metrics port (serving agents only). */
+  readonly metricsPort?: number
 }
 
 export function agentSecurityContext (identity: AgentIdentity): V1SecurityContext {
@@ -48,19 +51,23 @@ export function agentContainer (spec: InjectionSpec, config: InjectorConfig, o: 
       { name: 'SIDEKEY_ADDR', value: `http://127.0.0.1:${config.listen.http}` },
       { name: 'SIDEKEY_POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: 'SIDEKEY_POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+      // Where an init-only agent that gives up writes `<code>: <reason>`; the same path as terminationMessagePath.
+      { name: ENV_TERMINATION_MESSAGE_PATH, value: TERMINATION_MESSAGE_PATH },
     ],
     ...(o.nativeSidecar
       ? {
           restartPolicy: 'Always',
-          startupProbe: { exec: { command: [...config.probeCommand] }, periodSeconds: 1, timeoutSeconds: 2, failureThreshold: 300 },
+          startupProbe: { exec: { command: [...config.probeCommand] }, periodSeconds: 1, timeoutSeconds: 2, failureThreshold: Math.max(1, Math.ceil(parseDuration(spec.syncDeadline ?? config.syncDeadline, 'syncDeadline') / 1000)) },
         }
       : {}),
+    ...(o.metricsPort !== undefined ? { ports: [{ name: 'sidekey-metrics', containerPort: o.metricsPort, protocol: 'TCP' }] } : {}),
     resources,
     securityContext: agentSecurityContext(o.identity),
     volumeMounts: [
       { name: VOLUME_SECRETS, mountPath: spec.mountPath },
       ...(o.withToken ? [{ name: VOLUME_TOKEN, mountPath: TOKEN_DIR, readOnly: true }] : []),
     ],
+    terminationMessagePath: TERMINATION_MESSAGE_PATH,
     terminationMessagePolicy: 'FallbackToLogsOnError',
   }
 }

@@ -1,4 +1,5 @@
-// HTTPS server for the webhook: POST /mutate, /healthz, /readyz, /metrics.
+// HTTPS server for the webhook: POST /mutate (pods), POST /validate (the
+// pod templates of workloads), /healthz, /readyz, /metrics.
 // Thin on purpose: read a bounded body, call review(), write the answer.
 // The serving certificate is re-read when its files change (cert-manager
 // rotates them) and swapped in with setSecureContext, without a restart.
@@ -11,7 +12,7 @@ import { createSecureContext } from 'node:tls'
 import { Counter, Histogram, Registry } from 'prom-client'
 import { pino, type Logger } from 'pino'
 import type { InjectorConfig } from './config.js'
-import { review } from './admission.js'
+import { review, reviewWorkload, type ReviewResult } from './admission.js'
 
 export const DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024
 
@@ -74,7 +75,7 @@ export async function startInjectorServer (opts: InjectorServerOptions): Promise
   const first = readTls()
   tlsDigest = first.digest
 
-  const onMutate = (req: IncomingMessage, res: ServerResponse): void => {
+  const onReview = (req: IncomingMessage, res: ServerResponse, decide: (body: unknown) => ReviewResult): void => {
     const started = process.hrtime.bigint()
     const declared = Number(req.headers['content-length'] ?? '0')
     if (Number.isFinite(declared) && declared > maxBody) {
@@ -110,13 +111,16 @@ export async function startInjectorServer (opts: InjectorServerOptions): Promise
         sendJson(res, 400, { code: 'SIDEKEY_E_ADMISSION', message: 'the body is not JSON; send an admission.k8s.io/v1 AdmissionReview' })
         return
       }
-      const r = review(body, opts.config)
+      const r = decide(body)
       sendJson(res, r.httpStatus, r.body)
       const outcome = r.outcome.replace(/-/g, '_')
       m.admissions.inc({ outcome })
       m.duration.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9)
       if (r.rule !== undefined) m.denials.inc({ rule: r.rule })
-      if (r.outcome === 'denied' || r.outcome === 'error' || r.outcome === 'malformed') {
+      if (r.outcome === 'warned') {
+        const resp = 'response' in r.body ? r.body.response : undefined
+        log.info({ uid: resp?.uid, namespace: r.namespace, outcome: r.outcome, rule: r.rule, dryRun: r.dryRun, warning: resp?.warnings?.[0] }, 'workload check warned')
+      } else if (r.outcome === 'denied' || r.outcome === 'error' || r.outcome === 'malformed') {
         const resp = 'response' in r.body ? r.body.response : undefined
         log.warn({ uid: resp?.uid, namespace: r.namespace, outcome: r.outcome, rule: r.rule, dryRun: r.dryRun, message: resp?.status?.message ?? ('message' in r.body ? r.body.message : undefined) }, 'admission refused')
       } else if (r.outcome === 'injected') {
@@ -128,9 +132,9 @@ export async function startInjectorServer (opts: InjectorServerOptions): Promise
   const server: Server = createServer({ cert: first.cert, key: first.key, minVersion: 'TLSv1.2' }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0]
     try {
-      if (path === '/mutate') {
-        if (req.method !== 'POST') { sendJson(res, 405, { code: 'SIDEKEY_E_ADMISSION', message: 'POST an AdmissionReview to /mutate' }); req.resume(); return }
-        onMutate(req, res)
+      if (path === '/mutate' || path === '/validate') {
+        if (req.method !== 'POST') { sendJson(res, 405, { code: 'SIDEKEY_E_ADMISSION', message: `POST an AdmissionReview to ${path}` }); req.resume(); return }
+        onReview(req, res, path === '/mutate' ? (b) => review(b, opts.config) : (b) => reviewWorkload(b, opts.config))
         return
       }
       req.resume()

@@ -4,22 +4,31 @@
 import type { V1Container, V1Pod } from '@kubernetes/client-node'
 import { SidekeyError } from '../agent/errors.js'
 import {
-  ANN_CONTAINERS, ANN_ON_CHANGE, ANN_STATUS, CONTAINER_AGENT, CONTAINER_AGENT_INIT, LABEL_INJECT, STATUS_INJECTED,
+  ANN_CONTAINERS, ANN_MODE_PREFIX, ANN_ON_CHANGE, ANN_STATUS, CONTAINER_AGENT, CONTAINER_AGENT_INIT, LABEL_INJECT, STATUS_INJECTED,
   VOLUME_SECRETS, VOLUME_TOKEN,
 } from './annotations.js'
 import type { InjectorConfig } from './config.js'
 import { agentConfigJson, type PodFacts } from './agent-config.js'
 import { agentContainer, withSecrets, type AgentIdentity } from './containers.js'
+import { MESH_EXCLUDE_PORTS, infrastructureOf, meshesOf, mergePorts } from './infrastructure.js'
 import { checkPolicy } from './policy.js'
 import { annotationError, buildSpec, type InjectionSpec } from './spec.js'
 import { secretsVolume, tokenVolume } from './volumes.js'
 
 export type Outcome = 'injected' | 'skipped' | 'already-injected'
 
+/** A container that did not get the secrets by default, and why. */
+export interface LeftOut {
+  readonly name: string
+  readonly reason: string
+}
+
 export interface MutateResult {
   readonly outcome: Outcome
   readonly pod: V1Pod
   readonly spec?: InjectionSpec
+  /** Containers left out by the default choice (empty when sidekey.dev/containers names them). */
+  readonly leftOut?: readonly LeftOut[]
 }
 
 export function isSelected (pod: V1Pod): boolean {
@@ -32,6 +41,42 @@ export function isInjected (pod: V1Pod): boolean {
 
 function conflict (what: string, name: string): SidekeyError {
   return new SidekeyError('SIDEKEY_E_CONFLICT', `the pod already has a ${what} named "${name}", which Sidekey injects; rename it (Sidekey never overwrites it)`, { name })
+}
+
+/** TCP ports the agent's stores talk to (the in-cluster API server is 443 behind its Service). */
+export function backendPorts (spec: InjectionSpec): number[] {
+  const out = new Set<number>()
+  const portOf = (url: unknown, fallback: number): number => {
+    if (typeof url !== 'string') return fallback
+    try {
+      const u = new URL(url)
+      return u.port !== '' ? Number(u.port) : u.protocol === 'http:' ? 80 : 443
+    } catch {
+      return fallback
+    }
+  }
+  for (const s of Object.values(spec.stores)) {
+    const c = s as Record<string, unknown>
+    switch (s.type) {
+      case 'vault': out.add(portOf(c.address, 8200)); break
+      case 'aws': out.add(portOf(c.endpoint, 443)); out.add(portOf(c.stsEndpoint, 443)); break
+      case 'azure': out.add(portOf(c.vaultUrl, 443)); out.add(portOf(c.authorityHost, 443)); break
+      case 'k8s': out.add(portOf(c.server, 443)); break
+      default: break
+    }
+  }
+  return [...out].sort((a, b) => a - b)
+}
+
+/** The same spec with `initContainers` right before `containers`, the order they run in (and kubectl prints). */
+function orderedSpec (s: NonNullable<V1Pod['spec']>): NonNullable<V1Pod['spec']> {
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(s)) {
+    if (k === 'initContainers') continue
+    if (k === 'containers') out.initContainers = s.initContainers
+    out[k] = v
+  }
+  return out as unknown as NonNullable<V1Pod['spec']>
 }
 
 /** Decides what to do with one pod; `namespace` is the admission request's namespace. */
@@ -52,10 +97,37 @@ export function mutatePod (pod: V1Pod, config: InjectorConfig, namespace: string
   for (const c of [...containers, ...initContainers, ...(podSpec.ephemeralContainers ?? [])]) {
     if (c.name === CONTAINER_AGENT || c.name === CONTAINER_AGENT_INIT) throw conflict('container', c.name)
   }
-  const chosen = new Set(spec.containers ?? [...containers, ...initContainers].map((c) => c.name))
-  for (const name of chosen) {
-    if (!containers.some((c) => c.name === name) && !initContainers.some((c) => c.name === name)) {
-      throw annotationError(ANN_CONTAINERS, `names "${name}", which is not a container or init container of this pod (it has: ${[...containers, ...initContainers].map((c) => c.name).join(', ')})`)
+  // The agent goes first, so the app's init containers can read the secrets,
+  // except after a mesh proxy that is itself a native sidecar: then the
+  // agent's backend calls go through a proxy that is already running. The
+  // init containers before the agent (the mesh's own) could not read them.
+  let agentAt = 0
+  initContainers.forEach((c, i) => { if (infrastructureOf(c.name)?.proxy === true && c.restartPolicy === 'Always') agentAt = i + 1 })
+  // A mesh whose proxy is not (yet) a native sidecar: redirection may be
+  // active before the proxy runs (istio-cni, linkerd-cni), and the proxy
+  // starts only after the agent is ready. The agent's backend ports bypass
+  // the proxy instead, through the mesh's own annotation.
+  const meshes = agentAt === 0
+    ? meshesOf({ annotations: pod.metadata?.annotations ?? {}, labels: pod.metadata?.labels ?? {}, names: [...initContainers, ...containers].map((c) => c.name) })
+    : []
+  const beforeAgent = new Set(initContainers.slice(0, agentAt).map((c) => c.name))
+  const leftOut: LeftOut[] = []
+  let chosen: Set<string>
+  if (spec.containers === null) {
+    chosen = new Set()
+    for (const c of [...initContainers, ...containers]) {
+      const infra = infrastructureOf(c.name)
+      if (infra !== undefined) leftOut.push({ name: c.name, reason: `infrastructure (${infra.owner})` })
+      else if (beforeAgent.has(c.name)) leftOut.push({ name: c.name, reason: 'init container that runs before the agent' })
+      else chosen.add(c.name)
+    }
+  } else {
+    chosen = new Set(spec.containers)
+    for (const name of chosen) {
+      if (!containers.some((c) => c.name === name) && !initContainers.some((c) => c.name === name)) {
+        throw annotationError(ANN_CONTAINERS, `names "${name}", which is not a container or init container of this pod (it has: ${[...containers, ...initContainers].map((c) => c.name).join(', ')})`)
+      }
+      if (beforeAgent.has(name)) throw annotationError(ANN_CONTAINERS, `names init container "${name}", which runs before the agent and would find no secrets; remove it from the list`)
     }
   }
   for (const c of [...containers, ...initContainers]) {
@@ -81,37 +153,67 @@ export function mutatePod (pod: V1Pod, config: InjectorConfig, namespace: string
       : {}),
   }
 
+  // A mode without "other" read must still let every chosen container read:
+  // group read needs the pod's fsGroup, owner-only read needs the same uid.
+  const ownerUid = podUid ?? config.agentUser
+  for (const s of spec.secrets) {
+    if (s.mode === undefined) continue
+    const bits = parseInt(s.mode, 8)
+    if ((bits & 0o004) !== 0 || ((bits & 0o040) !== 0 && sc.fsGroup !== undefined)) continue
+    const reader = [...containers, ...initContainers].find((c) => chosen.has(c.name) && (c.securityContext?.runAsUser ?? sc.runAsUser) !== ownerUid)
+    if (reader === undefined) continue
+    const uid = reader.securityContext?.runAsUser ?? sc.runAsUser
+    throw annotationError(ANN_MODE_PREFIX + s.name, `${s.mode} lets only ${(bits & 0o040) !== 0 ? 'the owner and group' : 'the owner'} read, but container "${reader.name}" runs as ${uid === undefined ? 'the image\'s user' : `uid ${uid}`} and the files are owned by uid ${ownerUid}${sc.fsGroup === undefined ? ' with no fsGroup' : ''}; use 0444, set spec.securityContext.fsGroup with 0440, or run the pod as uid ${ownerUid}`)
+  }
+
   const tokenVol = tokenVolume(spec, config)
   const withToken = tokenVol !== null
   const serving = spec.mode !== 'init-only'
   const env = { addr: serving, tokenFile: serving }
   const patchApp = (c: V1Container): V1Container => chosen.has(c.name) ? withSecrets(c, spec, config, env) : c
 
+  const serves = spec.mode !== 'init-only'
+  const metricsOpt = spec.metricsPort !== undefined && serves ? { metricsPort: spec.metricsPort } : {}
+  // Prometheus' kubernetes_sd pod role reads these; an app that already
+  // declares its own scrape target keeps it (the port is also named sidekey-metrics for a PodMonitor).
+  const scrape: Record<string, string> = {}
+  const own = pod.metadata?.annotations ?? {}
+  if (spec.metricsPort !== undefined && serves && own['prometheus.io/scrape'] === undefined && own['prometheus.io/port'] === undefined) {
+    scrape['prometheus.io/scrape'] = 'true'
+    scrape['prometheus.io/port'] = String(spec.metricsPort)
+    scrape['prometheus.io/path'] = '/metrics'
+  }
   let newInit: V1Container[]
   let newContainers: V1Container[] = containers.map(patchApp)
   if (spec.mode === 'sidecar') {
-    const agent = agentContainer(spec, config, { name: CONTAINER_AGENT, configJson: agentConfigJson(spec, config, facts, false), nativeSidecar: true, identity, withToken })
-    newInit = [agent, ...initContainers.map(patchApp)]
+    const agent = agentContainer(spec, config, { name: CONTAINER_AGENT, configJson: agentConfigJson(spec, config, facts, false), nativeSidecar: true, identity, withToken, ...metricsOpt })
+    newInit = [...initContainers.slice(0, agentAt), agent, ...initContainers.slice(agentAt).map(patchApp)]
   } else {
     const json = agentConfigJson(spec, config, facts, true)
     const init = agentContainer(spec, config, { name: CONTAINER_AGENT_INIT, configJson: json, nativeSidecar: false, identity, withToken })
-    newInit = [init, ...initContainers.map(patchApp)]
+    newInit = [...initContainers.slice(0, agentAt), init, ...initContainers.slice(agentAt).map(patchApp)]
     if (spec.mode === 'legacy') {
-      const sidecar = agentContainer(spec, config, { name: CONTAINER_AGENT, configJson: agentConfigJson(spec, config, facts, false), nativeSidecar: false, identity, withToken })
+      const sidecar = agentContainer(spec, config, { name: CONTAINER_AGENT, configJson: agentConfigJson(spec, config, facts, false), nativeSidecar: false, identity, withToken, ...metricsOpt })
       newContainers = [...newContainers, sidecar]
     }
   }
 
+  const meshAnnotations: Record<string, string> = {}
+  const ports = backendPorts(spec)
+  for (const m of meshes) {
+    if (ports.length > 0) meshAnnotations[MESH_EXCLUDE_PORTS[m]] = mergePorts(pod.metadata?.annotations?.[MESH_EXCLUDE_PORTS[m]], ports)
+  }
+
   const mutated: V1Pod = {
     ...pod,
-    metadata: { ...pod.metadata, annotations: { ...pod.metadata?.annotations, [ANN_STATUS]: STATUS_INJECTED } },
-    spec: {
+    metadata: { ...pod.metadata, annotations: { ...pod.metadata?.annotations, ...meshAnnotations, ...scrape, [ANN_STATUS]: STATUS_INJECTED } },
+    spec: orderedSpec({
       ...podSpec,
       ...(spec.needsSharedPid ? { shareProcessNamespace: true } : {}),
       initContainers: newInit,
       containers: newContainers,
       volumes: [...volumes, secretsVolume(config), ...(tokenVol !== null ? [tokenVol] : [])],
-    },
+    }),
   }
-  return { outcome: 'injected', pod: mutated, spec }
+  return { outcome: 'injected', pod: mutated, spec, leftOut }
 }

@@ -7,10 +7,11 @@ import { SidekeyError, isSidekeyError } from '../agent/errors.js'
 import { parseRef, type SecretRef } from '../agent/reference.js'
 import { parseTemplate } from '../agent/template.js'
 import { parseDuration } from '../agent/duration.js'
+import { modeProblem } from '../agent/file-mode.js'
 import { onChangeSchema, type StoreConfig } from '../agent/config/schema.js'
 import {
   ANN_CONTAINERS, ANN_FORMAT_PREFIX, ANN_INJECT_MODE, ANN_MODE_PREFIX, ANN_MOUNT_PATH, ANN_ON_CHANGE, ANN_OPTIONAL_PREFIX,
-  ANN_REFRESH, ANN_ROLE, ANN_SECRET_PREFIX, ANN_STORE_PREFIX, ANN_TEMPLATE_PREFIX, EXACT_KEYS, INJECT_MODES, NAMED_PREFIXES,
+  ANN_METRICS_PORT, ANN_REFRESH, ANN_ROLE, ANN_SYNC_DEADLINE, ANN_SECRET_PREFIX, ANN_STORE_PREFIX, ANN_TEMPLATE_PREFIX, EXACT_KEYS, INJECT_MODES, NAMED_PREFIXES,
   PREFIX, TOKEN_DIR, type InjectMode,
 } from './annotations.js'
 import type { InjectorConfig } from './config.js'
@@ -42,10 +43,14 @@ export interface InjectionSpec {
   readonly mountPath: string
   readonly secrets: readonly SecretEntry[]
   readonly refresh?: string
+  /** sidekey.dev/metrics-port: the opt-in metrics listener on the pod IP. */
+  readonly metricsPort?: number
+  /** sidekey.dev/sync-deadline, when set. */
+  readonly syncDeadline?: string
   readonly onChange: readonly string[]
   /** A `signal:` hook needs the pod to share its process namespace. */
   readonly needsSharedPid: boolean
-  /** null: every container and init container. */
+  /** null: the default choice (application containers; see injector/infrastructure.ts). */
   readonly containers: readonly string[] | null
   /** The stores the secrets use, as the agent will receive them (k8s namespace is added per pod). */
   readonly stores: Readonly<Record<string, StoreConfig>>
@@ -98,14 +103,14 @@ function wrap (annotation: string, value: string, err: unknown): SidekeyError {
   return annotationError(annotation, text, { reason: err.code })
 }
 
-function durationOf (annotation: string, value: string): string {
+function durationOf (annotation: string, value: string, min = MIN_REFRESH_MS, max = MAX_REFRESH_MS, range = 'between 1s and 24h'): string {
   let ms: number
   try {
     ms = parseDuration(value, annotation)
   } catch {
     throw annotationError(annotation, 'is not a duration; write it like 30s, 5m or 1h')
   }
-  if (ms < MIN_REFRESH_MS || ms > MAX_REFRESH_MS) throw annotationError(annotation, 'must be between 1s and 24h')
+  if (ms < min || ms > max) throw annotationError(annotation, `must be ${range}`)
   return value.trim()
 }
 
@@ -196,7 +201,8 @@ export function buildSpec (annotations: Readonly<Record<string, string>> | undef
       if (p.template !== undefined) throw annotationError(ANN_FORMAT_PREFIX + name, 'applies to secret-<name> only; a template already is the file content')
       format = p.format as Format
     }
-    if (p.mode !== undefined && !/^0?[0-7]{3}$/.test(p.mode)) throw annotationError(ANN_MODE_PREFIX + name, 'must be an octal file mode such as 0440')
+    const badMode = p.mode !== undefined ? modeProblem(p.mode) : undefined
+    if (badMode !== undefined) throw annotationError(ANN_MODE_PREFIX + name, badMode)
     if (p.optional !== undefined && p.optional !== 'true' && p.optional !== 'false') throw annotationError(ANN_OPTIONAL_PREFIX + name, 'must be "true" or "false"')
     secrets.push(Object.freeze({
       name,
@@ -285,6 +291,19 @@ export function buildSpec (annotations: Readonly<Record<string, string>> | undef
   const rawRefresh = ann[ANN_REFRESH]
   const refresh = rawRefresh !== undefined ? durationOf(ANN_REFRESH, rawRefresh) : undefined
 
+  const rawDeadline = ann[ANN_SYNC_DEADLINE]
+  const syncDeadline = rawDeadline !== undefined ? durationOf(ANN_SYNC_DEADLINE, rawDeadline, 10_000, MAX_REFRESH_MS, 'between 10s and 24h') : undefined
+
+  const rawMetrics = ann[ANN_METRICS_PORT]
+  let metricsPort: number | undefined
+  if (rawMetrics !== undefined) {
+    const n = /^\d{1,5}$/.test(rawMetrics.trim()) ? Number(rawMetrics.trim()) : NaN
+    if (!Number.isInteger(n) || n < 1024 || n > 65535) throw annotationError(ANN_METRICS_PORT, 'must be a port number between 1024 and 65535, e.g. "9102"')
+    if (n === config.listen.http || n === config.listen.grpc) throw annotationError(ANN_METRICS_PORT, `${n} is the agent's local ${n === config.listen.http ? 'HTTP' : 'gRPC'} port; pick another, e.g. "9102"`)
+    if (mode === 'init-only') throw annotationError(ANN_METRICS_PORT, 'has no effect with inject-mode init-only (the agent exits after the first fetch); remove it or use sidecar')
+    metricsPort = n
+  }
+
   const onChange: string[] = []
   const rawHooks = ann[ANN_ON_CHANGE]
   if (rawHooks !== undefined) {
@@ -314,6 +333,8 @@ export function buildSpec (annotations: Readonly<Record<string, string>> | undef
     mountPath,
     secrets: Object.freeze(secrets),
     ...(refresh !== undefined ? { refresh } : {}),
+    ...(syncDeadline !== undefined ? { syncDeadline } : {}),
+    ...(metricsPort !== undefined ? { metricsPort } : {}),
     onChange: Object.freeze(onChange),
     needsSharedPid: onChange.some((h) => h.startsWith('signal:')),
     containers: containers === null ? null : Object.freeze(containers),

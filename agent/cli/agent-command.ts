@@ -1,11 +1,13 @@
 // `sidekey agent --config FILE` (or env SIDEKEY_CONFIG): run the agent until
 // SIGTERM; with exitAfterSync (init-only), write once and exit.
+import { resolve } from 'node:path'
 import { Command } from 'commander'
 import { loadConfig, loadConfigFile, parseJson, type AgentConfig } from '../config/load.js'
 import { SidekeyError } from '../errors.js'
-import { createLogger } from '../logger.js'
+import { createAuditLogger, createLogger } from '../logger.js'
 import { startAgent } from '../agent.js'
 import { seedDemo } from './demo.js'
+import { DEFAULT_TERMINATION_MESSAGE_PATH, awaitInitialSync, writeTerminationMessage } from '../init-sync.js'
 
 export async function main (argv: string[]): Promise<number> {
   const cmd = new Command('sidekey agent')
@@ -23,7 +25,7 @@ export async function main (argv: string[]): Promise<number> {
 
   const logger = createLogger(config.logLevel)
   if (opts.localDemo === true) seedDemo(config, logger)
-  const agent = await startAgent(config, { logger })
+  const agent = await startAgent(config, { logger, auditLogger: createAuditLogger(config.logLevel) })
 
   let stopping = false
   const stop = async (signal: string): Promise<void> => {
@@ -31,6 +33,11 @@ export async function main (argv: string[]): Promise<number> {
     stopping = true
     logger.info({ signal }, 'stopping')
     await agent.close()
+    // init-only keeps its files: the app starts after the agent exits.
+    if ((config.removeOnExit || opts.localDemo === true) && !config.exitAfterSync) {
+      await agent.removeFiles()
+      logger.info({ dir: config.dir }, 'removed the secret files (local run)')
+    }
   }
   process.once('SIGTERM', () => { void stop('SIGTERM') })
   process.once('SIGINT', () => { void stop('SIGINT') })
@@ -42,6 +49,7 @@ export async function main (argv: string[]): Promise<number> {
       '',
       `sidekey agent is serving ${config.secrets.length} secret(s) from the local store on http://127.0.0.1:${agent.httpPort}`,
       `  files:   ${config.dir}/`,
+      `  env:     export SIDEKEY_ADDR=http://127.0.0.1:${agent.httpPort} SIDEKEY_TOKEN_FILE=${resolve(config.tokenFile)}`,
       '  fetch:   curl -H "X-Sidekey-Token: $(cat ' + config.tokenFile + ')" http://127.0.0.1:' + agent.httpPort + '/v1/secrets/' + name,
       `  list:    curl -H "X-Sidekey-Token: $(cat ${config.tokenFile})" http://127.0.0.1:${agent.httpPort}/v1/secrets`,
       `  rotate:  printf '{"api_key":"sk-rotated"}' | node dist/bin/sidekey.js local put ${config.secrets[0]?.ref?.path ?? name} --dev --store ${(config.stores.local as { path?: string } | undefined)?.path ?? ''}`,
@@ -50,10 +58,15 @@ export async function main (argv: string[]): Promise<number> {
     ].join('\n'))
   }
   if (config.exitAfterSync) {
-    // init-only: every required secret must be on disk before the Job's app starts.
-    while (!agent.store.ready && !stopping) await new Promise((resolve) => setTimeout(resolve, 200))
+    // init-only: every required secret must be on disk before the Job's app
+    // starts, within the deadline; otherwise exit 1 with the code, also in the
+    // termination message (the injector points this env at terminationMessagePath).
+    const failure = await awaitInitialSync(agent.store, config.syncDeadlineMs, () => stopping)
     await stop('exitAfterSync')
-    return agent.store.ready ? 0 : 1
+    if (failure === undefined) return 0
+    logger.error({ code: failure.code, err: failure.message }, 'init-only sync failed')
+    writeTerminationMessage(failure, process.env.SIDEKEY_TERMINATION_MESSAGE_PATH ?? DEFAULT_TERMINATION_MESSAGE_PATH)
+    throw failure
   }
   await new Promise<void>((resolve) => {
     const t = setInterval(() => { if (stopping) { clearInterval(t); resolve() } }, 200)

@@ -10,6 +10,46 @@ function env (name: string, fallback?: string): string {
   return v
 }
 
+/** `127.0.0.1:8099` works as well as `http://127.0.0.1:8099`; anything else names the variable. */
+export function normalizeAddr (raw: string): string {
+  const v = raw.trim().replace(/\/+$/, '')
+  const withScheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(v) ? v : `http://${v}`
+  let u: URL
+  try {
+    u = new URL(withScheme)
+  } catch {
+    throw new SidekeyError('SIDEKEY_E_CLIENT', 'SIDEKEY_ADDR is not an address; set it like http://127.0.0.1:8099')
+  }
+  if (u.protocol !== 'http:' || u.pathname !== '/' || u.search !== '' || u.username !== '') {
+    throw new SidekeyError('SIDEKEY_E_CLIENT', `SIDEKEY_ADDR must be http://<host>:<port> with no path (the agent serves plain HTTP on 127.0.0.1); got scheme ${u.protocol.replace(/:$/, '')}${u.pathname !== '/' ? ' and a path' : ''}`)
+  }
+  return `http://${u.host}`
+}
+
+const MAX_REASONS = 10
+const MAX_REASON_CHARS = 300
+
+/** `missing: <name> (<CODE>: <message>)`, one line per secret, bounded (events hold about 1 KiB). */
+export function readyReasons (body: string): string {
+  let doc: { missing?: unknown, errors?: unknown }
+  try {
+    doc = JSON.parse(body) as typeof doc
+  } catch {
+    return 'not ready (the agent answered something that is not JSON)\n'
+  }
+  const missing = Array.isArray(doc.missing) ? doc.missing.filter((n): n is string => typeof n === 'string') : []
+  const errors = (doc.errors !== null && typeof doc.errors === 'object' ? doc.errors : {}) as Record<string, { code?: unknown, message?: unknown } | undefined>
+  if (missing.length === 0) return 'not ready\n'
+  const lines = missing.slice(0, MAX_REASONS).map((name) => {
+    const e = errors[name]
+    if (e === undefined || typeof e.code !== 'string') return `missing: ${name} (not fetched yet)`
+    const msg = typeof e.message === 'string' ? e.message : ''
+    return `missing: ${name} (${e.code}: ${msg.length > MAX_REASON_CHARS ? msg.slice(0, MAX_REASON_CHARS) + '…' : msg})`
+  })
+  if (missing.length > MAX_REASONS) lines.push(`... and ${missing.length - MAX_REASONS} more`)
+  return lines.join('\n') + '\n'
+}
+
 export async function main (argv: string[]): Promise<number> {
   const cmd = new Command('sidekey get')
     .argument('[name]', 'secret name')
@@ -20,7 +60,7 @@ export async function main (argv: string[]): Promise<number> {
     .exitOverride()
   cmd.parse(argv, { from: 'user' })
   const o = cmd.opts<{ wait?: string | boolean, ifNoneMatch?: string, ready?: boolean, list?: boolean }>()
-  const addr = env('SIDEKEY_ADDR', o.ready === true ? 'http://127.0.0.1:8099' : undefined).replace(/\/$/, '')
+  const addr = normalizeAddr(env('SIDEKEY_ADDR', o.ready === true ? 'http://127.0.0.1:8099' : undefined))
   const call = async (path: string, headers: Record<string, string> = {}): Promise<Response> => {
     try {
       return await fetch(addr + path, { headers, signal: AbortSignal.timeout(o.wait !== undefined ? 330_000 : 10_000) })
@@ -30,8 +70,11 @@ export async function main (argv: string[]): Promise<number> {
   }
   if (o.ready === true) {
     const res = await call('/ready')
-    await res.arrayBuffer()
-    return res.status === 200 ? 0 : 1
+    const text = await res.text()
+    if (res.status === 200) return 0
+    // The kubelet copies a failing probe's output into the pod's events: say why.
+    process.stdout.write(readyReasons(text))
+    return 1
   }
   const token = readFileSync(env('SIDEKEY_TOKEN_FILE'), 'utf8').trim()
   const auth = { 'x-sidekey-token': token }

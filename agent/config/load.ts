@@ -7,6 +7,7 @@ import { Ajv, type ErrorObject } from 'ajv'
 import { SidekeyError, isSidekeyError } from '../errors.js'
 import { parseRef, DEFAULT_STORES, type SecretRef } from '../reference.js'
 import { parseDuration } from '../duration.js'
+import { modeProblem } from '../file-mode.js'
 import { parseTemplate, type ParsedTemplate } from '../template.js'
 import { agentConfigSchema, storeSchemas, type AgentConfigInput, type StoreConfig, type StoreType } from './schema.js'
 
@@ -31,7 +32,7 @@ export type OnChangeSpec =
 export interface AgentConfig {
   readonly secrets: readonly SecretSpec[]
   readonly dir: string
-  readonly listen: { readonly host: '127.0.0.1', readonly http: number, readonly grpc: number, readonly grpcEnabled: boolean }
+  readonly listen: { readonly host: '127.0.0.1', readonly http: number, readonly grpc: number, readonly grpcEnabled: boolean, readonly metrics?: number }
   readonly tokenFile: string
   readonly refreshMs: number
   readonly jitter: number
@@ -40,6 +41,8 @@ export interface AgentConfig {
   readonly stores: Readonly<Record<string, StoreConfig>>
   readonly maxValueBytes: number
   readonly exitAfterSync: boolean
+  readonly syncDeadlineMs: number
+  readonly removeOnExit: boolean
   readonly logLevel: string
   readonly fileOwner?: { readonly uid?: number, readonly gid?: number }
 }
@@ -101,7 +104,7 @@ export function loadConfig (input: unknown): AgentConfig {
   }
   const doc = structuredClone(input) as AgentConfigInput
   if (!validateTop(doc)) throw configError(describeAjvError('config', validateTop.errors?.[0]), validateTop.errors?.[0]?.instancePath ?? '')
-  const d = doc as Required<AgentConfigInput> & { listen: { http: number, grpc: number, grpcEnabled: boolean }, backoff: { initial: string, max: string } }
+  const d = doc as Required<AgentConfigInput> & { listen: { http: number, grpc: number, grpcEnabled: boolean, metrics?: number }, backoff: { initial: string, max: string } }
 
   const stores: Record<string, StoreConfig> = {}
   for (const [name, s] of Object.entries(d.stores ?? {})) stores[name] = validateStoreConfig(name, s)
@@ -130,6 +133,8 @@ export function loadConfig (input: unknown): AgentConfig {
       stores[r.store] = def
     }
     const defaultMode = d.fileOwner?.gid !== undefined ? 0o440 : 0o444
+    const badMode = s.mode !== undefined ? modeProblem(s.mode) : undefined
+    if (badMode !== undefined) throw configError(`${field}.mode: "${s.mode ?? ''}" ${badMode}`, `secrets.${i}.mode`)
     return Object.freeze({
       name: s.name,
       ...(ref !== undefined ? { ref } : {}),
@@ -145,7 +150,7 @@ export function loadConfig (input: unknown): AgentConfig {
   const cfg: AgentConfig = {
     secrets: Object.freeze(secrets),
     dir: d.dir,
-    listen: Object.freeze({ host: '127.0.0.1', http: d.listen.http, grpc: d.listen.grpc, grpcEnabled: d.listen.grpcEnabled }),
+    listen: Object.freeze({ host: '127.0.0.1', http: d.listen.http, grpc: d.listen.grpc, grpcEnabled: d.listen.grpcEnabled, ...(d.listen.metrics !== undefined ? { metrics: d.listen.metrics } : {}) }),
     tokenFile: d.tokenFile ?? join(d.dir, '..', 'sidekey-token'),
     refreshMs: parseDuration(d.refresh, 'config.refresh'),
     jitter: d.jitter,
@@ -154,6 +159,8 @@ export function loadConfig (input: unknown): AgentConfig {
     stores: Object.freeze(stores),
     maxValueBytes: d.maxValueBytes,
     exitAfterSync: d.exitAfterSync,
+    removeOnExit: d.removeOnExit,
+    syncDeadlineMs: parseDuration(d.syncDeadline, 'config.syncDeadline'),
     logLevel: d.logLevel,
     ...(d.fileOwner !== undefined ? { fileOwner: Object.freeze({ ...d.fileOwner }) } : {}),
   }

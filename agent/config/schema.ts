@@ -139,6 +139,8 @@ export const agentConfigSchema = {
         grpc: { ...port, default: 8098 },
         /** Disables the gRPC server (`false`). */
         grpcEnabled: { type: 'boolean', default: true },
+        /** Opt-in: serve GET /metrics (only) on this port of every interface (the pod IP), without a token, for Prometheus. */
+        metrics: { type: 'integer', minimum: 1, maximum: 65535 },
       },
     },
     tokenFile: path,
@@ -167,6 +169,10 @@ export const agentConfigSchema = {
     maxValueBytes: { type: 'integer', minimum: 1, maximum: 16777216, default: 1048576 },
     /** init-only mode: write every secret once, then exit 0 (Jobs). */
     exitAfterSync: { type: 'boolean', default: false },
+    /** Local runs: remove the written secret files when the agent stops (Ctrl-C), so no plaintext stays on disk. */
+    removeOnExit: { type: 'boolean', default: false },
+    /** With exitAfterSync: give up (exit 1, reason in the termination message) when the secrets are not all fetched within this. */
+    syncDeadline: { ...duration, default: '5m' },
     logLevel: { enum: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], default: 'info' },
     /** Owner applied to written files (the pod's runAsUser / fsGroup); numeric ids. */
     fileOwner: {

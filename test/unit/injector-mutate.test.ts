@@ -103,21 +103,22 @@ t.test('the patch of a minimal pod, operation by operation', async (t) => {
   const p = pod({ 'sidekey.dev/secret-openai': 'k8s:openai#key' })
   const r = mutatePod(p, cfg, 'team-a')
   const ops = createPatch(p, r.pod)
+  // initContainers sit before containers (the order they run in, and kubectl's).
   t.same(ops.map((o) => [o.op, o.path]), [
     ['add', '/metadata/annotations/sidekey.dev~1status'],
+    ['add', '/spec/initContainers'],
     ['add', '/spec/containers/0/env'],
     ['add', '/spec/containers/0/volumeMounts'],
-    ['add', '/spec/initContainers'],
     ['add', '/spec/volumes'],
   ])
   t.same((ops[0] as { value: unknown }).value, 'injected')
-  t.same((ops[1] as { value: unknown }).value, [{ name: 'SIDEKEY_ADDR', value: 'http://127.0.0.1:8099' }, { name: 'SIDEKEY_TOKEN_FILE', value: '/var/run/secrets/sidekey/.sidekey-token' }])
-  t.same((ops[2] as { value: unknown }).value, [{ name: 'sidekey-secrets', mountPath: '/var/run/secrets/sidekey', readOnly: true }])
+  t.same((ops[2] as { value: unknown }).value, [{ name: 'SIDEKEY_ADDR', value: 'http://127.0.0.1:8099' }, { name: 'SIDEKEY_TOKEN_FILE', value: '/var/run/secrets/sidekey/.sidekey-token' }])
+  t.same((ops[3] as { value: unknown }).value, [{ name: 'sidekey-secrets', mountPath: '/var/run/secrets/sidekey', readOnly: true }])
   t.same((ops[4] as { value: unknown }).value, [
     { name: 'sidekey-secrets', emptyDir: { medium: 'Memory', sizeLimit: '8Mi' } },
     { name: 'sidekey-token', projected: { sources: [{ serviceAccountToken: { path: 'k8s', expirationSeconds: 600 } }, { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } }] } },
   ])
-  const agent = ((ops[3] as { value: V1Container[] }).value)[0]!
+  const agent = ((ops[1] as { value: V1Container[] }).value)[0]!
   t.equal(agent.restartPolicy, 'Always')
   t.same(agent.startupProbe?.exec?.command, ['sidekey', 'get', '--ready'])
   t.same(agent.securityContext?.runAsUser, 65532)
@@ -136,12 +137,12 @@ t.test('existing init containers: the agent is inserted at index 0, others shift
   const ops = createPatch(p, mutatePod(p, cfg, 'team-a').pod)
   t.same(ops.map((o) => [o.op, o.path]), [
     ['add', '/metadata/annotations/sidekey.dev~1status'],
-    ['add', '/spec/containers/0/env'],
-    ['add', '/spec/containers/0/volumeMounts'],
     ['add', '/spec/initContainers/0'],
     ['add', '/spec/initContainers/1/env/1'],
     ['add', '/spec/initContainers/1/env/2'],
     ['add', '/spec/initContainers/1/volumeMounts'],
+    ['add', '/spec/containers/0/env'],
+    ['add', '/spec/containers/0/volumeMounts'],
     ['add', '/spec/volumes/1'],
     ['add', '/spec/volumes/2'],
   ])
