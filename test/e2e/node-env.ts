@@ -19,8 +19,12 @@ export const SYSTEM_NS = 'sidekey-system'
 /** Builds the image from the Dockerfile (cached by scripts/image) and imports it into the node's containerd. */
 export async function importImage (node: NodeInfo): Promise<{ archive: string, seconds: number }> {
   const t0 = Date.now()
-  const { stdout } = await run(join(repoRoot(), 'scripts', 'image'), ['build', '--name', IMAGE], { maxBuffer: 16 << 20 })
-  const archive = stdout.trim().split('\n').pop() ?? ''
+  // SIDEKEY_E2E_IMAGE_ARCHIVE: an archive already built (a dev loop that did not change the image)
+  let archive = process.env['SIDEKEY_E2E_IMAGE_ARCHIVE'] ?? ''
+  if (archive === '') {
+    const { stdout } = await run(join(repoRoot(), 'scripts', 'image'), ['build', '--name', IMAGE], { maxBuffer: 16 << 20 })
+    archive = stdout.trim().split('\n').pop() ?? ''
+  }
   await run(node.ctr, ['--address', node.containerdSocket, '-n', 'k8s.io', 'images', 'import', archive], { maxBuffer: 16 << 20 })
   return { archive, seconds: (Date.now() - t0) / 1000 }
 }
@@ -64,6 +68,7 @@ const API_PATHS: Record<string, (ns: string) => string> = {
   Job: (ns) => `/apis/batch/v1/namespaces/${ns}/jobs`,
   PodDisruptionBudget: (ns) => `/apis/policy/v1/namespaces/${ns}/poddisruptionbudgets`,
   MutatingWebhookConfiguration: () => '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations',
+  ValidatingWebhookConfiguration: () => '/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations',
 }
 
 /** The collection path of an object (by kind), for POST. */
@@ -91,9 +96,10 @@ export function baseManifests (): Array<Record<string, any>> {
       const obj = doc.toJSON() as Record<string, any> | null
       if (obj === null) continue
       obj.metadata = { ...(obj.metadata ?? {}), labels: { ...(obj.metadata?.labels ?? {}), ...labels } }
-      if (!['Namespace', 'MutatingWebhookConfiguration', 'ClusterRoleBinding'].includes(String(obj.kind))) obj.metadata.namespace = k.namespace
+      const clusterScoped = ['Namespace', 'MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration', 'ClusterRoleBinding'].includes(String(obj.kind))
+      if (!clusterScoped) obj.metadata.namespace = k.namespace
       if (obj.kind === 'RoleBinding') for (const s of obj.subjects ?? []) if (s.kind === 'ServiceAccount') s.namespace ??= k.namespace
-      if (obj.kind === 'MutatingWebhookConfiguration') for (const w of obj.webhooks ?? []) if (w.clientConfig?.service !== undefined) w.clientConfig.service.namespace = k.namespace
+      if (String(obj.kind).endsWith('WebhookConfiguration')) for (const w of obj.webhooks ?? []) if (w.clientConfig?.service !== undefined) w.clientConfig.service.namespace = k.namespace
       out.push(obj)
     }
   }
@@ -125,19 +131,20 @@ export async function installInjector (node: NodeInfo, o: InstallOptions): Promi
       o.configure(cfg)
       obj.data['config.yaml'] = JSON.stringify(cfg, null, 2)
     }
-    if (obj.kind === 'MutatingWebhookConfiguration') {
+    if (String(obj.kind).endsWith('WebhookConfiguration')) {
       for (const w of obj.webhooks) w.clientConfig.caBundle = Buffer.from(tls.ca).toString('base64')
     }
   }
   const ns = objs.find((x) => x.kind === 'Namespace')
   if (ns !== undefined) await apply(node, ns)
   await apply(node, { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: 'sidekey-injector-tls', namespace: SYSTEM_NS }, stringData: { 'tls.crt': tls.crt, 'tls.key': tls.key } })
-  for (const obj of objs) if (obj.kind !== 'Namespace' && obj.kind !== 'MutatingWebhookConfiguration') await apply(node, obj)
+  const webhooks = (obj: Record<string, any>): boolean => String(obj.kind).endsWith('WebhookConfiguration')
+  for (const obj of objs) if (obj.kind !== 'Namespace' && !webhooks(obj)) await apply(node, obj)
   await waitFor('the injector Deployment to be available', 180_000, async () => {
     const d = await node.must<any>('GET', `/apis/apps/v1/namespaces/${SYSTEM_NS}/deployments/sidekey-injector`)
     return (d.status?.availableReplicas ?? 0) >= 1 ? true : undefined
   }, async () => await podsSummary(node, SYSTEM_NS))
-  for (const obj of objs) if (obj.kind === 'MutatingWebhookConfiguration') await apply(node, obj)
+  for (const obj of objs) if (webhooks(obj)) await apply(node, obj)
   return { seconds: (Date.now() - t0) / 1000 }
 }
 
