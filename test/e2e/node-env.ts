@@ -209,7 +209,10 @@ setInterval(() => { for (const n of names) { reads++; if (read(n).startsWith('ER
 http.createServer((q, r) => { let b = ''; q.on('data', (c) => b += c); q.on('end', () => { hooks.push({ at: Date.now(), method: q.method, path: q.url, body: b }); r.end('ok'); }); }).listen(8080, '127.0.0.1');
 http.createServer(async (q, r) => {
   const out = { boot, hooks, reads, readErrors, uid: process.getuid(), gid: process.getgid(), groups: process.getgroups(), files: {}, stat: {}, api: {},
-    mounts: fs.readFileSync('/proc/mounts', 'utf8').split('\n').filter((l) => l.split(' ')[1] === dir) };
+    // /var/run is a link to /run in Debian-based images: /proc/mounts names the real path
+    realDir: (() => { try { return fs.realpathSync(dir); } catch (e) { return 'ERR:' + e.code; } })(),
+    mounts: [] };
+  out.mounts = fs.readFileSync('/proc/mounts', 'utf8').split('\n').filter((l) => l.split(' ')[1] === out.realDir);
   for (const n of names) {
     out.files[n] = read(n);
     try { const s = fs.statSync(dir + '/' + n); out.stat[n] = { uid: s.uid, gid: s.gid, mode: (s.mode & 0o777).toString(8).padStart(4, '0') }; } catch (e) { out.stat[n] = { error: e.code }; }

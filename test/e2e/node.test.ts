@@ -115,7 +115,7 @@ t.test('a labelled Deployment: projected token -> OpenBao (TokenReview), tmpfs f
   const seen = await observe(mainPod.status.podIP)
   t.equal(seen.files.openai, VALUE1, 'the app reads the file')
   t.equal(seen.mounts.length, 1, 'the mount path is one mount in the app container')
-  t.match(seen.mounts[0], /^\S+ \/var\/run\/secrets\/sidekey tmpfs ro[, ]/, 'a read-only tmpfs in /proc/mounts')
+  t.match(seen.mounts[0], new RegExp(`^\\S+ ${String(seen.realDir)} tmpfs ro[, ]`), `a read-only tmpfs in /proc/mounts (${String(seen.mounts[0])})`)
   t.same(seen.api.openai, { status: 200, body: VALUE1 }, 'the same value over SIDEKEY_ADDR with the token')
   t.same(seen.boot.files, { openai: VALUE1 }, 'the file was there when the app process started')
 
@@ -270,6 +270,30 @@ for (const fsGroup of [undefined, 2000] as const) {
   })
 }
 
+t.test('no secret value in the agent\'s or the injector\'s logs', async (t) => {
+  await sleep(500)
+  const pods = await node.must<any>('GET', `/api/v1/namespaces/${NS}/pods`)
+  let checked = 0
+  for (const p of pods.items) {
+    for (const c of ['sidekey-agent', 'sidekey-agent-init']) {
+      const log = containerLog(node, p, c)
+      if (log === '') continue
+      checked++
+      for (const v of [VALUE1, VALUE2, AWS_VALUE, K8S_VALUE]) t.notMatch(log, v, `${String(p.metadata.name)}/${c}: no value`)
+    }
+  }
+  t.ok(checked >= 3, `agent logs read: ${checked}`)
+  const system = await node.must<any>('GET', `/api/v1/namespaces/${SYSTEM_NS}/pods`)
+  let injectorLogs = 0
+  for (const p of system.items) {
+    const log = containerLog(node, p, 'injector')
+    if (log === '') continue
+    injectorLogs++
+    for (const v of [VALUE1, VALUE2, AWS_VALUE, K8S_VALUE]) t.notMatch(log, v, `${String(p.metadata.name)}/injector: no value`)
+  }
+  t.ok(injectorLogs >= 1, `injector logs read: ${injectorLogs}`)
+})
+
 t.test('the webhook\'s Deployment down: labelled pods are refused, others created', async (t) => {
   const scale = async (n: number): Promise<void> => {
     const r = await node.request('PATCH', `/apis/apps/v1/namespaces/${SYSTEM_NS}/deployments/sidekey-injector/scale`, { spec: { replicas: n } }, { 'content-type': 'application/merge-patch+json' })
@@ -286,19 +310,4 @@ t.test('the webhook\'s Deployment down: labelled pods are refused, others create
   t.match(r.body.message, /inject\.sidekey\.dev/, 'the API server names the webhook')
   const ok = await node.request<any>('POST', `/api/v1/namespaces/${NS}/pods?dryRun=All`, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'unlabelled-while-down', namespace: NS }, spec: { containers: [appContainer([])] } })
   t.equal(ok.status, 201, 'an unlabelled pod is created (the objectSelector keeps the webhook out of its way)')
-})
-
-t.test('no secret value in the agent\'s or the injector\'s logs', async (t) => {
-  await sleep(500)
-  const pods = await node.must<any>('GET', `/api/v1/namespaces/${NS}/pods`)
-  let checked = 0
-  for (const p of pods.items) {
-    for (const c of ['sidekey-agent', 'sidekey-agent-init']) {
-      const log = containerLog(node, p, c)
-      if (log === '') continue
-      checked++
-      for (const v of [VALUE1, VALUE2, AWS_VALUE, K8S_VALUE]) t.notMatch(log, v, `${String(p.metadata.name)}/${c}: no value`)
-    }
-  }
-  t.ok(checked >= 3, `agent logs read: ${checked}`)
 })
