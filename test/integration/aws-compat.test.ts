@@ -5,7 +5,8 @@
 // agent's status codes; only what the pod binds is served.
 import t from 'tap'
 import { SecretsManagerClient, CreateSecretCommand, PutSecretValueCommand } from '@aws-sdk/client-secrets-manager'
-import { execFileSync } from 'node:child_process'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import { startServer, startHarness, eventually, WAIT } from './backend-harness.js'
 
 const moto = await startServer(t, 'moto')
@@ -37,6 +38,9 @@ const h = await startHarness(t, {
 })
 for (const v of [V1, V2, PLAIN, 'field-value-42', 'never-served-value-43', 'unbound-value-99']) h.values.add(v)
 await h.agent.synced
+
+// Async: the agent runs in this process, so a synchronous child would block it.
+const run = promisify(execFile)
 
 const get = async (query: string, headers: Record<string, string> = { 'X-Aws-Parameters-Secrets-Token': h.token }, method = 'GET'): Promise<{ status: number, body: Record<string, unknown> }> => {
   const r = await fetch(`${h.base}/secretsmanager/get?${query}`, { method, headers })
@@ -75,7 +79,7 @@ t.test('text, binary and field-only bindings', async (t) => {
 })
 
 t.test('the AWS agent documented request shapes: curl and a Python GET', async (t) => {
-  const curl = execFileSync('curl', ['-sS', '-w', '\n%{http_code}', '-H', `X-Aws-Parameters-Secrets-Token: ${h.token}`, `${h.base}/secretsmanager/get?secretId=prod/plain`], { encoding: 'utf8' })
+  const curl = (await run('curl', ['-sS', '-w', '\n%{http_code}', '-H', `X-Aws-Parameters-Secrets-Token: ${h.token}`, `${h.base}/secretsmanager/get?secretId=prod/plain`], { encoding: 'utf8' })).stdout
   const [body, code] = curl.trimEnd().split('\n')
   t.equal(code, '200')
   t.equal((JSON.parse(body as string) as { SecretString: string }).SecretString, PLAIN)
@@ -87,7 +91,7 @@ t.test('the AWS agent documented request shapes: curl and a Python GET', async (
     'secret = json.loads(urllib.request.urlopen(req).read())',
     'print(json.loads(secret["SecretString"])["org"], secret["VersionStages"][0])',
   ].join('\n')
-  const out = execFileSync('python3', ['-c', py], { encoding: 'utf8', env: { ...process.env, BASE: h.base, TOKEN: h.token } })
+  const out = (await run('python3', ['-c', py], { encoding: 'utf8', env: { ...process.env, BASE: h.base, TOKEN: h.token } })).stdout
   t.equal(out.trim(), 'org-1 AWSCURRENT')
 })
 
