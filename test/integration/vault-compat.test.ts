@@ -68,7 +68,7 @@ t.test('bao kv get: KV v2 (path and -mount forms), -field, -version, KV v1', asy
   t.equal(m.code, 0, m.err)
   t.equal(m.out, V1, '-mount form and -field print the value alone')
   const table = await baoCli(['kv', 'get', 'secret/openai'])
-  t.match(table.out, /== Secret Path ==\s+secret\/data\/openai/)
+  t.match(table.out, /=+ Secret Path =+\s+secret\/data\/openai/)
   t.match(table.out, /created_time/)
   const v1 = await baoCli(['kv', 'get', '-format=json', 'kv1/app'])
   t.equal(v1.code, 0, v1.err)
