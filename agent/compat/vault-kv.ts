@@ -57,7 +57,7 @@ export function vaultKvRoute (o: VaultCompatOptions): CompatRoute {
     const vaultToken = header(req, 'x-vault-token')
     // Sidekey's own /v1 routes stay Sidekey's unless the caller speaks Vault.
     if (vaultToken === undefined && (path === '/v1/secrets' || path.startsWith('/v1/secrets/') || path === '/v1/watch')) return undefined
-    if (vaultToken === undefined && header(req, 'x-sidekey-token') !== undefined) return undefined
+    if (vaultToken === undefined && (header(req, 'x-sidekey-token') !== undefined || header(req, 'authorization') !== undefined)) return undefined
     let p: string
     try {
       p = decodeURIComponent(path.slice('/v1/'.length)).replace(/\/+$/, '')
