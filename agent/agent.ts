@@ -18,6 +18,7 @@ import { createHttpServer } from './http-server.js'
 import { createGrpcServer, bindGrpc } from './grpc-server.js'
 import { createMetricsServer } from './metrics-server.js'
 import { createNotifier } from './on-change.js'
+import { compatRoutes } from './compat/index.js'
 
 export interface StartOptions {
   readonly logger?: Logger
@@ -79,7 +80,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
     onRotate: (changed) => { void notify(changed) },
   })
 
-  const http: Server = createHttpServer({ store, checkToken, metrics, audit })
+  const http: Server = createHttpServer({ store, checkToken, metrics, audit, compat: compatRoutes(config, store, checkToken) })
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       reject(new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.http: cannot listen on ${config.listen.host}:${config.listen.http} (${err.code ?? 'error'}); pick a free port`, { field: 'listen.http' }, { cause: err }))

@@ -9,6 +9,7 @@ import { parseDuration } from './duration.js'
 import type { AgentMetrics } from './metrics.js'
 import type { SecretEntry, SecretStore } from './secret-store.js'
 import { presentedToken } from './access-token.js'
+import type { CompatRoute } from './compat/route.js'
 
 export interface HttpServerOptions {
   readonly store: SecretStore
@@ -16,6 +17,8 @@ export interface HttpServerOptions {
   readonly metrics: AgentMetrics
   readonly audit: Logger
   readonly maxWaitMs?: number
+  /** Peer-compatible APIs (agent/compat/), asked in order before the /v1 routes. */
+  readonly compat?: readonly CompatRoute[]
 }
 
 const MAX_WAIT_DEFAULT = 300_000
@@ -155,6 +158,10 @@ export function createHttpServer (o: HttpServerOptions): Server {
         return { route: path, status: 200 }
       }
     }
+    for (const route of o.compat ?? []) {
+      const claimed = route(req, res, path, new URLSearchParams(q === -1 ? '' : url.slice(q + 1)))
+      if (claimed !== undefined) return await claimed
+    }
     if (!path.startsWith('/v1/')) return { route: 'unknown', status: sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no route ${path}; see GET /v1/secrets`) }
     const auth = o.checkToken(presentedToken(req.headers['x-sidekey-token'], req.headers.authorization))
     if (auth === 'missing') return { route: 'auth', status: sendError(res, 'SIDEKEY_E_UNAUTHENTICATED', 'send the token from SIDEKEY_TOKEN_FILE in X-Sidekey-Token or Authorization: Bearer') }
@@ -194,7 +201,7 @@ export function createHttpServer (o: HttpServerOptions): Server {
   const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
     handle(req, res).then(({ route, status, secret }) => {
       count(route, status)
-      if (secret !== undefined || route === '/v1/secrets' || route === '/v1/watch' || route === 'auth' || route === 'forwarded') {
+      if (secret !== undefined || route === '/v1/secrets' || route === '/v1/watch' || route === 'auth' || route === 'forwarded' || /^[a-z]+:\//.test(route)) {
         const line = { caller: `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? ''}`, agent: req.headers['user-agent'], route, status }
         const known = secret !== undefined ? perSecret.get(secret) : undefined
         if (known !== undefined) known.info(line, 'access')

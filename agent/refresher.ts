@@ -23,6 +23,7 @@ interface Source {
   readonly dependents: Set<string>
   data?: SecretData
   version?: string
+  meta?: FetchResult['meta']
   expiresAt?: number
   errors: number
   timer?: NodeJS.Timeout | undefined
@@ -135,6 +136,7 @@ export class Refresher {
         const changed = fresh.version !== s.version || s.data === undefined
         s.data = fresh.data
         s.version = fresh.version
+        s.meta = fresh.meta
         s.fetchedAt = now
         if (fresh.expiresAt !== undefined) s.expiresAt = fresh.expiresAt
         else delete s.expiresAt
@@ -181,16 +183,18 @@ export class Refresher {
   }
 
   /** Renders a secret from its sources' data, or undefined while a source has none. */
-  #renderSpec (spec: SecretSpec): { bytes: Buffer, version: string } | undefined {
+  #renderSpec (spec: SecretSpec): { bytes: Buffer, version: string, meta?: FetchResult['meta'] } | undefined {
     const sources = spec.refs.map((r) => this.#sources.get(sourceKey(r)) as Source)
     if (sources.some((s) => s.data === undefined)) return undefined
     let bytes: Buffer
     let version: string
+    let meta: FetchResult['meta']
     if (spec.ref !== undefined) {
       const src = sources[0] as Source
       const selected = select(spec.ref, src.data as SecretData)
       bytes = render(selected, spec.format, `secret "${spec.name}"`, spec.ref.key ?? spec.name)
       version = src.version as string
+      meta = src.meta
     } else {
       const values = new Map<string, string>()
       spec.refs.forEach((r, i) => {
@@ -203,7 +207,7 @@ export class Refresher {
     if (bytes.length > this.#o.config.maxValueBytes) {
       throw new SidekeyError('SIDEKEY_E_VALUE_TOO_LARGE', `secret "${spec.name}" renders to ${bytes.length} bytes, more than maxValueBytes (${this.#o.config.maxValueBytes}); raise maxValueBytes or bind a smaller value`, { secret: spec.name })
     }
-    return { bytes, version }
+    return { bytes, version, ...(meta !== undefined ? { meta } : {}) }
   }
 
   /** Writes every dirty secret that renders differently, as one atomic set. */
@@ -233,7 +237,7 @@ export class Refresher {
     const now = Date.now()
     for (const name of dirty) {
       const spec = store.specs.get(name) as SecretSpec
-      let out: { bytes: Buffer, version: string } | undefined
+      let out: { bytes: Buffer, version: string, meta?: FetchResult['meta'] } | undefined
       try {
         out = this.#renderSpec(spec)
       } catch (e) {
@@ -247,10 +251,10 @@ export class Refresher {
       store.clearRenderError(name)
       const prev = store.get(name)
       if (prev !== undefined && prev.value.equals(out.bytes)) {
-        if (prev.version !== out.version || prev.origin !== 'backend') store.restamp(name, out.version, 'backend')
+        if (prev.version !== out.version || prev.origin !== 'backend' || prev.meta !== out.meta) store.restamp(name, out.version, 'backend', out.meta)
         continue
       }
-      changed.push({ name, value: out.bytes, version: out.version, updatedAt: now, origin: 'backend' })
+      changed.push({ name, value: out.bytes, version: out.version, updatedAt: now, origin: 'backend', ...(out.meta !== undefined ? { meta: out.meta } : {}) })
     }
     if (changed.length === 0) return
     const next = new Map<string, SecretEntry>()

@@ -4,6 +4,7 @@
 import { EventEmitter } from 'node:events'
 import type { SecretSpec } from './config/load.js'
 import type { SidekeyError } from './errors.js'
+import type { SecretMeta } from './providers/provider.js'
 
 export interface SecretEntry {
   readonly name: string
@@ -13,6 +14,8 @@ export interface SecretEntry {
   readonly updatedAt: number
   /** Where the value came from: the backend, or the set a previous run left on disk. */
   readonly origin: 'backend' | 'disk'
+  /** The provider's facts about a single-reference secret (see FetchResult.meta); never a value. */
+  readonly meta?: SecretMeta
 }
 
 export interface SecretStatus {
@@ -77,9 +80,9 @@ export class SecretStore extends EventEmitter<{ change: [SecretEntry], ready: []
   }
 
   /** Replaces an entry's version without a content change (no event: the bytes are the same). */
-  restamp (name: string, version: string, origin: 'backend'): void {
+  restamp (name: string, version: string, origin: 'backend', meta?: SecretMeta): void {
     const e = this.#entries.get(name)
-    if (e !== undefined) this.#entries.set(name, { ...e, version, origin })
+    if (e !== undefined) this.#entries.set(name, { ...e, version, origin, ...(meta !== undefined ? { meta } : {}) })
   }
 
   markFetched (name: string, at: number): void {

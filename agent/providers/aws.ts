@@ -113,7 +113,15 @@ export class AwsProvider implements Provider {
     else throw new SidekeyError('SIDEKEY_E_BACKEND', `${ref.raw}: Secrets Manager answered with neither SecretString nor SecretBinary`, { ref: ref.raw })
     checkSize(data, ref, this.ctx.maxValueBytes)
     if (typeof out.VersionId !== 'string') throw new SidekeyError('SIDEKEY_E_BACKEND', `${ref.raw}: Secrets Manager answered without a VersionId`, { ref: ref.raw })
-    return { data, version: out.VersionId }
+    // For the AWS-agent-compatible local API: the GetSecretValue fields that are not the value.
+    const meta = {
+      arn: out.ARN,
+      name: out.Name,
+      versionStages: out.VersionStages ?? [],
+      createdDate: out.CreatedDate instanceof Date ? out.CreatedDate.getTime() : undefined,
+      binary: typeof out.SecretString !== 'string',
+    }
+    return { data, version: out.VersionId, meta }
   }
 
   async currentVersion (ref: SecretRef, signal?: AbortSignal): Promise<string> {

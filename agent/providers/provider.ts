@@ -19,7 +19,14 @@ export interface FetchResult {
    * valid. The refresher fetches again at about 2/3 of the remaining time.
    */
   readonly expiresAt?: number
+  /**
+   * Facts about the secret for the peer-compatible local APIs (an AWS ARN and
+   * stages, Vault KV metadata). Names, dates and versions only: never a value.
+   */
+  readonly meta?: SecretMeta
 }
+
+export type SecretMeta = Readonly<Record<string, unknown>>
 
 export interface ProviderContext {
   readonly storeName: string

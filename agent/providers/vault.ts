@@ -172,7 +172,10 @@ export class VaultProvider implements Provider {
       }
       const data = checkSize({ kind: 'map', map: mapFromObject(d.data as Record<string, unknown>) }, ref, this.ctx.maxValueBytes)
       const version = typeof d.metadata?.version === 'number' ? String(d.metadata.version) : contentVersion(data)
-      return { data, version }
+      // For the Vault-compatible local API: where the secret lives and its KV metadata (no value).
+      const segs = t.path.split('/')
+      const mount = segs.slice(0, segs.indexOf('data', 1)).join('/')
+      return { data, version, meta: { kv: 2, mount, path: t.path, metadata: d.metadata ?? {} } }
     }
     if (body?.data === null || typeof body?.data !== 'object' || Array.isArray(body.data)) {
       throw new SidekeyError('SIDEKEY_E_BACKEND', `store ${this.ctx.storeName}: ${t.path} answered without a data object; is it a secret path?`, { ref: ref.raw })
@@ -194,7 +197,7 @@ export class VaultProvider implements Provider {
       this.leases.set(ref.raw, { result, renewable: false, durationMs: expiresAt - now, obtainedAt: now, expiresAt })
       return result
     }
-    return { data, version: contentVersion(data) }
+    return { data, version: contentVersion(data), ...(t.body === undefined ? { meta: { kv: 1, path: t.path } } : {}) }
   }
 
   private async renewLease (ref: SecretRef, lease: Lease, signal: AbortSignal | undefined): Promise<FetchResult | undefined> {
