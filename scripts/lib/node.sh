@@ -143,6 +143,8 @@ run_node() {
   exec 8>"$RUNDIR/node.lock"
   flock -n 8 || die "node: another node is running on this machine (lock $RUNDIR/node.lock); stop it with scripts/testenv stop node"
   node_cleanup_stale
+  # this run may reuse the path of the last one: its "cleaned" mark must not stop this run's cleanup
+  rm -f "$dir/.cleaned"
   echo "$dir" > "$RUNDIR/node.dir"
   NODE_DIR="$dir"
   local t0; t0="$(now)"

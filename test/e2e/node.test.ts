@@ -4,8 +4,14 @@
 // listening on the node's IP. Every scenario asserts on what the app container itself sees (it
 // answers GET :8081/observe on its pod IP, see APP in node-env.ts) or on what the kubelet reports.
 import t from 'tap'
+import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { useServers } from '../helpers/testenv.js'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { parseAllDocuments } from 'yaml'
+import { existsSync, readFileSync } from 'node:fs'
+import { cacheDir, repoRoot, stopServers, useServers } from '../helpers/testenv.js'
 import {
   apply, appContainer, containerLog, importImage, installInjector, killContainer, observe, podsSummary,
   readyPod, sleep, SYSTEM_NS, waitFor, IMAGE,
@@ -15,6 +21,24 @@ if (process.getuid?.() !== 0) {
   t.fail('the node e2e suite needs root (kubelet, containerd and runc); run npm test as root, as CI does')
   process.exit(1)
 }
+
+const execFileP = promisify(execFile)
+
+/** What the node changes on the host (docs/testenv.md#the-node), to compare before and after. */
+async function hostState (): Promise<Record<string, unknown>> {
+  const sysctl = Object.fromEntries(['vm/overcommit_memory', 'vm/panic_on_oom', 'kernel/panic', 'kernel/panic_on_oops', 'kernel/keys/root_maxkeys', 'kernel/keys/root_maxbytes']
+    .map((k) => [k, readFileSync(`/proc/sys/${k}`, 'utf8').trim()]))
+  const links = (await execFileP('ip', ['-o', 'link', 'show'])).stdout.split('\n').map((l) => l.split(':')[1]?.trim().split('@')[0]).filter((x) => x !== undefined && x !== '').sort()
+  const chains: string[] = []
+  for (const table of ['filter', 'nat', 'mangle']) {
+    const out = (await execFileP('iptables-save', ['-t', table])).stdout
+    chains.push(...out.split('\n').filter((l) => l.startsWith(':') || l.startsWith('-A')).map((l) => `${table} ${l}`))
+  }
+  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((l) => l.includes(join(cacheDir(), 'run')))
+  const cgroups = ['memory', 'cpu', 'pids'].filter((c) => existsSync(`/sys/fs/cgroup/${c}/kubepods`))
+  return { sysctl, links, chains, mounts, cgroups }
+}
+const hostBefore = await hostState()
 
 const t0 = Date.now()
 const { node } = await useServers(t, ['node'])
@@ -310,4 +334,46 @@ t.test('the webhook\'s Deployment down: labelled pods are refused, others create
   t.match(r.body.message, /inject\.sidekey\.dev/, 'the API server names the webhook')
   const ok = await node.request<any>('POST', `/api/v1/namespaces/${NS}/pods?dryRun=All`, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'unlabelled-while-down', namespace: NS }, spec: { containers: [appContainer([])] } })
   t.equal(ok.status, 201, 'an unlabelled pod is created (the objectSelector keeps the webhook out of its way)')
+})
+
+t.test('the Helm chart: rendered by helm, applied, and its webhook injects a pod that runs', async (t) => {
+  const HELM = process.env['SIDEKEY_HELM'] ?? join(homedir(), '.cache', 'sidekey', 'tools', 'helm-v3.22.0', 'helm')
+  const CHART_NS = 'sidekey-chart'
+  // the chart's webhook takes over: the base's configurations go (a cluster has one injector)
+  for (const kind of ['mutatingwebhookconfigurations', 'validatingwebhookconfigurations']) {
+    await node.request('DELETE', `/apis/admissionregistration.k8s.io/v1/${kind}/sidekey-injector`)
+  }
+  const [repository, tag] = IMAGE.split(/:(?=[^:]+$)/) as [string, string]
+  const rendered = await execFileP(HELM, ['template', 'sk', join(repoRoot(), 'charts', 'sidekey'), '--namespace', CHART_NS,
+    '--set', `image.repository=${repository}`, '--set', `image.tag=${tag}`, '--set', 'image.pullPolicy=Never', '--set', 'replicas=1',
+    '--set-json', `stores=${JSON.stringify({ vault: { type: 'vault', address: openbao.addr, authMount: 'kubernetes' } })}`], { maxBuffer: 8 << 20 })
+  const objs = parseAllDocuments(rendered.stdout).map((d) => d.toJSON() as Record<string, any> | null).filter((o): o is Record<string, any> => o !== null)
+  t.ok(objs.some((o) => o.kind === 'MutatingWebhookConfiguration'), 'the chart renders a MutatingWebhookConfiguration')
+  await node.ensureNamespace(CHART_NS)
+  const isWebhook = (o: Record<string, any>): boolean => String(o.kind).endsWith('WebhookConfiguration')
+  for (const o of objs) if (!isWebhook(o)) await apply(node, o)
+  await waitFor('the chart\'s injector to be available', 120_000, async () => {
+    const d = await node.must<any>('GET', `/apis/apps/v1/namespaces/${CHART_NS}/deployments`)
+    return d.items.length > 0 && d.items.every((x: any) => (x.status?.availableReplicas ?? 0) >= 1) ? true : undefined
+  }, async () => await podsSummary(node, CHART_NS))
+  for (const o of objs) if (isWebhook(o)) await apply(node, o)
+  await waitFor('the API server to call the chart\'s webhook', 60_000, async () => {
+    const r = await node.request<any>('POST', `/api/v1/namespaces/${NS}/pods?dryRun=All`, labelled('chart-probe', vaultAnnotations, { serviceAccountName: 'app', containers: [appContainer(['openai'])] }))
+    return r.status === 201 && r.body.metadata?.annotations?.['sidekey.dev/status'] === 'injected' ? true : undefined
+  })
+  await apply(node, deployment('chart-app', vaultAnnotations, ['openai']))
+  const pod = await readyPod(node, NS, 'app=chart-app')
+  t.ok((pod.spec.initContainers ?? []).some((c: any) => c.name === 'sidekey-agent' && c.image === IMAGE), 'injected by the chart\'s webhook with the chart\'s image')
+  const seen = await observe(pod.status.podIP)
+  t.equal(seen.files.openai, VALUE2, 'the app reads the secret')
+})
+
+t.test('stopping the node puts the host back; a second node in the same process starts and stops clean', async (t) => {
+  await stopServers()
+  t.same(await hostState(), hostBefore, 'after the first node: sysctls, links, iptables, mounts and cgroups as before')
+  const { node: again } = await useServers(t, ['node'])
+  const n = await again.must<any>('GET', `/api/v1/nodes/${again.nodeName}`)
+  t.ok(n.status.conditions.some((c: any) => c.type === 'Ready' && c.status === 'True'), 'the second node is Ready')
+  await stopServers()
+  t.same(await hostState(), hostBefore, 'after the second node (same run dir): the host as before')
 })
