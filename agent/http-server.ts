@@ -143,7 +143,8 @@ export function createHttpServer (o: HttpServerOptions): Server {
       case '/healthz': return { route: path, status: sendJson(res, 200, { status: 'ok' }) }
       case '/ready': {
         const missing = store.missingRequired()
-        return { route: path, status: store.ready ? sendJson(res, 200, { ready: true }) : sendJson(res, 503, { ready: false, missing }) }
+        const we = store.writeError
+        return { route: path, status: store.ready ? sendJson(res, 200, { ready: true }) : sendJson(res, 503, { ready: false, missing, ...(we !== undefined ? { error: { code: we.code } } : {}) }) }
       }
       case '/metrics': {
         const body = await metrics.registry.metrics()
@@ -156,7 +157,10 @@ export function createHttpServer (o: HttpServerOptions): Server {
     const auth = o.checkToken(presentedToken(req.headers['x-sidekey-token'], req.headers.authorization))
     if (auth === 'missing') return { route: 'auth', status: sendError(res, 'SIDEKEY_E_UNAUTHENTICATED', 'send the token from SIDEKEY_TOKEN_FILE in X-Sidekey-Token or Authorization: Bearer') }
     if (auth === 'wrong') return { route: 'auth', status: sendError(res, 'SIDEKEY_E_FORBIDDEN', 'the token does not match; read it again from SIDEKEY_TOKEN_FILE') }
-    if (path === '/v1/secrets') return { route: path, status: sendJson(res, 200, { ready: store.ready, secrets: store.status() }) }
+    if (path === '/v1/secrets') {
+      const we = store.writeError
+      return { route: path, status: sendJson(res, 200, { ready: store.ready, ...(we !== undefined ? { error: { code: we.code, message: we.message } } : {}), secrets: store.status() }) }
+    }
     if (path === '/v1/watch') return { route: path, status: watch(req, res) }
     if (path.startsWith('/v1/secrets/')) {
       let name: string

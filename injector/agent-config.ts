@@ -32,6 +32,7 @@ export function agentConfigDoc (spec: InjectionSpec, config: InjectorConfig, pod
     refresh: spec.refresh ?? config.refresh,
     ...(spec.onChange.length > 0 ? { onChange: [...spec.onChange] } : {}),
     stores,
+    ...(config.maxValueBytes !== 1048576 ? { maxValueBytes: config.maxValueBytes } : {}),
     ...(exitAfterSync ? { exitAfterSync: true } : {}),
     ...(pod.fileOwner !== undefined && (pod.fileOwner.uid !== undefined || pod.fileOwner.gid !== undefined) ? { fileOwner: { ...pod.fileOwner } } : {}),
   }

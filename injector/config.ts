@@ -25,6 +25,8 @@ export const injectorConfigSchema = {
     probeCommand: { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1, default: ['sidekey', 'get', '--ready'] },
     mountPath: { type: 'string', pattern: '^/[^:]*$', default: '/var/run/secrets/sidekey' },
     tmpfsSizeLimit: { ...quantity, default: '8Mi' },
+    /** The agent's maxValueBytes; the tmpfs is raised to hold two generations of every secret at this size. */
+    maxValueBytes: { type: 'integer', minimum: 1, maximum: 16777216, default: 1048576 },
     resources: {
       type: 'object',
       additionalProperties: false,
@@ -101,6 +103,7 @@ export interface InjectorConfig {
   readonly probeCommand: readonly string[]
   readonly mountPath: string
   readonly tmpfsSizeLimit: string
+  readonly maxValueBytes: number
   readonly resources: { readonly requests?: Readonly<Record<string, string>>, readonly limits?: Readonly<Record<string, string>> }
   readonly refresh: string
   readonly defaultMode: InjectMode

@@ -110,7 +110,7 @@ export function mutatePod (pod: V1Pod, config: InjectorConfig, namespace: string
       ...(spec.needsSharedPid ? { shareProcessNamespace: true } : {}),
       initContainers: newInit,
       containers: newContainers,
-      volumes: [...volumes, secretsVolume(config), ...(tokenVol !== null ? [tokenVol] : [])],
+      volumes: [...volumes, secretsVolume(config, spec), ...(tokenVol !== null ? [tokenVol] : [])],
     },
   }
   return { outcome: 'injected', pod: mutated, spec }
