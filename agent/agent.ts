@@ -17,6 +17,7 @@ import { loadOrCreateToken, makeTokenCheck } from './access-token.js'
 import { createHttpServer } from './http-server.js'
 import { createGrpcServer, bindGrpc } from './grpc-server.js'
 import { createNotifier } from './on-change.js'
+import { Slots } from './limits.js'
 
 export interface StartOptions {
   readonly logger?: Logger
@@ -76,7 +77,10 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
     onRotate: (changed) => { void notify(changed) },
   })
 
-  const http: Server = createHttpServer({ store, checkToken, metrics, audit })
+  // One cap on watches and one on long-polls, shared by the HTTP and gRPC APIs.
+  const watchers = new Slots(config.limits.watchers)
+  const waiters = new Slots(config.limits.waiters)
+  const http: Server = createHttpServer({ store, checkToken, metrics, audit, limits: config.limits, watchers, waiters })
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       reject(new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.http: cannot listen on ${config.listen.host}:${config.listen.http} (${err.code ?? 'error'}); pick a free port`, { field: 'listen.http' }, { cause: err }))
@@ -91,7 +95,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   let grpcServer: grpc.Server | undefined
   let grpcPort: number | undefined
   if (config.listen.grpcEnabled) {
-    grpcServer = createGrpcServer({ store, checkToken, metrics, audit })
+    grpcServer = createGrpcServer({ store, checkToken, metrics, audit, limits: config.limits, watchers, waiters })
     try {
       grpcPort = await bindGrpc(grpcServer, config.listen.grpc)
     } catch (err) {

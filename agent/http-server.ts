@@ -9,6 +9,7 @@ import { parseDuration } from './duration.js'
 import type { AgentMetrics } from './metrics.js'
 import type { SecretEntry, SecretStore } from './secret-store.js'
 import { presentedToken } from './access-token.js'
+import { DEFAULT_LIMITS, SECRET_NAME_RE, Slots, shortName, type LocalLimits } from './limits.js'
 
 export interface HttpServerOptions {
   readonly store: SecretStore
@@ -16,15 +17,36 @@ export interface HttpServerOptions {
   readonly metrics: AgentMetrics
   readonly audit: Logger
   readonly maxWaitMs?: number
+  readonly limits?: LocalLimits
+  /** Shared with the gRPC server: one cap on watches and one on long-polls across both APIs. */
+  readonly watchers?: Slots
+  readonly waiters?: Slots
+}
+
+/** Headers a proxy adds; the local endpoint serves only the pod's own containers. */
+const PROXY_HEADERS = ['x-forwarded-for', 'forwarded', 'x-real-ip', 'x-forwarded-host'] as const
+
+/** A Host a browser on a DNS-rebound page cannot send: loopback literals and localhost only. */
+const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?$/i
+
+/** Node's own parse errors (400, 431, 408), answered as JSON like every other error. */
+export function clientErrorAnswer (err: NodeJS.ErrnoException): string {
+  const [status, text, code, message] = err.code === 'HPE_HEADER_OVERFLOW'
+    ? [431, 'Request Header Fields Too Large', 'SIDEKEY_E_BAD_REQUEST', 'the request headers are too large']
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'Request Timeout', 'SIDEKEY_E_BAD_REQUEST', 'the request was not received in time']
+      : [400, 'Bad Request', 'SIDEKEY_E_BAD_REQUEST', 'the request is not valid HTTP/1.1']
+  const body = JSON.stringify({ error: { code, message } })
+  return `HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`
 }
 
 const MAX_WAIT_DEFAULT = 300_000
 const etagOf = (e: SecretEntry): string => `"${e.version}"`
 
-function sendError (res: ServerResponse, code: ErrorCode, message: string): number {
+function sendError (res: ServerResponse, code: ErrorCode, message: string, close = false): number {
   const status = ERRORS[code].status
   const body = JSON.stringify({ error: { code, message } })
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' })
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...(close ? { connection: 'close' } : {}) })
   res.end(body)
   return status
 }
@@ -88,9 +110,12 @@ function ifNoneMatchVersion (header: string | undefined): string | undefined {
 export function createHttpServer (o: HttpServerOptions): Server {
   const { store, metrics, audit } = o
   const maxWait = o.maxWaitMs ?? MAX_WAIT_DEFAULT
+  const limits = o.limits ?? DEFAULT_LIMITS
+  const watchers = o.watchers ?? new Slots(limits.watchers)
+  const waiters = o.waiters ?? new Slots(limits.waiters)
 
   async function secrets (req: IncomingMessage, res: ServerResponse, name: string, query: URLSearchParams): Promise<number> {
-    if (!store.specs.has(name)) return sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no secret named "${name}"; GET /v1/secrets lists the names`)
+    if (!store.specs.has(name)) return sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no secret named "${shortName(name)}"; GET /v1/secrets lists the names`)
     const inm = req.headers['if-none-match']
     const waitRaw = query.get('wait')
     let entry = store.get(name)
@@ -102,9 +127,17 @@ export function createHttpServer (o: HttpServerOptions): Server {
         return sendError(res, 'SIDEKEY_E_BAD_REQUEST', (err as SidekeyError).message)
       }
       const current = entry !== undefined && matches(inm, entry) ? entry.version : (entry === undefined ? undefined : ifNoneMatchVersion(inm) ?? '\0none')
-      const ac = new AbortController()
-      res.once('close', () => ac.abort())
-      entry = await store.waitForChange(name, current, ms, ac.signal)
+      if (entry === undefined || entry.version === current) {
+        const release = waiters.take()
+        if (release === undefined) return sendError(res, 'SIDEKEY_E_CAPACITY', `${waiters.max} long-polls are waiting, the agent's limit (limits.waiters); retry without ?wait= or later`, true)
+        const ac = new AbortController()
+        res.once('close', () => ac.abort())
+        try {
+          entry = await store.waitForChange(name, current, ms, ac.signal)
+        } finally {
+          release()
+        }
+      }
     }
     if (entry === undefined) return sendError(res, 'SIDEKEY_E_NOT_READY', `secret "${name}" has not been fetched yet; retry, or add ?wait=30s to wait for it`)
     if (matches(inm, entry)) return sendNotModified(res, entry)
@@ -112,6 +145,8 @@ export function createHttpServer (o: HttpServerOptions): Server {
   }
 
   function watch (req: IncomingMessage, res: ServerResponse): number {
+    const release = watchers.take()
+    if (release === undefined) return sendError(res, 'SIDEKEY_E_CAPACITY', `${watchers.max} watches are open, the agent's limit (limits.watchers); close one or poll GET /v1/secrets`, true)
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' })
     const send = (kind: 'current' | 'changed', e: SecretEntry): void => {
       res.write(`event: ${kind}\ndata: ${JSON.stringify({ name: e.name, version: e.version, updatedAt: new Date(e.updatedAt).toISOString() })}\n\n`)
@@ -124,6 +159,7 @@ export function createHttpServer (o: HttpServerOptions): Server {
     req.once('close', () => {
       clearInterval(ping)
       store.off('change', onChange)
+      release()
     })
     return 200
   }
@@ -132,31 +168,38 @@ export function createHttpServer (o: HttpServerOptions): Server {
     const url = req.url ?? '/'
     const q = url.indexOf('?')
     const path = q === -1 ? url : url.slice(0, q)
-    if (req.headers['x-forwarded-for'] !== undefined) {
-      return { route: 'forwarded', status: sendError(res, 'SIDEKEY_E_FORWARDED', 'requests with X-Forwarded-For are refused: the local endpoint serves only containers of this pod, not a proxy') }
+    const host = req.headers.host
+    if (host !== undefined && !LOOPBACK_HOST.test(host)) {
+      return { route: 'host', status: sendError(res, 'SIDEKEY_E_HOST', 'the Host header must be 127.0.0.1, localhost or [::1]: the local endpoint does not answer other names (DNS rebinding)', true) }
+    }
+    if (PROXY_HEADERS.some((h) => req.headers[h] !== undefined)) {
+      return { route: 'forwarded', status: sendError(res, 'SIDEKEY_E_FORWARDED', 'requests with X-Forwarded-For, Forwarded, X-Real-IP or X-Forwarded-Host are refused: the local endpoint serves only containers of this pod, not a proxy') }
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET')
       return { route: 'method', status: sendJson(res, 405, { error: { code: 'SIDEKEY_E_BAD_REQUEST', message: `${req.method ?? ''} is not allowed; the local API is read-only (GET)` } }) }
     }
+    const auth = o.checkToken(presentedToken(req.headers['x-sidekey-token'], req.headers.authorization))
     switch (path) {
       case '/healthz': return { route: path, status: sendJson(res, 200, { status: 'ok' }) }
       case '/ready': {
+        // Names only with the token: a page that reached the port learns nothing.
         const missing = store.missingRequired()
         const we = store.writeError
-        return { route: path, status: store.ready ? sendJson(res, 200, { ready: true }) : sendJson(res, 503, { ready: false, missing, ...(we !== undefined ? { error: { code: we.code } } : {}) }) }
-      }
-      case '/metrics': {
-        const body = await metrics.registry.metrics()
-        res.writeHead(200, { 'content-type': metrics.registry.contentType })
-        res.end(body)
-        return { route: path, status: 200 }
+        const detail = auth === 'ok' ? { missing } : { missingCount: missing.length }
+        return { route: path, status: store.ready ? sendJson(res, 200, { ready: true }) : sendJson(res, 503, { ready: false, ...detail, ...(we !== undefined ? { error: { code: we.code } } : {}) }) }
       }
     }
-    if (!path.startsWith('/v1/')) return { route: 'unknown', status: sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no route ${path}; see GET /v1/secrets`) }
-    const auth = o.checkToken(presentedToken(req.headers['x-sidekey-token'], req.headers.authorization))
+    if (path !== '/metrics' && !path.startsWith('/v1/')) return { route: 'unknown', status: sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no route ${shortName(path)}; see GET /v1/secrets`) }
     if (auth === 'missing') return { route: 'auth', status: sendError(res, 'SIDEKEY_E_UNAUTHENTICATED', 'send the token from SIDEKEY_TOKEN_FILE in X-Sidekey-Token or Authorization: Bearer') }
     if (auth === 'wrong') return { route: 'auth', status: sendError(res, 'SIDEKEY_E_FORBIDDEN', 'the token does not match; read it again from SIDEKEY_TOKEN_FILE') }
+    if (path === '/metrics') {
+      // Labels carry secret names: the token is needed, as for /v1.
+      const body = await metrics.registry.metrics()
+      res.writeHead(200, { 'content-type': metrics.registry.contentType })
+      res.end(body)
+      return { route: path, status: 200 }
+    }
     if (path === '/v1/secrets') {
       const we = store.writeError
       return { route: path, status: sendJson(res, 200, { ready: store.ready, ...(we !== undefined ? { error: { code: we.code, message: we.message } } : {}), secrets: store.status() }) }
@@ -169,10 +212,12 @@ export function createHttpServer (o: HttpServerOptions): Server {
       } catch {
         return { route: '/v1/secrets/:name', status: sendError(res, 'SIDEKEY_E_BAD_REQUEST', 'the secret name in the path is not valid percent-encoding') }
       }
+      // Refused before any lookup, and never echoed: a name of another shape is not a secret name.
+      if (!SECRET_NAME_RE.test(name)) return { route: '/v1/secrets/:name', status: sendError(res, 'SIDEKEY_E_BAD_REQUEST', `the secret name (${name.length} chars, not shown) is not a secret name: letters, digits, ".", "_", "-", at most 253`) }
       const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1))
       return { route: '/v1/secrets/:name', secret: name, status: await secrets(req, res, name, query) }
     }
-    return { route: 'unknown', status: sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no route ${path}; see GET /v1/secrets`) }
+    return { route: 'unknown', status: sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no route ${shortName(path)}; see GET /v1/secrets`) }
   }
 
   // One child logger per configured secret: its fixed fields (name, references)
@@ -192,20 +237,34 @@ export function createHttpServer (o: HttpServerOptions): Server {
     c.inc()
   }
 
-  const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+  const server = createServer({
+    keepAliveTimeout: 65_000,
+    // A slow or silent sender is cut off after headersTimeout, checked every second (Node's default is 30 s).
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.headersTimeoutMs * 2,
+    connectionsCheckingInterval: 1000,
+    maxHeaderSize: 16 * 1024,
+  }, (req, res) => {
     handle(req, res).then(({ route, status, secret }) => {
       count(route, status)
-      if (secret !== undefined || route === '/v1/secrets' || route === '/v1/watch' || route === 'auth' || route === 'forwarded') {
-        const line = { caller: `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? ''}`, agent: req.headers['user-agent'], route, status }
+      if (secret !== undefined || route === '/v1/secrets' || route === '/v1/watch' || route === 'auth' || route === 'forwarded' || route === 'host') {
+        const ua = req.headers['user-agent']
+        const line = { caller: `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? ''}`, agent: ua !== undefined ? shortName(ua) : undefined, route, status }
         const known = secret !== undefined ? perSecret.get(secret) : undefined
         if (known !== undefined) known.info(line, 'access')
-        else base.info(secret !== undefined ? { ...line, secret } : line, 'access')
+        else base.info(secret !== undefined ? { ...line, secret: SECRET_NAME_RE.test(secret) ? secret : `(invalid, ${secret.length} chars)` } : line, 'access')
       }
     }, (err: unknown) => {
       audit.error({ err: (err as Error).message, route: 'error' }, 'request failed')
       if (!res.headersSent) sendError(res, 'SIDEKEY_E_BAD_REQUEST', 'the request could not be handled')
       else res.destroy()
     })
+  })
+  server.maxConnections = limits.connections
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    count('client-error', err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400)
+    if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return }
+    socket.end(clientErrorAnswer(err))
   })
   return server
 }

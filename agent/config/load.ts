@@ -8,6 +8,7 @@ import { SidekeyError, isSidekeyError } from '../errors.js'
 import { parseRef, DEFAULT_STORES, type SecretRef } from '../reference.js'
 import { parseDuration } from '../duration.js'
 import { parseTemplate, type ParsedTemplate } from '../template.js'
+import type { LocalLimits } from '../limits.js'
 import { agentConfigSchema, storeSchemas, type AgentConfigInput, type StoreConfig, type StoreType } from './schema.js'
 
 export type Format = 'raw' | 'json' | 'env' | 'yaml'
@@ -32,6 +33,7 @@ export interface AgentConfig {
   readonly secrets: readonly SecretSpec[]
   readonly dir: string
   readonly listen: { readonly host: '127.0.0.1', readonly http: number, readonly grpc: number, readonly grpcEnabled: boolean }
+  readonly limits: LocalLimits
   readonly tokenFile: string
   readonly refreshMs: number
   readonly jitter: number
@@ -101,7 +103,7 @@ export function loadConfig (input: unknown): AgentConfig {
   }
   const doc = structuredClone(input) as AgentConfigInput
   if (!validateTop(doc)) throw configError(describeAjvError('config', validateTop.errors?.[0]), validateTop.errors?.[0]?.instancePath ?? '')
-  const d = doc as Required<AgentConfigInput> & { listen: { http: number, grpc: number, grpcEnabled: boolean }, backoff: { initial: string, max: string } }
+  const d = doc as Required<AgentConfigInput> & { listen: { http: number, grpc: number, grpcEnabled: boolean }, backoff: { initial: string, max: string }, limits: { connections: number, watchers: number, waiters: number, headersTimeout: string, grpcMaxMessageBytes: number, grpcMaxConcurrentStreams: number } }
 
   const stores: Record<string, StoreConfig> = {}
   for (const [name, s] of Object.entries(d.stores ?? {})) stores[name] = validateStoreConfig(name, s)
@@ -146,6 +148,14 @@ export function loadConfig (input: unknown): AgentConfig {
     secrets: Object.freeze(secrets),
     dir: d.dir,
     listen: Object.freeze({ host: '127.0.0.1', http: d.listen.http, grpc: d.listen.grpc, grpcEnabled: d.listen.grpcEnabled }),
+    limits: Object.freeze({
+      connections: d.limits.connections,
+      watchers: d.limits.watchers,
+      waiters: d.limits.waiters,
+      headersTimeoutMs: parseDuration(d.limits.headersTimeout, 'config.limits.headersTimeout'),
+      grpcMaxMessageBytes: d.limits.grpcMaxMessageBytes,
+      grpcMaxConcurrentStreams: d.limits.grpcMaxConcurrentStreams,
+    }),
     tokenFile: d.tokenFile ?? join(d.dir, '..', 'sidekey-token'),
     refreshMs: parseDuration(d.refresh, 'config.refresh'),
     jitter: d.jitter,
