@@ -53,9 +53,10 @@ export function mutatePod (pod: V1Pod, config: InjectorConfig, namespace: string
     if (c.name === CONTAINER_AGENT || c.name === CONTAINER_AGENT_INIT) throw conflict('container', c.name)
   }
   const chosen = new Set(spec.containers ?? [...containers, ...initContainers].map((c) => c.name))
-  for (const name of chosen) {
+  for (const [i, name] of [...chosen].entries()) {
     if (!containers.some((c) => c.name === name) && !initContainers.some((c) => c.name === name)) {
-      throw annotationError(ANN_CONTAINERS, `names "${name}", which is not a container or init container of this pod (it has: ${[...containers, ...initContainers].map((c) => c.name).join(', ')})`)
+      // The entry is not quoted (it may be a pasted value); the pod's own names are.
+      throw annotationError(ANN_CONTAINERS, `entry ${i + 1} is not a container or init container of this pod (it has: ${[...containers, ...initContainers].map((c) => c.name).join(', ')})`)
     }
   }
   for (const c of [...containers, ...initContainers]) {

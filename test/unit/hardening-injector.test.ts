@@ -90,3 +90,125 @@ t.test('finding 3: the webhook is bounded before any authentication', async (t) 
   })))
   t.equal(socks.filter((ok) => ok).length, 6, 'only maxConnections (6) sockets complete a handshake')
 })
+
+/** Shapes of credentials people paste where a reference belongs (all fake). */
+export const PASTED: readonly string[] = [
+  'admin:Zq9hunter2', 'redis:S3cretP4ssW0rd', 'hvs:CAESIJlWh3mT0kqeXzPp9v', 'akia:AKIAIOSFODNN7EXAMPLE', 'root:toor-4821x',
+  'postgres:pgPassw0rd99', 'user:correct-horse-battery', 'mysql:MyS3cr3tPwd', 'ftp:anon-pass-77', 'api:live_51HxQk2eZvKYlo',
+  'token:ghp_1234567890abcdefghijABCDEFGHIJ12', 'pass:Tr0ub4dor-and-3', 'secret:whsec_MfKQ9r8GKYqrTw', 'key:AIzaSyD-9tSrke72PouQ',
+  'bearer:ya29.a0AfH6SMBx-fake', 'basic:dXNlcjpwYXNzd29yZA', 'hunter2:hunter2hunter2', 'sa:svc-acct-pw-2024',
+  'sk-proj-Abc123Def456Ghi789Jkl', 'sk-ant-api03-FakeKeyValue0099', 'AKIAIOSFODNN7EXAMPLE', 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+  'ghp_1234567890abcdefghijABCDEFGHIJ34', 'github_pat_11ABCDEFG0123456789_abcdefghij', 'glpat-xxxxXXXXxxxxXXXX1234',
+  'xoxb-1234567890-0987654321-AbCdEfGhIjKl', 'xoxp-1111-2222-3333-abcdefabcdef', 'hvs.CAESIJlWh3mT0kqeXzPp9vQ', 's.Qf1s5zigZ4LX6vwx',
+  'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.abcDEFghiJKL', '-----BEGIN PRIVATE KEY-----MIIEvQIBADANBgkqhkiG9w0BAQEFAASC',
+  'postgres://app:pgS3cret@db.internal:5432/app', 'mongodb+srv://u:MongoPw77@cluster0.example.net', 'https://user:tok3nValue@github.com/x.git',
+  'DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=abcDEF123==', 'AccountKey=Zm9vYmFyYmF6cXV4MTIz', 'Bearer abcdef0123456789',
+  'npm_abcdefghijklmnopqrstuvwxyz0123456789', 'pypi-AgEIcHlwaS5vcmcCJGFiY2Rl', 'sk_live_51HxQk2eZvKYloFakeKey', 'rk_live_51HxQk2eZvKYloFake',
+  'SG.ngeVfQFYQlKU0ufo8x5d1A.TwL2iGABf9DHoTf', 'dop_v1_0123456789abcdef0123456789abcdef', 'shpat_0123456789abcdef0123456789ab',
+  'ATATT3xFfGF0T4nfakeatlassiantoken', 'AC0123456789abcdef0123456789abcdef', 'zq9hunter2', 'correcthorsebattery', 'p4ssw0rd-prod-2024',
+  'MySuperSecretPassword!', 'Zq9hunter2', 'S3cretP4ssW0rd', 'letmein-prod-99', 'changeme123456', 'supersecret-db-pw',
+  'ghs_16C7e42F292c6912E7710c838347Ae178B4a', 'AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQ', 'age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqq',
+]
+
+t.test('finding 5: no pasted credential is echoed by a denial, the webhook log or inject', async (t) => {
+  const { Writable } = await import('node:stream')
+  const { request: httpsRequest } = await import('node:https')
+  const { writeFileSync, mkdtempSync, rmSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const { pino } = await import('pino')
+  const { review } = await import('../../injector/admission.js')
+  const { startInjectorServer } = await import('../../injector/handler.js')
+  const { injectMain } = await import('../../injector/cli.js')
+  const { stringify } = await import('yaml')
+  const { makeCert, admissionReview } = await import('./injector-helpers.js')
+  t.ok(PASTED.length >= 50, `${PASTED.length} shapes`)
+
+  const logs: string[] = []
+  const stream = new Writable({ write (c: Buffer, _e, cb) { logs.push(c.toString()); cb() } })
+  const tls = makeCert()
+  const config = testConfig()
+  const server = await startInjectorServer({ config, certFile: tls.cert, keyFile: tls.key, host: '127.0.0.1', port: 0, logger: pino({ level: 'debug' }, stream) })
+  t.teardown(() => server.close())
+  const dir = mkdtempSync(join(tmpdir(), 'sidekey-pasted-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const post = async (body: string): Promise<string> => await new Promise((resolve, reject) => {
+    const req = httpsRequest(`${server.url}/mutate`, { method: 'POST', rejectUnauthorized: false, headers: { 'content-type': 'application/json' } }, (res) => {
+      let text = ''
+      res.on('data', (c: Buffer) => { text += c.toString() })
+      res.on('end', () => resolve(text))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+  const inject = async (p: unknown): Promise<string> => {
+    const file = join(dir, 'pod.yaml')
+    writeFileSync(file, stringify(p))
+    let err = ''
+    const orig = process.stderr.write.bind(process.stderr)
+    const origOut = process.stdout.write.bind(process.stdout)
+    process.stderr.write = ((s: string | Uint8Array) => { err += s.toString(); return true }) as typeof process.stderr.write
+    process.stdout.write = (() => true) as typeof process.stdout.write
+    try {
+      await injectMain(['-f', file, '-n', 'team-a'])
+    } finally {
+      process.stderr.write = orig
+      process.stdout.write = origOut
+    }
+    return err
+  }
+
+  const S = (k: string): string => `sidekey.dev/${k}`
+  const ok = { [S('secret-a')]: 'k8s:a#k' }
+  const placements: Array<[string, (v: string) => Record<string, string>]> = [
+    ['secret-<name>', (v) => ({ [S('secret-x')]: v })],
+    ['template-<name>', (v) => ({ [S('template-x')]: v })],
+    ['template reference', (v) => ({ [S('template-x')]: `KEY={{secret "${v.replaceAll('"', '')}"}}` })],
+    ['k8s namespace segment', (v) => ({ [S('secret-x')]: `k8s:${v}/name#k` })],
+    // (not `k8s:<v>` alone: a DNS-shaped v is a valid name of a Secret in an offered store, i.e. a reference)
+    ['k8s name', (v) => ({ [S('secret-x')]: `k8s:${v}` })],
+    ['format-<name>', (v) => ({ ...ok, [S('format-a')]: v })],
+    ['mode-<name>', (v) => ({ ...ok, [S('mode-a')]: v })],
+    ['optional-<name>', (v) => ({ ...ok, [S('optional-a')]: v })],
+    ['store-<store>', (v) => ({ [S('secret-a')]: 'vault:secret/data/team-a/x#k', [S('store-vault')]: v })],
+    ['role (aws)', (v) => ({ [S('secret-a')]: 'aws:team-a/x#k', [S('role')]: v })],
+    ['refresh', (v) => ({ ...ok, [S('refresh')]: v })],
+    ['inject-mode', (v) => ({ ...ok, [S('inject-mode')]: v })],
+    ['on-change', (v) => ({ ...ok, [S('on-change')]: v })],
+    ['containers', (v) => ({ ...ok, [S('containers')]: v })],
+    ['mount-path', (v) => ({ ...ok, [S('mount-path')]: v })],
+  ]
+  const leaks: string[] = []
+  let cases = 0
+  for (const v of PASTED) {
+    // The value itself, and the part after a "word:" prefix, must appear nowhere.
+    const needles = [v, ...(v.includes(':') ? [v.slice(v.indexOf(':') + 1)] : [])].filter((n) => n.length >= 6)
+    for (const [where, make] of placements) {
+      const annotations = make(v)
+      if (where === 'k8s namespace segment' && !/^[a-z0-9-]+$/.test(v)) continue // only where it can be a namespace
+      if (where === 'k8s name' && /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(v)) continue // a valid Secret name: a reference, allowed
+      const p = pod(annotations)
+      const r = review(admissionReview(p), config)
+      const resp = JSON.stringify(r.body)
+      if ((r.body as { response?: { allowed?: boolean } }).response?.allowed !== false) leaks.push(`${where}: ${v.length}-char value was not denied`)
+      const before = logs.length
+      const wire = await post(JSON.stringify(admissionReview(p)))
+      const logged = logs.slice(before).join('')
+      const stderr = await inject(p)
+      cases++
+      if (stderr === '') leaks.push(`${where}: inject printed no denial`)
+      for (const n of needles) {
+        if (resp.includes(n)) leaks.push(`${where}: admission response echoes a ${v.length}-char value`)
+        if (wire.includes(n)) leaks.push(`${where}: webhook answer echoes a ${v.length}-char value`)
+        if (logged.includes(n)) leaks.push(`${where}: webhook log echoes a ${v.length}-char value`)
+        if (stderr.includes(n)) leaks.push(`${where}: inject stderr echoes a ${v.length}-char value`)
+      }
+    }
+  }
+  t.ok(cases >= 50 * 13, `${cases} cases`)
+  t.same(leaks, [], 'nothing echoed, every case denied')
+
+  // The opposite bug: helper names are not secrets and are named.
+  const r = review(admissionReview(pod({ [S('template-x')]: '{{lookup "k8s:a"}}' })), config)
+  t.match(JSON.stringify(r.body), /only the secret helper is allowed, found helper lookup/)
+})
