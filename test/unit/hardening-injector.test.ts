@@ -212,3 +212,64 @@ t.test('finding 5: no pasted credential is echoed by a denial, the webhook log o
   const r = review(admissionReview(pod({ [S('template-x')]: '{{lookup "k8s:a"}}' })), config)
   t.match(JSON.stringify(r.body), /only the secret helper is allowed, found helper lookup/)
 })
+
+t.test('finding 6: a pod that says it is injected is checked like any other', async (t) => {
+  const fjp = (await import('fast-json-patch')).default
+  const { review } = await import('../../injector/admission.js')
+  const { admissionReview } = await import('./injector-helpers.js')
+  const config = testConfig()
+  const ann = { 'sidekey.dev/secret-a': 'vault:secret/data/team-a/openai#k', 'sidekey.dev/role': 'app' }
+  const injected = mutatePod(pod(ann), config, 'team-a').pod
+  const again = review(admissionReview(injected), config)
+  t.equal(again.outcome, 'already-injected', 'our own injection passes (re-invocation, kubectl apply of an injected manifest)')
+
+  // As the API server stores it: defaults filled in.
+  const defaulted = structuredClone(injected)
+  for (const c of [...defaulted.spec?.initContainers ?? [], ...defaulted.spec?.containers ?? []]) {
+    c.terminationMessagePath = '/dev/termination-log'
+    for (const e of c.env ?? []) if (e.valueFrom?.fieldRef !== undefined) e.valueFrom.fieldRef.apiVersion = 'v1'
+  }
+  for (const v of defaulted.spec?.volumes ?? []) if (v.projected !== undefined) v.projected.defaultMode = 420
+  t.equal(review(admissionReview(defaulted), config).outcome, 'already-injected', 'API-server defaults do not count as a difference')
+
+  const tamper = (what: string, fn: (p: typeof injected) => void): void => {
+    const p = structuredClone(injected)
+    fn(p)
+    const r = review(admissionReview(p), config)
+    t.equal(r.outcome, 'denied', `${what} -> denied`)
+    t.match(JSON.stringify(r.body), /SIDEKEY_E_CONFLICT.*not the ones this injector builds/, what)
+  }
+  const agent = (p: typeof injected) => p.spec?.initContainers?.[0] as NonNullable<NonNullable<typeof injected.spec>['containers']>[number]
+  tamper('another image', (p) => { agent(p).image = 'evil.example/agent:latest' })
+  tamper('other args', (p) => { agent(p).args = ['agent', '--local-demo'] })
+  tamper('a command', (p) => { agent(p).command = ['/bin/sh', '-c', 'cat /var/run/secrets/sidekey-token/vault'] })
+  tamper('privileged', (p) => { agent(p).securityContext = { ...agent(p).securityContext, privileged: true } })
+  tamper('extra env (NODE_OPTIONS)', (p) => { agent(p).env?.push({ name: 'NODE_OPTIONS', value: '--require /tmp/x.js' }) })
+  tamper('a config the policy forbids', (p) => {
+    const e = agent(p).env?.find((x) => x.name === 'SIDEKEY_CONFIG') as { value: string }
+    e.value = e.value.replace('secret/data/team-a/openai', 'secret/data/team-b/openai')
+  })
+  tamper('a hostPath secrets volume', (p) => {
+    const v = p.spec?.volumes?.find((x) => x.name === 'sidekey-secrets') as unknown as Record<string, unknown>
+    delete v.emptyDir
+    v.hostPath = { path: '/' }
+  })
+  const hand = pod({ ...ann, 'sidekey.dev/status': 'injected' }, { initContainers: [{ name: 'sidekey-agent', image: 'ghcr.io/sidekey/sidekey:0.1.0', args: ['agent'], env: [{ name: 'SIDEKEY_CONFIG', value: '{"secrets":[{"name":"x","ref":"vault:secret/data/team-b/openai#k"}],"dir":"/s"}' }] }] })
+  const r = review(admissionReview(hand), config)
+  t.equal(r.outcome, 'denied', 'a hand-written agent with the status annotation is denied')
+  const forbidden = review(admissionReview(pod({ 'sidekey.dev/secret-a': 'vault:secret/data/team-b/openai#k', 'sidekey.dev/role': 'app', 'sidekey.dev/status': 'injected' })), config)
+  t.match(forbidden, { outcome: 'denied', rule: 'teams' }, 'annotations the policy forbids are denied even with the status annotation')
+  t.ok(fjp !== undefined)
+})
+
+t.test('finding 7: encoded separators cannot escape a policy glob', async (t) => {
+  const { parseRef } = await import('../../agent/reference.js')
+  const { review } = await import('../../injector/admission.js')
+  const { admissionReview } = await import('./injector-helpers.js')
+  for (const path of ['secret/data/team-a/..%2Fteam-b%2Fopenai', 'secret/data/team-a/..%2fteam-b', 'secret/data/team-a/%2E%2E/team-b', 'secret/data/team-a/..%5Cteam-b', 'secret/data/team-a/..\\team-b', 'secret/data/team-a/x%2Fy']) {
+    t.throws(() => parseRef(`vault:${path}#k`), { code: 'SIDEKEY_E_REF_SYNTAX' }, path)
+    const r = review(admissionReview(pod({ 'sidekey.dev/secret-a': `vault:${path}#k`, 'sidekey.dev/role': 'app' })), testConfig())
+    t.equal(r.outcome, 'denied', `${path} is denied at admission`)
+  }
+  t.doesNotThrow(() => parseRef('vault:secret/data/team-a/open%20ai#k'), 'other percent-encodings are left alone')
+})
