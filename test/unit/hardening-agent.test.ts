@@ -166,3 +166,13 @@ t.test('finding 12: Forwarded, X-Real-IP and X-Forwarded-Host are refused like X
     t.match(JSON.parse(r.body), { error: { code: 'SIDEKEY_E_FORWARDED' } })
   }
 })
+
+t.test('finding 14: a signal hook by process name never reaches pid 1', async (t) => {
+  const { readFileSync } = await import('node:fs')
+  const { findPids } = await import('../../agent/on-change.js')
+  const comm = readFileSync('/proc/1/comm', 'utf8').trim()
+  const pids = await findPids(comm)
+  t.notOk(pids.includes(1), `"${comm}" (the name of pid 1) does not select pid 1`)
+  t.same(await findPids('1'), [], 'nor does the number')
+  t.notOk((await findPids('node')).includes(process.pid), 'nor the agent itself')
+})
