@@ -261,6 +261,15 @@ export function createHttpServer (o: HttpServerOptions): Server {
     })
   })
   server.maxConnections = limits.connections
+  // Node's headersTimeout starts at a request's first byte: a socket that sends
+  // nothing at all would live until keepAliveTimeout. It gets the same bound.
+  server.on('connection', (socket) => {
+    const timer = setTimeout(() => socket.destroy(), limits.headersTimeoutMs)
+    timer.unref()
+    const clear = (): void => clearTimeout(timer)
+    socket.once('data', clear)
+    socket.once('close', clear)
+  })
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     count('client-error', err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400)
     if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return }

@@ -18,7 +18,7 @@ export interface LocalLimits {
 }
 
 export const DEFAULT_LIMITS: LocalLimits = Object.freeze({
-  connections: 1024,
+  connections: 512,
   watchers: 128,
   waiters: 256,
   headersTimeoutMs: 5000,

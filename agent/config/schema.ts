@@ -147,7 +147,7 @@ export const agentConfigSchema = {
       additionalProperties: false,
       default: {},
       properties: {
-        connections: { type: 'integer', minimum: 1, maximum: 65536, default: 1024 },
+        connections: { type: 'integer', minimum: 1, maximum: 65536, default: 512 },
         watchers: { type: 'integer', minimum: 0, maximum: 65536, default: 128 },
         waiters: { type: 'integer', minimum: 0, maximum: 65536, default: 256 },
         headersTimeout: { ...duration, default: '5s' },

@@ -66,6 +66,8 @@ t.test('finding 4: HTTP connections, slow senders, watchers and waiters are capp
   t.teardown(() => { for (const s of socks) s.destroy() })
   await eventually(() => closed.size >= 4, 'the sockets past the cap to be closed')
   t.ok(closed.size >= 4, `at most 8 idle sockets are kept (${12 - closed.size} open)`)
+  await eventually(() => closed.size === 12, 'the idle sockets that never sent a byte to be closed after headersTimeout')
+  t.pass('a socket that sends nothing is closed like a slow one')
   for (const s of socks) s.destroy()
   await eventually(async () => (await get(port, '/healthz', {}).catch(() => ({ status: 0 }))).status === 200, 'room again', { retryErrors: true })
   // slow senders: headers never completed -> cut off with a JSON 408
