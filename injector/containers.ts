@@ -48,6 +48,7 @@ export function agentContainer (spec: InjectionSpec, config: InjectorConfig, o: 
       { name: 'SIDEKEY_ADDR', value: `http://127.0.0.1:${config.listen.http}` },
       { name: 'SIDEKEY_POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: 'SIDEKEY_POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+      ...(config.agentNodeOptions !== '' ? [{ name: 'NODE_OPTIONS', value: config.agentNodeOptions }] : []),
     ],
     ...(o.nativeSidecar
       ? {
