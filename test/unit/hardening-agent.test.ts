@@ -47,7 +47,7 @@ t.test('finding 4: gRPC checks the token before the message and bounds message s
   t.equal(noToken?.code, grpc.status.UNAUTHENTICATED, 'a token-less 100 KiB call is refused on its metadata, before its message is read or size-checked')
   const withToken = await grpcCall((cb) => c.Get({ name: big }, h.metadata(), deadline(), cb))
   t.equal(withToken?.code, grpc.status.RESOURCE_EXHAUSTED, 'a 100 KiB request is over the 16 KiB message limit')
-  const ok = await grpcCall((cb) => c.Get({ name: 'k' }, h.metadata(), cb))
+  const ok = await grpcCall((cb) => c.Get({ name: 'k' }, h.metadata(), deadline(), cb))
   t.equal(ok, null, 'a normal Get still works')
   t.ok(h.logs.some((l) => l.includes('"api":"grpc"') && l.includes('"status":"UNAUTHENTICATED"')), 'the refusal is audited')
 })
