@@ -19,6 +19,7 @@ import { createGrpcServer, bindGrpc } from './grpc-server.js'
 import { createMetricsServer } from './metrics-server.js'
 import { createNotifier } from './on-change.js'
 import { compatRoutes } from './compat/index.js'
+import { Slots } from './limits.js'
 
 export interface StartOptions {
   readonly logger?: Logger
@@ -80,7 +81,10 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
     onRotate: (changed) => { void notify(changed) },
   })
 
-  const http: Server = createHttpServer({ store, checkToken, metrics, audit, compat: compatRoutes(config, store, checkToken) })
+  // One cap on watches and one on long-polls, shared by the HTTP and gRPC APIs.
+  const watchers = new Slots(config.limits.watchers)
+  const waiters = new Slots(config.limits.waiters)
+  const http: Server = createHttpServer({ store, checkToken, metrics, audit, limits: config.limits, watchers, waiters, compat: compatRoutes(config, store, checkToken) })
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       reject(new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.http: cannot listen on ${config.listen.host}:${config.listen.http} (${err.code ?? 'error'}); pick a free port`, { field: 'listen.http' }, { cause: err }))
@@ -95,7 +99,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   let grpcServer: grpc.Server | undefined
   let grpcPort: number | undefined
   if (config.listen.grpcEnabled) {
-    grpcServer = createGrpcServer({ store, checkToken, metrics, audit })
+    grpcServer = createGrpcServer({ store, checkToken, metrics, audit, limits: config.limits, watchers, waiters })
     try {
       grpcPort = await bindGrpc(grpcServer, config.listen.grpc)
     } catch (err) {

@@ -41,6 +41,9 @@ export const ERRORS = {
   SIDEKEY_E_CONFLICT: { status: 409, doc: 'An injected name (volume, container) already exists in the pod.' },
   SIDEKEY_E_ADMISSION: { status: 400, doc: 'The AdmissionReview request is malformed or not a Pod.' },
   SIDEKEY_E_DEADLINE: { status: 504, doc: 'init-only: a required secret was not fetched within `syncDeadline` (`sidekey.dev/sync-deadline`); the message names it and its last error.' },
+  SIDEKEY_E_BUSY: { status: 429, doc: 'The webhook has `--max-in-flight` admissions in flight; the API server retries.' },
+  SIDEKEY_E_CAPACITY: { status: 503, doc: 'A local API cap is reached (connections, watchers, long-polls, gRPC streams); retry later.' },
+  SIDEKEY_E_HOST: { status: 421, doc: 'A local API request named a `Host` other than a loopback address (DNS rebinding).' },
   SIDEKEY_E_INPUT: { status: 400, doc: '`sidekey inject` input is not YAML/JSON of a supported kind.' },
 } as const satisfies Record<string, ErrorInfo>
 

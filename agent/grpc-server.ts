@@ -10,6 +10,7 @@ import type { SecretEvent } from '../proto/gen/sidekey/v1/SecretEvent.js'
 import type { AgentMetrics } from './metrics.js'
 import type { SecretEntry, SecretStore } from './secret-store.js'
 import { presentedToken } from './access-token.js'
+import { DEFAULT_LIMITS, SECRET_NAME_RE, Slots, shortName, type LocalLimits } from './limits.js'
 
 export const PROTO_FILE = fileURLToPath(new URL('../../proto/sidekey/v1/secrets.proto', import.meta.url))
 
@@ -23,20 +24,39 @@ export interface GrpcServerOptions {
   readonly checkToken: (t: string | undefined) => 'ok' | 'missing' | 'wrong'
   readonly metrics: AgentMetrics
   readonly audit: Logger
+  readonly limits?: LocalLimits
+  /** Shared with the HTTP server: one cap on watches and one on long-polls across both APIs. */
+  readonly watchers?: Slots
+  readonly waiters?: Slots
 }
 
 const MAX_WAIT_MS = 300_000
 
-function authorize (call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>, check: GrpcServerOptions['checkToken']): grpc.ServiceError | undefined {
-  const md = call.metadata
-  const tok = presentedToken(md.get('x-sidekey-token')[0]?.toString(), md.get('authorization')[0]?.toString())
-  const r = check(tok)
-  if (r === 'ok') return undefined
-  const err = new Error(r === 'missing'
-    ? 'SIDEKEY_E_UNAUTHENTICATED: send the token from SIDEKEY_TOKEN_FILE in metadata x-sidekey-token'
-    : 'SIDEKEY_E_FORBIDDEN: the token does not match; read it again from SIDEKEY_TOKEN_FILE') as grpc.ServiceError
-  err.code = r === 'missing' ? grpc.status.UNAUTHENTICATED : grpc.status.PERMISSION_DENIED
-  return err
+function tokenError (r: 'missing' | 'wrong'): { code: grpc.status, details: string } {
+  return r === 'missing'
+    ? { code: grpc.status.UNAUTHENTICATED, details: 'SIDEKEY_E_UNAUTHENTICATED: send the token from SIDEKEY_TOKEN_FILE in metadata x-sidekey-token' }
+    : { code: grpc.status.PERMISSION_DENIED, details: 'SIDEKEY_E_FORBIDDEN: the token does not match; read it again from SIDEKEY_TOKEN_FILE' }
+}
+
+/**
+ * Checks the token from the call's metadata, before grpc-js reads the request
+ * message: a call without the right token is answered and its message never
+ * decoded (the handlers below run only for authorized calls).
+ */
+function tokenInterceptor (check: GrpcServerOptions['checkToken'], onDenied: (peer: string, route: string, code: grpc.status) => void): grpc.ServerInterceptor {
+  return (method, call) => new grpc.ServerInterceptingCall(call, {
+    start (next) {
+      next({
+        onReceiveMetadata (md, mdNext) {
+          const r = check(presentedToken(md.get('x-sidekey-token')[0]?.toString(), md.get('authorization')[0]?.toString()))
+          if (r === 'ok') { mdNext(md); return }
+          const err = tokenError(r)
+          onDenied(call.getPeer(), method.path.slice(method.path.lastIndexOf('/') + 1), err.code)
+          call.sendStatus(err)
+        },
+      })
+    },
+  })
 }
 
 function fail (code: grpc.status, message: string): grpc.ServiceError {
@@ -50,7 +70,18 @@ const event = (kind: 'CURRENT' | 'CHANGED', e: SecretEntry): SecretEvent => ({ n
 export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
   const { store, metrics, audit } = o
   const proto = loadProto()
-  const server = new grpc.Server()
+  const limits = o.limits ?? DEFAULT_LIMITS
+  const watchers = o.watchers ?? new Slots(limits.watchers)
+  const waiters = o.waiters ?? new Slots(limits.waiters)
+  const denied = (peer: string, route: string, code: grpc.status): void => {
+    metrics.requests.inc({ api: 'grpc', route, status: grpc.status[code] })
+    audit.info({ audit: true, api: 'grpc', caller: peer, route, status: grpc.status[code] }, 'access')
+  }
+  const server = new grpc.Server({
+    interceptors: [tokenInterceptor(o.checkToken, denied)],
+    'grpc.max_receive_message_length': limits.grpcMaxMessageBytes,
+    'grpc.max_concurrent_streams': limits.grpcMaxConcurrentStreams,
+  })
   const record = (call: { getPeer: () => string }, route: string, status: string, secret?: string): void => {
     metrics.requests.inc({ api: 'grpc', route, status })
     const spec = secret !== undefined ? store.specs.get(secret) : undefined
@@ -58,15 +89,14 @@ export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
   }
   const handlers: SecretsHandlers = {
     Get (call, cb) {
-      const denied = authorize(call, o.checkToken)
-      if (denied !== undefined) {
-        record(call, 'Get', grpc.status[denied.code])
-        return cb(denied)
-      }
       const { name, ifNoneMatch, waitMs } = call.request
+      if (!SECRET_NAME_RE.test(name)) {
+        record(call, 'Get', 'INVALID_ARGUMENT', `(invalid, ${name.length} chars)`)
+        return cb(fail(grpc.status.INVALID_ARGUMENT, `SIDEKEY_E_BAD_REQUEST: the name (${name.length} chars, not shown) is not a secret name: letters, digits, ".", "_", "-", at most 253`))
+      }
       if (!store.specs.has(name)) {
         record(call, 'Get', 'NOT_FOUND', name)
-        return cb(fail(grpc.status.NOT_FOUND, `SIDEKEY_E_SECRET_UNKNOWN: no secret named "${name}"; List returns the names`))
+        return cb(fail(grpc.status.NOT_FOUND, `SIDEKEY_E_SECRET_UNKNOWN: no secret named "${shortName(name)}"; List returns the names`))
       }
       const answer = (e: SecretEntry | undefined): void => {
         if (e === undefined) {
@@ -79,29 +109,29 @@ export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
       }
       const cur = store.get(name)
       if (waitMs > 0 && (cur === undefined || cur.version === ifNoneMatch)) {
+        const release = waiters.take()
+        if (release === undefined) {
+          record(call, 'Get', 'RESOURCE_EXHAUSTED', name)
+          return cb(fail(grpc.status.RESOURCE_EXHAUSTED, `SIDEKEY_E_CAPACITY: ${waiters.max} long-polls are waiting, the agent's limit (limits.waiters); retry without wait_ms or later`))
+        }
         const ac = new AbortController()
         call.once('cancelled', () => ac.abort())
-        store.waitForChange(name, cur?.version, Math.min(waitMs, MAX_WAIT_MS), ac.signal).then(answer, () => answer(store.get(name)))
+        store.waitForChange(name, cur?.version, Math.min(waitMs, MAX_WAIT_MS), ac.signal).then((e) => { release(); answer(e) }, () => { release(); answer(store.get(name)) })
         return
       }
       answer(cur)
     },
     List (call, cb) {
-      const denied = authorize(call, o.checkToken)
-      if (denied !== undefined) {
-        record(call, 'List', grpc.status[denied.code])
-        return cb(denied)
-      }
       record(call, 'List', 'OK')
       cb(null, {
         secrets: store.status().map((s) => ({ name: s.name, version: s.version ?? '', updatedAt: s.updatedAt ?? '', refs: [...s.refs], ready: s.version !== undefined, errorCode: s.error?.code ?? '' })),
       })
     },
     Watch (call) {
-      const denied = authorize(call, o.checkToken)
-      if (denied !== undefined) {
-        record(call, 'Watch', grpc.status[denied.code])
-        call.emit('error', denied)
+      const release = watchers.take()
+      if (release === undefined) {
+        record(call, 'Watch', 'RESOURCE_EXHAUSTED')
+        call.emit('error', fail(grpc.status.RESOURCE_EXHAUSTED, `SIDEKEY_E_CAPACITY: ${watchers.max} watches are open, the agent's limit (limits.watchers); close one or poll List`))
         return
       }
       const names = new Set(call.request.names)
@@ -110,7 +140,7 @@ export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
       for (const e of store.entries()) if (wanted(e)) call.write(event('CURRENT', e))
       const onChange = (e: SecretEntry): void => { if (wanted(e)) call.write(event('CHANGED', e)) }
       store.on('change', onChange)
-      const stop = (): void => { store.off('change', onChange) }
+      const stop = (): void => { store.off('change', onChange); release() }
       call.once('cancelled', stop)
       call.once('close', stop)
     },

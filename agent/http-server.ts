@@ -10,6 +10,7 @@ import type { AgentMetrics } from './metrics.js'
 import type { SecretEntry, SecretStore } from './secret-store.js'
 import { presentedToken } from './access-token.js'
 import type { CompatRoute } from './compat/route.js'
+import { DEFAULT_LIMITS, SECRET_NAME_RE, Slots, shortName, type LocalLimits } from './limits.js'
 
 export interface HttpServerOptions {
   readonly store: SecretStore
@@ -19,15 +20,36 @@ export interface HttpServerOptions {
   readonly maxWaitMs?: number
   /** Peer-compatible APIs (agent/compat/), asked in order before the /v1 routes. */
   readonly compat?: readonly CompatRoute[]
+  readonly limits?: LocalLimits
+  /** Shared with the gRPC server: one cap on watches and one on long-polls across both APIs. */
+  readonly watchers?: Slots
+  readonly waiters?: Slots
+}
+
+/** Headers a proxy adds; the local endpoint serves only the pod's own containers. */
+const PROXY_HEADERS = ['x-forwarded-for', 'forwarded', 'x-real-ip', 'x-forwarded-host'] as const
+
+/** A Host a browser on a DNS-rebound page cannot send: loopback literals and localhost only. */
+const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?$/i
+
+/** Node's own parse errors (400, 431, 408), answered as JSON like every other error. */
+export function clientErrorAnswer (err: NodeJS.ErrnoException): string {
+  const [status, text, code, message] = err.code === 'HPE_HEADER_OVERFLOW'
+    ? [431, 'Request Header Fields Too Large', 'SIDEKEY_E_BAD_REQUEST', 'the request headers are too large']
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'Request Timeout', 'SIDEKEY_E_BAD_REQUEST', 'the request was not received in time']
+      : [400, 'Bad Request', 'SIDEKEY_E_BAD_REQUEST', 'the request is not valid HTTP/1.1']
+  const body = JSON.stringify({ error: { code, message } })
+  return `HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`
 }
 
 const MAX_WAIT_DEFAULT = 300_000
 const etagOf = (e: SecretEntry): string => `"${e.version}"`
 
-function sendError (res: ServerResponse, code: ErrorCode, message: string): number {
+function sendError (res: ServerResponse, code: ErrorCode, message: string, close = false): number {
   const status = ERRORS[code].status
   const body = JSON.stringify({ error: { code, message } })
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' })
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...(close ? { connection: 'close' } : {}) })
   res.end(body)
   return status
 }
@@ -91,9 +113,12 @@ function ifNoneMatchVersion (header: string | undefined): string | undefined {
 export function createHttpServer (o: HttpServerOptions): Server {
   const { store, metrics, audit } = o
   const maxWait = o.maxWaitMs ?? MAX_WAIT_DEFAULT
+  const limits = o.limits ?? DEFAULT_LIMITS
+  const watchers = o.watchers ?? new Slots(limits.watchers)
+  const waiters = o.waiters ?? new Slots(limits.waiters)
 
   async function secrets (req: IncomingMessage, res: ServerResponse, name: string, query: URLSearchParams): Promise<number> {
-    if (!store.specs.has(name)) return sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no secret named "${name}"; GET /v1/secrets lists the names`)
+    if (!store.specs.has(name)) return sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no secret named "${shortName(name)}"; GET /v1/secrets lists the names`)
     const inm = req.headers['if-none-match']
     const waitRaw = query.get('wait')
     let entry = store.get(name)
@@ -105,9 +130,17 @@ export function createHttpServer (o: HttpServerOptions): Server {
         return sendError(res, 'SIDEKEY_E_BAD_REQUEST', (err as SidekeyError).message)
       }
       const current = entry !== undefined && matches(inm, entry) ? entry.version : (entry === undefined ? undefined : ifNoneMatchVersion(inm) ?? '\0none')
-      const ac = new AbortController()
-      res.once('close', () => ac.abort())
-      entry = await store.waitForChange(name, current, ms, ac.signal)
+      if (entry === undefined || entry.version === current) {
+        const release = waiters.take()
+        if (release === undefined) return sendError(res, 'SIDEKEY_E_CAPACITY', `${waiters.max} long-polls are waiting, the agent's limit (limits.waiters); retry without ?wait= or later`, true)
+        const ac = new AbortController()
+        res.once('close', () => ac.abort())
+        try {
+          entry = await store.waitForChange(name, current, ms, ac.signal)
+        } finally {
+          release()
+        }
+      }
     }
     if (entry === undefined) return sendError(res, 'SIDEKEY_E_NOT_READY', `secret "${name}" has not been fetched yet; retry, or add ?wait=30s to wait for it`)
     if (matches(inm, entry)) return sendNotModified(res, entry)
@@ -115,6 +148,8 @@ export function createHttpServer (o: HttpServerOptions): Server {
   }
 
   function watch (req: IncomingMessage, res: ServerResponse): number {
+    const release = watchers.take()
+    if (release === undefined) return sendError(res, 'SIDEKEY_E_CAPACITY', `${watchers.max} watches are open, the agent's limit (limits.watchers); close one or poll GET /v1/secrets`, true)
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' })
     const send = (kind: 'current' | 'changed', e: SecretEntry): void => {
       res.write(`event: ${kind}\ndata: ${JSON.stringify({ name: e.name, version: e.version, updatedAt: new Date(e.updatedAt).toISOString() })}\n\n`)
@@ -127,6 +162,7 @@ export function createHttpServer (o: HttpServerOptions): Server {
     req.once('close', () => {
       clearInterval(ping)
       store.off('change', onChange)
+      release()
     })
     return 200
   }
@@ -135,38 +171,50 @@ export function createHttpServer (o: HttpServerOptions): Server {
     const url = req.url ?? '/'
     const q = url.indexOf('?')
     const path = q === -1 ? url : url.slice(0, q)
-    if (req.headers['x-forwarded-for'] !== undefined) {
-      return { route: 'forwarded', status: sendError(res, 'SIDEKEY_E_FORWARDED', 'requests with X-Forwarded-For are refused: the local endpoint serves only containers of this pod, not a proxy') }
+    const host = req.headers.host
+    if (host !== undefined && !LOOPBACK_HOST.test(host)) {
+      return { route: 'host', status: sendError(res, 'SIDEKEY_E_HOST', 'the Host header must be 127.0.0.1, localhost or [::1]: the local endpoint does not answer other names (DNS rebinding)', true) }
+    }
+    if (PROXY_HEADERS.some((h) => req.headers[h] !== undefined)) {
+      return { route: 'forwarded', status: sendError(res, 'SIDEKEY_E_FORWARDED', 'requests with X-Forwarded-For, Forwarded, X-Real-IP or X-Forwarded-Host are refused: the local endpoint serves only containers of this pod, not a proxy') }
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET')
       return { route: 'method', status: sendJson(res, 405, { error: { code: 'SIDEKEY_E_BAD_REQUEST', message: `${req.method ?? ''} is not allowed; the local API is read-only (GET)` } }) }
     }
+    const auth = o.checkToken(presentedToken(req.headers['x-sidekey-token'], req.headers.authorization))
     switch (path) {
       case '/healthz': return { route: path, status: sendJson(res, 200, { status: 'ok' }) }
       case '/ready': {
         if (store.ready) return { route: path, status: sendJson(res, 200, { ready: true }) }
-        // Names and error codes/messages only (never values), so the probe can say why.
+        // With the token: names and error codes/messages (never values), so the probe can say why.
+        // Without it: a count only; a page that reached the port learns nothing.
         const reasons = store.missingReasons()
-        const errors = Object.fromEntries(reasons.filter((r) => r.error !== undefined).map((r) => [r.name, r.error]))
-        return { route: path, status: sendJson(res, 503, { ready: false, missing: reasons.map((r) => r.name), errors }) }
-      }
-      case '/metrics': {
-        const body = await metrics.registry.metrics()
-        res.writeHead(200, { 'content-type': metrics.registry.contentType })
-        res.end(body)
-        return { route: path, status: 200 }
+        const we = store.writeError
+        const detail = auth === 'ok'
+          ? { missing: reasons.map((r) => r.name), errors: Object.fromEntries(reasons.filter((r) => r.error !== undefined).map((r) => [r.name, r.error])) }
+          : { missingCount: reasons.length }
+        return { route: path, status: sendJson(res, 503, { ready: false, ...detail, ...(we !== undefined ? { error: { code: we.code } } : {}) }) }
       }
     }
     for (const route of o.compat ?? []) {
       const claimed = route(req, res, path, new URLSearchParams(q === -1 ? '' : url.slice(q + 1)))
       if (claimed !== undefined) return await claimed
     }
-    if (!path.startsWith('/v1/')) return { route: 'unknown', status: sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no route ${path}; see GET /v1/secrets`) }
-    const auth = o.checkToken(presentedToken(req.headers['x-sidekey-token'], req.headers.authorization))
+    if (path !== '/metrics' && !path.startsWith('/v1/')) return { route: 'unknown', status: sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no route ${shortName(path)}; see GET /v1/secrets`) }
     if (auth === 'missing') return { route: 'auth', status: sendError(res, 'SIDEKEY_E_UNAUTHENTICATED', 'send the token from SIDEKEY_TOKEN_FILE in X-Sidekey-Token or Authorization: Bearer') }
     if (auth === 'wrong') return { route: 'auth', status: sendError(res, 'SIDEKEY_E_FORBIDDEN', 'the token does not match; read it again from SIDEKEY_TOKEN_FILE') }
-    if (path === '/v1/secrets') return { route: path, status: sendJson(res, 200, { ready: store.ready, secrets: store.status() }) }
+    if (path === '/metrics') {
+      // Labels carry secret names: the token is needed, as for /v1.
+      const body = await metrics.registry.metrics()
+      res.writeHead(200, { 'content-type': metrics.registry.contentType })
+      res.end(body)
+      return { route: path, status: 200 }
+    }
+    if (path === '/v1/secrets') {
+      const we = store.writeError
+      return { route: path, status: sendJson(res, 200, { ready: store.ready, ...(we !== undefined ? { error: { code: we.code, message: we.message } } : {}), secrets: store.status() }) }
+    }
     if (path === '/v1/watch') return { route: path, status: watch(req, res) }
     if (path.startsWith('/v1/secrets/')) {
       let name: string
@@ -175,10 +223,12 @@ export function createHttpServer (o: HttpServerOptions): Server {
       } catch {
         return { route: '/v1/secrets/:name', status: sendError(res, 'SIDEKEY_E_BAD_REQUEST', 'the secret name in the path is not valid percent-encoding') }
       }
+      // Refused before any lookup, and never echoed: a name of another shape is not a secret name.
+      if (!SECRET_NAME_RE.test(name)) return { route: '/v1/secrets/:name', status: sendError(res, 'SIDEKEY_E_BAD_REQUEST', `the secret name (${name.length} chars, not shown) is not a secret name: letters, digits, ".", "_", "-", at most 253`) }
       const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1))
       return { route: '/v1/secrets/:name', secret: name, status: await secrets(req, res, name, query) }
     }
-    return { route: 'unknown', status: sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no route ${path}; see GET /v1/secrets`) }
+    return { route: 'unknown', status: sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no route ${shortName(path)}; see GET /v1/secrets`) }
   }
 
   // One child logger per configured secret: its fixed fields (name, references)
@@ -198,20 +248,43 @@ export function createHttpServer (o: HttpServerOptions): Server {
     c.inc()
   }
 
-  const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+  const server = createServer({
+    keepAliveTimeout: 65_000,
+    // A slow or silent sender is cut off after headersTimeout, checked every second (Node's default is 30 s).
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.headersTimeoutMs * 2,
+    connectionsCheckingInterval: 1000,
+    maxHeaderSize: 16 * 1024,
+  }, (req, res) => {
     handle(req, res).then(({ route, status, secret }) => {
       count(route, status)
-      if (secret !== undefined || route === '/v1/secrets' || route === '/v1/watch' || route === 'auth' || route === 'forwarded' || /^[a-z]+:\//.test(route)) {
-        const line = { caller: `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? ''}`, agent: req.headers['user-agent'], route, status }
+      if (secret !== undefined || route === '/v1/secrets' || route === '/v1/watch' || route === 'auth' || route === 'forwarded' || route === 'host' || /^[a-z]+:\//.test(route)) {
+        const ua = req.headers['user-agent']
+        const line = { caller: `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? ''}`, agent: ua !== undefined ? shortName(ua) : undefined, route, status }
         const known = secret !== undefined ? perSecret.get(secret) : undefined
         if (known !== undefined) known.info(line, 'access')
-        else base.info(secret !== undefined ? { ...line, secret } : line, 'access')
+        else base.info(secret !== undefined ? { ...line, secret: SECRET_NAME_RE.test(secret) ? secret : `(invalid, ${secret.length} chars)` } : line, 'access')
       }
     }, (err: unknown) => {
       audit.error({ err: (err as Error).message, route: 'error' }, 'request failed')
       if (!res.headersSent) sendError(res, 'SIDEKEY_E_BAD_REQUEST', 'the request could not be handled')
       else res.destroy()
     })
+  })
+  server.maxConnections = limits.connections
+  // Node's headersTimeout starts at a request's first byte: a socket that sends
+  // nothing at all would live until keepAliveTimeout. It gets the same bound.
+  server.on('connection', (socket) => {
+    const timer = setTimeout(() => socket.destroy(), limits.headersTimeoutMs)
+    timer.unref()
+    const clear = (): void => clearTimeout(timer)
+    socket.once('data', clear)
+    socket.once('close', clear)
+  })
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    count('client-error', err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400)
+    if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return }
+    socket.end(clientErrorAnswer(err))
   })
   return server
 }

@@ -8,11 +8,12 @@ import type { OnChangeSpec } from './config/load.js'
 import type { AgentMetrics } from './metrics.js'
 import type { SecretEntry } from './secret-store.js'
 
-async function findPids (name: string): Promise<number[]> {
+/** Pids to signal for a target; never pid 1 (the pod's init or pause process) nor the agent itself. */
+export async function findPids (name: string): Promise<number[]> {
   if (/^\d+$/.test(name)) return Number(name) > 1 && Number(name) !== process.pid ? [Number(name)] : []
   const pids: number[] = []
   for (const d of await readdir('/proc').catch(() => [] as string[])) {
-    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue
+    if (!/^\d+$/.test(d) || Number(d) === process.pid || Number(d) <= 1) continue
     try {
       const comm = (await readFile(`/proc/${d}/comm`, 'utf8')).trim()
       const argv = (await readFile(`/proc/${d}/cmdline`, 'utf8')).split('\0')

@@ -70,6 +70,8 @@ export function parseRef (raw: unknown): SecretRef {
   // Backends put the path into a URL, where %2e%2e is ".." again: refuse both,
   // so a path glob in the injector policy cannot be escaped.
   if (path.split('/').some((seg) => isDotSegment(seg))) fail(raw, 'the path must not contain "." or ".." segments (also percent-encoded)')
+  // Encoded separators would make a segment after decoding: ..%2Fteam-b is ../team-b to a backend.
+  if (/%(2f|5c|2e)/i.test(path) || path.includes('\\')) fail(raw, 'the path must not contain "\\" or a percent-encoded "/", "\\" or "." (%2F, %5C, %2E); write the path as the backend names it')
   const ref: SecretRef = { store, path, raw, ...(key !== undefined ? { key } : {}), ...(version !== undefined ? { version } : {}) }
   return Object.freeze(ref)
 }

@@ -57,6 +57,8 @@ export class Refresher {
   /** Secrets whose write failed: merged back into #dirty by the retry timer only. */
   readonly #retry = new Set<string>()
   #retryTimer: NodeJS.Timeout | undefined
+  /** Consecutive failed writes: the retry waits initial x 2^(n-1), capped at max. */
+  #writeFailures = 0
   #closed = false
   /** During start() the first results are written as one set, not one by one. */
   #starting = true
@@ -268,21 +270,32 @@ export class Refresher {
       for (const c of changed) store.markRenderError(c.name, err)
       // Retried by a timer, never by the flush loop: a full tmpfs must not spin the agent.
       for (const c of changed) this.#retry.add(c.name)
+      this.#writeFailures++
+      store.setWriteError(err)
+      metrics.ready.set(0)
       if (this.#retryTimer === undefined && !this.#closed) {
-        logger.error({ code: err.code, err: err.message, retryInMs: this.#o.config.backoff.initialMs }, 'write failed; will retry')
+        const { initialMs, maxMs } = this.#o.config.backoff
+        const retryInMs = this.#jittered(Math.min(maxMs, initialMs * 2 ** Math.min(this.#writeFailures - 1, 30)))
+        logger.error({ code: err.code, err: err.message, attempt: this.#writeFailures, retryInMs }, 'write failed; will retry')
         this.#retryTimer = setTimeout(() => {
           this.#retryTimer = undefined
           if (this.#closed) return
           for (const n of this.#retry) this.#dirty.add(n)
           this.#retry.clear()
           void this.#flush()
-        }, this.#o.config.backoff.initialMs)
+        }, retryInMs)
         this.#retryTimer.unref()
       }
       return
     }
+    if (this.#writeFailures > 0) logger.info({ after: this.#writeFailures }, 'write recovered')
+    this.#writeFailures = 0
+    store.setWriteError(undefined)
+    // Names still waiting for the retry timer were part of this set: written now.
+    for (const e of changed) this.#retry.delete(e.name)
     const rotated = changed.filter((e) => store.get(e.name) !== undefined)
     store.apply(changed)
+    if (store.ready) metrics.ready.set(1)
     for (const e of rotated) metrics.rotations.inc({ secret: e.name })
     for (const e of changed) logger.info({ secret: e.name, version: e.version, rotated: rotated.includes(e) }, rotated.includes(e) ? 'secret rotated' : 'secret written')
     if (rotated.length > 0) this.#o.onRotate(rotated)

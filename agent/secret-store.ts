@@ -41,6 +41,8 @@ export class SecretStore extends EventEmitter<{ change: [SecretEntry], ready: []
   /** Consecutive failed fetches per secret since the last success. */
   readonly #streak = new Map<string, number>()
   #ready = false
+  /** The last write of the files failed: not ready until a write succeeds. */
+  #writeError: SidekeyError | undefined
 
   constructor (specs: readonly SecretSpec[]) {
     super()
@@ -50,7 +52,10 @@ export class SecretStore extends EventEmitter<{ change: [SecretEntry], ready: []
 
   get (name: string): SecretEntry | undefined { return this.#entries.get(name) }
   entries (): IterableIterator<SecretEntry> { return this.#entries.values() }
-  get ready (): boolean { return this.#ready }
+  /** Every required secret was written once, and the last write of the files did not fail. */
+  get ready (): boolean { return this.#ready && this.#writeError === undefined }
+  get writeError (): SidekeyError | undefined { return this.#writeError }
+  setWriteError (err: SidekeyError | undefined): void { this.#writeError = err }
 
   missingRequired (): string[] {
     return [...this.specs.values()].filter((s) => s.required && !this.#entries.has(s.name)).map((s) => s.name)

@@ -44,7 +44,12 @@ export function parseTemplate (source: string, where = 'template'): ParsedTempla
   const refs = new Map<string, SecretRef>()
   const visitSecret = (m: hbs.AST.MustacheStatement | hbs.AST.SubExpression): void => {
     const p = m.path as hbs.AST.PathExpression
-    if (p.type !== 'PathExpression' || p.original !== 'secret') throw templateError(where, `only the "secret" helper (optionally inside ${[...ENCODERS.keys()].join(' or ')}) is allowed, found "${(p as { original?: unknown }).original ?? p.type}"`)
+    if (p.type !== 'PathExpression' || p.original !== 'secret') {
+      // Helper names are not secrets: a word of letters is named (unquoted, so the value-hiding
+      // of quoted fragments leaves it); anything with digits or signs may be a pasted token.
+      const found = (p as { original?: unknown }).original
+      throw templateError(where, `only the secret helper is allowed, found ${typeof found === 'string' && /^[A-Za-z][A-Za-z_]{0,31}$/.test(found) ? `helper ${found}` : `a ${p.type}`} (${[...ENCODERS.keys()].join(' or ')} may wrap it)`)
+    }
     const arg = m.params[0]
     if (m.params.length !== 1 || arg === undefined || arg.type !== 'StringLiteral') throw templateError(where, 'secret takes exactly one quoted reference')
     if (m.hash !== undefined && m.hash.pairs.length > 0) throw templateError(where, 'secret takes no options')

@@ -5,8 +5,19 @@
 //   dir/<name> -> ..data/<name>           stable per-name links
 // A reader that opens dir/<name> always gets a complete file, and a reader that
 // resolves ..data once sees one consistent set. The previous generation is
-// kept until the next write so a reader mid-way through it is not cut off.
-import { mkdir, writeFile, symlink, rename, readlink, readdir, rm, chmod, chown, readFile, lstat } from 'node:fs/promises'
+// kept until the next write so a reader mid-way through it is not cut off,
+// but only while the volume has room for another generation beside it.
+//
+// write(), in order:
+//   (1) read the current generation from ..data (only a link of our own shape)
+//   (2) remove every other ..<timestamp> dir: failed or stale generations of
+//       this or an earlier run (the emptyDir outlives the container)
+//   (3) refuse early, with the numbers, when the new set cannot fit
+//   (4) write the new generation; on any error remove it before throwing
+//   (5) swap ..data, (6) create missing <name> links, remove stale ones
+//   (7) drop the previous generation when the next write would not fit beside it
+import { mkdir, writeFile, symlink, rename, readlink, readdir, rm, chmod, chown, lstat, open, statfs } from 'node:fs/promises'
+import { constants } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { SidekeyError } from './errors.js'
@@ -20,6 +31,24 @@ export interface FileEntry {
   readonly mode: number
   readonly version: string
   readonly updatedAt: number
+}
+
+/** Only names of this shape are generations this writer made (and may remove). */
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/
+const GEN_RE = /^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d{3}_[0-9a-f]{6}$/
+/** tmpfs allocates whole pages; a file costs at least one, plus its inode. */
+const PAGE = 4096
+const cost = (bytes: number): number => Math.ceil(bytes / PAGE) * PAGE + PAGE
+
+/** Reads a regular file without following a symlink planted in its place. */
+async function readNoFollow (path: string): Promise<Buffer> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
+  try {
+    if (!(await fh.stat()).isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EINVAL' })
+    return await fh.readFile()
+  } finally {
+    await fh.close()
+  }
 }
 
 export interface DiskEntry { readonly name: string, readonly bytes: Buffer, readonly version: string, readonly updatedAt: number }
@@ -52,17 +81,35 @@ export class AtomicWriter {
     }
   }
 
+  /** Bytes free on the volume, or undefined where statfs is not available. */
+  async #free (): Promise<number | undefined> {
+    try {
+      const st = await statfs(this.dir)
+      return st.bavail * st.bsize
+    } catch {
+      return undefined
+    }
+  }
+
   /** Replaces the full set of files with `entries`. */
   async write (entries: readonly FileEntry[]): Promise<void> {
+    let genDir: string | undefined
     try {
       await mkdir(this.dir, { recursive: true, mode: 0o755 })
+      const previous = await this.#currentGen() // (1)
+      await this.#prune(new Set(previous !== undefined ? [previous] : [])) // (2)
+      const need = entries.reduce((n, e) => n + cost(e.bytes.length), 2 * PAGE)
+      const free = await this.#free() // (3)
+      if (free !== undefined && free < need) {
+        throw new SidekeyError('SIDEKEY_E_WRITE', `cannot write secrets to ${this.dir}: the new set needs ${need} bytes and the volume has ${free} free; raise the volume's sizeLimit (injector config tmpfsSizeLimit) or bind smaller values`, { dir: this.dir, need, free })
+      }
       const gen = stamp()
-      const genDir = join(this.dir, gen)
-      await mkdir(genDir, { mode: 0o755 })
+      genDir = join(this.dir, gen)
+      await mkdir(genDir, { mode: 0o755 }) // (4)
       await this.#own(genDir)
       const meta: Record<string, { version: string, updatedAt: number }> = {}
       await Promise.all(entries.map(async (e) => {
-        const p = join(genDir, e.name)
+        const p = join(genDir as string, e.name)
         await writeFile(p, e.bytes, { mode: e.mode, flag: 'wx' })
         await chmod(p, e.mode) // the umask must not widen or narrow the requested mode
         await this.#own(p)
@@ -70,17 +117,26 @@ export class AtomicWriter {
       }))
       await writeFile(join(genDir, META_FILE), JSON.stringify(meta), { mode: 0o444 })
 
-      const previous = await this.#currentGen()
-      const tmpLink = join(this.dir, `..data_tmp_${randomBytes(4).toString('hex')}`)
+      const tmpLink = join(this.dir, `..data_tmp_${randomBytes(4).toString('hex')}`) // (5)
       await symlink(gen, tmpLink)
-      await rename(tmpLink, join(this.dir, DATA_LINK))
+      try {
+        await rename(tmpLink, join(this.dir, DATA_LINK))
+      } catch (err) {
+        await rm(tmpLink, { force: true })
+        throw err
+      }
+      genDir = undefined // published: from here on it is the current generation
 
-      const names = new Set(entries.map((e) => e.name))
+      const names = new Set(entries.map((e) => e.name)) // (6)
       for (const name of names) {
         if (this.#links.has(name)) continue
+        const at = join(this.dir, name)
+        // Whatever sits at <name> and is not our link (a planted link, a dir) is replaced.
+        const st = await lstat(at).catch(() => undefined)
+        if (st !== undefined && st.isDirectory()) await rm(at, { recursive: true, force: true })
         const tmp = join(this.dir, `..link_tmp_${randomBytes(4).toString('hex')}`)
         await symlink(join(DATA_LINK, name), tmp)
-        await rename(tmp, join(this.dir, name))
+        await rename(tmp, at)
         this.#links.add(name)
       }
       for (const name of this.#links) {
@@ -88,23 +144,35 @@ export class AtomicWriter {
         await rm(join(this.dir, name), { force: true })
         this.#links.delete(name)
       }
-      await this.#prune(new Set([gen, previous].filter((g): g is string => g !== undefined)))
+      // (7) The previous generation stays for readers mid-way only when the next
+      // write of the same size still fits beside both; else it goes now.
+      const after = await this.#free()
+      const keepPrevious = previous !== undefined && (after === undefined || after >= need)
+      await this.#prune(new Set([gen, ...(keepPrevious ? [previous] : [])]))
     } catch (err) {
-      throw new SidekeyError('SIDEKEY_E_WRITE', `cannot write secrets to ${this.dir} (${(err as NodeJS.ErrnoException).code ?? 'error'}); check that the directory is writable by the agent`, { dir: this.dir }, { cause: err })
+      if (genDir !== undefined) await rm(genDir, { recursive: true, force: true }).catch(() => { /* best effort; step (2) of the next write removes it */ })
+      if (err instanceof SidekeyError) throw err
+      throw new SidekeyError('SIDEKEY_E_WRITE', `cannot write secrets to ${this.dir} (${(err as NodeJS.ErrnoException).code ?? 'error'}); check that the directory is writable by the agent and has room (injector config tmpfsSizeLimit)`, { dir: this.dir }, { cause: err })
     }
   }
 
+  /** The generation ..data points to, when it is a link of the shape this writer makes to a real directory. */
   async #currentGen (): Promise<string | undefined> {
+    let target: string
     try {
-      return await readlink(join(this.dir, DATA_LINK))
+      target = await readlink(join(this.dir, DATA_LINK))
     } catch {
       return undefined
     }
+    if (!GEN_RE.test(target)) return undefined
+    const st = await lstat(join(this.dir, target)).catch(() => undefined)
+    return st?.isDirectory() === true ? target : undefined
   }
 
   async #prune (keep: Set<string>): Promise<void> {
     for (const entry of await readdir(this.dir)) {
-      if (entry.startsWith('..') && entry !== DATA_LINK && !keep.has(entry) && /^\.\.\d{4}_/.test(entry)) {
+      if (keep.has(entry)) continue
+      if (GEN_RE.test(entry) || entry.startsWith('..data_tmp_') || entry.startsWith('..link_tmp_')) {
         await rm(join(this.dir, entry), { recursive: true, force: true })
       }
     }
@@ -117,16 +185,19 @@ export class AtomicWriter {
     const genDir = join(this.dir, gen)
     let meta: Record<string, { version: string, updatedAt: number }>
     try {
-      meta = JSON.parse(await readFile(join(genDir, META_FILE), 'utf8')) as typeof meta
+      meta = JSON.parse((await readNoFollow(join(genDir, META_FILE))).toString('utf8')) as typeof meta
+      if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) return []
     } catch {
       return []
     }
     const out: DiskEntry[] = []
     for (const [name, m] of Object.entries(meta)) {
+      if (!NAME_RE.test(name) || typeof m?.version !== 'string' || typeof m.updatedAt !== 'number') continue
       try {
-        out.push({ name, bytes: await readFile(join(genDir, name)), version: m.version, updatedAt: m.updatedAt })
-        const link = await lstat(join(this.dir, name)).catch(() => undefined)
-        if (link?.isSymbolicLink() === true) this.#links.add(name)
+        out.push({ name, bytes: await readNoFollow(join(genDir, name)), version: m.version, updatedAt: m.updatedAt })
+        // Only a link of our own shape is kept; anything else at <name> is replaced on the next write.
+        const link = await readlink(join(this.dir, name)).catch(() => undefined)
+        if (link === join(DATA_LINK, name)) this.#links.add(name)
       } catch {
         // a file missing from a generation is skipped, the backend provides it
       }

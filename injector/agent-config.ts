@@ -33,6 +33,7 @@ export function agentConfigDoc (spec: InjectionSpec, config: InjectorConfig, pod
     refresh: spec.refresh ?? config.refresh,
     ...(spec.onChange.length > 0 ? { onChange: [...spec.onChange] } : {}),
     stores,
+    ...(config.maxValueBytes !== 1048576 ? { maxValueBytes: config.maxValueBytes } : {}),
     ...(exitAfterSync ? { exitAfterSync: true, syncDeadline: spec.syncDeadline ?? config.syncDeadline } : {}),
     ...(pod.fileOwner !== undefined && (pod.fileOwner.uid !== undefined || pod.fileOwner.gid !== undefined) ? { fileOwner: { ...pod.fileOwner } } : {}),
   }
@@ -45,8 +46,8 @@ export function agentConfigJson (spec: InjectionSpec, config: InjectorConfig, po
   try {
     loadConfig(doc)
   } catch (err) {
-    const text = spec.secrets.map((s) => s.template ?? '').join('\n')
-    throw annotationError(spec.secrets[0]?.annotation ?? 'sidekey.dev/', `the agent would reject the config built from these annotations: ${isSidekeyError(err) ? hideNonReferences(err.message, text) : 'invalid'}`, { reason: isSidekeyError(err) ? err.code : 'unknown' })
+    const text = spec.secrets.map((s) => s.template ?? s.ref?.raw ?? '').join('\n')
+    throw annotationError(spec.secrets[0]?.annotation ?? 'sidekey.dev/', `the agent would reject the config built from these annotations: ${isSidekeyError(err) ? hideNonReferences(err.message, text, Object.keys(config.stores)) : 'invalid'}`, { reason: isSidekeyError(err) ? err.code : 'unknown' })
   }
   return JSON.stringify(doc)
 }

@@ -72,12 +72,15 @@ export async function injectorMain (argv: string[]): Promise<number> {
     .option('--tls-key <file>', 'serving key (PEM)', '/etc/sidekey/tls/tls.key')
     .option('--host <addr>', 'listen address', '0.0.0.0')
     .option('--port <n>', 'listen port', intArg('--port'), 8443)
-    .option('--max-body-bytes <n>', 'largest AdmissionReview accepted', intArg('--max-body-bytes'), 3 * 1024 * 1024)
+    .option('--max-body-bytes <n>', 'largest AdmissionReview accepted', intArg('--max-body-bytes'), 1024 * 1024)
+    .option('--max-in-flight <n>', 'admissions read or decided at once; more get 429', intArg('--max-in-flight'), 4)
+    .option('--max-connections <n>', 'open connections; more are dropped', intArg('--max-connections'), 256)
+    .option('--max-json-containers <n>', 'objects and arrays in one body; more get 413 before parsing', intArg('--max-json-containers'), 100_000)
     .option('--tls-poll-ms <n>', 'how often the certificate files are checked for changes', intArg('--tls-poll-ms'), 10_000)
-    .action(async (o: { config: string, tlsCert: string, tlsKey: string, host: string, port: number, maxBodyBytes: number, tlsPollMs: number }) => {
+    .action(async (o: { config: string, tlsCert: string, tlsKey: string, host: string, port: number, maxBodyBytes: number, maxInFlight: number, maxConnections: number, maxJsonContainers: number, tlsPollMs: number }) => {
       const config = loadInjectorConfigFile(o.config)
       const { startInjectorServer } = await import('./handler.js')
-      server = await startInjectorServer({ config, certFile: o.tlsCert, keyFile: o.tlsKey, host: o.host, port: o.port, maxBodyBytes: o.maxBodyBytes, tlsPollMs: o.tlsPollMs })
+      server = await startInjectorServer({ config, certFile: o.tlsCert, keyFile: o.tlsKey, host: o.host, port: o.port, maxBodyBytes: o.maxBodyBytes, maxInFlight: o.maxInFlight, maxConnections: o.maxConnections, maxJsonContainers: o.maxJsonContainers, tlsPollMs: o.tlsPollMs })
     })
   const early = await runCommand(program, argv)
   if (early !== undefined) return early

@@ -25,6 +25,10 @@ export const injectorConfigSchema = {
     probeCommand: { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1, default: ['sidekey', 'get', '--ready'] },
     mountPath: { type: 'string', pattern: '^/[^:]*$', default: '/var/run/secrets/sidekey' },
     tmpfsSizeLimit: { ...quantity, default: '8Mi' },
+    /** NODE_OPTIONS of the agent container: a small young generation keeps a burst of requests from growing the heap by ~30 MiB. */
+    agentNodeOptions: { type: 'string', default: '--max-semi-space-size=2' },
+    /** The agent's maxValueBytes; the tmpfs is raised to hold two generations of every secret at this size. */
+    maxValueBytes: { type: 'integer', minimum: 1, maximum: 16777216, default: 1048576 },
     resources: {
       type: 'object',
       additionalProperties: false,
@@ -105,6 +109,8 @@ export interface InjectorConfig {
   readonly probeCommand: readonly string[]
   readonly mountPath: string
   readonly tmpfsSizeLimit: string
+  readonly maxValueBytes: number
+  readonly agentNodeOptions: string
   readonly resources: { readonly requests?: Readonly<Record<string, string>>, readonly limits?: Readonly<Record<string, string>> }
   readonly refresh: string
   readonly syncDeadline: string

@@ -53,6 +53,7 @@ export function agentContainer (spec: InjectionSpec, config: InjectorConfig, o: 
       { name: 'SIDEKEY_POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
       // Where an init-only agent that gives up writes `<code>: <reason>`; the same path as terminationMessagePath.
       { name: ENV_TERMINATION_MESSAGE_PATH, value: TERMINATION_MESSAGE_PATH },
+      ...(config.agentNodeOptions !== '' ? [{ name: 'NODE_OPTIONS', value: config.agentNodeOptions }] : []),
     ],
     ...(o.nativeSidecar
       ? {

@@ -14,7 +14,43 @@ import { pino, type Logger } from 'pino'
 import type { InjectorConfig } from './config.js'
 import { review, reviewWorkload, type ReviewResult } from './admission.js'
 
-export const DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024
+// A real Pod's AdmissionReview is a few KiB (annotations are capped at 256 KiB
+// by the API server); 1 MiB leaves room and bounds what one request can cost.
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+/** Admissions read or decided at once; more get 429 (the API server retries within its timeout). */
+export const DEFAULT_MAX_IN_FLIGHT = 4
+/** Open sockets; more are dropped by Node before TLS. */
+export const DEFAULT_MAX_CONNECTIONS = 256
+/** Objects and arrays in one body: JSON.parse of 1 MiB of `{}` would cost ~60 MiB; a Pod has a few thousand. */
+export const DEFAULT_MAX_JSON_CONTAINERS = 100_000
+const MAX_JSON_DEPTH = 64
+
+/**
+ * Counts objects and arrays outside strings, and the nesting depth, without
+ * parsing: a body of many tiny objects is refused before it can cost memory.
+ */
+export function jsonShape (buf: Buffer, maxContainers: number): 'ok' | 'containers' | 'depth' {
+  let inString = false
+  let escaped = false
+  let count = 0
+  let depth = 0
+  for (let i = 0; i < buf.length; i++) {
+    const b = buf[i] as number
+    if (inString) {
+      if (escaped) escaped = false
+      else if (b === 0x5c) escaped = true
+      else if (b === 0x22) inString = false
+    } else if (b === 0x22) {
+      inString = true
+    } else if (b === 0x7b || b === 0x5b) {
+      if (++count > maxContainers) return 'containers'
+      if (++depth > MAX_JSON_DEPTH) return 'depth'
+    } else if (b === 0x7d || b === 0x5d) {
+      depth--
+    }
+  }
+  return 'ok'
+}
 
 export interface InjectorServerOptions {
   readonly config: InjectorConfig
@@ -23,6 +59,12 @@ export interface InjectorServerOptions {
   readonly host?: string
   readonly port?: number
   readonly maxBodyBytes?: number
+  /** Admissions in flight (reading, parsing, deciding); past it: 429. Default 4. */
+  readonly maxInFlight?: number
+  /** server.maxConnections. Default 256. */
+  readonly maxConnections?: number
+  /** Objects + arrays in one body; past it: 413 before parsing. Default 100000. */
+  readonly maxJsonContainers?: number
   /** How often the cert/key files are polled (stat) for changes. */
   readonly tlsPollMs?: number
   readonly logger?: Logger
@@ -53,6 +95,10 @@ function metrics (registry: Registry): Metrics {
   }
 }
 
+function sendBusy (res: ServerResponse, message: string): void {
+  sendJson(res, 429, { error: { code: 'SIDEKEY_E_BUSY', message } }, true)
+}
+
 function sendJson (res: ServerResponse, status: number, body: unknown, close = false): void {
   const text = JSON.stringify(body)
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...(close ? { connection: 'close' } : {}) })
@@ -62,6 +108,9 @@ function sendJson (res: ServerResponse, status: number, body: unknown, close = f
 export async function startInjectorServer (opts: InjectorServerOptions): Promise<InjectorServer> {
   const log = opts.logger ?? pino({ name: 'sidekey-injector' })
   const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES
+  const maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT
+  const maxContainers = opts.maxJsonContainers ?? DEFAULT_MAX_JSON_CONTAINERS
+  let inFlight = 0
   const registry = new Registry()
   const m = metrics(registry)
   let closing = false
@@ -84,6 +133,17 @@ export async function startInjectorServer (opts: InjectorServerOptions): Promise
       req.resume()
       return
     }
+    if (inFlight >= maxInFlight) {
+      m.admissions.inc({ outcome: 'busy' })
+      sendBusy(res, `${maxInFlight} admissions are in flight; retry (the API server does within its timeout)`)
+      req.resume()
+      return
+    }
+    inFlight++
+    let released = false
+    const release = (): void => { if (!released) { released = true; inFlight-- } }
+    res.once('close', release)
+    res.once('finish', release)
     const chunks: Buffer[] = []
     let size = 0
     let done = false
@@ -104,8 +164,16 @@ export async function startInjectorServer (opts: InjectorServerOptions): Promise
       if (done) return
       done = true
       let body: unknown
+      const raw = Buffer.concat(chunks, size)
+      chunks.length = 0
+      const shape = jsonShape(raw, maxContainers)
+      if (shape !== 'ok') {
+        m.admissions.inc({ outcome: 'too_large' })
+        sendJson(res, 413, { code: 'SIDEKEY_E_ADMISSION', message: shape === 'containers' ? `the body has more than ${maxContainers} objects and arrays; a Pod has far fewer` : `the body nests deeper than ${MAX_JSON_DEPTH} levels; a Pod does not` })
+        return
+      }
       try {
-        body = JSON.parse(Buffer.concat(chunks, size).toString('utf8'))
+        body = JSON.parse(raw.toString('utf8'))
       } catch {
         m.admissions.inc({ outcome: 'malformed' })
         sendJson(res, 400, { code: 'SIDEKEY_E_ADMISSION', message: 'the body is not JSON; send an admission.k8s.io/v1 AdmissionReview' })
@@ -151,6 +219,7 @@ export async function startInjectorServer (opts: InjectorServerOptions): Promise
       if (!res.headersSent) sendJson(res, 500, { code: 'SIDEKEY_E_ADMISSION', message: 'internal error' })
     }
   })
+  server.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS
   server.keepAliveTimeout = 30_000
   server.headersTimeout = 15_000
   server.requestTimeout = 15_000

@@ -7,6 +7,7 @@ import {
   ANN_CONTAINERS, ANN_MODE_PREFIX, ANN_ON_CHANGE, ANN_STATUS, CONTAINER_AGENT, CONTAINER_AGENT_INIT, LABEL_INJECT, STATUS_INJECTED,
   VOLUME_SECRETS, VOLUME_TOKEN,
 } from './annotations.js'
+import type { V1Volume } from '@kubernetes/client-node'
 import type { InjectorConfig } from './config.js'
 import { agentConfigJson, type PodFacts } from './agent-config.js'
 import { agentContainer, withSecrets, type AgentIdentity } from './containers.js'
@@ -79,10 +80,73 @@ function orderedSpec (s: NonNullable<V1Pod['spec']>): NonNullable<V1Pod['spec']>
   return out as unknown as NonNullable<V1Pod['spec']>
 }
 
+const SA_MOUNT = '/var/run/secrets/kubernetes.io/serviceaccount'
+
+/** JSON with sorted keys, so objects the API server re-encoded compare equal. */
+function canonical (v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`
+  if (v !== null && typeof v === 'object') {
+    return `{${Object.keys(v).filter((k) => (v as Record<string, unknown>)[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`
+  }
+  return JSON.stringify(v)
+}
+
+/** What of an agent container decides what it runs and can reach (not fields the API server defaults). */
+function agentShape (c: V1Container): string {
+  const env = (c.env ?? []).map((e) => {
+    const ref = e.valueFrom?.fieldRef
+    return ref?.apiVersion === 'v1' ? { ...e, valueFrom: { ...e.valueFrom, fieldRef: { fieldPath: ref.fieldPath } } } : e
+  })
+  // The ServiceAccount admission plugin adds its token mount to every container, ours included.
+  const mounts = (c.volumeMounts ?? []).filter((m) => m.mountPath !== SA_MOUNT)
+  return canonical({ name: c.name, image: c.image, command: c.command, args: c.args, env, envFrom: c.envFrom, securityContext: c.securityContext, volumeMounts: mounts, volumeDevices: c.volumeDevices, lifecycle: c.lifecycle, workingDir: c.workingDir, restartPolicy: c.restartPolicy })
+}
+
+function volumeShape (v: V1Volume): string {
+  const projected = v.projected !== undefined && v.projected.defaultMode === 420 ? { ...v.projected, defaultMode: undefined } : v.projected
+  return canonical({ ...v, projected })
+}
+
+const isAgent = (c: V1Container): boolean => c.name === CONTAINER_AGENT || c.name === CONTAINER_AGENT_INIT
+const ours = (v: V1Volume): boolean => v.name === VOLUME_SECRETS || v.name === VOLUME_TOKEN
+
+/**
+ * A pod that arrives saying it is injected (re-invocation, `kubectl apply` of
+ * an injected manifest, or a hand-written agent) is injected again from its
+ * annotations on a stripped copy; its agent containers and volumes must be
+ * exactly those, so no check (image, args, securityContext, config against
+ * policy) is skipped by writing the status annotation.
+ */
+function revalidateInjected (pod: V1Pod, config: InjectorConfig, namespace: string): void {
+  const spec = pod.spec
+  const strip = (cs: V1Container[] | undefined): V1Container[] | undefined => cs?.filter((c) => !isAgent(c)).map((c) => ({ ...c, volumeMounts: (c.volumeMounts ?? []).filter((m) => m.name !== VOLUME_SECRETS) }))
+  const annotations = { ...pod.metadata?.annotations }
+  delete annotations[ANN_STATUS]
+  const stripped: V1Pod = {
+    ...pod,
+    metadata: { ...pod.metadata, annotations },
+    spec: {
+      ...spec,
+      containers: strip(spec?.containers) ?? [],
+      ...(spec?.initContainers !== undefined ? { initContainers: strip(spec.initContainers) ?? [] } : {}),
+      ...(spec?.volumes !== undefined ? { volumes: spec.volumes.filter((v) => !ours(v)) } : {}),
+    },
+  }
+  const expected = mutatePod(stripped, config, namespace).pod
+  const agents = (p: V1Pod): string[] => [...(p.spec?.initContainers ?? []), ...(p.spec?.containers ?? [])].filter(isAgent).map(agentShape).sort()
+  const vols = (p: V1Pod): string[] => (p.spec?.volumes ?? []).filter(ours).map(volumeShape).sort()
+  if (canonical(agents(pod)) !== canonical(agents(expected)) || canonical(vols(pod)) !== canonical(vols(expected))) {
+    throw new SidekeyError('SIDEKEY_E_CONFLICT', `the pod carries ${ANN_STATUS}: ${STATUS_INJECTED}, but its agent containers or volumes are not the ones this injector builds from its annotations (image, command, args, env, securityContext, mounts or volumes differ); remove the status annotation, the ${CONTAINER_AGENT} container and the ${VOLUME_SECRETS} / ${VOLUME_TOKEN} volumes, and let the webhook inject`, { name: CONTAINER_AGENT })
+  }
+}
+
 /** Decides what to do with one pod; `namespace` is the admission request's namespace. */
 export function mutatePod (pod: V1Pod, config: InjectorConfig, namespace: string): MutateResult {
   if (!isSelected(pod)) return { outcome: 'skipped', pod }
-  if (isInjected(pod)) return { outcome: 'already-injected', pod }
+  if (isInjected(pod)) {
+    revalidateInjected(pod, config, namespace)
+    return { outcome: 'already-injected', pod }
+  }
   const podSpec = pod.spec
   if (podSpec === undefined || !Array.isArray(podSpec.containers) || podSpec.containers.length === 0) {
     throw new SidekeyError('SIDEKEY_E_ADMISSION', 'the pod has no spec.containers; nothing to inject into', {})
@@ -123,9 +187,10 @@ export function mutatePod (pod: V1Pod, config: InjectorConfig, namespace: string
     }
   } else {
     chosen = new Set(spec.containers)
-    for (const name of chosen) {
+    for (const [i, name] of [...chosen].entries()) {
       if (!containers.some((c) => c.name === name) && !initContainers.some((c) => c.name === name)) {
-        throw annotationError(ANN_CONTAINERS, `names "${name}", which is not a container or init container of this pod (it has: ${[...containers, ...initContainers].map((c) => c.name).join(', ')})`)
+        // The entry is not quoted (it may be a pasted value); the pod's own names are.
+        throw annotationError(ANN_CONTAINERS, `entry ${i + 1} is not a container or init container of this pod (it has: ${[...containers, ...initContainers].map((c) => c.name).join(', ')})`)
       }
       if (beforeAgent.has(name)) throw annotationError(ANN_CONTAINERS, `names init container "${name}", which runs before the agent and would find no secrets; remove it from the list`)
     }
@@ -212,7 +277,7 @@ export function mutatePod (pod: V1Pod, config: InjectorConfig, namespace: string
       ...(spec.needsSharedPid ? { shareProcessNamespace: true } : {}),
       initContainers: newInit,
       containers: newContainers,
-      volumes: [...volumes, secretsVolume(config), ...(tokenVol !== null ? [tokenVol] : [])],
+      volumes: [...volumes, secretsVolume(config, spec), ...(tokenVol !== null ? [tokenVol] : [])],
     }),
   }
   return { outcome: 'injected', pod: mutated, spec, leftOut }

@@ -43,7 +43,8 @@ export function checkPolicy (spec: InjectionSpec, namespace: string, config: Inj
         const slash = ref.path.indexOf('/')
         const target = slash === -1 ? namespace : ref.path.slice(0, slash)
         if (target !== namespace && !rule.k8sNamespaces.some((g) => globMatch(g.replaceAll('{namespace}', namespace), target))) {
-          throw deny(`${s.annotation}: reference ${ref.raw} reads namespace "${target}", but policy rule "${rule.name}" lets pods in "${namespace}" read Kubernetes secrets only in their own namespace${rule.k8sNamespaces.length > 0 ? ` and ${rule.k8sNamespaces.join(', ')}` : ''}`, rule.name, s.annotation, ref)
+          // Neither the namespace segment nor the reference is quoted: it may be a pasted value.
+          throw deny(`${s.annotation}: a k8s reference reads another namespace (not shown), but policy rule "${rule.name}" lets pods in "${namespace}" read Kubernetes secrets only in their own namespace${rule.k8sNamespaces.length > 0 ? ` and ${rule.k8sNamespaces.join(', ')}` : ''}`, rule.name, s.annotation)
         }
       }
       const ok = allow.some((a) => {

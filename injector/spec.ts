@@ -82,25 +82,41 @@ export function annotationError (annotation: string, what: string, details: Reco
 
 /**
  * Quoted fragments of an annotation value are shown only when they are
- * themselves valid references (data); anything else might be a value.
+ * themselves references to a store the injector offers (data); anything else
+ * might be a value: `admin:Zq9hunter2` parses as a reference, but names no
+ * store, so it is hidden.
  */
-export function hideNonReferences (message: string, value: string): string {
+export function hideNonReferences (message: string, value: string, offered?: readonly string[]): string {
   return message.replace(/"([^"]{3,})"/g, (whole, inner: string) => {
     if (!value.includes(inner)) return whole
     try {
-      parseRef(inner)
-      return whole
+      const ref = parseRef(inner)
+      return offered === undefined || offered.includes(ref.store) ? whole : '"<hidden>"'
     } catch {
       return '"<hidden>"'
     }
   })
 }
 
-function wrap (annotation: string, value: string, err: unknown): SidekeyError {
+function wrap (annotation: string, value: string, err: unknown, offered: readonly string[]): SidekeyError {
   if (!isSidekeyError(err)) return annotationError(annotation, 'is invalid')
   // The lower layers' messages start with the value or a field name; keep the reason after it.
-  const text = hideNonReferences(err.message, value)
+  const text = hideNonReferences(err.message, value, offered)
   return annotationError(annotation, text, { reason: err.code })
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
+const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/
+const SECRET_KEY = /^[-._a-zA-Z0-9]{1,253}$/
+
+/** A k8s reference is `[<namespace>/]<name>[#<key>]` with Kubernetes names; anything else is refused unseen. */
+function checkK8sRef (annotation: string, ref: SecretRef): void {
+  const slash = ref.path.indexOf('/')
+  const ns = slash === -1 ? undefined : ref.path.slice(0, slash)
+  const name = slash === -1 ? ref.path : ref.path.slice(slash + 1)
+  if ((ns !== undefined && !DNS_LABEL.test(ns)) || !DNS_SUBDOMAIN.test(name) || (ref.key !== undefined && !SECRET_KEY.test(ref.key))) {
+    throw annotationError(annotation, 'a k8s reference must be k8s:[<namespace>/]<secret name>[#<key>] with Kubernetes names (lowercase letters, digits, "-", "."); the reference is not shown: it may be a pasted value')
+  }
 }
 
 function durationOf (annotation: string, value: string, min = MIN_REFRESH_MS, max = MAX_REFRESH_MS, range = 'between 1s and 24h'): string {
@@ -164,6 +180,7 @@ export function buildSpec (annotations: Readonly<Record<string, string>> | undef
     byName.set(name, p)
   }
 
+  const offered = Object.keys(config.stores)
   const secrets: SecretEntry[] = []
   for (const name of [...byName.keys()].sort()) {
     const p = byName.get(name) as Pending
@@ -182,7 +199,7 @@ export function buildSpec (annotations: Readonly<Record<string, string>> | undef
       try {
         ref = parseRef(p.secret.trim())
       } catch (err) {
-        throw wrap(secretKey, p.secret, err)
+        throw wrap(secretKey, p.secret, err, offered)
       }
       refs = [ref]
     } else {
@@ -192,7 +209,7 @@ export function buildSpec (annotations: Readonly<Record<string, string>> | undef
       try {
         refs = parseTemplate(source, templateKey).refs
       } catch (err) {
-        throw wrap(templateKey, source, err)
+        throw wrap(templateKey, source, err, offered)
       }
     }
     let format: Format | undefined
@@ -225,8 +242,10 @@ export function buildSpec (annotations: Readonly<Record<string, string>> | undef
       if (stores[r.store] !== undefined) continue
       const base = config.stores[r.store]
       if (base === undefined) {
-        throw annotationError(s.annotation, `reference ${r.raw} uses store "${r.store}", which the injector config does not offer; use one of: ${Object.keys(config.stores).sort().join(', ')}`, { ref: r.raw })
+        // Never quoted: a pasted `user:password` parses as a reference to store "user".
+        throw annotationError(s.annotation, `a reference names an unknown store, one the injector config does not offer (the reference is not shown: it may be a pasted value); use one of: ${offered.sort().join(', ')}`)
       }
+      if (base.type === 'k8s') checkK8sRef(s.annotation, r)
       stores[r.store] = base
     }
   }
@@ -321,8 +340,8 @@ export function buildSpec (annotations: Readonly<Record<string, string>> | undef
     containers = [...new Set(rawContainers.split(',').map((c) => c.trim()).filter((c) => c.length > 0))]
     if (containers.length === 0) throw annotationError(ANN_CONTAINERS, 'names no container; list container names separated by commas, or remove it for all')
     const bad = containers.find((c) => !CONTAINER_RE.test(c) || c.length > 63)
-    // Quote only what looks like a mistyped name; anything else might be a pasted value.
-    if (bad !== undefined) throw annotationError(ANN_CONTAINERS, /^[A-Za-z0-9._-]{1,63}$/.test(bad) ? `"${bad}" is not a container name` : 'an entry is not a container name (lowercase letters, digits and "-", at most 63; not shown)')
+    // Never quoted: a pasted value can look like a name.
+    if (bad !== undefined) throw annotationError(ANN_CONTAINERS, `entry ${containers.indexOf(bad) + 1} is not a container name (lowercase letters, digits and "-", at most 63; not shown)`)
   }
 
   const rawMount = ann[ANN_MOUNT_PATH]

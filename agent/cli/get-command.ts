@@ -50,6 +50,16 @@ export function readyReasons (body: string): string {
   return lines.join('\n') + '\n'
 }
 
+/** The local token for the probe, when this container can read it: SIDEKEY_TOKEN_FILE, else the agent config's tokenFile. */
+function probeToken (): Record<string, string> {
+  let file = process.env.SIDEKEY_TOKEN_FILE
+  if (file === undefined && process.env.SIDEKEY_CONFIG !== undefined) {
+    try { file = (JSON.parse(process.env.SIDEKEY_CONFIG) as { tokenFile?: string }).tokenFile } catch { /* the agent reports a bad config itself */ }
+  }
+  if (file === undefined) return {}
+  try { return { 'x-sidekey-token': readFileSync(file, 'utf8').trim() } } catch { return {} }
+}
+
 export async function main (argv: string[]): Promise<number> {
   const cmd = new Command('sidekey get')
     .argument('[name]', 'secret name')
@@ -69,7 +79,8 @@ export async function main (argv: string[]): Promise<number> {
     }
   }
   if (o.ready === true) {
-    const res = await call('/ready')
+    // With the token /ready names what is missing and why (the probe's output); without it, a count.
+    const res = await call('/ready', probeToken())
     const text = await res.text()
     if (res.status === 200) return 0
     // The kubelet copies a failing probe's output into the pod's events: say why.

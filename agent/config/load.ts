@@ -9,6 +9,7 @@ import { parseRef, DEFAULT_STORES, type SecretRef } from '../reference.js'
 import { parseDuration } from '../duration.js'
 import { modeProblem } from '../file-mode.js'
 import { parseTemplate, type ParsedTemplate } from '../template.js'
+import type { LocalLimits } from '../limits.js'
 import { agentConfigSchema, storeSchemas, type AgentConfigInput, type StoreConfig, type StoreType } from './schema.js'
 
 export type Format = 'raw' | 'json' | 'env' | 'yaml'
@@ -33,6 +34,7 @@ export interface AgentConfig {
   readonly secrets: readonly SecretSpec[]
   readonly dir: string
   readonly listen: { readonly host: '127.0.0.1', readonly http: number, readonly grpc: number, readonly grpcEnabled: boolean, readonly metrics?: number }
+  readonly limits: LocalLimits
   readonly tokenFile: string
   readonly refreshMs: number
   readonly jitter: number
@@ -104,7 +106,7 @@ export function loadConfig (input: unknown): AgentConfig {
   }
   const doc = structuredClone(input) as AgentConfigInput
   if (!validateTop(doc)) throw configError(describeAjvError('config', validateTop.errors?.[0]), validateTop.errors?.[0]?.instancePath ?? '')
-  const d = doc as Required<AgentConfigInput> & { listen: { http: number, grpc: number, grpcEnabled: boolean, metrics?: number }, backoff: { initial: string, max: string } }
+  const d = doc as Required<AgentConfigInput> & { listen: { http: number, grpc: number, grpcEnabled: boolean, metrics?: number }, backoff: { initial: string, max: string }, limits: { connections: number, watchers: number, waiters: number, headersTimeout: string, grpcMaxMessageBytes: number, grpcMaxConcurrentStreams: number } }
 
   const stores: Record<string, StoreConfig> = {}
   for (const [name, s] of Object.entries(d.stores ?? {})) stores[name] = validateStoreConfig(name, s)
@@ -151,6 +153,14 @@ export function loadConfig (input: unknown): AgentConfig {
     secrets: Object.freeze(secrets),
     dir: d.dir,
     listen: Object.freeze({ host: '127.0.0.1', http: d.listen.http, grpc: d.listen.grpc, grpcEnabled: d.listen.grpcEnabled, ...(d.listen.metrics !== undefined ? { metrics: d.listen.metrics } : {}) }),
+    limits: Object.freeze({
+      connections: d.limits.connections,
+      watchers: d.limits.watchers,
+      waiters: d.limits.waiters,
+      headersTimeoutMs: parseDuration(d.limits.headersTimeout, 'config.limits.headersTimeout'),
+      grpcMaxMessageBytes: d.limits.grpcMaxMessageBytes,
+      grpcMaxConcurrentStreams: d.limits.grpcMaxConcurrentStreams,
+    }),
     tokenFile: d.tokenFile ?? join(d.dir, '..', 'sidekey-token'),
     refreshMs: parseDuration(d.refresh, 'config.refresh'),
     jitter: d.jitter,

@@ -143,6 +143,20 @@ export const agentConfigSchema = {
         metrics: { type: 'integer', minimum: 1, maximum: 65535 },
       },
     },
+    /** Caps on the local endpoint (README, "Local API limits"). */
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        connections: { type: 'integer', minimum: 1, maximum: 65536, default: 512 },
+        watchers: { type: 'integer', minimum: 0, maximum: 65536, default: 128 },
+        waiters: { type: 'integer', minimum: 0, maximum: 65536, default: 256 },
+        headersTimeout: { ...duration, default: '5s' },
+        grpcMaxMessageBytes: { type: 'integer', minimum: 1024, maximum: 4194304, default: 16384 },
+        grpcMaxConcurrentStreams: { type: 'integer', minimum: 1, maximum: 1024, default: 32 },
+      },
+    },
     tokenFile: path,
     refresh: { ...duration, default: '30s' },
     jitter: { type: 'number', minimum: 0, maximum: 1, default: 0.1 },

@@ -162,8 +162,13 @@ t.test('a pod outside the webhook namespaces is untouched; re-creating an inject
   const injected = await kube.must<any>('GET', `${podsPath()}/app-1`)
   const again = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'app-1-again', labels: injected.metadata.labels, annotations: injected.metadata.annotations }, spec: injected.spec }
   delete again.spec.nodeName
-  const r2 = await kube.request<any>('POST', podsPath(other), again)
+  const r2 = await kube.request<any>('POST', podsPath(), again)
   t.equal(r2.status, 201, 'POST pods -> 201', r2.status !== 201 ? { body: r2.body } : {})
   t.equal(r2.body.spec.initContainers.length, 1, 'one agent, not two')
-  t.same(r2.body.spec.volumes.map((v: any) => v.name).sort(), ['sidekey-secrets', 'sidekey-token'])
+  t.same(r2.body.spec.volumes.map((v: any) => v.name).filter((n: string) => n.startsWith('sidekey-')).sort(), ['sidekey-secrets', 'sidekey-token'])
+  // Issue 9 finding 6: the status annotation skips no check. The same pod in another
+  // namespace reads this namespace's Vault path, which the policy does not allow there.
+  const r3 = await kube.request<any>('POST', podsPath(other), { ...again, metadata: { ...again.metadata, name: 'app-1-elsewhere' } })
+  t.equal(r3.status, 403, 'an injected pod copied to another namespace is re-checked against the policy', r3.status !== 403 ? { body: r3.body } : {})
+  t.match(r3.body?.message, /SIDEKEY_E_POLICY/)
 })

@@ -97,7 +97,7 @@ export async function startTestAgent (t: Test, input: Record<string, unknown>, o
       return await res.json()
     },
     async metrics () {
-      return await (await fetch(`${base}/metrics`)).text()
+      return await (await fetch(`${base}/metrics`, { headers: { 'x-sidekey-token': token } })).text()
     },
     grpc () {
       if (client === undefined) {

@@ -25,7 +25,7 @@ const cases: Array<[string, unknown, ErrorCode, RegExp]> = [
   ['bad port', { ...base, listen: { http: 70000 } }, 'SIDEKEY_E_CONFIG', /listen\.http: must be <= 65535/],
   ['template with other helper', { ...base, secrets: [{ name: 'a', template: '{{#each x}}{{/each}}' }] }, 'SIDEKEY_E_TEMPLATE', /not allowed/],
   ['template without secret', { ...base, secrets: [{ name: 'a', template: 'plain' }] }, 'SIDEKEY_E_TEMPLATE', /uses no secret/],
-  ['template lookup', { ...base, secrets: [{ name: 'a', template: '{{constructor}}' }] }, 'SIDEKEY_E_TEMPLATE', /only the "secret" helper/],
+  ['template lookup', { ...base, secrets: [{ name: 'a', template: '{{constructor}}' }] }, 'SIDEKEY_E_TEMPLATE', /only the secret helper is allowed, found helper constructor/],
   ['template bad ref', { ...base, secrets: [{ name: 'a', template: '{{secret "x"}}' }] }, 'SIDEKEY_E_REF_SYNTAX', /invalid secret reference "x"/],
   ['template unparsable', { ...base, secrets: [{ name: 'a', template: '{{secret "env:A"' }] }, 'SIDEKEY_E_TEMPLATE', /does not parse/],
 ]

@@ -66,8 +66,9 @@ t.test('dry-run gets the same answer, and nothing else happens', async (t) => {
 t.test('no-op answers: unlabelled, already injected, not CREATE', async (t) => {
   const unlabelled = structuredClone(labelled)
   delete unlabelled.metadata!.labels
-  const injected = structuredClone(labelled)
-  injected.metadata!.annotations!['sidekey.dev/status'] = 'injected'
+  // A pod this injector injected (issue 9 finding 6: a bare status annotation is no longer enough).
+  const { mutatePod } = await import('../../injector/mutate.js')
+  const injected = mutatePod(structuredClone(labelled), testConfig(), 'team-a').pod
   for (const [what, body] of [
     ['unlabelled', admissionReview(unlabelled)],
     ['already injected', admissionReview(injected)],

@@ -199,7 +199,7 @@ const conflicts: Array<[string, Partial<NonNullable<V1Pod['spec']>>, Record<stri
   ['container name', { containers: [{ name: 'sidekey-agent', image: 'x' }] }, {}, 'SIDEKEY_E_CONFLICT', /container named "sidekey-agent"/],
   ['init container name', { initContainers: [{ name: 'sidekey-agent-init', image: 'x' }] }, {}, 'SIDEKEY_E_CONFLICT', /container named "sidekey-agent-init"/],
   ['mount path', { containers: [{ name: 'app', image: 'x', volumeMounts: [{ name: 'd', mountPath: '/var/run/secrets/sidekey' }] }], volumes: [{ name: 'd', emptyDir: {} }] }, {}, 'SIDEKEY_E_CONFLICT', /already mounts volume "d"/],
-  ['unknown container', {}, { 'sidekey.dev/containers': 'ghost' }, 'SIDEKEY_E_ANNOTATION', /"ghost", which is not a container/],
+  ['unknown container', {}, { 'sidekey.dev/containers': 'ghost' }, 'SIDEKEY_E_ANNOTATION', /entry 1 is not a container or init container of this pod \(it has: app/],
   ['signal without shared pid', { shareProcessNamespace: false }, { 'sidekey.dev/on-change': 'signal:HUP:app' }, 'SIDEKEY_E_ANNOTATION', /shareProcessNamespace/],
   ['no containers', { containers: [] }, {}, 'SIDEKEY_E_ADMISSION', /no spec.containers/],
 ]
