@@ -56,7 +56,7 @@ export async function injectMain (argv: string[]): Promise<number> {
         if (!isSidekeyError(err)) throw err
         const where = typeof err.details.document === 'string' ? `${err.details.document}: ` : ''
         process.stderr.write(`sidekey inject: ${where}${denialMessage(err)}\n`)
-        if (o.config === undefined && err.code === 'SIDEKEY_E_ANNOTATION' && typeof err.details.ref === 'string') process.stderr.write('sidekey inject: without -c/--config only k8s: references are offered; pass -c <injector config or its ConfigMap>, e.g. -c manifests/base/configmap.yaml\n')
+        if (o.config === undefined && err.code === 'SIDEKEY_E_ANNOTATION' && err.details.reason === 'unknown-store') process.stderr.write('sidekey inject: without -c/--config only k8s: references are offered; pass -c <injector config or its ConfigMap>, e.g. -c manifests/base/configmap.yaml\n')
         code = 1
       }
     })

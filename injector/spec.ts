@@ -243,7 +243,7 @@ export function buildSpec (annotations: Readonly<Record<string, string>> | undef
       const base = config.stores[r.store]
       if (base === undefined) {
         // Never quoted: a pasted `user:password` parses as a reference to store "user".
-        throw annotationError(s.annotation, `a reference names an unknown store, one the injector config does not offer (the reference is not shown: it may be a pasted value); use one of: ${offered.sort().join(', ')}`)
+        throw annotationError(s.annotation, `a reference names an unknown store, one the injector config does not offer (the reference is not shown: it may be a pasted value); use one of: ${offered.sort().join(', ')}`, { reason: 'unknown-store' })
       }
       if (base.type === 'k8s') checkK8sRef(s.annotation, r)
       stores[r.store] = base

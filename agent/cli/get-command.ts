@@ -31,7 +31,7 @@ const MAX_REASON_CHARS = 300
 
 /** `missing: <name> (<CODE>: <message>)`, one line per secret, bounded (events hold about 1 KiB). */
 export function readyReasons (body: string): string {
-  let doc: { missing?: unknown, errors?: unknown }
+  let doc: { missing?: unknown, errors?: unknown, missingCount?: unknown }
   try {
     doc = JSON.parse(body) as typeof doc
   } catch {
@@ -39,6 +39,7 @@ export function readyReasons (body: string): string {
   }
   const missing = Array.isArray(doc.missing) ? doc.missing.filter((n): n is string => typeof n === 'string') : []
   const errors = (doc.errors !== null && typeof doc.errors === 'object' ? doc.errors : {}) as Record<string, { code?: unknown, message?: unknown } | undefined>
+  if (missing.length === 0 && typeof doc.missingCount === 'number' && doc.missingCount > 0) return `not ready: ${doc.missingCount} required secret(s) missing (the agent names them to a caller with its token)\n`
   if (missing.length === 0) return 'not ready\n'
   const lines = missing.slice(0, MAX_REASONS).map((name) => {
     const e = errors[name]

@@ -65,6 +65,7 @@ const API_PATHS: Record<string, (ns: string) => string> = {
   RoleBinding: (ns) => `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`,
   ClusterRoleBinding: () => '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings',
   Deployment: (ns) => `/apis/apps/v1/namespaces/${ns}/deployments`,
+  NetworkPolicy: (ns) => `/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies`,
   Job: (ns) => `/apis/batch/v1/namespaces/${ns}/jobs`,
   PodDisruptionBudget: (ns) => `/apis/policy/v1/namespaces/${ns}/poddisruptionbudgets`,
   MutatingWebhookConfiguration: () => '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations',

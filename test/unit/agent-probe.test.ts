@@ -1,6 +1,7 @@
 // Issue 11 item 2: the startup probe (`sidekey get --ready`) says which
 // secret is missing and why; the kubelet copies that output into the events.
 import t from 'tap'
+import { join } from 'node:path'
 import { startTestAgent } from '../helpers/agent.js'
 import { runCli } from '../helpers/cli.js'
 import { readyReasons } from '../../agent/cli/get-command.js'
@@ -15,12 +16,17 @@ t.test('get --ready prints missing: <name> (<code>: <message>) and exits 1', asy
     stores: { vault: { type: 'vault', address: 'http://127.0.0.1:1', tokenEnv: 'SK_PROBE_VAULT_TOKEN', timeout: '1s' } },
   })
   await h.agent.synced
-  const run = runCli(t, ['get', '--ready'], { SIDEKEY_ADDR: h.base })
+  // In the pod the probe finds the token through the agent's own SIDEKEY_CONFIG (tokenFile).
+  const run = runCli(t, ['get', '--ready'], { SIDEKEY_ADDR: h.base, SIDEKEY_CONFIG: JSON.stringify({ tokenFile: join(h.root, 'token') }) })
   const { code } = await run.exited
   t.equal(code, 1)
   t.match(run.out[0], /^missing: openai \(SIDEKEY_E_UNAVAILABLE: .*127\.0\.0\.1:1.*\)$/)
   t.match(run.out[1], /^missing: anthropic \(SIDEKEY_E_NOT_FOUND: .*SK_PROBE_NOT_SET.*\)$/)
   t.equal(run.out.length, 2, 'one line per missing secret')
+  // Without the token (a page that reached the port): a count, no names.
+  const blind = runCli(t, ['get', '--ready'], { SIDEKEY_ADDR: h.base })
+  t.equal((await blind.exited).code, 1)
+  t.same(blind.out, ['not ready: 2 required secret(s) missing (the agent names them to a caller with its token)'])
 })
 
 t.test('get --ready is silent and exits 0 once ready', async (t) => {

@@ -132,7 +132,7 @@ t.test('templates can URL-encode a secret', async (t) => {
   t.same(tpl.refs.map((r) => r.raw), ['vault:db#password'])
   t.equal(tpl.render(new Map([['vault:db#password', 'p@ss/w:rd?&']])), 'postgres://app:p%40ss%2Fw%3Ard%3F%26@db:5432/app')
   t.throws(() => parseTemplate('{{urlencode "vault:db#password"}}'), { code: 'SIDEKEY_E_TEMPLATE', message: /urlencode takes one \(secret "<ref>"\)/ })
-  t.throws(() => parseTemplate('{{urlencode (lookup "x")}}'), { code: 'SIDEKEY_E_TEMPLATE', message: /only the "secret" helper/ })
+  t.throws(() => parseTemplate('{{urlencode (lookup "x")}}'), { code: 'SIDEKEY_E_TEMPLATE', message: /only the secret helper is allowed, found helper lookup/ })
 })
 
 t.test('the injector Deployment does not ask for system-cluster-critical unless the component is used', async (t) => {
