@@ -22,7 +22,9 @@ export async function importImage (node: NodeInfo): Promise<{ archive: string, s
   // SIDEKEY_E2E_IMAGE_ARCHIVE: an archive already built (a dev loop that did not change the image)
   let archive = process.env['SIDEKEY_E2E_IMAGE_ARCHIVE'] ?? ''
   if (archive === '') {
-    const { stdout } = await run(join(repoRoot(), 'scripts', 'image'), ['build', '--name', IMAGE], { maxBuffer: 16 << 20 })
+    // Not tap's NODE_OPTIONS (its --import loaders live in this checkout, not in the image's build stage).
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS' && !k.startsWith('TAP')))
+    const { stdout } = await run(join(repoRoot(), 'scripts', 'image'), ['build', '--name', IMAGE], { maxBuffer: 16 << 20, env })
     archive = stdout.trim().split('\n').pop() ?? ''
   }
   await run(node.ctr, ['--address', node.containerdSocket, '-n', 'k8s.io', 'images', 'import', archive], { maxBuffer: 16 << 20 })

@@ -244,7 +244,12 @@ function registerCleanup(): void {
   if (existsSync(runDir)) {
     for (const e of readdirSync(runDir)) {
       const m = /^proc-(\d+)$/.exec(e);
-      if (m && !alive(Number(m[1]))) rmSync(join(runDir, e), { recursive: true, force: true });
+      if (!m || alive(Number(m[1]))) continue;
+      try {
+        rmSync(join(runDir, e), { recursive: true, force: true });
+      } catch {
+        // still mounted: a node of that process is being cleaned up by its own watchdog; next time
+      }
     }
   }
 }
