@@ -44,6 +44,8 @@ node_kill_pods() {
 node_cleanup() {
   local dir="$1" d="$2"
   [ -n "$dir" ] || return 0
+  # best effort to the end: one failing step (a file already gone) must not skip the rest
+  set +e +o pipefail
   [ -f "$dir/.cleaned" ] && return 0
   node_log "cleaning up the host"
   # the control plane and the node daemons first, so nothing restarts a container we kill
@@ -118,6 +120,7 @@ node_cleanup_stale() {
   if [ -n "$prev" ] && [ -d "$prev" ] && [ ! -f "$prev/.cleaned" ]; then
     node_log "a previous node in $prev did not clean up: cleaning it now"
     node_cleanup "$prev" ""
+    set -eo pipefail   # node_cleanup turned errexit off for itself
   fi
   ip link del "$NODE_BRIDGE" 2>/dev/null || true
 }

@@ -245,6 +245,8 @@ function registerCleanup(): void {
     for (const e of readdirSync(runDir)) {
       const m = /^proc-(\d+)$/.exec(e);
       if (!m || alive(Number(m[1]))) continue;
+      // a node outlives its test process while it puts the host back (scripts/lib/node.sh): not yet
+      if (existsSync(join(runDir, e, 'node')) && !existsSync(join(runDir, e, 'node', '.cleaned'))) continue;
       try {
         rmSync(join(runDir, e), { recursive: true, force: true });
       } catch {
