@@ -262,39 +262,48 @@ export class Refresher {
     const next = new Map<string, SecretEntry>()
     for (const e of store.entries()) next.set(e.name, e)
     for (const e of changed) next.set(e.name, e)
+    // Served from the moment the set is on disk (the ..data swap), not after the pruning behind it.
+    const rotated = changed.filter((e) => store.get(e.name) !== undefined)
+    let published = false
     try {
-      await writer.write([...next.values()].map((e) => ({ name: e.name, bytes: e.value, mode: (store.specs.get(e.name) as SecretSpec).mode, version: e.version, updatedAt: e.updatedAt })))
+      await writer.write([...next.values()].map((e) => ({ name: e.name, bytes: e.value, mode: (store.specs.get(e.name) as SecretSpec).mode, version: e.version, updatedAt: e.updatedAt })), () => {
+        published = true
+        store.apply(changed)
+      })
     } catch (e) {
-      const err = toSidekeyError(e, 'SIDEKEY_E_WRITE', 'cannot write secrets')
-      metrics.fetchErrors.inc({ store: 'writer', code: err.code })
-      for (const c of changed) store.markRenderError(c.name, err)
-      // Retried by a timer, never by the flush loop: a full tmpfs must not spin the agent.
-      for (const c of changed) this.#retry.add(c.name)
-      this.#writeFailures++
-      store.setWriteError(err)
-      metrics.ready.set(0)
-      if (this.#retryTimer === undefined && !this.#closed) {
-        const { initialMs, maxMs } = this.#o.config.backoff
-        const retryInMs = this.#jittered(Math.min(maxMs, initialMs * 2 ** Math.min(this.#writeFailures - 1, 30)))
-        logger.error({ code: err.code, err: err.message, attempt: this.#writeFailures, retryInMs }, 'write failed; will retry')
-        this.#retryTimer = setTimeout(() => {
-          this.#retryTimer = undefined
-          if (this.#closed) return
-          for (const n of this.#retry) this.#dirty.add(n)
-          this.#retry.clear()
-          void this.#flush()
-        }, retryInMs)
-        this.#retryTimer.unref()
+      if (published) {
+        // the set is live; only a step after the swap failed (links, pruning): the next write repairs it
+        logger.warn({ code: (e as SidekeyError).code, err: (e as Error).message }, 'secrets published; a step after the swap failed')
+      } else {
+        const err = toSidekeyError(e, 'SIDEKEY_E_WRITE', 'cannot write secrets')
+        metrics.fetchErrors.inc({ store: 'writer', code: err.code })
+        for (const c of changed) store.markRenderError(c.name, err)
+        // Retried by a timer, never by the flush loop: a full tmpfs must not spin the agent.
+        for (const c of changed) this.#retry.add(c.name)
+        this.#writeFailures++
+        store.setWriteError(err)
+        metrics.ready.set(0)
+        if (this.#retryTimer === undefined && !this.#closed) {
+          const { initialMs, maxMs } = this.#o.config.backoff
+          const retryInMs = this.#jittered(Math.min(maxMs, initialMs * 2 ** Math.min(this.#writeFailures - 1, 30)))
+          logger.error({ code: err.code, err: err.message, attempt: this.#writeFailures, retryInMs }, 'write failed; will retry')
+          this.#retryTimer = setTimeout(() => {
+            this.#retryTimer = undefined
+            if (this.#closed) return
+            for (const n of this.#retry) this.#dirty.add(n)
+            this.#retry.clear()
+            void this.#flush()
+          }, retryInMs)
+          this.#retryTimer.unref()
+        }
+        return
       }
-      return
     }
     if (this.#writeFailures > 0) logger.info({ after: this.#writeFailures }, 'write recovered')
     this.#writeFailures = 0
     store.setWriteError(undefined)
     // Names still waiting for the retry timer were part of this set: written now.
     for (const e of changed) this.#retry.delete(e.name)
-    const rotated = changed.filter((e) => store.get(e.name) !== undefined)
-    store.apply(changed)
     if (store.ready) metrics.ready.set(1)
     for (const e of rotated) metrics.rotations.inc({ secret: e.name })
     for (const e of changed) logger.info({ secret: e.name, version: e.version, rotated: rotated.includes(e) }, rotated.includes(e) ? 'secret rotated' : 'secret written')

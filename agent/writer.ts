@@ -91,8 +91,12 @@ export class AtomicWriter {
     }
   }
 
-  /** Replaces the full set of files with `entries`. */
-  async write (entries: readonly FileEntry[]): Promise<void> {
+  /**
+   * Replaces the full set of files with `entries`. `onPublished` runs synchronously right after the
+   * `..data` swap, before the links and the pruning that follow it, so a caller can serve the same
+   * set from the moment it is on disk.
+   */
+  async write (entries: readonly FileEntry[], onPublished?: () => void): Promise<void> {
     let genDir: string | undefined
     try {
       await mkdir(this.dir, { recursive: true, mode: 0o755 })
@@ -126,6 +130,7 @@ export class AtomicWriter {
         throw err
       }
       genDir = undefined // published: from here on it is the current generation
+      onPublished?.()
 
       const names = new Set(entries.map((e) => e.name)) // (6)
       for (const name of names) {
