@@ -147,6 +147,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
       if (closed) return
       closed = true
       await refresher.close()
+      await notify.close()
       await Promise.all([...providers.values()].map(async (p) => await p.close?.()))
       http.closeAllConnections()
       await new Promise<void>((resolve) => http.close(() => resolve()))

@@ -2,9 +2,12 @@
 //   http:POST http://127.0.0.1:8080/reload   -> JSON {secrets:[{name,version}]}
 //   signal:HUP:<pid or process name>         -> kill(pid, SIGHUP)
 // Finding a process by name needs a shared process namespace in the pod.
+// HTTP hooks go through undici (agent/http-client.ts): one keep-alive pool,
+// at most 2 connections per app origin, 5 s connect/headers/body timeouts.
 import { readdir, readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import type { OnChangeSpec } from './config/load.js'
+import { HttpClient, type PoolOptions } from './http-client.js'
 import type { AgentMetrics } from './metrics.js'
 import type { SecretEntry } from './secret-store.js'
 
@@ -26,35 +29,49 @@ export async function findPids (name: string): Promise<number[]> {
   return pids
 }
 
-/** POSTs, retrying connection errors and 5xx; a 4xx is the app's answer and final. */
-async function postWithRetry (url: string, body: string, attempts: number): Promise<void> {
+/** POSTs, retrying transport failures and 5xx; a 4xx is the app's answer and final. */
+async function postWithRetry (client: HttpClient, url: string, body: string, attempts: number, backoffMs: number): Promise<void> {
   let last: unknown
   for (let i = 0; i < attempts; i++) {
+    if (i > 0) await new Promise((resolve) => setTimeout(resolve, backoffMs * 2 ** (i - 1)))
     let status: number
     try {
-      const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(5000) })
-      await res.arrayBuffer()
-      status = res.status
+      status = (await client.request({ method: 'POST', url, body, headers: { 'content-type': 'application/json' } })).status
     } catch (err) {
       last = err
-      await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** i))
       continue
     }
     if (status < 400) return
     if (status < 500) throw new Error(`the app answered ${status}`)
     last = new Error(`the app answered ${status}`)
-    await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** i))
   }
-  throw last
+  throw new Error(`${(last as Error).message}, after ${attempts} attempts`)
 }
 
-export function createNotifier (specs: readonly OnChangeSpec[], logger: Logger, metrics: AgentMetrics): (changed: readonly SecretEntry[]) => Promise<void> {
-  return async (changed) => {
+export interface NotifierOptions {
+  /** Timeouts and pool size of the notifier's keep-alive pool (one for all http hooks). */
+  readonly http?: PoolOptions
+  readonly attempts?: number
+  readonly backoffMs?: number
+}
+
+export interface Notifier {
+  (changed: readonly SecretEntry[]): Promise<void>
+  close: () => Promise<void>
+}
+
+export function createNotifier (specs: readonly OnChangeSpec[], logger: Logger, metrics: AgentMetrics, opts: NotifierOptions = {}): Notifier {
+  // One keep-alive pool for every http hook: a rotation reuses the connection
+  // the previous one opened, and a hung app holds at most `connections` sockets.
+  const client = new HttpClient({ connections: 2, connectTimeoutMs: 5_000, headersTimeoutMs: 5_000, bodyTimeoutMs: 5_000, ...opts.http })
+  const attempts = opts.attempts ?? 3
+  const backoffMs = opts.backoffMs ?? 200
+  const notify = async (changed: readonly SecretEntry[]): Promise<void> => {
     const body = JSON.stringify({ secrets: changed.map((e) => ({ name: e.name, version: e.version })) })
     await Promise.all(specs.map(async (spec) => {
       try {
         if (spec.kind === 'http') {
-          await postWithRetry(spec.url, body, 3)
+          await postWithRetry(client, spec.url, body, attempts, backoffMs)
         } else {
           const pids = await findPids(spec.target)
           if (pids.length === 0) throw new Error(`no process named ${spec.target}`)
@@ -67,4 +84,6 @@ export function createNotifier (specs: readonly OnChangeSpec[], logger: Logger, 
       }
     }))
   }
+  // On shutdown a notification still in flight is moot: the connections close now.
+  return Object.assign(notify, { close: async () => { await client.destroy() } })
 }

@@ -3,6 +3,7 @@
 import { Command } from 'commander'
 import { readFileSync } from 'node:fs'
 import { SidekeyError } from '../errors.js'
+import { HttpClient, HttpTransportError, type HttpAnswer } from '../http-client.js'
 
 function env (name: string, fallback?: string): string {
   const v = process.env[name] ?? fallback
@@ -72,38 +73,52 @@ export async function main (argv: string[]): Promise<number> {
   cmd.parse(argv, { from: 'user' })
   const o = cmd.opts<{ wait?: string | boolean, ifNoneMatch?: string, ready?: boolean, list?: boolean }>()
   const addr = normalizeAddr(env('SIDEKEY_ADDR', o.ready === true ? 'http://127.0.0.1:8099' : undefined))
-  const call = async (path: string, headers: Record<string, string> = {}): Promise<Response> => {
-    try {
-      return await fetch(addr + path, { headers, signal: AbortSignal.timeout(o.wait !== undefined ? 330_000 : 10_000) })
-    } catch (err) {
-      throw new SidekeyError('SIDEKEY_E_CLIENT', `cannot reach the agent at ${addr} (${(err as Error).cause !== undefined ? String((err as { cause: { code?: string } }).cause.code ?? 'error') : 'error'}); is the sidekey-agent container running?`)
-    }
+  // undici, one connection (the CLI makes one or two calls), closed before returning.
+  // A long-poll's answer may take the whole --wait (the agent caps it at 300 s).
+  const client = new HttpClient({ connections: 1, connectTimeoutMs: 5_000, headersTimeoutMs: o.wait !== undefined ? 330_000 : 10_000, bodyTimeoutMs: 10_000 })
+  try {
+    return await run(o, cmd.args[0], async (path, headers = {}) => {
+      try {
+        return await client.request({ method: 'GET', url: addr + path, headers })
+      } catch (err) {
+        const code = err instanceof HttpTransportError ? err.code : 'error'
+        const why = err instanceof HttpTransportError && err.timedOut ? `${code}: no answer in time` : code
+        throw new SidekeyError('SIDEKEY_E_CLIENT', `cannot reach the agent at ${addr} (${why}); is the sidekey-agent container running?`)
+      }
+    })
+  } finally {
+    await client.destroy()
   }
+}
+
+type Call = (path: string, headers?: Record<string, string>) => Promise<HttpAnswer>
+
+async function run (o: { wait?: string | boolean, ifNoneMatch?: string, ready?: boolean, list?: boolean }, name: string | undefined, call: Call): Promise<number> {
+  const text = (r: HttpAnswer): string => r.body.toString('utf8')
+  const header = (r: HttpAnswer, h: string): string => { const v = r.headers[h]; return Array.isArray(v) ? v.join(', ') : v ?? '' }
   if (o.ready === true) {
     // With the token /ready names what is missing and why (the probe's output); without it, a count.
     const res = await call('/ready', probeToken())
-    const text = await res.text()
     if (res.status === 200) return 0
     // The kubelet copies a failing probe's output into the pod's events: say why.
-    process.stdout.write(readyReasons(text))
+    process.stdout.write(readyReasons(text(res)))
     return 1
   }
   const token = readFileSync(env('SIDEKEY_TOKEN_FILE'), 'utf8').trim()
   const auth = { 'x-sidekey-token': token }
-  const name = cmd.args[0]
   if (o.list === true || name === undefined) {
     const res = await call('/v1/secrets', auth)
-    process.stdout.write(await res.text() + '\n')
-    return res.ok ? 0 : 1
+    process.stdout.write(text(res) + '\n')
+    return res.status < 300 ? 0 : 1
   }
   const wait = o.wait === undefined ? '' : `?wait=${o.wait === true ? '30s' : o.wait}`
   const res = await call(`/v1/secrets/${encodeURIComponent(name)}${wait}`, o.ifNoneMatch !== undefined ? { ...auth, 'if-none-match': `"${o.ifNoneMatch}"` } : auth)
   if (res.status === 304) {
-    process.stderr.write(`${name}: unchanged (version ${res.headers.get('x-sidekey-version') ?? ''})\n`)
+    process.stderr.write(`${name}: unchanged (version ${header(res, 'x-sidekey-version')})\n`)
     return 3
   }
-  const body = Buffer.from(await res.arrayBuffer())
-  if (!res.ok) {
+  const body = res.body
+  if (res.status >= 300) {
     let msg = body.toString('utf8')
     try { msg = (JSON.parse(msg) as { error: { code: string, message: string } }).error.code + ': ' + (JSON.parse(msg) as { error: { message: string } }).error.message } catch { /* not JSON */ }
     process.stderr.write(`sidekey: ${msg}\n`)

@@ -93,7 +93,7 @@ function defaultStore (name: string): StoreConfig | null {
   }
 }
 
-function parseOnChange (raw: string): OnChangeSpec {
+export function parseOnChange (raw: string): OnChangeSpec {
   if (raw.startsWith('http:POST ')) return { kind: 'http', url: raw.slice('http:POST '.length), raw }
   const [, sig, target] = raw.split(':') as [string, string, string]
   const signal = (sig.startsWith('SIG') ? sig : `SIG${sig}`) as NodeJS.Signals

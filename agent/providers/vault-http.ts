@@ -2,9 +2,17 @@
 // TLS (CA file, server name), namespace header, a timeout, and answers as
 // {status, body} so callers map statuses to Sidekey codes. node-vault's own
 // debug output is silenced: it prints request bodies (the login JWT).
+//
+// node-vault builds the URL and headers; the request itself goes through
+// undici (node-vault's `request-promise` option takes the function that sends
+// a request): one keep-alive pool per store, with the store's CA and server
+// name, at most 4 connections, and the store's timeout as the connect, headers
+// and body timeouts. node-vault's own axios transport is not used, so
+// VAULT_SKIP_VERIFY in the environment cannot turn certificate checks off.
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { SidekeyError } from '../errors.js'
+import { HttpClient, HttpTransportError } from '../http-client.js'
 
 export interface VaultHttpOptions {
   readonly storeName: string
@@ -28,6 +36,17 @@ export interface VaultAnswer {
   readonly body: unknown
 }
 
+/** What node-vault hands its `request-promise` transport, and what it expects back. */
+interface RpOptions {
+  method: string
+  uri: string
+  headers?: Record<string, string>
+  json?: unknown
+  signal?: AbortSignal
+}
+
+interface RpAnswer { statusCode: number, body: unknown, request: { path: string } }
+
 interface RawClient {
   handleVaultResponse: (r: unknown) => Promise<unknown>
   request: (o: Record<string, unknown>) => Promise<{ statusCode: number, body: unknown }>
@@ -35,28 +54,50 @@ interface RawClient {
 
 export class VaultHttp {
   private readonly client: RawClient
+  private readonly transport: HttpClient
   /** Requests sent, by method and first path segments; for tests and metrics. */
   readonly counts = new Map<string, number>()
 
   constructor (private readonly opts: VaultHttpOptions) {
     const require = createRequire(import.meta.url)
     const nodeVault = require('node-vault') as (cfg: Record<string, unknown>) => RawClient
-    const requestOptions: Record<string, unknown> = { timeout: opts.timeoutMs }
+    let ca: Buffer | undefined
     if (opts.caFile !== undefined) {
       try {
-        requestOptions.ca = readFileSync(opts.caFile)
+        ca = readFileSync(opts.caFile)
       } catch (err) {
         throw new SidekeyError('SIDEKEY_E_CONFIG', `config.stores.${opts.storeName}.caFile: cannot read ${opts.caFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { field: `stores.${opts.storeName}.caFile` })
       }
     }
-    if (opts.tlsServerName !== undefined) requestOptions.agentOptions = { servername: opts.tlsServerName }
+    this.transport = new HttpClient({
+      connections: 4,
+      connectTimeoutMs: opts.timeoutMs,
+      headersTimeoutMs: opts.timeoutMs,
+      bodyTimeoutMs: opts.timeoutMs,
+      tls: { ...(ca !== undefined ? { ca } : {}), ...(opts.tlsServerName !== undefined ? { servername: opts.tlsServerName } : {}) },
+    })
+    const send = async (o: RpOptions): Promise<RpAnswer> => {
+      const headers: Record<string, string> = { ...o.headers }
+      let body: string | undefined
+      if (o.json !== undefined && o.json !== null && typeof o.json === 'object') {
+        body = JSON.stringify(o.json)
+        headers['content-type'] = 'application/json'
+      }
+      const r = await this.transport.request({ method: o.method, url: o.uri, headers, ...(body !== undefined ? { body } : {}), ...(o.signal !== undefined ? { signal: o.signal } : {}) })
+      const text = r.body.toString('utf8')
+      let parsed: unknown = text
+      if (text !== '') {
+        try { parsed = JSON.parse(text) } catch { /* not JSON: the text, as axios gave it */ }
+      }
+      return { statusCode: r.status, body: parsed, request: { path: new URL(o.uri).pathname } }
+    }
     this.client = nodeVault({
       endpoint: opts.address,
       apiVersion: 'v1',
       // node-vault falls back to VAULT_TOKEN / VAULT_NAMESPACE from the environment; Sidekey passes both explicitly.
       token: '',
       ...(opts.namespace !== undefined && opts.namespace !== '' ? { namespace: opts.namespace } : {}),
-      requestOptions,
+      'request-promise': { defaults: () => send },
       debug: () => {},
     })
     this.client.handleVaultResponse = async (r) => r
@@ -68,9 +109,8 @@ export class VaultHttp {
     if (signal?.aborted === true) throw this.unavailable(c, undefined)
     const headers: Record<string, string> = { 'X-Vault-Request': 'true' }
     if (c.token !== undefined) headers['X-Vault-Token'] = c.token
-    const p = this.client.request({ method: c.method, path: '/' + c.path, headers, ...(c.body !== undefined ? { json: c.body } : {}) })
     try {
-      const r = signal === undefined ? await p : await raceAbort(p, signal)
+      const r = await this.client.request({ method: c.method, path: '/' + c.path, headers, ...(c.body !== undefined ? { json: c.body } : {}), ...(signal !== undefined ? { signal } : {}) })
       return { status: r.statusCode, body: r.body }
     } catch (err) {
       if (err instanceof SidekeyError) throw err
@@ -78,19 +118,16 @@ export class VaultHttp {
     }
   }
 
+  /** Closes the store's connections; calls in flight fail. */
+  async close (): Promise<void> {
+    await this.transport.destroy()
+  }
+
   private unavailable (c: VaultCall, err: unknown): SidekeyError {
-    const code = (err as { code?: unknown } | undefined)?.code
+    const code = err instanceof HttpTransportError ? err.code : (err as { code?: unknown } | undefined)?.code
     const tls = typeof code === 'string' && /CERT|SSL|TLS|SELF_SIGNED|ERR_TLS/.test(code)
     const what = tls ? `TLS to ${this.opts.address} failed (${String(code)}); check caFile and tlsServerName` : `cannot reach Vault at ${this.opts.address}${typeof code === 'string' ? ` (${code})` : ''}`
-    // The axios error carries request headers (the token): it is not kept as the cause.
+    // The transport's error is not kept as the cause: only its code is (never a header or body).
     return new SidekeyError('SIDEKEY_E_UNAVAILABLE', `store ${this.opts.storeName}: ${what} for ${c.method} ${c.path.split('?')[0] ?? ''}`, { store: this.opts.storeName, ...(typeof code === 'string' ? { errno: code } : {}) })
   }
-}
-
-async function raceAbort<T> (p: Promise<T>, signal: AbortSignal): Promise<T> {
-  return await new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => { reject(Object.assign(new Error('aborted'), { code: 'ERR_CANCELED' })) }
-    signal.addEventListener('abort', onAbort, { once: true })
-    p.then((v) => { signal.removeEventListener('abort', onAbort); resolve(v) }, (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e) })
-  })
 }

@@ -258,6 +258,7 @@ export class VaultProvider implements Provider {
     this.auth.close()
     this.stash.clear()
     this.leases.clear()
+    await this.http.close()
   }
 }
 
