@@ -1,6 +1,6 @@
 // Prometheus metrics for one agent. Labels carry store names, secret names,
 // routes, codes — never a value and never a full path that could be one.
-import { Registry, Histogram, Counter, Gauge, collectDefaultMetrics } from 'prom-client'
+import { Registry, Histogram, Counter, Gauge } from 'prom-client'
 
 export interface AgentMetrics {
   readonly registry: Registry
@@ -15,7 +15,7 @@ export interface AgentMetrics {
 
 export function createMetrics (opts: { defaultMetrics?: boolean } = {}): AgentMetrics {
   const registry = new Registry()
-  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'sidekey_' })
+  if (opts.defaultMetrics !== false) registerProcessMetrics(registry)
   let ageSource: () => Iterable<[string, number]> = () => []
   const m: AgentMetrics = {
     registry,
@@ -46,4 +46,23 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): AgentMe
     },
   })
   return m
+}
+
+// Process figures computed when /metrics is scraped. prom-client's
+// collectDefaultMetrics starts an event-loop-delay monitor that wakes the
+// process every 10 ms; an idle sidecar must stay asleep between scrapes.
+function registerProcessMetrics (registry: Registry): void {
+  const startSeconds = Math.round((Date.now() - process.uptime() * 1000) / 1000)
+  const gauge = (name: string, help: string, read: () => number): void => {
+    // eslint-disable-next-line no-new
+    new Gauge({ name, help, registers: [registry], collect () { this.set(read()) } })
+  }
+  gauge('sidekey_process_cpu_user_seconds_total', 'User CPU time spent in seconds.', () => process.cpuUsage().user / 1e6)
+  gauge('sidekey_process_cpu_system_seconds_total', 'System CPU time spent in seconds.', () => process.cpuUsage().system / 1e6)
+  gauge('sidekey_process_cpu_seconds_total', 'Total user and system CPU time spent in seconds.', () => { const c = process.cpuUsage(); return (c.user + c.system) / 1e6 })
+  gauge('sidekey_process_resident_memory_bytes', 'Resident memory size in bytes.', () => process.memoryUsage.rss())
+  gauge('sidekey_process_start_time_seconds', 'Start time of the process since unix epoch in seconds.', () => startSeconds)
+  gauge('sidekey_nodejs_heap_size_total_bytes', 'Process heap size from Node.js in bytes.', () => process.memoryUsage().heapTotal)
+  gauge('sidekey_nodejs_heap_size_used_bytes', 'Process heap size used from Node.js in bytes.', () => process.memoryUsage().heapUsed)
+  gauge('sidekey_nodejs_external_memory_bytes', 'Node.js external memory size in bytes.', () => process.memoryUsage().external)
 }

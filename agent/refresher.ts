@@ -26,7 +26,8 @@ interface Source {
   meta?: FetchResult['meta']
   expiresAt?: number
   errors: number
-  timer?: NodeJS.Timeout | undefined
+  /** When the next check is due (epoch ms); undefined while running or stopped. */
+  dueAt?: number | undefined
   fetchedAt?: number
   running: boolean
   again: boolean
@@ -45,6 +46,8 @@ export interface RefresherOptions {
 }
 
 const MIN_LEASE_REFETCH_MS = 1000
+/** Checks due within this much of each other run on one wake-up (only ever early). */
+const COALESCE_MAX_MS = 1000
 
 const sourceKey = (r: SecretRef): string => `${r.store}:${r.path}${r.version !== undefined ? '@' + r.version : ''}`
 
@@ -59,6 +62,9 @@ export class Refresher {
   #retryTimer: NodeJS.Timeout | undefined
   /** Consecutive failed writes: the retry waits initial x 2^(n-1), capped at max. */
   #writeFailures = 0
+  /** One timer for the earliest due source, not one per source: an idle agent sleeps. */
+  #timer: NodeJS.Timeout | undefined
+  #timerAt = Infinity
   #closed = false
   /** During start() the first results are written as one set, not one by one. */
   #starting = true
@@ -101,8 +107,39 @@ export class Refresher {
       s.again = true
       return
     }
-    if (s.timer !== undefined) clearTimeout(s.timer)
+    s.dueAt = undefined
     void this.#run(s)
+  }
+
+  /** Arms the one timer for the earliest due source, unless it is already armed earlier. */
+  #arm (): void {
+    if (this.#closed) return
+    let next = Infinity
+    for (const s of this.#sources.values()) if (s.dueAt !== undefined && s.dueAt < next) next = s.dueAt
+    if (next === this.#timerAt) return
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#timer = undefined
+    this.#timerAt = next
+    if (next === Infinity) return
+    this.#timer = setTimeout(() => this.#wake(), Math.max(0, next - Date.now()))
+    this.#timer.unref?.()
+  }
+
+  /** Runs every source that is due, and those due a little later (early by at most its jitter, capped at 1 s). */
+  #wake (): void {
+    this.#timer = undefined
+    this.#timerAt = Infinity
+    if (this.#closed) return
+    const now = Date.now()
+    for (const s of this.#sources.values()) {
+      if (s.dueAt === undefined || s.running) continue
+      const slack = Math.min(COALESCE_MAX_MS, s.intervalMs * this.#o.config.jitter)
+      if (s.dueAt <= now + slack) {
+        s.dueAt = undefined
+        void this.#run(s)
+      }
+    }
+    this.#arm()
   }
 
   async #timed<T> (s: Source, op: 'check' | 'fetch', fn: () => Promise<T>): Promise<T> {
@@ -120,7 +157,7 @@ export class Refresher {
   async #run (s: Source): Promise<void> {
     if (this.#closed) return
     s.running = true
-    s.timer = undefined
+    s.dueAt = undefined
     let delay: number
     try {
       const expiring = s.expiresAt !== undefined && Date.now() >= this.#renewAt(s)
@@ -165,8 +202,8 @@ export class Refresher {
       s.again = false
       delay = 0
     }
-    s.timer = setTimeout(() => { void this.#run(s) }, delay)
-    s.timer.unref?.()
+    s.dueAt = Date.now() + delay
+    if (s.dueAt < this.#timerAt) this.#arm()
   }
 
   #renewAt (s: Source): number {
@@ -313,8 +350,10 @@ export class Refresher {
   async close (): Promise<void> {
     this.#closed = true
     if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer)
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#timer = undefined
     for (const s of this.#sources.values()) {
-      if (s.timer !== undefined) clearTimeout(s.timer)
+      s.dueAt = undefined
       s.stopWatch?.()
     }
     await this.#flushing

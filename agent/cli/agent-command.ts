@@ -28,9 +28,12 @@ export async function main (argv: string[]): Promise<number> {
   const agent = await startAgent(config, { logger, auditLogger: createAuditLogger(config.logLevel) })
 
   let stopping = false
+  let stopped: () => void = () => {}
+  const untilStopped = new Promise<void>((resolve) => { stopped = resolve })
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return
     stopping = true
+    stopped()
     logger.info({ signal }, 'stopping')
     await agent.close()
     // init-only keeps its files: the app starts after the agent exits.
@@ -68,8 +71,8 @@ export async function main (argv: string[]): Promise<number> {
     writeTerminationMessage(failure, process.env.SIDEKEY_TERMINATION_MESSAGE_PATH ?? DEFAULT_TERMINATION_MESSAGE_PATH)
     throw failure
   }
-  await new Promise<void>((resolve) => {
-    const t = setInterval(() => { if (stopping) { clearInterval(t); resolve() } }, 200)
-  })
+  // A pending promise does not keep the loop alive; the ref'ed servers do, and
+  // nothing wakes the process until a signal or a request arrives.
+  await untilStopped
   return 0
 }
