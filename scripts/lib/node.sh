@@ -9,7 +9,7 @@
 #     and the address the API server, the kubelet and the test servers (OpenBao, moto) bind to;
 #   - one iptables chain SIDEKEY-NODE (nat): 10.0.0.1:443 -> the API server, the rule kube-proxy would
 #     write for the `kubernetes` Service (no kube-proxy runs); any other chain the kubelet adds is removed;
-#   - the sysctls the kubelet sets (vm.overcommit_memory, kernel.panic, ...): recorded, restored;
+#   - the sysctls the kubelet sets (vm.overcommit_memory, kernel.panic, ...) and net.ipv4.ip_forward: recorded, restored;
 #   - mounts (pod volumes, tmpfs, overlay rootfs, netns, shm): all under the run dir, unmounted;
 #   - cgroups under kubepods/: processes killed, directories removed.
 # Only one node runs at a time on a machine (lock $RUNDIR/node.lock).
@@ -20,7 +20,7 @@ NODE_POD_RANGE_START="${NODE_IP%.*.*}.1.2"
 NODE_POD_RANGE_END="${NODE_IP%.*.*}.1.250"
 NODE_BRIDGE="sk0"
 NODE_NAME="sidekey-node"
-NODE_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
+NODE_SYSCTLS=(net.ipv4.ip_forward vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 NODE_PAUSE_IMAGE="registry.k8s.io/pause:3.10"
 
 node_log() { printf 'testenv[node]: %s\n' "$*" >&2; }

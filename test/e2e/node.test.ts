@@ -26,7 +26,7 @@ const execFileP = promisify(execFile)
 
 /** What the node changes on the host (docs/testenv.md#the-node), to compare before and after. */
 async function hostState (): Promise<Record<string, unknown>> {
-  const sysctl = Object.fromEntries(['vm/overcommit_memory', 'vm/panic_on_oom', 'kernel/panic', 'kernel/panic_on_oops', 'kernel/keys/root_maxkeys', 'kernel/keys/root_maxbytes']
+  const sysctl = Object.fromEntries(['net/ipv4/ip_forward', 'vm/overcommit_memory', 'vm/panic_on_oom', 'kernel/panic', 'kernel/panic_on_oops', 'kernel/keys/root_maxkeys', 'kernel/keys/root_maxbytes']
     .map((k) => [k, readFileSync(`/proc/sys/${k}`, 'utf8').trim()]))
   const links = (await execFileP('ip', ['-o', 'link', 'show'])).stdout.split('\n').map((l) => l.split(':')[1]?.trim().split('@')[0]).filter((x) => x !== undefined && x !== '').sort()
   const chains: string[] = []
