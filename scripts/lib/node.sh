@@ -141,7 +141,7 @@ run_node() {
   installed_or_die etcd
   local kd ed; kd="$(install_dir kube)"; ed="$(install_dir etcd)"
   [ "$(id -u)" = 0 ] || die "node: the kubelet, containerd and runc need root"
-  command -v iptables >/dev/null 2>&1 || die "node: iptables is not installed (run scripts/ci-prereqs)"
+  apt_ensure iptables debootstrap
   mkdir -p "$RUNDIR"
   exec 8>"$RUNDIR/node.lock"
   flock -n 8 || die "node: another node is running on this machine (lock $RUNDIR/node.lock); stop it with scripts/testenv stop node"

@@ -6,12 +6,12 @@
 import t from 'tap'
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { parseAllDocuments } from 'yaml'
 import { existsSync, readFileSync } from 'node:fs'
 import { cacheDir, repoRoot, stopServers, useServers } from '../helpers/testenv.js'
+import { ensureHelm } from '../helpers/tools.js'
 import {
   apply, appContainer, containerLog, importImage, installInjector, killContainer, observe, podsSummary,
   readyPod, sleep, SYSTEM_NS, waitFor, IMAGE,
@@ -337,7 +337,8 @@ t.test('the webhook\'s Deployment down: labelled pods are refused, others create
 })
 
 t.test('the Helm chart: rendered by helm, applied, and its webhook injects a pod that runs', async (t) => {
-  const HELM = process.env['SIDEKEY_HELM'] ?? join(homedir(), '.cache', 'sidekey', 'tools', 'helm-v3.22.0', 'helm')
+  t.setTimeout(1_800_000) // helm is built on first use (scripts/helm)
+  const HELM = await ensureHelm()
   const CHART_NS = 'sidekey-chart'
   // the chart's webhook takes over: the base's configurations go (a cluster has one injector)
   for (const kind of ['mutatingwebhookconfigurations', 'validatingwebhookconfigurations']) {
