@@ -5,9 +5,9 @@
 //
 //   node dist/bench/node.js [--runs 3] [--secrets 1]
 import { parseArgs } from 'node:util'
-import { stopServers, useServers } from '../test/helpers/testenv.js'
+import { openbaoApi, stopServers, useServers } from '../test/helpers/testenv.js'
 import {
-  apply, appContainer, containerMemory, importImage, installInjector, readyPod, sleep, waitFor,
+  apply, appContainer, containerMemory, importImage, installInjector, readyPod, sleep, vaultKubernetesAuth, waitForInjection,
 } from '../test/e2e/node-env.js'
 
 const { values: args } = parseArgs({ options: { runs: { type: 'string', default: '3' }, secrets: { type: 'string', default: '1' } } })
@@ -25,31 +25,16 @@ for (let i = 0; i < runs; i++) {
   const nodeStart = (Date.now() - t0) / 1000
   const { openbao } = await useServers(undefined, ['openbao'], { bind: node.nodeIP })
   const image = await importImage(node)
-  const bao = async (method: string, path: string, body?: unknown): Promise<void> => {
-    const r = await fetch(`${openbao.addr}/v1/${path}`, { method, headers: { 'x-vault-token': openbao.rootToken }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
-    if (r.status >= 300) throw new Error(`openbao ${method} ${path}: ${r.status} ${await r.text()}`)
-  }
+  const bao = openbaoApi(openbao)
   await node.ensureNamespace(NS)
-  await waitFor('the default service account', 60_000, async () => (await node.request('GET', `/api/v1/namespaces/${NS}/serviceaccounts/default`)).status === 200 ? true : undefined)
-  await node.createServiceAccount(NS, 'app')
-  await node.createServiceAccount(NS, 'reviewer')
-  await node.bindClusterRole('bench-reviewer', 'system:auth-delegator', NS, 'reviewer')
-  const jwt = await node.tokenRequest({ namespace: NS, serviceAccount: 'reviewer', audiences: [node.serviceAccountIssuer], expirationSeconds: 3600 })
-  await bao('POST', 'sys/auth/kubernetes', { type: 'kubernetes' })
-  await bao('POST', 'auth/kubernetes/config', { kubernetes_host: node.server, kubernetes_ca_cert: node.ca, token_reviewer_jwt: jwt, disable_local_ca_jwt: true })
-  await bao('PUT', 'sys/policies/acl/bench', { policy: `path "secret/data/${NS}/*" { capabilities = ["read"] }\npath "secret/metadata/${NS}/*" { capabilities = ["read"] }\n` })
-  await bao('POST', 'auth/kubernetes/role/app', { bound_service_account_names: ['app'], bound_service_account_namespaces: [NS], audience: 'vault', token_policies: ['bench'], token_ttl: '1h' })
+  await vaultKubernetesAuth(node, bao, NS, 'bench')
   const annotations: Record<string, string> = { 'sidekey.dev/role': 'app' }
   for (let s = 0; s < nSecrets; s++) {
     await bao('POST', `secret/data/${NS}/s${s}`, { data: { v: `bench-value-${s}` } })
     annotations[`sidekey.dev/secret-s${s}`] = `vault:secret/data/${NS}/s${s}#v`
   }
   const installed = await installInjector(node, { configure (cfg) { cfg.stores.vault = { type: 'vault', address: openbao.addr, authMount: 'kubernetes' } } })
-  // the webhook is effective once a dry-run labelled pod comes back injected
-  await waitFor('the webhook', 60_000, async () => {
-    const r = await node.request<any>('POST', `/api/v1/namespaces/${NS}/pods?dryRun=All`, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'probe', labels: { 'sidekey.dev/inject': 'true' }, annotations }, spec: { serviceAccountName: 'app', containers: [appContainer([])] } })
-    return r.body?.metadata?.annotations?.['sidekey.dev/status'] === 'injected' ? true : undefined
-  })
+  await waitForInjection(node, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'probe', namespace: NS, labels: { 'sidekey.dev/inject': 'true' }, annotations }, spec: { serviceAccountName: 'app', containers: [appContainer([])] } })
   const applied = Date.now()
   await apply(node, {
     apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'app', namespace: NS },

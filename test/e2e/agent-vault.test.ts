@@ -10,7 +10,7 @@
 import t from 'tap'
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { useServers } from '../helpers/testenv.js'
+import { openbaoApi, useServers } from '../helpers/testenv.js'
 import { startTestAgent, tempDir } from '../helpers/agent.js'
 import { e2eNamespace, startWebhook, suffix } from './webhook-env.js'
 
@@ -21,12 +21,7 @@ const run = suffix()
 const VALUE = `sk-e2e-openai-${run}-9f8e7d6c`
 const ORG = `org-e2e-${run}`
 
-async function bao (method: string, path: string, body?: unknown): Promise<any> {
-  const r = await fetch(`${openbao.addr}/v1/${path}`, { method, headers: { 'x-vault-token': openbao.rootToken }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
-  const text = await r.text()
-  if (r.status >= 300) throw new Error(`openbao ${method} ${path}: ${r.status} ${text.slice(0, 300)}`)
-  return text === '' ? {} : JSON.parse(text)
-}
+const bao = openbaoApi(openbao)
 
 // ---- Kubernetes: a token reviewer for OpenBao, the app's service account, a stranger ----
 await kube.createServiceAccount(ns, 'vault-reviewer')

@@ -151,6 +151,35 @@ export async function installInjector (node: NodeInfo, o: InstallOptions): Promi
   return { seconds: (Date.now() - t0) / 1000 }
 }
 
+/**
+ * Waits until the API server calls the webhook: it caches webhook configurations, so a dry-run of
+ * `pod` (a labelled pod) is sent until it comes back injected. Nothing is created.
+ */
+export async function waitForInjection (node: NodeInfo, pod: Record<string, any>, what = 'the API server to call the webhook'): Promise<void> {
+  const ns = String(pod.metadata?.namespace ?? 'default')
+  await waitFor(what, 60_000, async () => {
+    const r = await node.request<any>('POST', `/api/v1/namespaces/${ns}/pods?dryRun=All`, pod)
+    return r.status === 201 && r.body.metadata?.annotations?.['sidekey.dev/status'] === 'injected' ? true : undefined
+  })
+}
+
+/**
+ * OpenBao's Kubernetes auth at `auth/kubernetes` for pods of `ns` running as service account `app`
+ * (the recipe of docs/deploy.md): a token reviewer bound to system:auth-delegator, the API server
+ * and its CA, a policy reading `secret/data/<ns>/*`, role `app` for audience `vault`.
+ */
+export async function vaultKubernetesAuth (node: NodeInfo, bao: (method: string, path: string, body?: unknown) => Promise<unknown>, ns: string, policy: string): Promise<void> {
+  await waitFor('the default service account', 60_000, async () => (await node.request('GET', `/api/v1/namespaces/${ns}/serviceaccounts/default`)).status === 200 ? true : undefined)
+  await node.createServiceAccount(ns, 'app')
+  await node.createServiceAccount(ns, 'vault-reviewer')
+  await node.bindClusterRole(`sidekey-${ns}-reviewer`, 'system:auth-delegator', ns, 'vault-reviewer')
+  const reviewerJwt = await node.tokenRequest({ namespace: ns, serviceAccount: 'vault-reviewer', audiences: [node.serviceAccountIssuer], expirationSeconds: 7200 })
+  await bao('POST', 'sys/auth/kubernetes', { type: 'kubernetes' })
+  await bao('POST', 'auth/kubernetes/config', { kubernetes_host: node.server, kubernetes_ca_cert: node.ca, token_reviewer_jwt: reviewerJwt, disable_local_ca_jwt: true })
+  await bao('PUT', `sys/policies/acl/${policy}`, { policy: `path "secret/data/${ns}/*" { capabilities = ["read"] }\npath "secret/metadata/${ns}/*" { capabilities = ["read"] }\n` })
+  await bao('POST', 'auth/kubernetes/role/app', { bound_service_account_names: ['app'], bound_service_account_namespaces: [ns], audience: 'vault', token_policies: [policy], token_ttl: '1h' })
+}
+
 /** Polls fn until it returns a value (not undefined); throws with what `explain` says after ms. */
 export async function waitFor<T> (what: string, ms: number, fn: () => Promise<T | undefined>, explain?: () => Promise<string>): Promise<T> {
   const deadline = Date.now() + ms

@@ -10,11 +10,11 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { parseAllDocuments } from 'yaml'
 import { existsSync, readFileSync } from 'node:fs'
-import { cacheDir, repoRoot, stopServers, useServers } from '../helpers/testenv.js'
+import { cacheDir, openbaoApi, repoRoot, stopServers, useServers } from '../helpers/testenv.js'
 import { ensureHelm } from '../helpers/tools.js'
 import {
   apply, appContainer, containerLog, importImage, installInjector, killContainer, observe, podsSummary,
-  readyPod, sleep, SYSTEM_NS, waitFor, IMAGE,
+  readyPod, sleep, SYSTEM_NS, vaultKubernetesAuth, waitFor, waitForInjection, IMAGE,
 } from './node-env.js'
 
 if (process.getuid?.() !== 0) {
@@ -54,12 +54,7 @@ const AWS_VALUE = 'sk-node-e2e-aws-5a2f'
 const K8S_VALUE = 'sk-node-e2e-k8s-c03e'
 const AWS_ROLE = 'arn:aws:iam::123456789012:role/sidekey-node-e2e'
 
-async function bao (method: string, path: string, body?: unknown): Promise<any> {
-  const r = await fetch(`${openbao.addr}/v1/${path}`, { method, headers: { 'x-vault-token': openbao.rootToken }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
-  const text = await r.text()
-  if (r.status >= 300) throw new Error(`openbao ${method} ${path}: ${r.status} ${text.slice(0, 300)}`)
-  return text === '' ? {} : JSON.parse(text)
-}
+const bao = openbaoApi(openbao)
 async function sm (target: string, body: Record<string, unknown>): Promise<any> {
   const r = await fetch(moto.endpoint, {
     method: 'POST',
@@ -74,18 +69,10 @@ async function sm (target: string, body: Record<string, unknown>): Promise<any> 
 // ---- the cluster side: namespace, service accounts, RBAC for k8s:, OpenBao's Kubernetes auth ----
 await node.ensureNamespace(NS)
 await node.ensureNamespace('team-b')
-await waitFor('the default service account', 60_000, async () => (await node.request('GET', `/api/v1/namespaces/${NS}/serviceaccounts/default`)).status === 200 ? true : undefined)
-await node.createServiceAccount(NS, 'app')
-await node.createServiceAccount(NS, 'vault-reviewer')
-await node.bindClusterRole('sidekey-node-e2e-reviewer', 'system:auth-delegator', NS, 'vault-reviewer')
+await vaultKubernetesAuth(node, bao, NS, 'team-a')
 await apply(node, { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'read-llm', namespace: NS }, rules: [{ apiGroups: [''], resources: ['secrets'], resourceNames: ['llm'], verbs: ['get', 'list', 'watch'] }] })
 await apply(node, { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'read-llm', namespace: NS }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'read-llm' }, subjects: [{ kind: 'ServiceAccount', name: 'app', namespace: NS }] })
 await apply(node, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'llm', namespace: NS }, stringData: { api_key: K8S_VALUE } })
-const reviewerJwt = await node.tokenRequest({ namespace: NS, serviceAccount: 'vault-reviewer', audiences: [node.serviceAccountIssuer], expirationSeconds: 7200 })
-await bao('POST', 'sys/auth/kubernetes', { type: 'kubernetes' })
-await bao('POST', 'auth/kubernetes/config', { kubernetes_host: node.server, kubernetes_ca_cert: node.ca, token_reviewer_jwt: reviewerJwt, disable_local_ca_jwt: true })
-await bao('PUT', 'sys/policies/acl/team-a', { policy: `path "secret/data/${NS}/*" { capabilities = ["read"] }\npath "secret/metadata/${NS}/*" { capabilities = ["read"] }\n` })
-await bao('POST', 'auth/kubernetes/role/app', { bound_service_account_names: ['app'], bound_service_account_namespaces: [NS], audience: 'vault', token_policies: ['team-a'], token_ttl: '1h' })
 await bao('POST', `secret/data/${NS}/openai`, { data: { api_key: VALUE1 } })
 await sm('CreateSecret', { Name: `${NS}/anthropic`, SecretString: JSON.stringify({ key: AWS_VALUE }) })
 
@@ -102,10 +89,7 @@ t.comment(`injector Deployment available in ${installed.seconds.toFixed(1)}s`)
 const labelled = (name: string, annotations: Record<string, string>, spec: Record<string, any>): Record<string, any> => ({
   apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: NS, labels: { 'sidekey.dev/inject': 'true', app: name }, annotations }, spec,
 })
-await waitFor('the API server to call the webhook', 60_000, async () => {
-  const r = await node.request<any>('POST', `/api/v1/namespaces/${NS}/pods?dryRun=All`, labelled('probe', { 'sidekey.dev/secret-openai': `vault:secret/data/${NS}/openai#api_key`, 'sidekey.dev/role': 'app' }, { serviceAccountName: 'app', containers: [appContainer(['openai'])] }))
-  return r.status === 201 && r.body.metadata?.annotations?.['sidekey.dev/status'] === 'injected' ? true : undefined
-})
+await waitForInjection(node, labelled('probe', { 'sidekey.dev/secret-openai': `vault:secret/data/${NS}/openai#api_key`, 'sidekey.dev/role': 'app' }, { serviceAccountName: 'app', containers: [appContainer(['openai'])] }))
 
 const vaultAnnotations = { 'sidekey.dev/secret-openai': `vault:secret/data/${NS}/openai#api_key`, 'sidekey.dev/role': 'app', 'sidekey.dev/refresh': '2s' }
 
@@ -358,10 +342,7 @@ t.test('the Helm chart: rendered by helm, applied, and its webhook injects a pod
     return d.items.length > 0 && d.items.every((x: any) => (x.status?.availableReplicas ?? 0) >= 1) ? true : undefined
   }, async () => await podsSummary(node, CHART_NS))
   for (const o of objs) if (isWebhook(o)) await apply(node, o)
-  await waitFor('the API server to call the chart\'s webhook', 60_000, async () => {
-    const r = await node.request<any>('POST', `/api/v1/namespaces/${NS}/pods?dryRun=All`, labelled('chart-probe', vaultAnnotations, { serviceAccountName: 'app', containers: [appContainer(['openai'])] }))
-    return r.status === 201 && r.body.metadata?.annotations?.['sidekey.dev/status'] === 'injected' ? true : undefined
-  })
+  await waitForInjection(node, labelled('chart-probe', vaultAnnotations, { serviceAccountName: 'app', containers: [appContainer(['openai'])] }), 'the API server to call the chart\'s webhook')
   await apply(node, deployment('chart-app', vaultAnnotations, ['openai']))
   const pod = await readyPod(node, NS, 'app=chart-app')
   t.ok((pod.spec.initContainers ?? []).some((c: any) => c.name === 'sidekey-agent' && c.image === IMAGE), 'injected by the chart\'s webhook with the chart\'s image')

@@ -603,6 +603,16 @@ export async function useServers<N extends ServerName>(t: TestLike | undefined, 
   return out as Servers<N>;
 }
 
+/** A root-token call to OpenBao's HTTP API; rejects on a status >= 300 with the body's start. */
+export function openbaoApi(o: { addr: string; rootToken: string }): (method: string, path: string, body?: unknown) => Promise<any> {
+  return async (method, path, body) => {
+    const r = await fetch(`${o.addr}/v1/${path}`, { method, headers: { 'x-vault-token': o.rootToken }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    const text = await r.text();
+    if (r.status >= 300) throw new Error(`openbao ${method} ${path}: ${r.status} ${text.slice(0, 300)}`);
+    return text === '' ? {} : JSON.parse(text);
+  };
+}
+
 /** Path of scripts/testenv, for tests that want to call it. */
 export function testenvScript(): string {
   return resolve(repoRoot(), 'scripts', 'testenv');

@@ -7,18 +7,14 @@ import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { startAuditedOpenBao, startHarness, eventually, WAIT } from './backend-harness.js'
 import { tempDir } from '../helpers/agent.js'
+import { openbaoApi } from '../helpers/testenv.js'
 
 const bao = await startAuditedOpenBao(t)
 const REPO = join(import.meta.dirname, '..', '..', '..')
 const installDir = execFileSync(join(REPO, 'scripts', 'testenv'), ['versions'], { encoding: 'utf8' }).split('\n').find((l) => l.startsWith('openbao '))?.split(' ')[2]
 const BAO = join(installDir as string, 'bin', 'bao')
 
-async function api (method: string, path: string, body?: unknown): Promise<any> {
-  const r = await fetch(`${bao.addr}/v1/${path}`, { method, headers: { 'x-vault-token': bao.rootToken }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
-  const text = await r.text()
-  if (r.status >= 300) throw new Error(`openbao ${method} ${path}: ${r.status} ${text.slice(0, 300)}`)
-  return text === '' ? {} : JSON.parse(text)
-}
+const api = openbaoApi(bao)
 
 const V1 = 'sk-vcompat-value-one-5b7c'
 const V2 = 'sk-vcompat-value-two-6d8e'
