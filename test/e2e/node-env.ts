@@ -3,13 +3,13 @@
 // and imported into containerd, and the webhook installed from the shipped manifests
 // (manifests/base, with only what a platform engineer sets: image, stores, TLS secret, caBundle).
 import { execFile, execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { parse as parseYaml, parseAllDocuments } from 'yaml'
 import type { KubeResponse, NodeInfo } from '../helpers/testenv.js'
 import { repoRoot } from '../helpers/testenv.js'
+import { makeWebhookTls } from './webhook-env.js'
 
 const run = promisify(execFile)
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
@@ -37,22 +37,13 @@ export async function killContainer (node: NodeInfo, containerId: string): Promi
   await run(node.ctr, ['--address', node.containerdSocket, '-n', 'k8s.io', 'tasks', 'kill', '-s', 'SIGKILL', id])
 }
 
-function openssl (args: string[]): void {
-  execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] })
-}
-
 /** The webhook's serving certificate for the Service's DNS name (what the API server verifies). */
 export function webhookTls (): { crt: string, key: string, ca: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'sidekey-node-tls-'))
+  const tls = makeWebhookTls(`DNS:sidekey-injector.${SYSTEM_NS}.svc,DNS:sidekey-injector.${SYSTEM_NS}.svc.cluster.local`)
   try {
-    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
-    openssl(['req', '-x509', ...ec, '-days', '1', '-subj', '/CN=sidekey-node-e2e-ca', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.crt')])
-    openssl(['req', '-new', ...ec, '-subj', `/CN=sidekey-injector.${SYSTEM_NS}.svc`, '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.csr')])
-    writeFileSync(join(dir, 'ext'), `subjectAltName=DNS:sidekey-injector.${SYSTEM_NS}.svc,DNS:sidekey-injector.${SYSTEM_NS}.svc.cluster.local\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n`)
-    openssl(['x509', '-req', '-in', join(dir, 'tls.csr'), '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'), '-CAcreateserial', '-days', '1', '-extfile', join(dir, 'ext'), '-out', join(dir, 'tls.crt')])
-    return { crt: readFileSync(join(dir, 'tls.crt'), 'utf8'), key: readFileSync(join(dir, 'tls.key'), 'utf8'), ca: readFileSync(join(dir, 'ca.crt'), 'utf8') }
+    return { crt: readFileSync(tls.cert, 'utf8'), key: readFileSync(tls.key, 'utf8'), ca: tls.caPem }
   } finally {
-    rmSync(dir, { recursive: true, force: true })
+    rmSync(tls.dir, { recursive: true, force: true })
   }
 }
 

@@ -36,8 +36,8 @@ function openssl (args: string[]): void {
 
 export interface WebhookTls { dir: string, caCert: string, caPem: string, cert: string, key: string }
 
-/** A CA and a serving certificate it signed, for IP:127.0.0.1 (what the API server dials). */
-export function makeWebhookTls (): WebhookTls {
+/** A CA and a serving certificate it signed, for `san` (default IP:127.0.0.1: what the API server dials). */
+export function makeWebhookTls (san = 'IP:127.0.0.1,DNS:localhost'): WebhookTls {
   const dir = mkdtempSync(join(tmpdir(), 'sidekey-e2e-tls-'))
   const caKey = join(dir, 'ca.key')
   const caCert = join(dir, 'ca.crt')
@@ -48,7 +48,7 @@ export function makeWebhookTls (): WebhookTls {
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
   openssl(['req', '-x509', ...ec, '-days', '1', '-subj', '/CN=sidekey-e2e-ca', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-keyout', caKey, '-out', caCert])
   openssl(['req', '-new', ...ec, '-subj', '/CN=sidekey-injector.sidekey-system.svc', '-keyout', key, '-out', csr])
-  writeFileSync(ext, 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n')
+  writeFileSync(ext, `subjectAltName=${san}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n`)
   openssl(['x509', '-req', '-in', csr, '-CA', caCert, '-CAkey', caKey, '-CAcreateserial', '-days', '1', '-extfile', ext, '-out', cert])
   return { dir, caCert, caPem: readFileSync(caCert, 'utf8'), cert, key }
 }
