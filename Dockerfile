@@ -11,6 +11,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 COPY bin ./bin
+COPY core ./core
 COPY agent ./agent
 COPY injector ./injector
 COPY proto ./proto

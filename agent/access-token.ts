@@ -3,7 +3,7 @@
 import { randomBytes, createHash, timingSafeEqual } from 'node:crypto'
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { SidekeyError } from './errors.js'
+import { SidekeyError } from '../core/errors.js'
 
 /** Reads the token file, creating it with a fresh random token when missing. */
 export function loadOrCreateToken (file: string, mode = 0o444): string {

@@ -10,7 +10,7 @@ import type { SecretEvent } from '../proto/gen/sidekey/v1/SecretEvent.js'
 import type { AgentMetrics } from './metrics.js'
 import type { SecretEntry, SecretStore } from './secret-store.js'
 import { presentedToken } from './access-token.js'
-import { DEFAULT_LIMITS, SECRET_NAME_RE, Slots, shortName, type LocalLimits } from './limits.js'
+import { DEFAULT_LIMITS, SECRET_NAME_RE, Slots, shortName, type LocalLimits } from '../core/limits.js'
 
 export const PROTO_FILE = fileURLToPath(new URL('../../proto/sidekey/v1/secrets.proto', import.meta.url))
 

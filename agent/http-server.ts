@@ -4,13 +4,13 @@
 // because only the pod itself may call, never a proxy in front of it.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
-import { ERRORS, SidekeyError, type ErrorCode } from './errors.js'
-import { parseDuration } from './duration.js'
+import { ERRORS, SidekeyError, type ErrorCode } from '../core/errors.js'
+import { parseDuration } from '../core/duration.js'
 import type { AgentMetrics } from './metrics.js'
 import type { SecretEntry, SecretStore } from './secret-store.js'
 import { presentedToken } from './access-token.js'
 import type { CompatRoute } from './compat/route.js'
-import { DEFAULT_LIMITS, SECRET_NAME_RE, Slots, shortName, type LocalLimits } from './limits.js'
+import { DEFAULT_LIMITS, SECRET_NAME_RE, Slots, shortName, type LocalLimits } from '../core/limits.js'
 
 export interface HttpServerOptions {
   readonly store: SecretStore

@@ -5,7 +5,7 @@
 // PERMANENT_ATTEMPTS tries (a Secret created together with the Job still
 // gets a few seconds); anything else fails at the deadline.
 import { writeFileSync } from 'node:fs'
-import { SidekeyError, type ErrorCode } from './errors.js'
+import { SidekeyError, type ErrorCode } from '../core/errors.js'
 import type { SecretStore } from './secret-store.js'
 
 /** Codes a retry does not fix: the reference, the permission or the data is wrong. */

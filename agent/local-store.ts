@@ -12,7 +12,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
 import { readFileSync, renameSync, mkdirSync, statSync, openSync, closeSync, writeSync, fsyncSync, unlinkSync, readdirSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
-import { SidekeyError } from './errors.js'
+import { SidekeyError } from '../core/errors.js'
 
 const MAGIC = 'sidekey-local-store'
 const CHECK_PLAINTEXT = 'sidekey-key-check'

@@ -6,7 +6,7 @@
 // at most 2 connections per app origin, 5 s connect/headers/body timeouts.
 import { readdir, readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
-import type { OnChangeSpec } from './config/load.js'
+import type { OnChangeSpec } from '../core/config/load.js'
 import { HttpClient, type PoolOptions } from './http-client.js'
 import type { AgentMetrics } from './metrics.js'
 import type { SecretEntry } from './secret-store.js'

@@ -6,10 +6,10 @@
 // at 2/3 of a lease's lifetime. Changed secrets are written as one set.
 import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
-import type { AgentConfig, SecretSpec } from './config/load.js'
-import { SidekeyError, toSidekeyError, isSidekeyError } from './errors.js'
+import type { AgentConfig, SecretSpec } from '../core/config/load.js'
+import { SidekeyError, toSidekeyError, isSidekeyError } from '../core/errors.js'
 import type { AgentMetrics } from './metrics.js'
-import type { SecretRef } from './reference.js'
+import type { SecretRef } from '../core/reference.js'
 import { render, select } from './render.js'
 import type { SecretEntry, SecretStore } from './secret-store.js'
 import type { AtomicWriter } from './writer.js'

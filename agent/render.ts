@@ -1,9 +1,9 @@
 // From a backend's whole secret to the bytes of one file: pick `#key`, then
 // render the format. Errors name the reference, never the value.
 import { createRequire } from 'node:module'
-import { SidekeyError } from './errors.js'
-import type { Format } from './config/load.js'
-import type { SecretRef } from './reference.js'
+import { SidekeyError } from '../core/errors.js'
+import type { Format } from '../core/config/load.js'
+import type { SecretRef } from '../core/reference.js'
 import type { SecretData } from './providers/provider.js'
 import { dataFromText } from './providers/secret-data.js'
 

@@ -2,8 +2,8 @@
 // exactly as on disk. The HTTP and gRPC servers read it; the refresher fills
 // it after each atomic write and announces the change.
 import { EventEmitter } from 'node:events'
-import type { SecretSpec } from './config/load.js'
-import type { SidekeyError } from './errors.js'
+import type { SecretSpec } from '../core/config/load.js'
+import type { SidekeyError } from '../core/errors.js'
 import type { SecretMeta } from './providers/provider.js'
 
 export interface SecretEntry {

@@ -20,7 +20,7 @@ import { mkdir, writeFile, symlink, rename, readlink, readdir, rm, chmod, chown,
 import { constants } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
-import { SidekeyError } from './errors.js'
+import { SidekeyError } from '../core/errors.js'
 
 export const DATA_LINK = '..data'
 export const META_FILE = '.sidekey-meta.json'

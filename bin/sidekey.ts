@@ -2,7 +2,7 @@
 // One CLI, several programs. Each subcommand parses its own flags and loads
 // only its own code, so `sidekey get` starts fast and the agent never loads
 // the webhook.
-import { SidekeyError, isSidekeyError } from '../agent/errors.js'
+import { SidekeyError, isSidekeyError } from '../core/errors.js'
 
 const commands: Record<string, { help: string, run: () => Promise<(argv: string[]) => Promise<number>> }> = {
   agent: { help: 'run the in-pod agent (--config FILE or env SIDEKEY_CONFIG)', run: async () => (await import('../agent/cli/agent-command.js')).main },

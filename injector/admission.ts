@@ -2,7 +2,7 @@
 // types, decide, and build the answer with the same uid and apiVersion.
 // No HTTP here, so the decision is testable and fuzzable on its own.
 import type { V1Pod } from '@kubernetes/client-node'
-import { SidekeyError, isSidekeyError } from '../agent/errors.js'
+import { SidekeyError, isSidekeyError } from '../core/errors.js'
 import type { InjectorConfig } from './config.js'
 import { mutatePod, type Outcome } from './mutate.js'
 import { createPatch } from './patch.js'

@@ -1,9 +1,9 @@
 // Spec + pod facts -> the agent config document the agent container reads
 // from SIDEKEY_CONFIG. It is validated with the agent's own loader, so what
 // the injector accepts the agent can run.
-import { isSidekeyError } from '../agent/errors.js'
-import { loadConfig } from '../agent/config/load.js'
-import type { AgentConfigInput } from '../agent/config/schema.js'
+import { isSidekeyError } from '../core/errors.js'
+import { loadConfig } from '../core/config/load.js'
+import type { AgentConfigInput } from '../core/config/schema.js'
 import { TOKEN_FILE_NAME } from './annotations.js'
 import type { InjectorConfig } from './config.js'
 import { annotationError, hideNonReferences, type InjectionSpec } from './spec.js'

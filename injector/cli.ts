@@ -1,7 +1,7 @@
 // `sidekey injector` (the webhook server) and `sidekey inject` (offline).
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
-import { SidekeyError, isSidekeyError } from '../agent/errors.js'
+import { SidekeyError, isSidekeyError } from '../core/errors.js'
 import { loadInjectorConfig, loadInjectorConfigFile, type InjectorConfig } from './config.js'
 import { denialMessage } from './admission.js'
 import { injectText } from './workloads.js'

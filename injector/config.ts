@@ -4,10 +4,10 @@
 import { readFileSync } from 'node:fs'
 import { Ajv } from 'ajv'
 import { parse as parseYaml } from 'yaml'
-import { SidekeyError } from '../agent/errors.js'
-import { describeAjvError } from '../agent/config/load.js'
-import { storeSchemas, type StoreConfig, type StoreType } from '../agent/config/schema.js'
-import { parseDuration } from '../agent/duration.js'
+import { SidekeyError } from '../core/errors.js'
+import { describeAjvError } from '../core/config/load.js'
+import { storeSchemas, type StoreConfig, type StoreType } from '../core/config/schema.js'
+import { parseDuration } from '../core/duration.js'
 import { INJECT_MODES, type InjectMode } from './annotations.js'
 
 const quantity = { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi)?$' } as const

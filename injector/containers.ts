@@ -1,6 +1,6 @@
 // The agent container(s) and the changes to the app containers.
 import type { V1Container, V1EnvVar, V1SecurityContext } from '@kubernetes/client-node'
-import { parseDuration } from '../agent/duration.js'
+import { parseDuration } from '../core/duration.js'
 import { ENV_ADDR, ENV_CONFIG, ENV_TERMINATION_MESSAGE_PATH, ENV_TOKEN_FILE, TERMINATION_MESSAGE_PATH, TOKEN_DIR, TOKEN_FILE_NAME, VOLUME_SECRETS, VOLUME_TOKEN } from './annotations.js'
 import type { InjectorConfig } from './config.js'
 import type { InjectionSpec } from './spec.js'

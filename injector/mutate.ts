@@ -2,7 +2,7 @@
 // touched). Either everything is injected or the pod is refused with a typed
 // error: nothing is half-done.
 import type { V1Container, V1Pod } from '@kubernetes/client-node'
-import { SidekeyError } from '../agent/errors.js'
+import { SidekeyError } from '../core/errors.js'
 import {
   ANN_CONTAINERS, ANN_MODE_PREFIX, ANN_ON_CHANGE, ANN_STATUS, CONTAINER_AGENT, CONTAINER_AGENT_INIT, LABEL_INJECT, STATUS_INJECTED,
   VOLUME_SECRETS, VOLUME_TOKEN,

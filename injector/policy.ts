@@ -1,8 +1,8 @@
 // Which namespaces may read which stores and paths. The first rule whose
 // namespace globs match the pod's namespace decides; a denial names the rule,
 // the annotation and the reference (a reference is data, never a value).
-import { SidekeyError } from '../agent/errors.js'
-import type { SecretRef } from '../agent/reference.js'
+import { SidekeyError } from '../core/errors.js'
+import type { SecretRef } from '../core/reference.js'
 import type { InjectorConfig, PolicyRule } from './config.js'
 import type { InjectionSpec } from './spec.js'
 

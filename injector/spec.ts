@@ -3,12 +3,12 @@
 // back into the pod. Every failure is SIDEKEY_E_ANNOTATION naming the
 // annotation, and never quotes an annotation value that is not a reference
 // (a user may have pasted a secret value where a reference belongs).
-import { SidekeyError, isSidekeyError } from '../agent/errors.js'
-import { parseRef, type SecretRef } from '../agent/reference.js'
-import { parseTemplate } from '../agent/template.js'
-import { parseDuration } from '../agent/duration.js'
-import { modeProblem } from '../agent/file-mode.js'
-import { onChangeSchema, type StoreConfig } from '../agent/config/schema.js'
+import { SidekeyError, isSidekeyError } from '../core/errors.js'
+import { parseRef, type SecretRef } from '../core/reference.js'
+import { parseTemplate } from '../core/template.js'
+import { parseDuration } from '../core/duration.js'
+import { modeProblem } from '../core/file-mode.js'
+import { onChangeSchema, type StoreConfig } from '../core/config/schema.js'
 import {
   ANN_CONTAINERS, ANN_FORMAT_PREFIX, ANN_INJECT_MODE, ANN_MODE_PREFIX, ANN_MOUNT_PATH, ANN_ON_CHANGE, ANN_OPTIONAL_PREFIX,
   ANN_METRICS_PORT, ANN_REFRESH, ANN_ROLE, ANN_SYNC_DEADLINE, ANN_SECRET_PREFIX, ANN_STORE_PREFIX, ANN_TEMPLATE_PREFIX, EXACT_KEYS, INJECT_MODES, NAMED_PREFIXES,

@@ -2,7 +2,7 @@
 // YAML/JSON stream and run it through the same mutation as the webhook.
 import type { V1Pod } from '@kubernetes/client-node'
 import { parseAllDocuments, stringify } from 'yaml'
-import { SidekeyError, isSidekeyError } from '../agent/errors.js'
+import { SidekeyError, isSidekeyError } from '../core/errors.js'
 import type { InjectorConfig } from './config.js'
 import { ANN_STATUS, LABEL_INJECT, PREFIX } from './annotations.js'
 import { mutatePod, type Outcome } from './mutate.js'

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-// Rewrites the error table in README.md from agent/errors.ts's catalogue
+// Rewrites the error table in README.md from core/errors.ts's catalogue
 // (run after `npm run build`); `npm test` checks every code is documented.
 import { readFileSync, writeFileSync } from 'node:fs'
-const { ERRORS } = await import('../dist/agent/errors.js')
+const { ERRORS } = await import('../dist/core/errors.js')
 const rows = Object.entries(ERRORS).map(([code, e]) => `| \`${code}\` (${e.status}) | ${e.doc} |`).join('\n')
 const readme = readFileSync('README.md', 'utf8')
 const start = readme.indexOf('| code | when |\n|---|---|\n')

@@ -2,8 +2,8 @@
 // SIGTERM; with exitAfterSync (init-only), write once and exit.
 import { resolve } from 'node:path'
 import { Command } from 'commander'
-import { loadConfig, loadConfigFile, parseJson, type AgentConfig } from '../config/load.js'
-import { SidekeyError } from '../errors.js'
+import { loadConfig, loadConfigFile, parseJson, type AgentConfig } from '../../core/config/load.js'
+import { SidekeyError } from '../../core/errors.js'
 import { createAuditLogger, createLogger } from '../logger.js'
 import { startAgent } from '../agent.js'
 import { seedDemo } from './demo.js'

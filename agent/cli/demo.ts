@@ -1,7 +1,7 @@
 // `npm start`: the example local store gets a demo value the first time, so
 // the agent has something to serve on a machine with no cluster and no cloud.
 import type { Logger } from 'pino'
-import type { AgentConfig } from '../config/load.js'
+import type { AgentConfig } from '../../core/config/load.js'
 import { openLocalStore } from '../providers/local.js'
 
 export function seedDemo (config: AgentConfig, logger: Logger): void {

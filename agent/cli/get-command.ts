@@ -2,7 +2,7 @@
 // local endpoint, reading SIDEKEY_ADDR and SIDEKEY_TOKEN_FILE.
 import { Command } from 'commander'
 import { readFileSync } from 'node:fs'
-import { SidekeyError } from '../errors.js'
+import { SidekeyError } from '../../core/errors.js'
 import { HttpClient, HttpTransportError, type HttpAnswer } from '../http-client.js'
 
 function env (name: string, fallback?: string): string {

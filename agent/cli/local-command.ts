@@ -2,7 +2,7 @@
 import { Command } from 'commander'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
-import { SidekeyError } from '../errors.js'
+import { SidekeyError } from '../../core/errors.js'
 import { pino } from 'pino'
 import { createLogger } from '../logger.js'
 import { openLocalStore } from '../providers/local.js'

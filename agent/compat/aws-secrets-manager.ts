@@ -6,8 +6,8 @@
 // run in the AWS agent's order (token, then parameters), with its statuses:
 // 403 bad token, 400 bad parameter or unknown secret, 405 not GET.
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { SecretSpec } from '../config/load.js'
-import type { ErrorCode } from '../errors.js'
+import type { SecretSpec } from '../../core/config/load.js'
+import type { ErrorCode } from '../../core/errors.js'
 import type { SecretEntry, SecretStore } from '../secret-store.js'
 import { presentedToken } from '../access-token.js'
 import { versionSelector } from '../providers/aws.js'

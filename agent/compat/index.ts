@@ -1,5 +1,5 @@
 // The peer-compatible local APIs, in the order the HTTP server asks them.
-import type { AgentConfig } from '../config/load.js'
+import type { AgentConfig } from '../../core/config/load.js'
 import type { SecretStore } from '../secret-store.js'
 import type { CompatRoute } from './route.js'
 import { awsSecretsManagerRoute } from './aws-secrets-manager.js'

@@ -8,8 +8,8 @@
 // denied", as Vault answers a token without a policy for the path.
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { SecretSpec } from '../config/load.js'
-import type { ErrorCode } from '../errors.js'
+import type { SecretSpec } from '../../core/config/load.js'
+import type { ErrorCode } from '../../core/errors.js'
 import type { SecretEntry, SecretStore } from '../secret-store.js'
 import { header, quote, sendBody, type CompatRoute, type RouteOutcome } from './route.js'
 

@@ -6,10 +6,10 @@
 // client caches them until shortly before they expire. Rotation check:
 // DescribeSecret's VersionIdsToStages (no value) before GetSecretValue.
 import { hostname } from 'node:os'
-import { SidekeyError, type ErrorCode } from '../errors.js'
-import type { SecretRef } from '../reference.js'
-import type { StoreConfigOf } from '../config/schema.js'
-import { parseDuration } from '../duration.js'
+import { SidekeyError, type ErrorCode } from '../../core/errors.js'
+import type { SecretRef } from '../../core/reference.js'
+import type { StoreConfigOf } from '../../core/config/schema.js'
+import { parseDuration } from '../../core/duration.js'
 import type { FetchResult, Provider, ProviderContext, SecretData } from './provider.js'
 import { checkSize, dataFromText, isNetworkError } from './secret-data.js'
 

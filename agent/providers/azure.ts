@@ -10,10 +10,10 @@
 // getSecret whose answer is handed to the fetch that follows; pinned
 // versions are immutable and need no request at all.
 import { readFileSync } from 'node:fs'
-import { SidekeyError, type ErrorCode } from '../errors.js'
-import type { SecretRef } from '../reference.js'
-import type { StoreConfigOf } from '../config/schema.js'
-import { parseDuration } from '../duration.js'
+import { SidekeyError, type ErrorCode } from '../../core/errors.js'
+import type { SecretRef } from '../../core/reference.js'
+import type { StoreConfigOf } from '../../core/config/schema.js'
+import { parseDuration } from '../../core/duration.js'
 import type { FetchResult, Provider, ProviderContext } from './provider.js'
 import { checkSize, dataFromText, isNetworkError } from './secret-data.js'
 

@@ -1,7 +1,7 @@
 // env:NAME — a process environment variable. Useful for local runs and for
 // migrating apps that read keys from env. Version is a content hash.
-import type { StoreConfigOf } from '../config/schema.js'
-import type { SecretRef } from '../reference.js'
+import type { StoreConfigOf } from '../../core/config/schema.js'
+import type { SecretRef } from '../../core/reference.js'
 import type { Provider, ProviderContext, FetchResult } from './provider.js'
 import { bytesData, checkPinnedContent, checkSize, contentVersion, notFound } from './secret-data.js'
 

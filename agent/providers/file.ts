@@ -2,9 +2,9 @@
 // watch pushes, the interval poll is the fallback). Version is a content hash.
 import { readFile } from 'node:fs/promises'
 import { isAbsolute, resolve } from 'node:path'
-import { SidekeyError } from '../errors.js'
-import type { StoreConfigOf } from '../config/schema.js'
-import type { SecretRef } from '../reference.js'
+import { SidekeyError } from '../../core/errors.js'
+import type { StoreConfigOf } from '../../core/config/schema.js'
+import type { SecretRef } from '../../core/reference.js'
 import type { Provider, ProviderContext, FetchResult } from './provider.js'
 import { bytesData, checkPinnedContent, checkSize, contentVersion, notFound } from './secret-data.js'
 import { watchFile } from './watch-file.js'

@@ -1,7 +1,7 @@
 // Provider registry. Backends load lazily so an agent that uses only the
 // local store never pays for the cloud SDKs in start-up time or memory.
-import { SidekeyError } from '../errors.js'
-import type { StoreConfig } from '../config/schema.js'
+import { SidekeyError } from '../../core/errors.js'
+import type { StoreConfig } from '../../core/config/schema.js'
 import type { Provider, ProviderContext, ProviderFactory } from './provider.js'
 
 const loaders: Record<StoreConfig['type'], () => Promise<ProviderFactory>> = {

@@ -8,9 +8,9 @@
 // the watch reconnects with backoff after errors, drops the copy while
 // disconnected (checks fall back to GET) and tells the refresher to resync.
 import { existsSync, readFileSync } from 'node:fs'
-import { SidekeyError } from '../errors.js'
-import type { SecretRef } from '../reference.js'
-import type { StoreConfigOf } from '../config/schema.js'
+import { SidekeyError } from '../../core/errors.js'
+import type { SecretRef } from '../../core/reference.js'
+import type { StoreConfigOf } from '../../core/config/schema.js'
 import type { FetchResult, Provider, ProviderContext } from './provider.js'
 import { checkSize, isNetworkError } from './secret-data.js'
 

@@ -1,8 +1,8 @@
 // local:NAME — the encrypted local store (see ../local-store.ts). Versions are
 // the store's counters; `@N` pins one of the last versions kept.
-import { SidekeyError } from '../errors.js'
-import type { StoreConfigOf } from '../config/schema.js'
-import type { SecretRef } from '../reference.js'
+import { SidekeyError } from '../../core/errors.js'
+import type { StoreConfigOf } from '../../core/config/schema.js'
+import type { SecretRef } from '../../core/reference.js'
 import { LocalStore, DEV_KEY, parseLocalKey } from '../local-store.js'
 import type { Provider, ProviderContext, FetchResult } from './provider.js'
 import { bytesData, checkSize, notFound } from './secret-data.js'

@@ -2,8 +2,8 @@
 // data plus a version; the refresher decides when to ask, the writer what to
 // write. Providers never log values and never put them in errors.
 import type { Logger } from 'pino'
-import type { SecretRef } from '../reference.js'
-import type { StoreConfig } from '../config/schema.js'
+import type { SecretRef } from '../../core/reference.js'
+import type { StoreConfig } from '../../core/config/schema.js'
 
 /** A whole secret: bytes (a string or binary secret) or a map (JSON object, KV). */
 export type SecretData =

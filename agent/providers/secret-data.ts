@@ -2,8 +2,8 @@
 // a JSON object becomes a map (so `#key` works), anything else stays bytes;
 // sizes are checked here so no provider forgets it.
 import { createHash } from 'node:crypto'
-import { SidekeyError } from '../errors.js'
-import type { SecretRef } from '../reference.js'
+import { SidekeyError } from '../../core/errors.js'
+import type { SecretRef } from '../../core/reference.js'
 import type { SecretData } from './provider.js'
 
 /** A map value as text: strings as they are, everything else as JSON (numbers, nested objects). */

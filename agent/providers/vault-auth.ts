@@ -5,7 +5,7 @@
 // lifetime, shared by every concurrent request.
 import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
-import { SidekeyError } from '../errors.js'
+import { SidekeyError } from '../../core/errors.js'
 import type { VaultHttp } from './vault-http.js'
 
 export interface VaultAuthOptions {

@@ -11,7 +11,7 @@
 // VAULT_SKIP_VERIFY in the environment cannot turn certificate checks off.
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { SidekeyError } from '../errors.js'
+import { SidekeyError } from '../../core/errors.js'
 import { HttpClient, HttpTransportError } from '../http-client.js'
 
 export interface VaultHttpOptions {

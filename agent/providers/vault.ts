@@ -8,10 +8,10 @@
 // Leased secrets carry expiresAt; a renewable lease is renewed (same value,
 // same version) and a lease that cannot be renewed far enough is replaced by
 // a new read (new version: the file changes and the app is notified).
-import { SidekeyError } from '../errors.js'
-import type { SecretRef } from '../reference.js'
-import type { StoreConfigOf } from '../config/schema.js'
-import { parseDuration } from '../duration.js'
+import { SidekeyError } from '../../core/errors.js'
+import type { SecretRef } from '../../core/reference.js'
+import type { StoreConfigOf } from '../../core/config/schema.js'
+import { parseDuration } from '../../core/duration.js'
 import type { FetchResult, Provider, ProviderContext, SecretData } from './provider.js'
 import { checkSize, contentVersion, mapFromObject } from './secret-data.js'
 import { VaultHttp, type VaultAnswer, type VaultCall } from './vault-http.js'

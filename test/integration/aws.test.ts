@@ -12,7 +12,7 @@ import { pino } from 'pino'
 import { SecretsManagerClient, CreateSecretCommand, PutSecretValueCommand, UpdateSecretVersionStageCommand } from '@aws-sdk/client-secrets-manager'
 import { createAwsProvider } from '../../agent/providers/aws.js'
 import type { Provider } from '../../agent/providers/provider.js'
-import { parseRef } from '../../agent/reference.js'
+import { parseRef } from '../../core/reference.js'
 import { startServer, startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, outageRoundTrip } from './backend-harness.js'
 
 const work = mkdtempSync(join(tmpdir(), 'sidekey-aws-'))

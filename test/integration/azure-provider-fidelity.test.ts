@@ -27,8 +27,8 @@ import { AzureLogger, setLogLevel } from '@azure/logger'
 import { useServers } from '../helpers/testenv.js'
 import { recording, recordingsDir, header, entraIdentity, type RecordedEntry, type Recording } from '../helpers/azure-recordings.js'
 import { AzureProvider, createAzureProvider } from '../../agent/providers/azure.js'
-import { parseRef } from '../../agent/reference.js'
-import { SidekeyError } from '../../agent/errors.js'
+import { parseRef } from '../../core/reference.js'
+import { SidekeyError } from '../../core/errors.js'
 
 let recs: Record<string, Recording>
 try {

@@ -15,7 +15,7 @@ import { pino } from 'pino'
 import type { TAP } from 'tap'
 import type { KubeInfo, AadInfo } from '../helpers/testenv.js'
 import { AzureProvider, createAzureProvider } from '../../agent/providers/azure.js'
-import { parseRef } from '../../agent/reference.js'
+import { parseRef } from '../../core/reference.js'
 import { startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, outageRoundTrip } from './backend-harness.js'
 
 export interface KeyVaultUnderTest {

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
-import { isSidekeyError } from '../../agent/errors.js'
+import { isSidekeyError } from '../../core/errors.js'
 import { startTestAgent, eventually, type EventuallyOptions, type TestAgent } from '../helpers/agent.js'
 
 export { eventually }

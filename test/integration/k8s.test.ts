@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { pino } from 'pino'
 import { useServers } from '../helpers/testenv.js'
 import { K8sProvider, createK8sProvider } from '../../agent/providers/k8s.js'
-import { parseRef } from '../../agent/reference.js'
+import { parseRef } from '../../core/reference.js'
 import { startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, outageRoundTrip } from './backend-harness.js'
 
 const { kube } = await useServers(t, ['kube'])

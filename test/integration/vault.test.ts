@@ -10,7 +10,7 @@ import { X509Certificate } from 'node:crypto'
 import { pino } from 'pino'
 import { useServers } from '../helpers/testenv.js'
 import { VaultProvider, createVaultProvider } from '../../agent/providers/vault.js'
-import { parseRef } from '../../agent/reference.js'
+import { parseRef } from '../../core/reference.js'
 import { startAuditedOpenBao, auditRequests, startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, outageRoundTrip } from './backend-harness.js'
 
 const { kube } = await useServers(t, ['kube'])

@@ -1,8 +1,8 @@
 // Bad configs fail at start with a coded error that names the field.
 import t from 'tap'
-import { loadConfig } from '../../agent/config/load.js'
-import { isSidekeyError, type ErrorCode } from '../../agent/errors.js'
-import { parseTemplate } from '../../agent/template.js'
+import { loadConfig } from '../../core/config/load.js'
+import { isSidekeyError, type ErrorCode } from '../../core/errors.js'
+import { parseTemplate } from '../../core/template.js'
 
 const base = { dir: '/tmp/sidekey-x', secrets: [{ name: 'a', ref: 'env:A' }] }
 const cases: Array<[string, unknown, ErrorCode, RegExp]> = [

@@ -1,7 +1,7 @@
 // Every error code is listed in the README (as fastify checks its catalogue).
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { ERRORS, SidekeyError } from '../../agent/errors.js'
+import { ERRORS, SidekeyError } from '../../core/errors.js'
 
 const readme = readFileSync('README.md', 'utf8')
 for (const code of Object.keys(ERRORS)) {

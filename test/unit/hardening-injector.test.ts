@@ -263,7 +263,7 @@ t.test('finding 6: a pod that says it is injected is checked like any other', as
 })
 
 t.test('finding 7: encoded separators cannot escape a policy glob', async (t) => {
-  const { parseRef } = await import('../../agent/reference.js')
+  const { parseRef } = await import('../../core/reference.js')
   const { review } = await import('../../injector/admission.js')
   const { admissionReview } = await import('./injector-helpers.js')
   for (const path of ['secret/data/team-a/..%2Fteam-b%2Fopenai', 'secret/data/team-a/..%2fteam-b', 'secret/data/team-a/%2E%2E/team-b', 'secret/data/team-a/..%5Cteam-b', 'secret/data/team-a/..\\team-b', 'secret/data/team-a/x%2Fy']) {

@@ -5,8 +5,8 @@ import type { V1Container, V1Pod } from '@kubernetes/client-node'
 import { mutatePod } from '../../injector/mutate.js'
 import { createPatch, escapePointer } from '../../injector/patch.js'
 import { injectDocument } from '../../injector/workloads.js'
-import { isSidekeyError, type SidekeyError } from '../../agent/errors.js'
-import { loadConfig } from '../../agent/config/load.js'
+import { isSidekeyError, type SidekeyError } from '../../core/errors.js'
+import { loadConfig } from '../../core/config/load.js'
 import { fixtureNames, loadFixture, pod, testConfig } from './injector-helpers.js'
 
 const cfg = testConfig()

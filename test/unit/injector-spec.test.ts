@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import * as A from '../../injector/annotations.js'
 import { buildSpec } from '../../injector/spec.js'
 import { loadInjectorConfig } from '../../injector/config.js'
-import { isSidekeyError, type SidekeyError } from '../../agent/errors.js'
+import { isSidekeyError, type SidekeyError } from '../../core/errors.js'
 import { REPO, testConfig } from './injector-helpers.js'
 
 const cfg = testConfig()

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto'
 import { pino, type Logger } from 'pino'
 import { createNotifier } from '../../agent/on-change.js'
 import { createMetrics } from '../../agent/metrics.js'
-import { parseOnChange as parseOne } from '../../agent/config/load.js'
+import { parseOnChange as parseOne } from '../../core/config/load.js'
 import type { SecretEntry } from '../../agent/secret-store.js'
 
 const parseOnChange = (raw: string[]): ReturnType<typeof parseOne>[] => raw.map((r) => parseOne(r))

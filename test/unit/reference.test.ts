@@ -1,6 +1,6 @@
 import t from 'tap'
-import { parseRef, formatRef } from '../../agent/reference.js'
-import { isSidekeyError } from '../../agent/errors.js'
+import { parseRef, formatRef } from '../../core/reference.js'
+import { isSidekeyError } from '../../core/errors.js'
 
 const good: Array<[string, Record<string, string>]> = [
   ['vault:secret/data/openai#api_key', { store: 'vault', path: 'secret/data/openai', key: 'api_key' }],

@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { VaultHttp } from '../../agent/providers/vault-http.js'
-import { isSidekeyError } from '../../agent/errors.js'
+import { isSidekeyError } from '../../core/errors.js'
 
 async function serve (t: Test, handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ addr: string, sockets: () => number, seen: Array<{ method: string, url: string, token: string, body: string }> }> {
   let sockets = 0
