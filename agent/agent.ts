@@ -8,11 +8,14 @@ import type { AgentConfig } from '../core/config/load.js'
 import { SidekeyError } from '../core/errors.js'
 import { createAuditLogger, createLogger } from './logger.js'
 import { createMetrics, type AgentMetrics } from './metrics.js'
-import { SecretStore } from './secret-store.js'
+import { ServedSet } from './served.js'
+import { StatusBoard } from './status-board.js'
 import { AtomicWriter } from './writer.js'
+import { Publisher } from './publisher.js'
 import { Refresher } from './refresher.js'
 import { createProvider } from './providers/index.js'
 import type { Provider } from './providers/provider.js'
+import { compose, timed } from './providers/compose.js'
 import { loadOrCreateToken, makeTokenCheck } from './access-token.js'
 import { createHttpServer } from './http-server.js'
 import { createGrpcServer, bindGrpc } from './grpc-server.js'
@@ -35,7 +38,9 @@ export interface RunningAgent {
   readonly grpcPort: number | undefined
   /** The opt-in metrics listener's port (all interfaces), when listen.metrics is set. */
   readonly metricsPort: number | undefined
-  readonly store: SecretStore
+  /** The published generation: what is on disk and what the API serves. */
+  readonly served: ServedSet
+  readonly board: StatusBoard
   readonly refresher: Refresher
   readonly metrics: AgentMetrics
   readonly logger: Logger
@@ -49,27 +54,29 @@ export interface RunningAgent {
 export async function startAgent (config: AgentConfig, opts: StartOptions = {}): Promise<RunningAgent> {
   const logger = opts.logger ?? createLogger(config.logLevel)
   const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? true })
-  const store = new SecretStore(config.secrets)
-  metrics.setAgeSource(() => store.fetchedAt())
+  const served = new ServedSet(config.secrets)
+  const board = new StatusBoard(served)
+  metrics.setAgeSource(() => board.fetchedAt())
 
   const token = loadOrCreateToken(config.tokenFile, config.fileOwner?.gid !== undefined ? 0o440 : 0o444)
   const checkToken = makeTokenCheck(token)
 
   const writer = new AtomicWriter(config.dir, config.fileOwner)
   writer.onChownError = (err) => logger.warn({ err: (err as Error).message, owner: config.fileOwner }, 'cannot set the owner of secret files; run the agent with the pod fsGroup or as root')
-  // A previous run's files are served until the backends answer (restart in a slow outage).
-  const onDisk = (await writer.readExisting()).filter((e) => store.specs.has(e.name))
-  if (onDisk.length > 0) {
-    store.apply(onDisk.map((e) => ({ ...e, value: e.bytes, origin: 'disk' as const })))
-    logger.info({ secrets: onDisk.length }, 'serving the secrets a previous run wrote until the backends answer')
-  }
+  const publisher = new Publisher(writer, served)
+  // Generation 0: a previous run's files, served until the backends answer (restart in a slow outage).
+  const adopted = publisher.adopt(await writer.readExisting())
+  if (adopted > 0) logger.info({ secrets: adopted }, 'serving the secrets a previous run wrote until the backends answer')
 
   const providers = new Map<string, Provider>()
   const used = new Set(config.secrets.flatMap((s) => s.refs.map((r) => r.store)))
   for (const name of used) {
     const sc = config.stores[name]
     if (sc === undefined) continue
-    providers.set(name, await createProvider(sc, { storeName: name, logger: logger.child({ store: name }), maxValueBytes: config.maxValueBytes }))
+    // Requests are counted and syncs timed from outside the provider: the meter goes to its transport, the timing wraps sync.
+    const meter = { request: (op: string) => metrics.backendRequests.inc({ store: name, op: opLabel(op) }) }
+    const p = await createProvider(sc, { storeName: name, logger: logger.child({ store: name }), maxValueBytes: config.maxValueBytes, meter })
+    providers.set(name, compose(p, timed(metrics, name)))
   }
 
   // Audit lines are built from names, references, routes and statuses only, so
@@ -77,14 +84,14 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   const audit = opts.auditLogger ?? (opts.logger !== undefined ? logger.child({ component: 'audit' }, { redact: [] }) : createAuditLogger(config.logLevel))
   const notify = createNotifier(config.onChange, logger, metrics)
   const refresher = new Refresher({
-    config, store, providers, writer, metrics, logger,
+    config, served, board, publisher, providers, metrics, logger,
     onRotate: (changed) => { void notify(changed) },
   })
 
   // One cap on watches and one on long-polls, shared by the HTTP and gRPC APIs.
   const watchers = new Slots(config.limits.watchers)
   const waiters = new Slots(config.limits.waiters)
-  const http: Server = createHttpServer({ store, checkToken, metrics, audit, limits: config.limits, watchers, waiters, compat: compatRoutes(config, store, checkToken) })
+  const http: Server = createHttpServer({ served, board, checkToken, metrics, audit, limits: config.limits, watchers, waiters, compat: compatRoutes(config, served, checkToken) })
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       reject(new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.http: cannot listen on ${config.listen.host}:${config.listen.http} (${err.code ?? 'error'}); pick a free port`, { field: 'listen.http' }, { cause: err }))
@@ -99,7 +106,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   let grpcServer: grpc.Server | undefined
   let grpcPort: number | undefined
   if (config.listen.grpcEnabled) {
-    grpcServer = createGrpcServer({ store, checkToken, metrics, audit, limits: config.limits, watchers, waiters })
+    grpcServer = createGrpcServer({ served, board, checkToken, metrics, audit, limits: config.limits, watchers, waiters })
     try {
       grpcPort = await bindGrpc(grpcServer, config.listen.grpc)
     } catch (err) {
@@ -130,10 +137,10 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   // be preceded by a "ready" line (a previous run's files make the store ready early).
   const announceReady = (): void => {
     metrics.ready.set(1)
-    logger.info({ secrets: store.specs.size }, 'all required secrets written; ready')
+    logger.info({ secrets: served.specs.size }, 'all required secrets written; ready')
   }
-  if (store.ready) announceReady()
-  else store.once('ready', announceReady)
+  if (board.ready) announceReady()
+  else board.once('ready', announceReady)
   logger.info({ http: `${config.listen.host}:${httpPort}`, grpc: grpcPort !== undefined ? `${config.listen.host}:${grpcPort}` : 'off', metrics: metricsPort !== undefined ? `0.0.0.0:${metricsPort}` : 'off', secrets: config.secrets.length, dir: config.dir }, 'agent listening')
 
   const synced = refresher.start()
@@ -141,7 +148,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
 
   let closed = false
   return {
-    config, httpPort, grpcPort, metricsPort, store, refresher, metrics, logger, synced,
+    config, httpPort, grpcPort, metricsPort, served, board, refresher, metrics, logger, synced,
     async removeFiles () { await writer.clear() },
     async close () {
       if (closed) return
@@ -163,4 +170,9 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
       }
     },
   }
+}
+
+/** A metric label for a backend request: the API call, without a path (bounded, and a path is data). */
+function opLabel (op: string): string {
+  return op.includes('/') ? (op.split(' ')[0] ?? 'request') : op
 }

@@ -8,7 +8,8 @@ import type { ProtoGrpcType } from '../proto/gen/secrets.js'
 import type { SecretsHandlers } from '../proto/gen/sidekey/v1/Secrets.js'
 import type { SecretEvent } from '../proto/gen/sidekey/v1/SecretEvent.js'
 import type { AgentMetrics } from './metrics.js'
-import type { SecretEntry, SecretStore } from './secret-store.js'
+import type { ServedSecret, ServedSet } from './served.js'
+import type { StatusBoard } from './status-board.js'
 import { presentedToken } from './access-token.js'
 import { DEFAULT_LIMITS, SECRET_NAME_RE, Slots, shortName, type LocalLimits } from '../core/limits.js'
 
@@ -20,7 +21,10 @@ export function loadProto (): ProtoGrpcType {
 }
 
 export interface GrpcServerOptions {
-  readonly store: SecretStore
+  /** The published generation the API serves. */
+  readonly served: ServedSet
+  /** Readiness and per-secret status. */
+  readonly board: StatusBoard
   readonly checkToken: (t: string | undefined) => 'ok' | 'missing' | 'wrong'
   readonly metrics: AgentMetrics
   readonly audit: Logger
@@ -65,10 +69,10 @@ function fail (code: grpc.status, message: string): grpc.ServiceError {
   return err
 }
 
-const event = (kind: 'CURRENT' | 'CHANGED', e: SecretEntry): SecretEvent => ({ name: e.name, version: e.version, updatedAt: new Date(e.updatedAt).toISOString(), kind })
+const event = (kind: 'CURRENT' | 'CHANGED', e: ServedSecret): SecretEvent => ({ name: e.name, version: e.version, updatedAt: new Date(e.updatedAt).toISOString(), kind })
 
 export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
-  const { store, metrics, audit } = o
+  const { served, board, metrics, audit } = o
   const proto = loadProto()
   const limits = o.limits ?? DEFAULT_LIMITS
   const watchers = o.watchers ?? new Slots(limits.watchers)
@@ -84,7 +88,7 @@ export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
   })
   const record = (call: { getPeer: () => string }, route: string, status: string, secret?: string): void => {
     metrics.requests.inc({ api: 'grpc', route, status })
-    const spec = secret !== undefined ? store.specs.get(secret) : undefined
+    const spec = secret !== undefined ? served.specs.get(secret) : undefined
     audit.info({ audit: true, api: 'grpc', caller: call.getPeer(), route, secret, refs: spec?.refs.map((r) => r.raw), status }, 'access')
   }
   const handlers: SecretsHandlers = {
@@ -94,11 +98,11 @@ export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
         record(call, 'Get', 'INVALID_ARGUMENT', `(invalid, ${name.length} chars)`)
         return cb(fail(grpc.status.INVALID_ARGUMENT, `SIDEKEY_E_BAD_REQUEST: the name (${name.length} chars, not shown) is not a secret name: letters, digits, ".", "_", "-", at most 253`))
       }
-      if (!store.specs.has(name)) {
+      if (!served.specs.has(name)) {
         record(call, 'Get', 'NOT_FOUND', name)
         return cb(fail(grpc.status.NOT_FOUND, `SIDEKEY_E_SECRET_UNKNOWN: no secret named "${shortName(name)}"; List returns the names`))
       }
-      const answer = (e: SecretEntry | undefined): void => {
+      const answer = (e: ServedSecret | undefined): void => {
         if (e === undefined) {
           record(call, 'Get', 'UNAVAILABLE', name)
           return cb(fail(grpc.status.UNAVAILABLE, `SIDEKEY_E_NOT_READY: secret "${name}" has not been fetched yet; retry or set wait_ms`))
@@ -107,7 +111,7 @@ export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
         record(call, 'Get', notModified ? 'NOT_MODIFIED' : 'OK', name)
         cb(null, { name, version: e.version, updatedAt: new Date(e.updatedAt).toISOString(), notModified, value: notModified ? Buffer.alloc(0) : e.value })
       }
-      const cur = store.get(name)
+      const cur = served.get(name)
       if (waitMs > 0 && (cur === undefined || cur.version === ifNoneMatch)) {
         const release = waiters.take()
         if (release === undefined) {
@@ -116,7 +120,7 @@ export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
         }
         const ac = new AbortController()
         call.once('cancelled', () => ac.abort())
-        store.waitForChange(name, cur?.version, Math.min(waitMs, MAX_WAIT_MS), ac.signal).then((e) => { release(); answer(e) }, () => { release(); answer(store.get(name)) })
+        served.waitForChange(name, cur?.version, Math.min(waitMs, MAX_WAIT_MS), ac.signal).then((e) => { release(); answer(e) }, () => { release(); answer(served.get(name)) })
         return
       }
       answer(cur)
@@ -124,7 +128,7 @@ export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
     List (call, cb) {
       record(call, 'List', 'OK')
       cb(null, {
-        secrets: store.status().map((s) => ({ name: s.name, version: s.version ?? '', updatedAt: s.updatedAt ?? '', refs: [...s.refs], ready: s.version !== undefined, errorCode: s.error?.code ?? '' })),
+        secrets: board.status().map((s) => ({ name: s.name, version: s.version ?? '', updatedAt: s.updatedAt ?? '', refs: [...s.refs], ready: s.version !== undefined, errorCode: s.error?.code ?? '' })),
       })
     },
     Watch (call) {
@@ -135,12 +139,12 @@ export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
         return
       }
       const names = new Set(call.request.names)
-      const wanted = (e: SecretEntry): boolean => names.size === 0 || names.has(e.name)
+      const wanted = (e: ServedSecret): boolean => names.size === 0 || names.has(e.name)
       record(call, 'Watch', 'OK')
-      for (const e of store.entries()) if (wanted(e)) call.write(event('CURRENT', e))
-      const onChange = (e: SecretEntry): void => { if (wanted(e)) call.write(event('CHANGED', e)) }
-      store.on('change', onChange)
-      const stop = (): void => { store.off('change', onChange); release() }
+      for (const e of served.entries()) if (wanted(e)) call.write(event('CURRENT', e))
+      const onChange = (e: ServedSecret): void => { if (wanted(e)) call.write(event('CHANGED', e)) }
+      served.on('change', onChange)
+      const stop = (): void => { served.off('change', onChange); release() }
       call.once('cancelled', stop)
       call.once('close', stop)
     },

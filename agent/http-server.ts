@@ -7,13 +7,17 @@ import type { Logger } from 'pino'
 import { ERRORS, SidekeyError, type ErrorCode } from '../core/errors.js'
 import { parseDuration } from '../core/duration.js'
 import type { AgentMetrics } from './metrics.js'
-import type { SecretEntry, SecretStore } from './secret-store.js'
+import type { ServedSecret, ServedSet } from './served.js'
+import type { StatusBoard } from './status-board.js'
 import { presentedToken } from './access-token.js'
 import type { CompatRoute } from './compat/route.js'
 import { DEFAULT_LIMITS, SECRET_NAME_RE, Slots, shortName, type LocalLimits } from '../core/limits.js'
 
 export interface HttpServerOptions {
-  readonly store: SecretStore
+  /** The published generation the API serves. */
+  readonly served: ServedSet
+  /** Readiness and per-secret status. */
+  readonly board: StatusBoard
   readonly checkToken: (t: string | undefined) => 'ok' | 'missing' | 'wrong'
   readonly metrics: AgentMetrics
   readonly audit: Logger
@@ -44,7 +48,7 @@ export function clientErrorAnswer (err: NodeJS.ErrnoException): string {
 }
 
 const MAX_WAIT_DEFAULT = 300_000
-const etagOf = (e: SecretEntry): string => `"${e.version}"`
+const etagOf = (e: ServedSecret): string => `"${e.version}"`
 
 function sendError (res: ServerResponse, code: ErrorCode, message: string, close = false): number {
   const status = ERRORS[code].status
@@ -65,8 +69,8 @@ function sendJson (res: ServerResponse, status: number, obj: unknown): number {
 // goes out as a latin1 string (byte-for-byte the value): Node then sends head
 // and body in one write instead of a writev of two buffers.
 interface Prepared { readonly headers: Record<string, string | number>, readonly body: string }
-const prepared = new WeakMap<SecretEntry, Prepared>()
-function prepare (e: SecretEntry): Prepared {
+const prepared = new WeakMap<ServedSecret, Prepared>()
+function prepare (e: ServedSecret): Prepared {
   let p = prepared.get(e)
   if (p === undefined) {
     p = {
@@ -85,21 +89,21 @@ function prepare (e: SecretEntry): Prepared {
   return p
 }
 
-function sendValue (res: ServerResponse, e: SecretEntry): number {
+function sendValue (res: ServerResponse, e: ServedSecret): number {
   const p = prepare(e)
   res.writeHead(200, p.headers)
   res.end(p.body, 'latin1')
   return 200
 }
 
-function sendNotModified (res: ServerResponse, e: SecretEntry): number {
+function sendNotModified (res: ServerResponse, e: ServedSecret): number {
   res.writeHead(304, { etag: etagOf(e), 'x-sidekey-version': e.version, 'cache-control': 'no-store' })
   res.end()
   return 304
 }
 
 /** The versions an If-None-Match header names (`"v1", W/"v2"` or `*`). */
-function matches (header: string | undefined, e: SecretEntry): boolean {
+function matches (header: string | undefined, e: ServedSecret): boolean {
   if (header === undefined) return false
   if (header.trim() === '*') return true
   return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etagOf(e))
@@ -111,17 +115,17 @@ function ifNoneMatchVersion (header: string | undefined): string | undefined {
 }
 
 export function createHttpServer (o: HttpServerOptions): Server {
-  const { store, metrics, audit } = o
+  const { served, board, metrics, audit } = o
   const maxWait = o.maxWaitMs ?? MAX_WAIT_DEFAULT
   const limits = o.limits ?? DEFAULT_LIMITS
   const watchers = o.watchers ?? new Slots(limits.watchers)
   const waiters = o.waiters ?? new Slots(limits.waiters)
 
   async function secrets (req: IncomingMessage, res: ServerResponse, name: string, query: URLSearchParams): Promise<number> {
-    if (!store.specs.has(name)) return sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no secret named "${shortName(name)}"; GET /v1/secrets lists the names`)
+    if (!served.specs.has(name)) return sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no secret named "${shortName(name)}"; GET /v1/secrets lists the names`)
     const inm = req.headers['if-none-match']
     const waitRaw = query.get('wait')
-    let entry = store.get(name)
+    let entry = served.get(name)
     if (waitRaw !== null) {
       let ms: number
       try {
@@ -136,7 +140,7 @@ export function createHttpServer (o: HttpServerOptions): Server {
         const ac = new AbortController()
         res.once('close', () => ac.abort())
         try {
-          entry = await store.waitForChange(name, current, ms, ac.signal)
+          entry = await served.waitForChange(name, current, ms, ac.signal)
         } finally {
           release()
         }
@@ -151,17 +155,17 @@ export function createHttpServer (o: HttpServerOptions): Server {
     const release = watchers.take()
     if (release === undefined) return sendError(res, 'SIDEKEY_E_CAPACITY', `${watchers.max} watches are open, the agent's limit (limits.watchers); close one or poll GET /v1/secrets`, true)
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' })
-    const send = (kind: 'current' | 'changed', e: SecretEntry): void => {
+    const send = (kind: 'current' | 'changed', e: ServedSecret): void => {
       res.write(`event: ${kind}\ndata: ${JSON.stringify({ name: e.name, version: e.version, updatedAt: new Date(e.updatedAt).toISOString() })}\n\n`)
     }
-    for (const e of store.entries()) send('current', e)
-    const onChange = (e: SecretEntry): void => send('changed', e)
-    store.on('change', onChange)
+    for (const e of served.entries()) send('current', e)
+    const onChange = (e: ServedSecret): void => send('changed', e)
+    served.on('change', onChange)
     const ping = setInterval(() => res.write(': ping\n\n'), 15_000)
     ping.unref()
     req.once('close', () => {
       clearInterval(ping)
-      store.off('change', onChange)
+      served.off('change', onChange)
       release()
     })
     return 200
@@ -186,11 +190,11 @@ export function createHttpServer (o: HttpServerOptions): Server {
     switch (path) {
       case '/healthz': return { route: path, status: sendJson(res, 200, { status: 'ok' }) }
       case '/ready': {
-        if (store.ready) return { route: path, status: sendJson(res, 200, { ready: true }) }
+        if (board.ready) return { route: path, status: sendJson(res, 200, { ready: true }) }
         // With the token: names and error codes/messages (never values), so the probe can say why.
         // Without it: a count only; a page that reached the port learns nothing.
-        const reasons = store.missingReasons()
-        const we = store.writeError
+        const reasons = board.missingReasons()
+        const we = board.writeError
         const detail = auth === 'ok'
           ? { missing: reasons.map((r) => r.name), errors: Object.fromEntries(reasons.filter((r) => r.error !== undefined).map((r) => [r.name, r.error])) }
           : { missingCount: reasons.length }
@@ -212,8 +216,8 @@ export function createHttpServer (o: HttpServerOptions): Server {
       return { route: path, status: 200 }
     }
     if (path === '/v1/secrets') {
-      const we = store.writeError
-      return { route: path, status: sendJson(res, 200, { ready: store.ready, ...(we !== undefined ? { error: { code: we.code, message: we.message } } : {}), secrets: store.status() }) }
+      const we = board.writeError
+      return { route: path, status: sendJson(res, 200, { ready: board.ready, ...(we !== undefined ? { error: { code: we.code, message: we.message } } : {}), secrets: board.status() }) }
     }
     if (path === '/v1/watch') return { route: path, status: watch(req, res) }
     if (path.startsWith('/v1/secrets/')) {
@@ -234,7 +238,7 @@ export function createHttpServer (o: HttpServerOptions): Server {
   // One child logger per configured secret: its fixed fields (name, references)
   // are serialised once, so an audit line per request stays cheap.
   const base = audit.child({ audit: true, api: 'http' })
-  const perSecret = new Map([...store.specs.values()].map((s) => [s.name, base.child({ secret: s.name, refs: s.refs.map((r) => r.raw) })]))
+  const perSecret = new Map([...served.specs.values()].map((s) => [s.name, base.child({ secret: s.name, refs: s.refs.map((r) => r.raw) })]))
 
   // Counter children per (route, status): label hashing once, not per request.
   const counted = new Map<string, { inc: () => void }>()

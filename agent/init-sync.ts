@@ -6,7 +6,7 @@
 // gets a few seconds); anything else fails at the deadline.
 import { writeFileSync } from 'node:fs'
 import { SidekeyError, type ErrorCode } from '../core/errors.js'
-import type { SecretStore } from './secret-store.js'
+import type { StatusBoard } from './status-board.js'
 
 /** Codes a retry does not fix: the reference, the permission or the data is wrong. */
 export const PERMANENT_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
@@ -19,19 +19,17 @@ export const PERMANENT_ATTEMPTS = 3
 export const TERMINATION_MESSAGE_MAX = 4096
 export const DEFAULT_TERMINATION_MESSAGE_PATH = '/dev/termination-log'
 
-const POLL_MS = 100
-
-function reasons (store: SecretStore): string {
-  return store.missingRequired().slice(0, 10).map((name) => {
-    const e = store.lastError(name)
+function reasons (board: StatusBoard): string {
+  return board.missingRequired().slice(0, 10).map((name) => {
+    const e = board.lastError(name)
     return e === undefined ? `${name} (not fetched yet)` : `${name} (${e.error.code}: ${e.error.message})`
   }).join('; ')
 }
 
 /** The error that ends the wait now, or undefined to keep waiting. */
-export function permanentFailure (store: SecretStore): SidekeyError | undefined {
-  for (const name of store.missingRequired()) {
-    const e = store.lastError(name)
+export function permanentFailure (board: StatusBoard): SidekeyError | undefined {
+  for (const name of board.missingRequired()) {
+    const e = board.lastError(name)
     if (e === undefined || !PERMANENT_CODES.has(e.error.code)) continue
     if (e.attempts === 0 || e.attempts >= PERMANENT_ATTEMPTS) {
       return new SidekeyError(e.error.code, `init-only: secret "${name}" cannot be fetched: ${e.error.message}`, { secret: name })
@@ -41,21 +39,38 @@ export function permanentFailure (store: SecretStore): SidekeyError | undefined 
 }
 
 /**
- * Resolves undefined once the store is ready, or with the error that ends
- * the wait: a permanent one, or SIDEKEY_E_DEADLINE after `deadlineMs`.
+ * Resolves undefined once the board is ready, or with the error that ends
+ * the wait: a permanent one, SIDEKEY_E_DEADLINE after `deadlineMs`, or a stop.
+ * Waits on the board's events and one deadline timer; nothing polls.
  */
-export async function awaitInitialSync (store: SecretStore, deadlineMs: number, stopped: () => boolean, deadlineName = 'syncDeadline'): Promise<SidekeyError | undefined> {
-  const until = Date.now() + deadlineMs
-  for (;;) {
-    if (store.ready) return undefined
-    const permanent = permanentFailure(store)
+export async function awaitInitialSync (board: StatusBoard, deadlineMs: number, stop: AbortSignal, deadlineName = 'syncDeadline'): Promise<SidekeyError | undefined> {
+  /** The outcome now, or null to keep waiting. */
+  const outcome = (): SidekeyError | undefined | null => {
+    if (board.ready) return undefined
+    const permanent = permanentFailure(board)
     if (permanent !== undefined) return permanent
-    if (stopped()) return new SidekeyError('SIDEKEY_E_DEADLINE', `init-only: stopped before every required secret was fetched; missing ${reasons(store)}`)
-    if (Date.now() >= until) {
-      return new SidekeyError('SIDEKEY_E_DEADLINE', `init-only: not every required secret was fetched within ${deadlineName} (${Math.round(deadlineMs / 1000)}s); missing ${reasons(store)}. Fix the reference or the backend, or raise sidekey.dev/sync-deadline`)
-    }
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS))
+    if (stop.aborted) return new SidekeyError('SIDEKEY_E_DEADLINE', `init-only: stopped before every required secret was fetched; missing ${reasons(board)}`)
+    return null
   }
+  const now = outcome()
+  if (now !== null) return now
+  return await new Promise((resolve) => {
+    const done = (r: SidekeyError | undefined): void => {
+      clearTimeout(timer)
+      board.off('update', onUpdate)
+      stop.removeEventListener('abort', onUpdate)
+      resolve(r)
+    }
+    const onUpdate = (): void => {
+      const r = outcome()
+      if (r !== null) done(r)
+    }
+    const timer = setTimeout(() => {
+      done(new SidekeyError('SIDEKEY_E_DEADLINE', `init-only: not every required secret was fetched within ${deadlineName} (${Math.round(deadlineMs / 1000)}s); missing ${reasons(board)}. Fix the reference or the backend, or raise sidekey.dev/sync-deadline`))
+    }, deadlineMs)
+    board.on('update', onUpdate)
+    stop.addEventListener('abort', onUpdate, { once: true })
+  })
 }
 
 /** Writes `<CODE>: <message>` where the kubelet reads the container's termination message; best effort. */

@@ -6,6 +6,7 @@ export interface AgentMetrics {
   readonly registry: Registry
   readonly fetchDuration: Histogram<'store' | 'op' | 'outcome'>
   readonly fetchErrors: Counter<'store' | 'code'>
+  readonly backendRequests: Counter<'store' | 'op'>
   readonly rotations: Counter<'secret'>
   readonly requests: Counter<'route' | 'status' | 'api'>
   readonly onChangeErrors: Counter<'kind'>
@@ -21,12 +22,13 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): AgentMe
     registry,
     fetchDuration: new Histogram({
       name: 'sidekey_fetch_duration_seconds',
-      help: 'Backend calls by store, operation (check, fetch) and outcome.',
+      help: 'Syncs with the backend by store, operation (sync) and outcome (changed, unchanged, error).',
       labelNames: ['store', 'op', 'outcome'],
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     }),
     fetchErrors: new Counter({ name: 'sidekey_fetch_errors_total', help: 'Failed backend calls by store and error code.', labelNames: ['store', 'code'], registers: [registry] }),
+    backendRequests: new Counter({ name: 'sidekey_backend_requests_total', help: 'Requests sent to the backend by store and API call (GetSecretValue, DescribeSecret, getSecret, GET, ...).', labelNames: ['store', 'op'], registers: [registry] }),
     rotations: new Counter({ name: 'sidekey_rotations_total', help: 'Times a secret changed on disk after the first write.', labelNames: ['secret'], registers: [registry] }),
     requests: new Counter({ name: 'sidekey_requests_total', help: 'Local API requests by api (http, grpc), route and status.', labelNames: ['api', 'route', 'status'], registers: [registry] }),
     onChangeErrors: new Counter({ name: 'sidekey_on_change_errors_total', help: 'onChange notifications that could not be delivered.', labelNames: ['kind'], registers: [registry] }),

@@ -9,7 +9,7 @@ import type { Logger } from 'pino'
 import type { OnChangeSpec } from '../core/config/load.js'
 import { HttpClient, type PoolOptions } from './http-client.js'
 import type { AgentMetrics } from './metrics.js'
-import type { SecretEntry } from './secret-store.js'
+import type { ServedSecret } from './served.js'
 
 /** Pids to signal for a target; never pid 1 (the pod's init or pause process) nor the agent itself. */
 export async function findPids (name: string): Promise<number[]> {
@@ -56,7 +56,7 @@ export interface NotifierOptions {
 }
 
 export interface Notifier {
-  (changed: readonly SecretEntry[]): Promise<void>
+  (changed: readonly ServedSecret[]): Promise<void>
   close: () => Promise<void>
 }
 
@@ -66,7 +66,7 @@ export function createNotifier (specs: readonly OnChangeSpec[], logger: Logger, 
   const client = new HttpClient({ connections: 2, connectTimeoutMs: 5_000, headersTimeoutMs: 5_000, bodyTimeoutMs: 5_000, ...opts.http })
   const attempts = opts.attempts ?? 3
   const backoffMs = opts.backoffMs ?? 200
-  const notify = async (changed: readonly SecretEntry[]): Promise<void> => {
+  const notify = async (changed: readonly ServedSecret[]): Promise<void> => {
     const body = JSON.stringify({ secrets: changed.map((e) => ({ name: e.name, version: e.version })) })
     await Promise.all(specs.map(async (spec) => {
       try {

@@ -1,19 +1,24 @@
 // Keeps every secret fresh. The unit of work is a source: one backend secret
 // (store + path + version pin) that one or more secrets select fields from.
-// Per source: interval with jitter, a cheap version check before any value
-// fetch, exponential backoff with a cap on errors, the last good data kept
-// through outages, push from the backend's watch when it has one, and a fetch
-// at 2/3 of a lease's lifetime. Changed secrets are written as one set.
+// Sources are keys of one keyed queue (keyed-queue.ts): a source syncs with
+// what it has (`Provider.sync(ref, have, signal)`), then comes back after its
+// interval (jittered, only ever earlier), at 2/3 of a lease, or after its
+// backoff on errors; a backend's watch pushes it sooner. The last good data
+// is kept through outages. Changed secrets are rendered into the next
+// generation, published as one set by the queue's publish key, which backs off
+// on its own when the disk is full. close() aborts every backend call in flight.
 import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { AgentConfig, SecretSpec } from '../core/config/load.js'
 import { SidekeyError, toSidekeyError, isSidekeyError } from '../core/errors.js'
-import type { AgentMetrics } from './metrics.js'
 import type { SecretRef } from '../core/reference.js'
+import type { AgentMetrics } from './metrics.js'
 import { render, select } from './render.js'
-import type { SecretEntry, SecretStore } from './secret-store.js'
-import type { AtomicWriter } from './writer.js'
-import type { FetchResult, Provider, SecretData } from './providers/provider.js'
+import type { Generation, ServedSecret, ServedSet } from './served.js'
+import type { StatusBoard } from './status-board.js'
+import type { Publisher } from './publisher.js'
+import { KeyedQueue } from './keyed-queue.js'
+import { renewAt, type Provider, type SecretData, type SecretMeta } from './providers/provider.js'
 
 interface Source {
   readonly key: string
@@ -23,51 +28,44 @@ interface Source {
   readonly dependents: Set<string>
   data?: SecretData
   version?: string
-  meta?: FetchResult['meta']
-  expiresAt?: number
-  errors: number
-  /** When the next check is due (epoch ms); undefined while running or stopped. */
-  dueAt?: number | undefined
-  fetchedAt?: number
-  running: boolean
-  again: boolean
+  meta?: SecretMeta | undefined
+  expiresAt?: number | undefined
+  /** When the current lease or value was obtained (for the 2/3 rule). */
+  obtainedAt?: number
   stopWatch?: () => void
 }
 
 export interface RefresherOptions {
   readonly config: AgentConfig
-  readonly store: SecretStore
+  readonly served: ServedSet
+  readonly board: StatusBoard
+  readonly publisher: Publisher
   readonly providers: ReadonlyMap<string, Provider>
-  readonly writer: AtomicWriter
   readonly metrics: AgentMetrics
   readonly logger: Logger
-  /** Called after each swap of the files, with the secrets that rotated (not first writes). */
-  readonly onRotate: (changed: readonly SecretEntry[]) => void
+  /** Called after each publish, with the secrets that rotated (not first writes). */
+  readonly onRotate: (changed: readonly ServedSecret[]) => void
 }
 
 const MIN_LEASE_REFETCH_MS = 1000
 /** Checks due within this much of each other run on one wake-up (only ever early). */
 const COALESCE_MAX_MS = 1000
+/** Backend calls in flight at once: the first sync of 1,000 secrets does not open 1,000 requests. */
+export const MAX_IN_FLIGHT = 32
+/** The queue key of the publish step; never a source key (those are `store:path`). */
+const PUBLISH = ''
 
 const sourceKey = (r: SecretRef): string => `${r.store}:${r.path}${r.version !== undefined ? '@' + r.version : ''}`
 
 export class Refresher {
   readonly #o: RefresherOptions
   readonly #sources = new Map<string, Source>()
+  readonly #queue: KeyedQueue<string>
+  /** Secrets to render into the next generation. */
   readonly #dirty = new Set<string>()
-  #flushing: Promise<void> | undefined
-  #flushAgain = false
-  /** Secrets whose write failed: merged back into #dirty by the retry timer only. */
-  readonly #retry = new Set<string>()
-  #retryTimer: NodeJS.Timeout | undefined
-  /** Consecutive failed writes: the retry waits initial x 2^(n-1), capped at max. */
-  #writeFailures = 0
-  /** One timer for the earliest due source, not one per source: an idle agent sleeps. */
-  #timer: NodeJS.Timeout | undefined
-  #timerAt = Infinity
-  #closed = false
-  /** During start() the first results are written as one set, not one by one. */
-  #starting = true
+  /** Sources not yet tried once: the first publish waits for all of them (one set, not one by one). */
+  readonly #untried = new Set<string>()
+  #firstPublished: () => void = () => {}
 
   constructor (o: RefresherOptions) {
     this.#o = o
@@ -79,155 +77,92 @@ export class Refresher {
           const provider = o.providers.get(ref.store)
           if (provider === undefined) throw new SidekeyError('SIDEKEY_E_REF_STORE', `${ref.raw}: store "${ref.store}" has no provider`, { ref: ref.raw })
           const bare: SecretRef = Object.freeze({ store: ref.store, path: ref.path, raw: key, ...(ref.version !== undefined ? { version: ref.version } : {}) })
-          s = { key, ref: bare, provider, intervalMs: spec.refreshMs, dependents: new Set(), errors: 0, running: false, again: false }
+          s = { key, ref: bare, provider, intervalMs: spec.refreshMs, dependents: new Set() }
           this.#sources.set(key, s)
         }
         ;(s as { intervalMs: number }).intervalMs = Math.min(s.intervalMs, spec.refreshMs)
         s.dependents.add(spec.name)
       }
     }
+    this.#queue = new KeyedQueue<string>({
+      concurrency: MAX_IN_FLIGHT,
+      backoff: o.config.backoff,
+      jitter: o.config.jitter,
+      coalesceMs: (key) => key === PUBLISH ? 0 : Math.min(COALESCE_MAX_MS, (this.#sources.get(key)?.intervalMs ?? 0) * o.config.jitter),
+      process: async (key, signal) => { key === PUBLISH ? await this.#publish() : await this.#sync(this.#sources.get(key) as Source, signal) },
+    })
   }
 
-  /** Starts every source; resolves when each has been tried once and its result written. */
+  /** Starts every source; resolves when each has been tried once and the results published. */
   async start (): Promise<void> {
+    const first = new Promise<void>((resolve) => { this.#firstPublished = resolve })
     for (const s of this.#sources.values()) {
       if (s.provider.watch !== undefined) s.stopWatch = s.provider.watch(s.ref, () => this.trigger(s.key))
+      this.#untried.add(s.key)
     }
-    await Promise.all([...this.#sources.values()].map(async (s) => await this.#run(s)))
-    this.#starting = false
-    await this.#flush()
-    this.#o.store.checkReady()
+    if (this.#untried.size === 0) this.#queue.add(PUBLISH)
+    for (const key of this.#untried) this.#queue.add(key)
+    await first
+    this.#o.board.checkReady()
   }
 
-  /** Re-checks a source now (a backend watch or a test calls this). */
+  /** Syncs a source now (a backend watch or a test calls this). */
   trigger (key: string): void {
-    const s = this.#sources.get(key)
-    if (s === undefined || this.#closed) return
-    if (s.running) {
-      s.again = true
-      return
-    }
-    s.dueAt = undefined
-    void this.#run(s)
+    if (this.#sources.has(key)) this.#queue.add(key)
   }
 
-  /** Arms the one timer for the earliest due source, unless it is already armed earlier. */
-  #arm (): void {
-    if (this.#closed) return
-    let next = Infinity
-    for (const s of this.#sources.values()) if (s.dueAt !== undefined && s.dueAt < next) next = s.dueAt
-    if (next === this.#timerAt) return
-    if (this.#timer !== undefined) clearTimeout(this.#timer)
-    this.#timer = undefined
-    this.#timerAt = next
-    if (next === Infinity) return
-    this.#timer = setTimeout(() => this.#wake(), Math.max(0, next - Date.now()))
-    this.#timer.unref?.()
-  }
-
-  /** Runs every source that is due, and those due a little later (early by at most its jitter, capped at 1 s). */
-  #wake (): void {
-    this.#timer = undefined
-    this.#timerAt = Infinity
-    if (this.#closed) return
-    const now = Date.now()
-    for (const s of this.#sources.values()) {
-      if (s.dueAt === undefined || s.running) continue
-      const slack = Math.min(COALESCE_MAX_MS, s.intervalMs * this.#o.config.jitter)
-      if (s.dueAt <= now + slack) {
-        s.dueAt = undefined
-        void this.#run(s)
-      }
-    }
-    this.#arm()
-  }
-
-  async #timed<T> (s: Source, op: 'check' | 'fetch', fn: () => Promise<T>): Promise<T> {
-    const end = this.#o.metrics.fetchDuration.startTimer({ store: s.ref.store, op })
+  async #sync (s: Source, signal: AbortSignal): Promise<void> {
+    const { board, logger, metrics } = this.#o
     try {
-      const r = await fn()
-      end({ outcome: 'ok' })
-      return r
-    } catch (err) {
-      end({ outcome: 'error' })
-      throw err
-    }
-  }
-
-  async #run (s: Source): Promise<void> {
-    if (this.#closed) return
-    s.running = true
-    s.dueAt = undefined
-    let delay: number
-    try {
-      const expiring = s.expiresAt !== undefined && Date.now() >= this.#renewAt(s)
-      let fresh: FetchResult | undefined
-      if (s.data !== undefined && s.provider.currentVersion !== undefined && !expiring) {
-        const v = await this.#timed(s, 'check', async () => await s.provider.currentVersion!(s.ref))
-        if (v !== s.version) fresh = await this.#timed(s, 'fetch', async () => await s.provider.fetch(s.ref))
-      } else {
-        fresh = await this.#timed(s, 'fetch', async () => await s.provider.fetch(s.ref))
-      }
-      if (s.errors > 0) this.#o.logger.info({ store: s.ref.store, ref: s.key, after: s.errors }, 'backend recovered')
-      s.errors = 0
+      const have = s.version !== undefined ? { version: s.version, ...(s.expiresAt !== undefined ? { expiresAt: s.expiresAt } : {}) } : undefined
+      const r = await s.provider.sync(s.ref, have, signal)
+      if (signal.aborted) return
+      const failures = this.#queue.failures(s.key)
+      if (failures > 0) logger.info({ store: s.ref.store, ref: s.key, after: failures }, 'backend recovered')
+      this.#queue.forget(s.key)
       const now = Date.now()
-      if (fresh !== undefined) {
-        const changed = fresh.version !== s.version || s.data === undefined
-        s.data = fresh.data
-        s.version = fresh.version
-        s.meta = fresh.meta
-        s.fetchedAt = now
-        if (fresh.expiresAt !== undefined) s.expiresAt = fresh.expiresAt
-        else delete s.expiresAt
-        if (changed) for (const d of s.dependents) this.#dirty.add(d)
+      if (r.changed) {
+        s.data = r.data
+        s.version = r.version
+        s.meta = r.meta
+        s.expiresAt = r.expiresAt
+        s.obtainedAt = now
+        for (const d of s.dependents) this.#dirty.add(d)
+      } else if (r.expiresAt !== undefined && r.expiresAt !== s.expiresAt) {
+        // a renewed lease: same value, a later expiry, counted from now
+        s.expiresAt = r.expiresAt
+        s.obtainedAt = now
       }
-      for (const d of s.dependents) this.#o.store.markFetched(d, now)
-      delay = this.#jittered(s.intervalMs)
+      for (const d of s.dependents) board.markFetched(d, now)
+      let delay = this.#queue.jittered(s.intervalMs)
       // A lease already past 2/3 (or a zero TTL) must not turn into a busy loop.
-      if (s.expiresAt !== undefined) delay = Math.max(MIN_LEASE_REFETCH_MS, Math.min(delay, this.#renewAt(s) - now))
+      if (s.expiresAt !== undefined) delay = Math.max(MIN_LEASE_REFETCH_MS, Math.min(delay, renewAt(s.obtainedAt ?? now, s.expiresAt) - now))
+      this.#queue.addAfter(s.key, delay)
     } catch (e) {
+      if (signal.aborted) return // stopping: the abort is not a backend error
       const err = toSidekeyError(e, 'SIDEKEY_E_BACKEND', `${s.key}: the backend call failed`, { ref: s.key })
-      s.errors++
-      this.#o.metrics.fetchErrors.inc({ store: s.ref.store, code: err.code })
-      for (const d of s.dependents) this.#o.store.markError(d, err)
-      this.#o.logger.warn({ store: s.ref.store, ref: s.key, code: err.code, err: err.message, attempt: s.errors, serving: s.data !== undefined ? 'last good value' : 'nothing yet' }, 'secret refresh failed')
-      const { initialMs, maxMs } = this.#o.config.backoff
-      delay = this.#jittered(Math.min(maxMs, initialMs * 2 ** Math.min(s.errors - 1, 30)))
+      metrics.fetchErrors.inc({ store: s.ref.store, code: err.code })
+      for (const d of s.dependents) board.markError(d, err)
+      const retryInMs = this.#queue.retry(s.key)
+      logger.warn({ store: s.ref.store, ref: s.key, code: err.code, err: err.message, attempt: this.#queue.failures(s.key), retryInMs, serving: s.data !== undefined ? 'last good value' : 'nothing yet' }, 'secret refresh failed')
     } finally {
-      s.running = false
+      if (this.#untried.delete(s.key) && this.#untried.size === 0) this.#queue.add(PUBLISH)
+      else if (this.#untried.size === 0 && this.#dirty.size > 0) this.#requestPublish()
     }
-    if (this.#dirty.size > 0 && !this.#starting && !this.#closed) void this.#flush().catch(() => { /* logged inside */ })
-    if (this.#closed) return
-    if (s.again) {
-      s.again = false
-      delay = 0
-    }
-    s.dueAt = Date.now() + delay
-    if (s.dueAt < this.#timerAt) this.#arm()
   }
 
-  #renewAt (s: Source): number {
-    // Fetch again at about 2/3 of the lease, measured from the fetch that got it.
-    const fetched = s.fetchedAt ?? Date.now()
-    return fetched + ((s.expiresAt ?? Infinity) - fetched) * 2 / 3
-  }
-
-  /**
-   * Spreads agents that started together, only ever earlier: a check is never
-   * later than the interval, so a rotation is seen within interval + fetch time.
-   */
-  #jittered (ms: number): number {
-    const j = this.#o.config.jitter
-    return Math.max(0, Math.round(ms * (1 - j * Math.random())))
+  /** While writes fail, only the backoff schedule runs the publish: a full tmpfs must not spin the agent. */
+  #requestPublish (): void {
+    if (this.#queue.failures(PUBLISH) === 0) this.#queue.add(PUBLISH)
   }
 
   /** Renders a secret from its sources' data, or undefined while a source has none. */
-  #renderSpec (spec: SecretSpec): { bytes: Buffer, version: string, meta?: FetchResult['meta'] } | undefined {
+  #renderSpec (spec: SecretSpec): { bytes: Buffer, version: string, meta?: SecretMeta } | undefined {
     const sources = spec.refs.map((r) => this.#sources.get(sourceKey(r)) as Source)
     if (sources.some((s) => s.data === undefined)) return undefined
     let bytes: Buffer
     let version: string
-    let meta: FetchResult['meta']
+    let meta: SecretMeta | undefined
     if (spec.ref !== undefined) {
       const src = sources[0] as Source
       const selected = select(spec.ref, src.data as SecretData)
@@ -249,113 +184,85 @@ export class Refresher {
     return { bytes, version, ...(meta !== undefined ? { meta } : {}) }
   }
 
-  /** Writes every dirty secret that renders differently, as one atomic set. */
-  async #flush (): Promise<void> {
-    if (this.#flushing !== undefined) {
-      this.#flushAgain = true
-      return await this.#flushing
-    }
-    this.#flushing = (async () => {
-      do {
-        this.#flushAgain = false
-        await this.#flushOnce()
-      } while (this.#flushAgain || this.#dirty.size > 0)
-    })()
-    try {
-      await this.#flushing
-    } finally {
-      this.#flushing = undefined
-    }
-  }
-
-  async #flushOnce (): Promise<void> {
-    const { store, writer, logger, metrics } = this.#o
-    const dirty = [...this.#dirty]
-    this.#dirty.clear()
-    const changed: SecretEntry[] = []
+  /** The next generation: the published one plus every dirty secret that renders; undefined when nothing differs. */
+  #nextGeneration (names: readonly string[]): { gen: Generation, written: string[] } | undefined {
+    const { served, board, logger, metrics } = this.#o
+    const prev = served.generation
+    const next = new Map(prev.secrets)
+    const written: string[] = []
     const now = Date.now()
-    for (const name of dirty) {
-      const spec = store.specs.get(name) as SecretSpec
-      let out: { bytes: Buffer, version: string, meta?: FetchResult['meta'] } | undefined
+    for (const name of names) {
+      const spec = served.specs.get(name) as SecretSpec
+      let out: { bytes: Buffer, version: string, meta?: SecretMeta } | undefined
       try {
         out = this.#renderSpec(spec)
       } catch (e) {
         const err = isSidekeyError(e) ? e : toSidekeyError(e, 'SIDEKEY_E_FORMAT', `secret "${name}": cannot render the value`)
-        store.markRenderError(name, err)
+        board.markRenderError(name, err)
         metrics.fetchErrors.inc({ store: spec.refs[0]?.store ?? 'template', code: err.code })
         logger.error({ secret: name, code: err.code, err: err.message }, 'secret cannot be rendered; serving the last good value')
         continue
       }
       if (out === undefined) continue
-      store.clearRenderError(name)
-      const prev = store.get(name)
-      if (prev !== undefined && prev.value.equals(out.bytes)) {
-        if (prev.version !== out.version || prev.origin !== 'backend' || prev.meta !== out.meta) store.restamp(name, out.version, 'backend', out.meta)
-        continue
-      }
-      changed.push({ name, value: out.bytes, version: out.version, updatedAt: now, origin: 'backend', ...(out.meta !== undefined ? { meta: out.meta } : {}) })
-    }
-    if (changed.length === 0) return
-    const next = new Map<string, SecretEntry>()
-    for (const e of store.entries()) next.set(e.name, e)
-    for (const e of changed) next.set(e.name, e)
-    // Served from the moment the set is on disk (the ..data swap), not after the pruning behind it.
-    const rotated = changed.filter((e) => store.get(e.name) !== undefined)
-    let published = false
-    try {
-      await writer.write([...next.values()].map((e) => ({ name: e.name, bytes: e.value, mode: (store.specs.get(e.name) as SecretSpec).mode, version: e.version, updatedAt: e.updatedAt })), () => {
-        published = true
-        store.apply(changed)
-      })
-    } catch (e) {
-      if (published) {
-        // the set is live; only a step after the swap failed (links, pruning): the next write repairs it
-        logger.warn({ code: (e as SidekeyError).code, err: (e as Error).message }, 'secrets published; a step after the swap failed')
+      board.clearRenderError(name)
+      const before = prev.secrets.get(name)
+      if (before !== undefined && before.value.equals(out.bytes)) {
+        // Same bytes under a new version (or first confirmed by the backend after a restart): restamped, not rotated.
+        if (before.version === out.version && before.origin === 'backend' && before.meta === out.meta) continue
+        next.set(name, { ...before, version: out.version, origin: 'backend', ...(out.meta !== undefined ? { meta: out.meta } : {}) })
       } else {
-        const err = toSidekeyError(e, 'SIDEKEY_E_WRITE', 'cannot write secrets')
-        metrics.fetchErrors.inc({ store: 'writer', code: err.code })
-        for (const c of changed) store.markRenderError(c.name, err)
-        // Retried by a timer, never by the flush loop: a full tmpfs must not spin the agent.
-        for (const c of changed) this.#retry.add(c.name)
-        this.#writeFailures++
-        store.setWriteError(err)
-        metrics.ready.set(0)
-        if (this.#retryTimer === undefined && !this.#closed) {
-          const { initialMs, maxMs } = this.#o.config.backoff
-          const retryInMs = this.#jittered(Math.min(maxMs, initialMs * 2 ** Math.min(this.#writeFailures - 1, 30)))
-          logger.error({ code: err.code, err: err.message, attempt: this.#writeFailures, retryInMs }, 'write failed; will retry')
-          this.#retryTimer = setTimeout(() => {
-            this.#retryTimer = undefined
-            if (this.#closed) return
-            for (const n of this.#retry) this.#dirty.add(n)
-            this.#retry.clear()
-            void this.#flush()
-          }, retryInMs)
-          this.#retryTimer.unref()
-        }
-        return
+        next.set(name, { name, value: out.bytes, version: out.version, updatedAt: now, origin: 'backend', ...(out.meta !== undefined ? { meta: out.meta } : {}) })
       }
+      written.push(name)
     }
-    if (this.#writeFailures > 0) logger.info({ after: this.#writeFailures }, 'write recovered')
-    this.#writeFailures = 0
-    store.setWriteError(undefined)
-    // Names still waiting for the retry timer were part of this set: written now.
-    for (const e of changed) this.#retry.delete(e.name)
-    if (store.ready) metrics.ready.set(1)
-    for (const e of rotated) metrics.rotations.inc({ secret: e.name })
-    for (const e of changed) logger.info({ secret: e.name, version: e.version, rotated: rotated.includes(e) }, rotated.includes(e) ? 'secret rotated' : 'secret written')
-    if (rotated.length > 0) this.#o.onRotate(rotated)
+    return written.length === 0 ? undefined : { gen: { seq: prev.seq + 1, secrets: next }, written }
   }
 
-  async close (): Promise<void> {
-    this.#closed = true
-    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer)
-    if (this.#timer !== undefined) clearTimeout(this.#timer)
-    this.#timer = undefined
-    for (const s of this.#sources.values()) {
-      s.dueAt = undefined
-      s.stopWatch?.()
+  /** Publishes the next generation (one set on disk, then served); on a failed write, backs off. */
+  async #publish (): Promise<void> {
+    const { board, logger, metrics, publisher } = this.#o
+    try {
+      const names = [...this.#dirty]
+      this.#dirty.clear()
+      const next = this.#nextGeneration(names)
+      if (next === undefined) return
+      let changed: readonly ServedSecret[]
+      let rotated: readonly ServedSecret[]
+      try {
+        const r = await publisher.publish(next.gen)
+        changed = r.changed
+        rotated = r.rotated
+        if (r.afterSwap !== undefined) logger.warn({ code: (r.afterSwap as SidekeyError).code, err: r.afterSwap.message }, 'secrets published; a step after the swap failed')
+      } catch (e) {
+        const err = toSidekeyError(e, 'SIDEKEY_E_WRITE', 'cannot write secrets')
+        metrics.fetchErrors.inc({ store: 'writer', code: err.code })
+        for (const name of next.written) {
+          board.markRenderError(name, err)
+          this.#dirty.add(name)
+        }
+        board.setWriteError(err)
+        metrics.ready.set(0)
+        const retryInMs = this.#queue.retry(PUBLISH)
+        logger.error({ code: err.code, err: err.message, attempt: this.#queue.failures(PUBLISH), retryInMs }, 'write failed; will retry')
+        return
+      }
+      const failures = this.#queue.failures(PUBLISH)
+      if (failures > 0) logger.info({ after: failures }, 'write recovered')
+      this.#queue.forget(PUBLISH)
+      board.setWriteError(undefined)
+      if (board.ready) metrics.ready.set(1)
+      for (const e of rotated) metrics.rotations.inc({ secret: e.name })
+      for (const e of changed) logger.info({ secret: e.name, version: e.version, rotated: rotated.includes(e) }, rotated.includes(e) ? 'secret rotated' : 'secret written')
+      if (rotated.length > 0) this.#o.onRotate(rotated)
+    } finally {
+      this.#firstPublished()
     }
-    await this.#flushing
+  }
+
+  /** Stops: no more syncs or publishes; backend calls in flight are aborted and awaited. */
+  async close (): Promise<void> {
+    for (const s of this.#sources.values()) s.stopWatch?.()
+    await this.#queue.close()
+    this.#firstPublished()
   }
 }

@@ -28,11 +28,13 @@ export async function main (argv: string[]): Promise<number> {
   const agent = await startAgent(config, { logger, auditLogger: createAuditLogger(config.logLevel) })
 
   let stopping = false
+  const stopSignal = new AbortController()
   let stopped: () => void = () => {}
   const untilStopped = new Promise<void>((resolve) => { stopped = resolve })
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return
     stopping = true
+    stopSignal.abort()
     stopped()
     logger.info({ signal }, 'stopping')
     await agent.close()
@@ -64,7 +66,7 @@ export async function main (argv: string[]): Promise<number> {
     // init-only: every required secret must be on disk before the Job's app
     // starts, within the deadline; otherwise exit 1 with the code, also in the
     // termination message (the injector points this env at terminationMessagePath).
-    const failure = await awaitInitialSync(agent.store, config.syncDeadlineMs, () => stopping)
+    const failure = await awaitInitialSync(agent.board, config.syncDeadlineMs, stopSignal.signal)
     await stop('exitAfterSync')
     if (failure === undefined) return 0
     logger.error({ code: failure.code, err: failure.message }, 'init-only sync failed')

@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { SecretSpec } from '../../core/config/load.js'
 import type { ErrorCode } from '../../core/errors.js'
-import type { SecretEntry, SecretStore } from '../secret-store.js'
+import type { ServedSecret, ServedSet } from '../served.js'
 import { presentedToken } from '../access-token.js'
 import { versionSelector } from '../providers/aws.js'
 import { header, quote, sendBody, type CompatRoute, type RouteOutcome } from './route.js'
@@ -18,7 +18,7 @@ const ROUTE = 'aws:/secretsmanager/get'
 const PARAMS = new Set(['secretId', 'versionId', 'versionStage', 'refreshNow'])
 
 export interface AwsCompatOptions {
-  readonly store: SecretStore
+  readonly served: ServedSet
   /** The type of a configured store (`aws`, `vault`, ...). */
   readonly storeType: (store: string) => string | undefined
   readonly checkToken: (t: string | undefined) => 'ok' | 'missing' | 'wrong'
@@ -37,7 +37,7 @@ function stageOf (spec: SecretSpec): string | undefined {
 }
 
 export function awsSecretsManagerRoute (o: AwsCompatOptions): CompatRoute {
-  const bound = [...o.store.specs.values()].filter((s) => s.ref !== undefined && s.format === 'raw' && o.storeType(s.ref.store) === 'aws')
+  const bound = [...o.served.specs.values()].filter((s) => s.ref !== undefined && s.format === 'raw' && o.storeType(s.ref.store) === 'aws')
 
   return (req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams) => {
     if (path !== AWS_GET_PATH) return undefined
@@ -61,14 +61,14 @@ export function awsSecretsManagerRoute (o: AwsCompatOptions): CompatRoute {
 
     const named = bound.filter((s) => {
       if (s.ref?.path === secretId) return true
-      const m = o.store.get(s.name)?.meta as AwsMeta | undefined
+      const m = o.served.get(s.name)?.meta as AwsMeta | undefined
       return m !== undefined && (m.arn === secretId || m.name === secretId)
     })
     if (named.length === 0) {
       return fail(res, 400, 'ResourceNotFoundException', 'SIDEKEY_E_SECRET_UNKNOWN', `Secrets Manager can't find the specified secret: this pod binds no aws secret "${quote(secretId)}" with format raw; add an annotation sidekey.dev/secret-<name>: aws:${quote(secretId)}`)
     }
     const matching = named.filter((s) => {
-      const e = o.store.get(s.name)
+      const e = o.served.get(s.name)
       if (versionId !== undefined) {
         if (e?.version !== versionId) return false
         return versionStage === undefined || ((e.meta as AwsMeta | undefined)?.versionStages ?? []).includes(versionStage)
@@ -81,11 +81,11 @@ export function awsSecretsManagerRoute (o: AwsCompatOptions): CompatRoute {
     }
     const whole = matching.find((s) => s.ref?.key === undefined)
     const served = whole !== undefined ? [whole] : matching
-    const entries = served.map((s) => o.store.get(s.name))
+    const entries = served.map((s) => o.served.get(s.name))
     if (entries.some((e) => e === undefined)) {
       return { route: ROUTE, secret: served[0]?.name as string, status: sendBody(res, 503, { __type: 'ServiceUnavailable', message: `the secret ${quote(secretId)} has not been fetched yet; retry`, code: 'SIDEKEY_E_NOT_READY' }) }
     }
-    const first = entries[0] as SecretEntry
+    const first = entries[0] as ServedSecret
     const meta = (first.meta ?? {}) as AwsMeta
     const value: Record<string, unknown> = {}
     if (whole !== undefined) {
@@ -93,7 +93,7 @@ export function awsSecretsManagerRoute (o: AwsCompatOptions): CompatRoute {
       else value.SecretString = first.value.toString('utf8')
     } else {
       // Only fields are bound: the secret is served as the JSON object of those fields.
-      value.SecretString = JSON.stringify(Object.fromEntries(served.map((s, i) => [s.ref?.key as string, (entries[i] as SecretEntry).value.toString('utf8')])))
+      value.SecretString = JSON.stringify(Object.fromEntries(served.map((s, i) => [s.ref?.key as string, (entries[i] as ServedSecret).value.toString('utf8')])))
     }
     const body = {
       ARN: meta.arn ?? (served[0]?.ref?.path.startsWith('arn:') === true ? served[0].ref.path : undefined),

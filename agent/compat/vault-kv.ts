@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { SecretSpec } from '../../core/config/load.js'
 import type { ErrorCode } from '../../core/errors.js'
-import type { SecretEntry, SecretStore } from '../secret-store.js'
+import type { ServedSecret, ServedSet } from '../served.js'
 import { header, quote, sendBody, type CompatRoute, type RouteOutcome } from './route.js'
 
 const ROUTE_READ = 'vault:/v1/:kv'
@@ -19,7 +19,7 @@ const ROUTE_SELF = 'vault:/v1/auth/token/lookup-self'
 const ROUTE_OTHER = 'vault:/v1/other'
 
 export interface VaultCompatOptions {
-  readonly store: SecretStore
+  readonly served: ServedSet
   readonly storeType: (store: string) => string | undefined
   readonly checkToken: (t: string | undefined) => 'ok' | 'missing' | 'wrong'
 }
@@ -29,7 +29,7 @@ interface VaultMeta { kv?: number, mount?: string, path?: string, metadata?: Rec
 interface Bound { readonly spec: SecretSpec, readonly kv: 1 | 2, readonly path: string, readonly mount: string }
 
 /** Where a bound secret lives in Vault: from the provider's answer, else from the reference. */
-function locate (spec: SecretSpec, entry: SecretEntry | undefined): Bound | undefined {
+function locate (spec: SecretSpec, entry: ServedSecret | undefined): Bound | undefined {
   const m = entry?.meta as VaultMeta | undefined
   const raw = (spec.ref?.path ?? '').split('?')[0]?.replace(/^\/+|\/+$/g, '') ?? ''
   if ((spec.ref?.path ?? '').includes('?')) return undefined // a write-style read (pki/issue?...): not KV
@@ -49,8 +49,8 @@ function envelope (data: unknown, mountType: string | null): Record<string, unkn
 }
 
 export function vaultKvRoute (o: VaultCompatOptions): CompatRoute {
-  const specs = [...o.store.specs.values()].filter((s) => s.ref !== undefined && s.format === 'raw' && o.storeType(s.ref.store) === 'vault')
-  const bound = (): Bound[] => specs.map((s) => locate(s, o.store.get(s.name))).filter((b): b is Bound => b !== undefined)
+  const specs = [...o.served.specs.values()].filter((s) => s.ref !== undefined && s.format === 'raw' && o.storeType(s.ref.store) === 'vault')
+  const bound = (): Bound[] => specs.map((s) => locate(s, o.served.get(s.name))).filter((b): b is Bound => b !== undefined)
 
   return (req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams) => {
     if (!path.startsWith('/v1/')) return undefined
@@ -91,24 +91,24 @@ export function vaultKvRoute (o: VaultCompatOptions): CompatRoute {
     }
     const wanted = version === undefined || version === '0'
       ? atPath.filter((b) => b.spec.ref?.version === undefined)
-      : atPath.filter((b) => b.kv === 2 && (b.spec.ref?.version === version || (b.spec.ref?.version === undefined && o.store.get(b.spec.name)?.version === version)))
+      : atPath.filter((b) => b.kv === 2 && (b.spec.ref?.version === version || (b.spec.ref?.version === undefined && o.served.get(b.spec.name)?.version === version)))
     if (wanted.length === 0) return { route, status: sendBody(res, 404, { errors: [], code: 'SIDEKEY_E_NOT_FOUND' }) }
     const whole = wanted.find((b) => b.spec.ref?.key === undefined)
     const served = whole !== undefined ? [whole] : wanted
-    const entries = served.map((b) => o.store.get(b.spec.name))
+    const entries = served.map((b) => o.served.get(b.spec.name))
     const name = served[0]?.spec.name as string
     if (entries.some((e) => e === undefined)) return { secret: name, ...vaultError(res, route, 503, 'SIDEKEY_E_NOT_READY', `${quote(p)} has not been fetched yet; retry`) }
     let data: Record<string, unknown>
     if (whole !== undefined) {
       try {
-        data = JSON.parse((entries[0] as SecretEntry).value.toString('utf8')) as Record<string, unknown>
+        data = JSON.parse((entries[0] as ServedSecret).value.toString('utf8')) as Record<string, unknown>
       } catch {
         return { secret: name, ...vaultError(res, route, 502, 'SIDEKEY_E_BACKEND', `${quote(p)} is not a key/value secret`) }
       }
     } else {
-      data = Object.fromEntries(served.map((b, i) => [b.spec.ref?.key as string, (entries[i] as SecretEntry).value.toString('utf8')]))
+      data = Object.fromEntries(served.map((b, i) => [b.spec.ref?.key as string, (entries[i] as ServedSecret).value.toString('utf8')]))
     }
-    const first = entries[0] as SecretEntry
+    const first = entries[0] as ServedSecret
     if ((served[0] as Bound).kv === 1) return { route, secret: name, status: sendBody(res, 200, envelope(data, 'kv')) }
     const md = (first.meta as VaultMeta | undefined)?.metadata ?? {}
     const metadata = {

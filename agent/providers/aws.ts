@@ -10,7 +10,7 @@ import { SidekeyError, type ErrorCode } from '../../core/errors.js'
 import type { SecretRef } from '../../core/reference.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
 import { parseDuration } from '../../core/duration.js'
-import type { FetchResult, Provider, ProviderContext, SecretData } from './provider.js'
+import type { Have, Provider, ProviderContext, SecretData, Snapshot, SyncResult } from './provider.js'
 import { checkSize, dataFromText, isNetworkError } from './secret-data.js'
 
 type SM = typeof import('@aws-sdk/client-secrets-manager')
@@ -35,8 +35,6 @@ export class AwsProvider implements Provider {
   private readonly clients = new Map<string, Client>()
   private credentials: CredentialProvider | undefined
   private readonly timeoutMs: number
-  /** Requests sent, by operation; for tests and metrics. */
-  readonly counts = new Map<string, number>()
 
   constructor (private readonly config: AwsStoreConfig, private readonly ctx: ProviderContext) {
     this.timeoutMs = config.timeout !== undefined ? parseDuration(config.timeout, `config.stores.${ctx.storeName}.timeout`) : 10_000
@@ -88,9 +86,9 @@ export class AwsProvider implements Provider {
         ...(this.config.stsEndpoint !== undefined ? { endpoint: this.config.stsEndpoint } : {}),
       },
     }) as unknown as CredentialProvider
-    const counts = this.counts
+    const meter = this.ctx.meter
     const wrapped: CredentialProvider = async (opts) => {
-      counts.set('sts:AssumeRoleWithWebIdentity', (counts.get('sts:AssumeRoleWithWebIdentity') ?? 0) + 1)
+      meter?.request('sts:AssumeRoleWithWebIdentity')
       try {
         return await inner(opts)
       } catch (err) {
@@ -104,7 +102,16 @@ export class AwsProvider implements Provider {
     return wrapped
   }
 
-  async fetch (ref: SecretRef, signal?: AbortSignal): Promise<FetchResult> {
+  /** DescribeSecret (no value) names the current version; GetSecretValue only when it differs from `have`. */
+  async sync (ref: SecretRef, have: Have | undefined, signal?: AbortSignal): Promise<SyncResult> {
+    if (have !== undefined) {
+      const current = await this.currentVersion(ref, signal)
+      if (current === have.version) return { changed: false }
+    }
+    return { changed: true, ...(await this.read(ref, signal)) }
+  }
+
+  private async read (ref: SecretRef, signal: AbortSignal | undefined): Promise<Snapshot> {
     const { sm, client } = await this.client(ref)
     const out = await this.send(ref, 'GetSecretValue', async () => await client.send(new sm.GetSecretValueCommand({ SecretId: ref.path, ...versionSelector(ref.version) }), signal !== undefined ? { abortSignal: signal } : {}))
     let data: SecretData
@@ -124,7 +131,7 @@ export class AwsProvider implements Provider {
     return { data, version: out.VersionId, meta }
   }
 
-  async currentVersion (ref: SecretRef, signal?: AbortSignal): Promise<string> {
+  private async currentVersion (ref: SecretRef, signal: AbortSignal | undefined): Promise<string> {
     const sel = versionSelector(ref.version)
     // A version id names immutable content: nothing to ask.
     if (sel.VersionId !== undefined) return sel.VersionId
@@ -139,7 +146,7 @@ export class AwsProvider implements Provider {
   }
 
   private async send<T> (ref: SecretRef, op: string, fn: () => Promise<T>): Promise<T> {
-    this.counts.set(op, (this.counts.get(op) ?? 0) + 1)
+    this.ctx.meter?.request(op)
     try {
       return await fn()
     } catch (err) {

@@ -5,16 +5,16 @@
 // Credentials: workload identity (federated projected token, audience
 // api://AzureADTokenExchange) through @azure/identity; the SDK caches the
 // access token until shortly before expiry and re-reads the token file.
-// Rotation check: Key Vault has no metadata-only call that names the latest
-// version (the version list is paged and unordered), so the check is one
-// getSecret whose answer is handed to the fetch that follows; pinned
-// versions are immutable and need no request at all.
+// Sync: Key Vault has no metadata-only call that names the latest version
+// (the version list is paged and unordered), so a sync is one getSecret
+// compared with what the caller has; a pinned version the caller already
+// has is immutable and needs no request at all.
 import { readFileSync } from 'node:fs'
 import { SidekeyError, type ErrorCode } from '../../core/errors.js'
 import type { SecretRef } from '../../core/reference.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
 import { parseDuration } from '../../core/duration.js'
-import type { FetchResult, Provider, ProviderContext } from './provider.js'
+import { against, type Have, type Provider, type ProviderContext, type Snapshot, type SyncResult } from './provider.js'
 import { checkSize, dataFromText, isNetworkError } from './secret-data.js'
 
 type KV = typeof import('@azure/keyvault-secrets')
@@ -30,11 +30,8 @@ export class AzureProvider implements Provider {
   private kv: KV | undefined
   private credential: TokenCredential | undefined
   private readonly clients = new Map<string, SecretClient>()
-  private readonly stash = new Map<string, { result: FetchResult, at: number }>()
   private readonly ca: Buffer | undefined
   private readonly timeoutMs: number
-  /** Requests sent, by operation; for tests and metrics. */
-  readonly counts = new Map<string, number>()
 
   constructor (private readonly config: AzureStoreConfig, private readonly ctx: ProviderContext) {
     const store = ctx.storeName
@@ -113,11 +110,11 @@ export class AzureProvider implements Provider {
       ...(authorityHost !== undefined && !/login\.microsoftonline\.com/.test(authorityHost) ? { disableInstanceDiscovery: true } : {}),
       ...(this.ca !== undefined ? { tlsOptions: { ca: this.ca } } : {}),
     })
-    const counts = this.counts
+    const meter = this.ctx.meter
     // Token failures become SIDEKEY_E_AUTH here, before the Key Vault client wraps them.
     return {
       async getToken (scopes, options) {
-        counts.set('aad:token', (counts.get('aad:token') ?? 0) + 1)
+        meter?.request('aad:token')
         try {
           return await inner.getToken(scopes, options)
         } catch (err) {
@@ -131,27 +128,16 @@ export class AzureProvider implements Provider {
     }
   }
 
-  async fetch (ref: SecretRef, signal?: AbortSignal): Promise<FetchResult> {
-    const stashed = this.stash.get(ref.raw)
-    if (stashed !== undefined) {
-      this.stash.delete(ref.raw)
-      if (Date.now() - stashed.at < 10_000) return stashed.result
-    }
-    return await this.get(ref, signal)
-  }
-
-  async currentVersion (ref: SecretRef, signal?: AbortSignal): Promise<string> {
+  async sync (ref: SecretRef, have: Have | undefined, signal?: AbortSignal): Promise<SyncResult> {
     const t = this.target(ref)
-    if (t.version !== undefined) return t.version
-    const result = await this.get(ref, signal)
-    this.stash.set(ref.raw, { result, at: Date.now() })
-    return result.version
+    if (have !== undefined && t.version !== undefined && have.version === t.version) return { changed: false }
+    return against(have, await this.get(ref, signal))
   }
 
-  private async get (ref: SecretRef, signal: AbortSignal | undefined): Promise<FetchResult> {
+  private async get (ref: SecretRef, signal: AbortSignal | undefined): Promise<Snapshot> {
     const t = this.target(ref)
     const client = await this.client(t.vaultUrl)
-    this.counts.set('getSecret', (this.counts.get('getSecret') ?? 0) + 1)
+    this.ctx.meter?.request('getSecret')
     const timeout = AbortSignal.timeout(this.timeoutMs)
     const abortSignal = signal !== undefined ? AbortSignal.any([signal, timeout]) : timeout
     let secret: Awaited<ReturnType<SecretClient['getSecret']>>
@@ -203,7 +189,6 @@ export class AzureProvider implements Provider {
 
   async close (): Promise<void> {
     this.clients.clear()
-    this.stash.clear()
   }
 }
 

@@ -5,7 +5,7 @@ import { isAbsolute, resolve } from 'node:path'
 import { SidekeyError } from '../../core/errors.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
 import type { SecretRef } from '../../core/reference.js'
-import type { Provider, ProviderContext, FetchResult } from './provider.js'
+import { against, type Have, type Provider, type ProviderContext, type SyncResult } from './provider.js'
 import { bytesData, checkPinnedContent, checkSize, contentVersion, notFound } from './secret-data.js'
 import { watchFile } from './watch-file.js'
 
@@ -13,7 +13,7 @@ export function createFileProvider (config: StoreConfigOf<'file'>, ctx: Provider
   const pathOf = (ref: SecretRef): string => isAbsolute(ref.path) ? ref.path : resolve(config.baseDir ?? process.cwd(), ref.path)
   return {
     type: 'file',
-    async fetch (ref: SecretRef): Promise<FetchResult> {
+    async sync (ref: SecretRef, have: Have | undefined): Promise<SyncResult> {
       let bytes: Buffer
       try {
         bytes = await readFile(pathOf(ref))
@@ -26,7 +26,7 @@ export function createFileProvider (config: StoreConfigOf<'file'>, ctx: Provider
       const data = checkSize(bytesData(bytes), ref, ctx.maxValueBytes)
       const version = contentVersion(data)
       checkPinnedContent(ref, version)
-      return { data, version }
+      return against(have, { data, version })
     },
     watch (ref: SecretRef, onChange: () => void): () => void {
       return watchFile(pathOf(ref), onChange)

@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { SidekeyError } from '../../core/errors.js'
 import type { SecretRef } from '../../core/reference.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
-import type { FetchResult, Provider, ProviderContext } from './provider.js'
+import type { Have, SyncResult, Provider, ProviderContext } from './provider.js'
 import { checkSize, isNetworkError } from './secret-data.js'
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true })
@@ -46,8 +46,6 @@ export class K8sProvider implements Provider {
   private api: CoreV1Api | undefined
   private readonly namespace: string
   private readonly watched = new Map<string, Watched>()
-  /** Requests sent, by operation; for tests and metrics. */
-  readonly counts = new Map<string, number>()
 
   constructor (private readonly config: K8sStoreConfig, private readonly ctx: ProviderContext) {
     this.namespace = config.namespace ?? readNamespace() ?? 'default'
@@ -97,12 +95,14 @@ export class K8sProvider implements Provider {
     return bad()
   }
 
-  async fetch (ref: SecretRef, signal?: AbortSignal): Promise<FetchResult> {
+  /** The Secret from the watch cache (or one GET); decoded only when its resourceVersion differs from `have`. */
+  async sync (ref: SecretRef, have: Have | undefined, signal?: AbortSignal): Promise<SyncResult> {
     const secret = await this.secret(ref, signal)
     const version = secret.metadata?.resourceVersion ?? ''
     if (ref.version !== undefined && ref.version !== version) {
       throw new SidekeyError('SIDEKEY_E_NOT_FOUND', `${ref.raw}: Kubernetes keeps no history; the Secret is at resourceVersion ${version}, not ${ref.version}`, { ref: ref.raw })
     }
+    if (have !== undefined && have.version === version) return { changed: false }
     const map: Record<string, string> = {}
     for (const [k, v] of Object.entries(secret.data ?? {})) {
       try {
@@ -113,11 +113,7 @@ export class K8sProvider implements Provider {
       }
     }
     const data = checkSize({ kind: 'map', map }, ref, this.ctx.maxValueBytes)
-    return { data, version }
-  }
-
-  async currentVersion (ref: SecretRef, signal?: AbortSignal): Promise<string> {
-    return (await this.secret(ref, signal)).metadata?.resourceVersion ?? ''
+    return { changed: true, data, version }
   }
 
   /** The Secret from the live watch when there is one, else one GET. */
@@ -126,7 +122,7 @@ export class K8sProvider implements Provider {
     const w = this.watched.get(`${namespace}/${name}`)
     if (w?.live === true && w.secret !== undefined) return w.secret
     const { api } = await this.client()
-    this.counts.set('get', (this.counts.get('get') ?? 0) + 1)
+    this.ctx.meter?.request('get')
     try {
       const p = api.readNamespacedSecret({ name, namespace })
       return signal === undefined ? await p : await abortable(p, signal)
@@ -196,7 +192,7 @@ export class K8sProvider implements Provider {
     let ended = false
     let sawEvent = false
     const resync = w.failures > 0
-    this.counts.set('watch', (this.counts.get('watch') ?? 0) + 1)
+    this.ctx.meter?.request('watch')
     const done = (err: unknown): void => {
       if (ended) return
       ended = true

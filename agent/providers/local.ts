@@ -4,7 +4,7 @@ import { SidekeyError } from '../../core/errors.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
 import type { SecretRef } from '../../core/reference.js'
 import { LocalStore, DEV_KEY, parseLocalKey } from '../local-store.js'
-import type { Provider, ProviderContext, FetchResult } from './provider.js'
+import type { Have, Provider, ProviderContext, SyncResult } from './provider.js'
 import { bytesData, checkSize, notFound } from './secret-data.js'
 import { watchFile } from './watch-file.js'
 
@@ -33,17 +33,14 @@ export function createLocalProvider (config: StoreConfigOf<'local'>, ctx: Provid
   const store = openLocalStore(config, ctx)
   return {
     type: 'local',
-    async fetch (ref: SecretRef): Promise<FetchResult> {
-      const got = store.get(ref.path, pinned(ref))
-      if (got === undefined) throw notFound(ref, `the local store has no secret "${ref.path}"${ref.version !== undefined ? ` at version ${ref.version}` : ''} (add it with \`sidekey local put ${ref.path}\`)`)
-      return { data: checkSize(bytesData(got.value), ref, ctx.maxValueBytes), version: String(got.version) }
-    },
-    async currentVersion (ref: SecretRef): Promise<string> {
+    async sync (ref: SecretRef, have: Have | undefined): Promise<SyncResult> {
       const pin = pinned(ref)
-      if (pin !== undefined) return String(pin)
-      const v = store.currentVersion(ref.path)
-      if (v === undefined) throw notFound(ref, `the local store has no secret "${ref.path}"`)
-      return String(v)
+      // The version counter first (a pinned version is immutable): the value only on change.
+      const current = pin ?? store.currentVersion(ref.path)
+      if (have !== undefined && current !== undefined && have.version === String(current)) return { changed: false }
+      const got = store.get(ref.path, pin)
+      if (got === undefined) throw notFound(ref, `the local store has no secret "${ref.path}"${ref.version !== undefined ? ` at version ${ref.version}` : ''} (add it with \`sidekey local put ${ref.path}\`)`)
+      return { changed: true, data: checkSize(bytesData(got.value), ref, ctx.maxValueBytes), version: String(got.version) }
     },
     watch (_ref: SecretRef, onChange: () => void): () => void {
       return watchFile(store.file, onChange)

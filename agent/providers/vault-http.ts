@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { SidekeyError } from '../../core/errors.js'
 import { HttpClient, HttpTransportError } from '../http-client.js'
+import type { RequestMeter } from './provider.js'
 
 export interface VaultHttpOptions {
   readonly storeName: string
@@ -21,6 +22,8 @@ export interface VaultHttpOptions {
   readonly caFile?: string
   readonly tlsServerName?: string
   readonly timeoutMs: number
+  /** Told of every request sent (method and path, no query). */
+  readonly meter?: RequestMeter
 }
 
 export interface VaultCall {
@@ -55,8 +58,6 @@ interface RawClient {
 export class VaultHttp {
   private readonly client: RawClient
   private readonly transport: HttpClient
-  /** Requests sent, by method and first path segments; for tests and metrics. */
-  readonly counts = new Map<string, number>()
 
   constructor (private readonly opts: VaultHttpOptions) {
     const require = createRequire(import.meta.url)
@@ -104,8 +105,7 @@ export class VaultHttp {
   }
 
   async call (c: VaultCall, signal: AbortSignal | undefined): Promise<VaultAnswer> {
-    const kind = `${c.method} ${c.path.split('?')[0] ?? ''}`
-    this.counts.set(kind, (this.counts.get(kind) ?? 0) + 1)
+    this.opts.meter?.request(`${c.method} ${c.path.split('?')[0] ?? ''}`)
     if (signal?.aborted === true) throw this.unavailable(c, undefined)
     const headers: Record<string, string> = { 'X-Vault-Request': 'true' }
     if (c.token !== undefined) headers['X-Vault-Token'] = c.token

@@ -2,17 +2,18 @@
 //   vault:secret/data/app[#key][@3]     KV v2 (the `data` segment after the mount)
 //   vault:kv1/app                        KV v1 or any other read (database/creds/x, ...)
 //   vault:pki/issue/web?common_name=a.b  a write-style read: POST with the query as body
-// Rotation check: KV v2 metadata `current_version` (no value); pinned KV
-// versions are immutable and need no request; other reads have no metadata,
-// so the check reads the value once and hands it to the following fetch.
-// Leased secrets carry expiresAt; a renewable lease is renewed (same value,
-// same version) and a lease that cannot be renewed far enough is replaced by
-// a new read (new version: the file changes and the app is notified).
+// Sync: KV v2 metadata `current_version` (no value) before the value; a
+// pinned KV version the caller has is immutable and needs no request; other
+// reads have no metadata, so a sync reads the value and compares versions.
+// Leased secrets carry expiresAt: until 2/3 of the lease a sync asks nothing;
+// then a renewable lease is renewed (unchanged, later expiresAt) and a lease
+// that cannot be renewed far enough is replaced by a new read (new version:
+// the file changes and the app is notified).
 import { SidekeyError } from '../../core/errors.js'
 import type { SecretRef } from '../../core/reference.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
 import { parseDuration } from '../../core/duration.js'
-import type { FetchResult, Provider, ProviderContext, SecretData } from './provider.js'
+import { against, renewAt, type Have, type Provider, type ProviderContext, type SecretData, type Snapshot, type SyncResult } from './provider.js'
 import { checkSize, contentVersion, mapFromObject } from './secret-data.js'
 import { VaultHttp, type VaultAnswer, type VaultCall } from './vault-http.js'
 import { VaultAuth } from './vault-auth.js'
@@ -30,8 +31,9 @@ interface Target {
   readonly body?: Record<string, string>
 }
 
+/** What the provider knows of a lease it read (never the value): enough to renew it. */
 interface Lease {
-  readonly result: FetchResult
+  readonly version: string
   readonly leaseId?: string
   readonly renewable: boolean
   readonly durationMs: number
@@ -44,8 +46,6 @@ export class VaultProvider implements Provider {
   readonly http: VaultHttp
   readonly auth: VaultAuth
   private readonly leases = new Map<string, Lease>()
-  /** A value read by currentVersion (no cheaper check exists) for the fetch that follows. */
-  private readonly stash = new Map<string, { result: FetchResult, at: number }>()
   /** Refs whose KV v2 metadata the policy does not allow: checked by reading the value. */
   private readonly noMetadata = new Set<string>()
 
@@ -58,6 +58,7 @@ export class VaultProvider implements Provider {
       ...(config.caFile !== undefined ? { caFile: config.caFile } : {}),
       ...(config.tlsServerName !== undefined ? { tlsServerName: config.tlsServerName } : {}),
       timeoutMs: config.timeout !== undefined ? parseDuration(config.timeout, `config.stores.${store}.timeout`) : 10_000,
+      ...(ctx.meter !== undefined ? { meter: ctx.meter } : {}),
     })
     let staticToken: string | undefined
     if (config.tokenEnv !== undefined) {
@@ -103,46 +104,40 @@ export class VaultProvider implements Provider {
     return { path, kv2, ...(metadataPath !== undefined ? { metadataPath } : {}), ...(body !== undefined ? { body } : {}) }
   }
 
-  async fetch (ref: SecretRef, signal?: AbortSignal): Promise<FetchResult> {
-    const stashed = this.stash.get(ref.raw)
-    if (stashed !== undefined) {
-      this.stash.delete(ref.raw)
-      if (Date.now() - stashed.at < 10_000) return stashed.result
+  async sync (ref: SecretRef, have: Have | undefined, signal?: AbortSignal): Promise<SyncResult> {
+    const t = this.target(ref)
+    if (have !== undefined) {
+      if (t.kv2 && ref.version !== undefined && have.version === this.pinnedKvVersion(ref)) return { changed: false }
+      const lease = this.leases.get(ref.raw)
+      if (lease !== undefined && lease.version === have.version) {
+        // Nothing to ask the server: the value lives until its lease says so.
+        const now = Date.now()
+        if (now < renewAt(lease.obtainedAt, lease.expiresAt)) return { changed: false, expiresAt: lease.expiresAt }
+        if (lease.leaseId !== undefined && lease.renewable && now < lease.expiresAt - 1000) {
+          const expiresAt = await this.renewLease(ref, lease, signal)
+          if (expiresAt !== undefined) return { changed: false, expiresAt }
+        }
+        return { changed: true, ...(await this.read(ref, signal)) }
+      }
+      const current = await this.metadataVersion(ref, t, signal)
+      if (current !== undefined) return current === have.version ? { changed: false } : { changed: true, ...(await this.read(ref, signal)) }
     }
-    const lease = this.leases.get(ref.raw)
-    if (lease?.leaseId !== undefined && lease.renewable && Date.now() < lease.expiresAt - 1000) {
-      const renewed = await this.renewLease(ref, lease, signal)
-      if (renewed !== undefined) return renewed
-    }
-    return await this.read(ref, signal)
+    return against(have, await this.read(ref, signal))
   }
 
-  async currentVersion (ref: SecretRef, signal?: AbortSignal): Promise<string> {
-    const t = this.target(ref)
-    if (t.kv2 && ref.version !== undefined) return this.pinnedKvVersion(ref)
-    const lease = this.leases.get(ref.raw)
-    if (lease !== undefined) {
-      // Nothing to ask the server: the value lives until its lease says so.
-      const due = lease.obtainedAt + (lease.expiresAt - lease.obtainedAt) * 2 / 3
-      return Date.now() < due ? lease.result.version : `${lease.result.version}~due`
+  /** KV v2 `current_version` from the metadata (no value); undefined when the path has none or the policy denies it. */
+  private async metadataVersion (ref: SecretRef, t: Target, signal: AbortSignal | undefined): Promise<string | undefined> {
+    if (!t.kv2 || t.metadataPath === undefined || this.noMetadata.has(ref.raw)) return undefined
+    const ans = await this.authed({ method: 'GET', path: t.metadataPath }, ref, signal, true)
+    if (ans.status === 200) {
+      const v = (ans.body as { data?: { current_version?: unknown } } | undefined)?.data?.current_version
+      if (typeof v === 'number') return String(v)
+      throw new SidekeyError('SIDEKEY_E_BACKEND', `store ${this.ctx.storeName}: KV v2 metadata for ${ref.raw} has no current_version; is ${t.path} a KV v2 path?`, { ref: ref.raw })
     }
-    if (t.kv2 && t.metadataPath !== undefined && !this.noMetadata.has(ref.raw)) {
-      const ans = await this.authed({ method: 'GET', path: t.metadataPath }, ref, signal, true)
-      if (ans.status === 200) {
-        const v = (ans.body as { data?: { current_version?: unknown } } | undefined)?.data?.current_version
-        if (typeof v === 'number') return String(v)
-        throw new SidekeyError('SIDEKEY_E_BACKEND', `store ${this.ctx.storeName}: KV v2 metadata for ${ref.raw} has no current_version; is ${t.path} a KV v2 path?`, { ref: ref.raw })
-      }
-      if (ans.status === 403) {
-        this.noMetadata.add(ref.raw)
-        this.ctx.logger.warn({ ref: ref.raw, store: this.ctx.storeName }, 'vault policy denies KV metadata; checking rotation by reading the value (grant read on the metadata path to make checks cheaper)')
-      } else {
-        throw this.statusError(ans, ref, t)
-      }
-    }
-    const result = await this.read(ref, signal)
-    this.stash.set(ref.raw, { result, at: Date.now() })
-    return result.version
+    if (ans.status !== 403) throw this.statusError(ans, ref, t)
+    this.noMetadata.add(ref.raw)
+    this.ctx.logger.warn({ ref: ref.raw, store: this.ctx.storeName }, 'vault policy denies KV metadata; checking rotation by reading the value (grant read on the metadata path to make checks cheaper)')
+    return undefined
   }
 
   private pinnedKvVersion (ref: SecretRef): string {
@@ -153,7 +148,7 @@ export class VaultProvider implements Provider {
     return v
   }
 
-  private async read (ref: SecretRef, signal: AbortSignal | undefined): Promise<FetchResult> {
+  private async read (ref: SecretRef, signal: AbortSignal | undefined): Promise<Snapshot> {
     const t = this.target(ref)
     let path = t.path
     if (ref.version !== undefined) {
@@ -186,21 +181,20 @@ export class VaultProvider implements Provider {
     const leaseSeconds = typeof body.lease_duration === 'number' ? body.lease_duration : 0
     if (leaseId !== undefined && leaseSeconds > 0) {
       const expiresAt = now + leaseSeconds * 1000
-      const result: FetchResult = { data, version: leaseId, expiresAt }
-      this.leases.set(ref.raw, { result, leaseId, renewable: body.renewable === true, durationMs: leaseSeconds * 1000, obtainedAt: now, expiresAt })
-      return result
+      this.leases.set(ref.raw, { version: leaseId, leaseId, renewable: body.renewable === true, durationMs: leaseSeconds * 1000, obtainedAt: now, expiresAt })
+      return { data, version: leaseId, expiresAt }
     }
     // PKI issue: no lease by default, the certificate's own expiry and serial.
     if (typeof raw.serial_number === 'string' && typeof raw.expiration === 'number') {
       const expiresAt = raw.expiration * 1000
-      const result: FetchResult = { data, version: raw.serial_number, expiresAt }
-      this.leases.set(ref.raw, { result, renewable: false, durationMs: expiresAt - now, obtainedAt: now, expiresAt })
-      return result
+      this.leases.set(ref.raw, { version: raw.serial_number, renewable: false, durationMs: expiresAt - now, obtainedAt: now, expiresAt })
+      return { data, version: raw.serial_number, expiresAt }
     }
     return { data, version: contentVersion(data), ...(t.body === undefined ? { meta: { kv: 1, path: t.path } } : {}) }
   }
 
-  private async renewLease (ref: SecretRef, lease: Lease, signal: AbortSignal | undefined): Promise<FetchResult | undefined> {
+  /** The renewed lease's new expiry, or undefined when it must be read anew. */
+  private async renewLease (ref: SecretRef, lease: Lease, signal: AbortSignal | undefined): Promise<number | undefined> {
     const ans = await this.authed({ method: 'PUT', path: 'sys/leases/renew', body: { lease_id: lease.leaseId, increment: Math.round(lease.durationMs / 1000) } }, ref, signal, false)
     const b = ans.body as { lease_duration?: unknown, renewable?: unknown } | undefined
     const seconds = typeof b?.lease_duration === 'number' ? b.lease_duration : 0
@@ -212,10 +206,9 @@ export class VaultProvider implements Provider {
     }
     const now = Date.now()
     const expiresAt = now + seconds * 1000
-    const result: FetchResult = { data: lease.result.data, version: lease.result.version, expiresAt }
-    this.leases.set(ref.raw, { ...lease, result, renewable: b?.renewable === true, obtainedAt: now, expiresAt })
+    this.leases.set(ref.raw, { ...lease, renewable: b?.renewable === true, obtainedAt: now, expiresAt })
     this.ctx.logger.debug({ ref: ref.raw, store: this.ctx.storeName, ttlSeconds: seconds }, 'vault lease renewed')
-    return result
+    return expiresAt
   }
 
   /** A request with the current token; on 403 one fresh login and a retry, then the 403 stands. */
@@ -256,7 +249,6 @@ export class VaultProvider implements Provider {
 
   async close (): Promise<void> {
     this.auth.close()
-    this.stash.clear()
     this.leases.clear()
     await this.http.close()
   }

@@ -116,8 +116,8 @@ t.test('a TokenRequest token (audience vault, bound to the pod) logs in; the KV 
   const got = await h.get('openai')
   t.equal(got.status, 200)
   t.equal(got.body, VALUE, 'served on the local endpoint')
-  t.equal(h.agent.store.ready, true, 'ready: the startupProbe would pass')
-  t.same(h.agent.store.status().map((s) => s.error), [undefined, undefined], 'no errors')
+  t.equal(h.agent.board.ready, true, 'ready: the startupProbe would pass')
+  t.same(h.agent.board.status().map((s) => s.error), [undefined, undefined], 'no errors')
 })
 
 const refusals: Array<[string, () => Promise<string>]> = [
@@ -130,14 +130,14 @@ for (const [what, mint] of refusals) {
     const jwt = await mint()
     const h = await startTestAgent(t, localConfig(root, projectToken(root, jwt)), { root, values: [VALUE, ORG, jwt] })
     await h.agent.synced.catch(() => undefined)
-    const status = h.agent.store.status()
+    const status = h.agent.board.status()
     t.comment(`agent error: ${status[0]?.error?.code ?? ''}: ${status[0]?.error?.message ?? ''}`)
     for (const s of status) {
       t.ok(s.error !== undefined && ['SIDEKEY_E_AUTH', 'SIDEKEY_E_DENIED'].includes(s.error.code), `${s.name}: ${s.error?.code ?? 'no error'}`)
       t.notMatch(s.error?.message ?? '', VALUE, `${s.name}: no value in the message`)
     }
     t.notOk(existsSync(join(h.dir, 'openai')), 'nothing written')
-    t.equal(h.agent.store.ready, false, 'not ready: the app would not start')
+    t.equal(h.agent.board.ready, false, 'not ready: the app would not start')
     t.not((await h.get('openai')).status, 200, 'nothing served')
   })
 }
@@ -150,7 +150,7 @@ t.test('refused: the pod-bound token after its pod is deleted (TokenReview check
   const root = tempDir(t, 'sidekey-e2e-agent-')
   const h = await startTestAgent(t, localConfig(root, projectToken(root, jwt)), { root, values: [VALUE, ORG, jwt] })
   await h.agent.synced.catch(() => undefined)
-  const err = h.agent.store.status()[0]?.error
+  const err = h.agent.board.status()[0]?.error
   t.comment(`agent error: ${err?.code ?? ''}: ${err?.message ?? ''}`)
   t.equal(err?.code, 'SIDEKEY_E_AUTH')
   t.notMatch(err?.message ?? '', VALUE, 'no value in the message')

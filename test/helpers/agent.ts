@@ -118,7 +118,7 @@ export async function startTestAgent (t: Test, input: Record<string, unknown>, o
     await agent.close()
     assertNoValues(values, logs.join('\n'), 'log lines')
     assertNoValues(values, metricsText, 'metrics')
-    assertNoValues(values, JSON.stringify(agent.store.status()), 'status and error messages')
+    assertNoValues(values, JSON.stringify(agent.board.status()), 'status and error messages')
   })
   return h
 }

@@ -10,7 +10,7 @@ import { pino, type Logger } from 'pino'
 import { createNotifier } from '../../agent/on-change.js'
 import { createMetrics } from '../../agent/metrics.js'
 import { parseOnChange as parseOne } from '../../core/config/load.js'
-import type { SecretEntry } from '../../agent/secret-store.js'
+import type { ServedSecret } from '../../agent/served.js'
 
 const parseOnChange = (raw: string[]): ReturnType<typeof parseOne>[] => raw.map((r) => parseOne(r))
 
@@ -35,7 +35,7 @@ async function serve (t: Test, handler: (req: IncomingMessage, res: ServerRespon
 }
 
 const value = 'sk-live-' + randomBytes(12).toString('hex')
-const entry = (version: string): SecretEntry => ({ name: 'openai', value: Buffer.from(value), version, updatedAt: Date.now(), origin: 'backend' })
+const entry = (version: string): ServedSecret => ({ name: 'openai', value: Buffer.from(value), version, updatedAt: Date.now(), origin: 'backend' })
 
 t.test('rotations reuse one keep-alive connection to the app', async (t) => {
   const bodies: string[] = []
