@@ -19,6 +19,7 @@ import { createMetricsServer } from './metrics-server.js'
 import { createNotifier } from './on-change.js'
 import { compatRoutes } from './compat/index.js'
 import { Slots } from '../core/limits.js'
+import { AuditTrail } from './audit-trail.js'
 
 export interface StartOptions {
   readonly logger?: Logger
@@ -79,6 +80,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   // Audit lines are built from names, references, routes and statuses only, so
   // they skip the redaction pass, which costs about a third of a line's price.
   const audit = opts.auditLogger ?? (opts.logger !== undefined ? logger.child({ component: 'audit' }, { redact: [] }) : createAuditLogger(config.logLevel))
+  const trail = new AuditTrail(audit, (name) => store.specs.get(name)?.refs.map((r) => r.raw))
   const notify = createNotifier(config.onChange, logger, metrics)
   const refresher = new Refresher({
     config, store, providers, writer, metrics, logger,
@@ -97,7 +99,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   // One cap on watches and one on long-polls, shared by the HTTP and gRPC APIs.
   const watchers = new Slots(config.limits.watchers)
   const waiters = new Slots(config.limits.waiters)
-  const http: Server = createHttpServer({ store, checkToken, metrics, audit, limits: config.limits, watchers, waiters, compat: compatRoutes(config, store, checkToken) })
+  const http: Server = createHttpServer({ store, checkToken, metrics, audit, trail, limits: config.limits, watchers, waiters, compat: compatRoutes(config, store, checkToken) })
   try {
     await new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
@@ -118,7 +120,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   let grpcPort: number | undefined
   if (grpcModule !== undefined) {
     const { createGrpcServer, bindGrpc } = await grpcModule
-    grpcServer = createGrpcServer({ store, checkToken, metrics, audit, limits: config.limits, watchers, waiters })
+    grpcServer = createGrpcServer({ store, checkToken, metrics, audit, trail, limits: config.limits, watchers, waiters })
     try {
       grpcPort = await bindGrpc(grpcServer, config.listen.grpc)
     } catch (err) {
@@ -179,6 +181,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
         await new Promise<void>((resolve) => g.tryShutdown(() => resolve()))
         g.forceShutdown()
       }
+      trail.flush()
     },
   }
 }
