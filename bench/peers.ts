@@ -85,8 +85,8 @@ async function token (name: string): Promise<string> {
 }
 const kvPath = (set: string, i: number): string => `secret/data/peers-${tag}/${set}/s${i}`
 async function putSecrets (set: string, n: number, value = 'initial'): Promise<void> {
-  for (let i = 0; i < n; i += 20) {
-    await Promise.all(Array.from({ length: Math.min(20, n - i) }, async (_, j) => await api('POST', kvPath(set, i + j), { data: { v: value } })))
+  for (let i = 0; i < n; i += 50) {
+    await Promise.all(Array.from({ length: Math.min(50, n - i) }, async (_, j) => await api('POST', kvPath(set, i + j), { data: { v: value } })))
   }
 }
 
@@ -120,9 +120,10 @@ function configFor (kind: Kind, dir: string, set: string, n: number, tok: string
   return [BAO, 'agent', `-config=${cfg}`]
 }
 
+let seq = 0
 async function start (kind: Kind, set: string, n: number, o: { refresh?: string } = {}): Promise<Proc & { firstMs: number, allMs: number }> {
   const dir = mkdtempSync(join(work, `${kind}-`))
-  const name = `${kind}-${set}`
+  const name = `${kind}-${set}-${seq++}`
   const tok = await token(name)
   const argv = configFor(kind, dir, set, n, tok, o)
   const t0 = process.hrtime.bigint()
@@ -275,8 +276,9 @@ const add = (kind: Kind, key: string, v: number): void => { (fig[kind][key] ??= 
 const loads: number[] = []
 
 console.error(`peers: sidekey=${SIDEKEY} bao=${BAO} runs=${RUNS} sizes=${SIZES.join(',')} idle=${IDLE_S}s settle=${SETTLE_S}s load=${loadavg().map((x) => x.toFixed(2)).join(' ')}`)
-for (const n of SIZES) for (const kind of KINDS) await putSecrets(`${kind}-${n}`, n)
-for (const kind of KINDS) await putSecrets(`${kind}-init`, 1)
+// The agents read the same secrets, each with its own token (the audit log tells them apart).
+for (const n of SIZES) await putSecrets(`n${n}`, n)
+await putSecrets('init', 1)
 progress('secrets written')
 
 for (let run = 0; run < RUNS; run++) {
@@ -285,7 +287,7 @@ for (let run = 0; run < RUNS; run++) {
   try {
     for (const n of SIZES) {
       for (const kind of order) {
-        const x = await start(kind, `${kind}-${n}`, n)
+        const x = await start(kind, `n${n}`, n)
         live.push(x)
         add(kind, `first_ms_${n}`, x.firstMs)
         add(kind, `all_ms_${n}`, x.allMs)
@@ -293,7 +295,7 @@ for (let run = 0; run < RUNS; run++) {
       }
     }
     for (const kind of order) {
-      const r = await initOnly(kind, `${kind}-init`)
+      const r = await initOnly(kind, 'init')
       add(kind, 'init_wall_ms', r.wallMs)
       add(kind, 'init_cpu_ms', r.cpuMs)
     }
