@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
+import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { join, resolve } from 'node:path'
 import { SecretsManagerClient, CreateSecretCommand } from '@aws-sdk/client-secrets-manager'
 import { useServers, stopServers } from '../test/helpers/testenv.js'
@@ -23,7 +24,18 @@ const sleep = async (ms: number): Promise<void> => { await new Promise((resolve)
 const work = mkdtempSync(join(tmpdir(), 'sidekey-bench-store-memory-'))
 const tag = Date.now().toString(36)
 
-const { moto } = await useServers(undefined, ['moto'])
+// moto from the testenv-built venv, started here (a private server; testenv installs it when missing).
+const MOTO = join(process.env.HOME ?? '', '.cache/sidekey/testenv/moto-5.2.5/venv/bin/moto_server')
+if (!existsSync(MOTO)) await useServers(undefined, ['moto'])
+const port = await new Promise<number>((resolve) => { const s = createNetServer().listen(0, '127.0.0.1', () => { const p = (s.address() as AddressInfo).port; s.close(() => resolve(p)) }) })
+const server = spawn(MOTO, ['-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' })
+process.on('exit', () => { server.kill('SIGKILL') })
+const moto = { endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', accessKeyId: 'testing', secretAccessKey: 'testing' }
+for (let i = 0; ; i++) {
+  if (await fetch(`${moto.endpoint}/moto-api/`).then(() => true, () => false)) break
+  if (i > 300) throw new Error('moto did not start')
+  await sleep(100)
+}
 const admin = new SecretsManagerClient({ region: moto.region, endpoint: moto.endpoint, credentials: { accessKeyId: moto.accessKeyId, secretAccessKey: moto.secretAccessKey } })
 const tokenFile = join(work, 'aws-token')
 writeFileSync(tokenFile, 'eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJzdHMuYW1hem9uYXdzLmNvbSJ9.c2ln')
@@ -68,6 +80,7 @@ for (const n of SIZES) {
   console.log(`${String(n).padStart(5)} secrets  ` + Object.keys(builds).map((k) => `${k}: RSS ${median(fig[`${k}_rss_mib_${n}`] ?? []).toFixed(1)} MiB, peak ${median(fig[`${k}_peak_mib_${n}`] ?? []).toFixed(1)} MiB`).join('   '))
 }
 console.log(JSON.stringify({ bench: 'store-memory', store: 'aws', runs: RUNS, ...Object.fromEntries(Object.entries(fig).map(([k, v]) => [k, Number(median(v).toFixed(1))])) }))
+server.kill('SIGTERM')
 await stopServers()
 rmSync(work, { recursive: true, force: true })
 process.exit(0)
