@@ -18,11 +18,11 @@ import type { Provider } from './providers/provider.js'
 import { compose, timed } from './providers/compose.js'
 import { loadOrCreateToken, makeTokenCheck } from './access-token.js'
 import { createHttpServer } from './http-server.js'
-import { createGrpcServer, bindGrpc } from './grpc-server.js'
 import { createMetricsServer } from './metrics-server.js'
 import { createNotifier } from './on-change.js'
 import { compatRoutes } from './compat/index.js'
 import { Slots } from '../core/limits.js'
+import { AuditTrail } from './audit-trail.js'
 
 export interface StartOptions {
   readonly logger?: Logger
@@ -52,6 +52,10 @@ export interface RunningAgent {
 }
 
 export async function startAgent (config: AgentConfig, opts: StartOptions = {}): Promise<RunningAgent> {
+  // gRPC (grpc-js, the proto) is the heaviest load of the agent: it is read
+  // while the first fetches are in flight, and not at all when it is off.
+  const grpcModule = config.listen.grpcEnabled ? import('./grpc-server.js') : undefined
+  grpcModule?.catch(() => { /* awaited below */ })
   const logger = opts.logger ?? createLogger(config.logLevel)
   const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? true })
   const served = new ServedSet(config.secrets)
@@ -70,47 +74,65 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
 
   const providers = new Map<string, Provider>()
   const used = new Set(config.secrets.flatMap((s) => s.refs.map((r) => r.store)))
-  for (const name of used) {
+  // Each store's SDK loads once, all at the same time.
+  await Promise.all([...used].map(async (name) => {
     const sc = config.stores[name]
-    if (sc === undefined) continue
+    if (sc === undefined) return
     // Requests are counted and syncs timed from outside the provider: the meter goes to its transport, the timing wraps sync.
     const meter = { request: (op: string) => metrics.backendRequests.inc({ store: name, op: opLabel(op) }) }
     const p = await createProvider(sc, { storeName: name, logger: logger.child({ store: name }), maxValueBytes: config.maxValueBytes, meter })
     providers.set(name, compose(p, timed(metrics, name)))
-  }
+  }))
 
   // Audit lines are built from names, references, routes and statuses only, so
   // they skip the redaction pass, which costs about a third of a line's price.
   const audit = opts.auditLogger ?? (opts.logger !== undefined ? logger.child({ component: 'audit' }, { redact: [] }) : createAuditLogger(config.logLevel))
+  const trail = new AuditTrail(audit, (name) => served.specs.get(name)?.refs.map((r) => r.raw))
   const notify = createNotifier(config.onChange, logger, metrics)
   const refresher = new Refresher({
     config, served, board, publisher, providers, metrics, logger,
     onRotate: (changed) => { void notify(changed) },
   })
+  // The first fetches start before the servers listen: files reach the disk
+  // sooner, and the servers answer /ready with 503 until they do.
+  const synced = refresher.start()
+  synced.catch((err: unknown) => logger.error({ err: (err as Error).message }, 'initial sync failed'))
+  const abandon = async (): Promise<void> => {
+    await refresher.close()
+    await notify.close()
+    await Promise.all([...providers.values()].map(async (p) => await p.close?.()))
+  }
 
   // One cap on watches and one on long-polls, shared by the HTTP and gRPC APIs.
   const watchers = new Slots(config.limits.watchers)
   const waiters = new Slots(config.limits.waiters)
-  const http: Server = createHttpServer({ served, board, checkToken, metrics, audit, limits: config.limits, watchers, waiters, compat: compatRoutes(config, served, checkToken) })
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException): void => {
-      reject(new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.http: cannot listen on ${config.listen.host}:${config.listen.http} (${err.code ?? 'error'}); pick a free port`, { field: 'listen.http' }, { cause: err }))
-    }
-    http.once('error', onError)
-    http.listen(config.listen.http, config.listen.host, () => { http.off('error', onError); resolve() })
-  })
+  const http: Server = createHttpServer({ served, board, checkToken, metrics, audit, trail, limits: config.limits, watchers, waiters, compat: compatRoutes(config, served, checkToken) })
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        reject(new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.http: cannot listen on ${config.listen.host}:${config.listen.http} (${err.code ?? 'error'}); pick a free port`, { field: 'listen.http' }, { cause: err }))
+      }
+      http.once('error', onError)
+      http.listen(config.listen.http, config.listen.host, () => { http.off('error', onError); resolve() })
+    })
+  } catch (err) {
+    await abandon()
+    throw err
+  }
   // After listen, an accept error (EMFILE under many long-polls) is logged, not fatal.
   http.on('error', (err: NodeJS.ErrnoException) => logger.error({ code: err.code, err: err.message }, 'local HTTP server error'))
   const httpPort = (http.address() as AddressInfo).port
 
   let grpcServer: grpc.Server | undefined
   let grpcPort: number | undefined
-  if (config.listen.grpcEnabled) {
-    grpcServer = createGrpcServer({ served, board, checkToken, metrics, audit, limits: config.limits, watchers, waiters })
+  if (grpcModule !== undefined) {
+    const { createGrpcServer, bindGrpc } = await grpcModule
+    grpcServer = createGrpcServer({ served, board, checkToken, metrics, audit, trail, limits: config.limits, watchers, waiters })
     try {
       grpcPort = await bindGrpc(grpcServer, config.listen.grpc)
     } catch (err) {
       http.close()
+      await abandon()
       throw new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.grpc: cannot listen on ${config.listen.host}:${config.listen.grpc} (${(err as Error).message.split('\n')[0] ?? 'error'}); pick a free port`, { field: 'listen.grpc' }, { cause: err })
     }
   }
@@ -126,6 +148,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
     } catch (err) {
       http.close()
       grpcServer?.forceShutdown()
+      await abandon()
       throw new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.metrics: cannot listen on 0.0.0.0:${config.listen.metrics} (${(err as NodeJS.ErrnoException).code ?? 'error'}); pick a free port (sidekey.dev/metrics-port)`, { field: 'listen.metrics' }, { cause: err })
     }
     ms.on('error', (err: NodeJS.ErrnoException) => logger.error({ code: err.code, err: err.message }, 'metrics listener error'))
@@ -142,9 +165,6 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   if (board.ready) announceReady()
   else board.once('ready', announceReady)
   logger.info({ http: `${config.listen.host}:${httpPort}`, grpc: grpcPort !== undefined ? `${config.listen.host}:${grpcPort}` : 'off', metrics: metricsPort !== undefined ? `0.0.0.0:${metricsPort}` : 'off', secrets: config.secrets.length, dir: config.dir }, 'agent listening')
-
-  const synced = refresher.start()
-  synced.catch((err: unknown) => logger.error({ err: (err as Error).message }, 'initial sync failed'))
 
   let closed = false
   return {
@@ -168,6 +188,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
         await new Promise<void>((resolve) => g.tryShutdown(() => resolve()))
         g.forceShutdown()
       }
+      trail.flush()
     },
   }
 }

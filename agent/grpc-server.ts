@@ -12,6 +12,7 @@ import type { ServedSecret, ServedSet } from './served.js'
 import type { StatusBoard } from './status-board.js'
 import { presentedToken } from './access-token.js'
 import { DEFAULT_LIMITS, SECRET_NAME_RE, Slots, shortName, type LocalLimits } from '../core/limits.js'
+import type { AuditTrail } from './audit-trail.js'
 
 export const PROTO_FILE = fileURLToPath(new URL('../../proto/sidekey/v1/secrets.proto', import.meta.url))
 
@@ -28,6 +29,7 @@ export interface GrpcServerOptions {
   readonly checkToken: (t: string | undefined) => 'ok' | 'missing' | 'wrong'
   readonly metrics: AgentMetrics
   readonly audit: Logger
+  readonly trail: AuditTrail
   readonly limits?: LocalLimits
   /** Shared with the HTTP server: one cap on watches and one on long-polls across both APIs. */
   readonly watchers?: Slots
@@ -72,14 +74,14 @@ function fail (code: grpc.status, message: string): grpc.ServiceError {
 const event = (kind: 'CURRENT' | 'CHANGED', e: ServedSecret): SecretEvent => ({ name: e.name, version: e.version, updatedAt: new Date(e.updatedAt).toISOString(), kind })
 
 export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
-  const { served, board, metrics, audit } = o
+  const { served, board, metrics } = o
   const proto = loadProto()
   const limits = o.limits ?? DEFAULT_LIMITS
   const watchers = o.watchers ?? new Slots(limits.watchers)
   const waiters = o.waiters ?? new Slots(limits.waiters)
   const denied = (peer: string, route: string, code: grpc.status): void => {
     metrics.requests.inc({ api: 'grpc', route, status: grpc.status[code] })
-    audit.info({ audit: true, api: 'grpc', caller: peer, route, status: grpc.status[code] }, 'access')
+    o.trail.record({ api: 'grpc', caller: peer, route, status: grpc.status[code] })
   }
   const server = new grpc.Server({
     interceptors: [tokenInterceptor(o.checkToken, denied)],
@@ -88,8 +90,8 @@ export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
   })
   const record = (call: { getPeer: () => string }, route: string, status: string, secret?: string): void => {
     metrics.requests.inc({ api: 'grpc', route, status })
-    const spec = secret !== undefined ? served.specs.get(secret) : undefined
-    audit.info({ audit: true, api: 'grpc', caller: call.getPeer(), route, secret, refs: spec?.refs.map((r) => r.raw), status }, 'access')
+    const version = status === 'OK' && secret !== undefined ? served.get(secret)?.version : undefined
+    o.trail.record({ api: 'grpc', caller: call.getPeer(), route, status, secret, version })
   }
   const handlers: SecretsHandlers = {
     Get (call, cb) {

@@ -12,6 +12,7 @@ import type { StatusBoard } from './status-board.js'
 import { presentedToken } from './access-token.js'
 import type { CompatRoute } from './compat/route.js'
 import { DEFAULT_LIMITS, SECRET_NAME_RE, Slots, shortName, type LocalLimits } from '../core/limits.js'
+import type { AuditTrail } from './audit-trail.js'
 
 export interface HttpServerOptions {
   /** The published generation the API serves. */
@@ -21,6 +22,8 @@ export interface HttpServerOptions {
   readonly checkToken: (t: string | undefined) => 'ok' | 'missing' | 'wrong'
   readonly metrics: AgentMetrics
   readonly audit: Logger
+  /** Where every access is counted (agent/audit-trail.ts). */
+  readonly trail: AuditTrail
   readonly maxWaitMs?: number
   /** Peer-compatible APIs (agent/compat/), asked in order before the /v1 routes. */
   readonly compat?: readonly CompatRoute[]
@@ -235,11 +238,6 @@ export function createHttpServer (o: HttpServerOptions): Server {
     return { route: 'unknown', status: sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no route ${shortName(path)}; see GET /v1/secrets`) }
   }
 
-  // One child logger per configured secret: its fixed fields (name, references)
-  // are serialised once, so an audit line per request stays cheap.
-  const base = audit.child({ audit: true, api: 'http' })
-  const perSecret = new Map([...served.specs.values()].map((s) => [s.name, base.child({ secret: s.name, refs: s.refs.map((r) => r.raw) })]))
-
   // Counter children per (route, status): label hashing once, not per request.
   const counted = new Map<string, { inc: () => void }>()
   const count = (route: string, status: number): void => {
@@ -264,10 +262,16 @@ export function createHttpServer (o: HttpServerOptions): Server {
       count(route, status)
       if (secret !== undefined || route === '/v1/secrets' || route === '/v1/watch' || route === 'auth' || route === 'forwarded' || route === 'host' || /^[a-z]+:\//.test(route)) {
         const ua = req.headers['user-agent']
-        const line = { caller: `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? ''}`, agent: ua !== undefined ? shortName(ua) : undefined, route, status }
-        const known = secret !== undefined ? perSecret.get(secret) : undefined
-        if (known !== undefined) known.info(line, 'access')
-        else base.info(secret !== undefined ? { ...line, secret: SECRET_NAME_RE.test(secret) ? secret : `(invalid, ${secret.length} chars)` } : line, 'access')
+        const version = res.getHeader('x-sidekey-version')
+        o.trail.record({
+          api: 'http',
+          caller: `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? ''}`,
+          agent: ua !== undefined ? shortName(ua) : undefined,
+          route,
+          status,
+          secret: secret === undefined || SECRET_NAME_RE.test(secret) ? secret : `(invalid, ${secret.length} chars)`,
+          version: typeof version === 'string' ? version : undefined,
+        })
       }
     }, (err: unknown) => {
       audit.error({ err: (err as Error).message, route: 'error' }, 'request failed')

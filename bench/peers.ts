@@ -16,6 +16,10 @@
 //
 //   node dist/bench/peers.js [--runs 5] [--sizes 1,100,1000] [--idle 60] [--settle 15]
 //       [--rotations 10] [--no-defaults] [--sidekey path/to/dist/bin/sidekey.js]
+//       [--before path/to/an/older/dist/bin/sidekey.js]
+//
+// --before adds a third agent, an older Sidekey build, to every run (same
+// interleaving), so before and after are measured under the same load.
 //
 // The idle phase runs every process of a run at once (idle processes do not
 // compete); start-ups and init-only runs are one at a time, alternating.
@@ -37,14 +41,21 @@ const SETTLE_S = Number(opt('--settle', '15'))
 const ROTATIONS = Number(opt('--rotations', '10'))
 const DEFAULTS = !args.includes('--no-defaults')
 const SIDEKEY = resolve(opt('--sidekey', 'dist/bin/sidekey.js'))
+const BEFORE = args.includes('--before') ? resolve(opt('--before', '')) : undefined
 const BAO = opt('--bao', join(process.env.HOME ?? '', '.cache/sidekey/testenv/openbao-v2.4.0/bin/bao'))
 const CLK_TCK = 100
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 const work = mkdtempSync(join(tmpdir(), 'sidekey-bench-peers-'))
 const tag = Date.now().toString(36)
 
-type Kind = 'sidekey' | 'bao'
-const KINDS: Kind[] = ['sidekey', 'bao']
+type Kind = 'sidekey' | 'before' | 'bao'
+const KINDS: Kind[] = BEFORE !== undefined ? ['sidekey', 'before', 'bao'] : ['sidekey', 'bao']
+const isSidekey = (k: Kind): boolean => k !== 'bao'
+const children = new Set<ChildProcess>()
+process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130))
+const t00 = Date.now()
+const progress = (what: string): void => { console.error(`[${((Date.now() - t00) / 1000).toFixed(0)}s] ${what} (load ${loadavg()[0]?.toFixed(2) ?? ''})`) }
 
 // A dev server of the testenv-built binary with a declarative file audit
 // device (OpenBao 2.x refuses to enable one through the API).
@@ -74,8 +85,8 @@ async function token (name: string): Promise<string> {
 }
 const kvPath = (set: string, i: number): string => `secret/data/peers-${tag}/${set}/s${i}`
 async function putSecrets (set: string, n: number, value = 'initial'): Promise<void> {
-  for (let i = 0; i < n; i += 20) {
-    await Promise.all(Array.from({ length: Math.min(20, n - i) }, async (_, j) => await api('POST', kvPath(set, i + j), { data: { v: value } })))
+  for (let i = 0; i < n; i += 50) {
+    await Promise.all(Array.from({ length: Math.min(50, n - i) }, async (_, j) => await api('POST', kvPath(set, i + j), { data: { v: value } })))
   }
 }
 
@@ -83,7 +94,7 @@ interface Proc { kind: Kind, p: ChildProcess, dir: string, n: number, name: stri
 
 function configFor (kind: Kind, dir: string, set: string, n: number, tok: string, o: { refresh?: string, initOnly?: boolean }): string[] {
   const out = join(dir, 'secrets')
-  if (kind === 'sidekey') {
+  if (isSidekey(kind)) {
     const cfg = join(dir, 'agent.json')
     writeFileSync(cfg, JSON.stringify({
       dir: out, tokenFile: join(dir, 'sidekey-token'), listen: { http: 0, grpc: 0 }, logLevel: 'warn',
@@ -92,7 +103,7 @@ function configFor (kind: Kind, dir: string, set: string, n: number, tok: string
       stores: { vault: { type: 'vault', address: openbao.addr, tokenEnv: 'PEERS_VAULT_TOKEN' } },
       secrets: Array.from({ length: n }, (_, i) => ({ name: `s${i}`, ref: `vault:${kvPath(set, i)}#v` })),
     }))
-    return [SIDEKEY, 'agent', '--config', cfg]
+    return [kind === 'before' ? BEFORE as string : SIDEKEY, 'agent', '--config', cfg]
   }
   mkdirSync(out, { recursive: true })
   const tf = join(dir, 'bao-token')
@@ -109,13 +120,16 @@ function configFor (kind: Kind, dir: string, set: string, n: number, tok: string
   return [BAO, 'agent', `-config=${cfg}`]
 }
 
+let seq = 0
 async function start (kind: Kind, set: string, n: number, o: { refresh?: string } = {}): Promise<Proc & { firstMs: number, allMs: number }> {
   const dir = mkdtempSync(join(work, `${kind}-`))
-  const name = `${kind}-${set}`
+  const name = `${kind}-${set}-${seq++}`
   const tok = await token(name)
   const argv = configFor(kind, dir, set, n, tok, o)
   const t0 = process.hrtime.bigint()
-  const p = spawn(kind === 'sidekey' ? process.execPath : argv[0] as string, kind === 'sidekey' ? argv : argv.slice(1), { env: { ...process.env, PEERS_VAULT_TOKEN: tok }, stdio: ['ignore', 'ignore', 'pipe'] })
+  const p = spawn(isSidekey(kind) ? process.execPath : argv[0] as string, isSidekey(kind) ? argv : argv.slice(1), { env: { ...process.env, PEERS_VAULT_TOKEN: tok }, stdio: ['ignore', 'ignore', 'pipe'] })
+  children.add(p)
+  p.once('exit', () => children.delete(p))
   let stderr = ''
   p.stderr?.on('data', (d: Buffer) => { if (stderr.length < 4000) stderr += d.toString() })
   const exited = new Promise<number>((resolve) => p.once('exit', (code) => resolve(code ?? -1)))
@@ -184,7 +198,7 @@ async function initOnly (kind: Kind, set: string): Promise<{ wallMs: number, cpu
   const dir = mkdtempSync(join(work, `${kind}-init-`))
   const tok = await token(`${kind}-init`)
   const argv = configFor(kind, dir, set, 1, tok, { initOnly: true })
-  const cmd = (kind === 'sidekey' ? [process.execPath, ...argv] : argv).map((a) => `'${a}'`).join(' ')
+  const cmd = (isSidekey(kind) ? [process.execPath, ...argv] : argv).map((a) => `'${a}'`).join(' ')
   const t0 = process.hrtime.bigint()
   const p = spawn('bash', ['-c', `${cmd} >/dev/null 2>&1; rc=$?; times >&2; exit $rc`], { env: { ...process.env, PEERS_VAULT_TOKEN: tok }, stdio: ['ignore', 'ignore', 'pipe'] })
   let err = ''
@@ -257,29 +271,31 @@ const median = (xs: number[]): number => {
 }
 
 type Figures = Record<string, number[]>
-const fig: Record<Kind, Figures> = { sidekey: {}, bao: {} }
+const fig: Record<Kind, Figures> = { sidekey: {}, before: {}, bao: {} }
 const add = (kind: Kind, key: string, v: number): void => { (fig[kind][key] ??= []).push(v) }
 const loads: number[] = []
 
 console.error(`peers: sidekey=${SIDEKEY} bao=${BAO} runs=${RUNS} sizes=${SIZES.join(',')} idle=${IDLE_S}s settle=${SETTLE_S}s load=${loadavg().map((x) => x.toFixed(2)).join(' ')}`)
-for (const n of SIZES) for (const kind of KINDS) await putSecrets(`${kind}-${n}`, n)
-await putSecrets('sidekey-init', 1)
-await putSecrets('bao-init', 1)
+// The agents read the same secrets, each with its own token (the audit log tells them apart).
+for (const n of SIZES) await putSecrets(`n${n}`, n)
+await putSecrets('init', 1)
+progress('secrets written')
 
 for (let run = 0; run < RUNS; run++) {
-  const order: Kind[] = run % 2 === 0 ? ['sidekey', 'bao'] : ['bao', 'sidekey']
+  const order: Kind[] = run % 2 === 0 ? KINDS : [...KINDS].reverse()
   const live: Proc[] = []
   try {
     for (const n of SIZES) {
       for (const kind of order) {
-        const x = await start(kind, `${kind}-${n}`, n)
+        const x = await start(kind, `n${n}`, n)
         live.push(x)
         add(kind, `first_ms_${n}`, x.firstMs)
         add(kind, `all_ms_${n}`, x.allMs)
+        progress(`run ${run + 1}: ${kind} ${n} secrets: first ${x.firstMs.toFixed(0)} ms, all ${x.allMs.toFixed(0)} ms`)
       }
     }
     for (const kind of order) {
-      const r = await initOnly(kind, `${kind}-init`)
+      const r = await initOnly(kind, 'init')
       add(kind, 'init_wall_ms', r.wallMs)
       add(kind, 'init_cpu_ms', r.cpuMs)
     }
@@ -310,17 +326,19 @@ for (let run = 0; run < RUNS; run++) {
   } finally {
     await Promise.all(live.map(stop))
   }
-  console.error(`run ${run + 1}/${RUNS} done, load ${loadavg()[0]?.toFixed(2) ?? ''}`)
+  progress(`run ${run + 1}/${RUNS} done`)
 }
 
-const rot1 = await rotation({ sidekey: '1s', bao: '1s' }, { sidekey: 1000, bao: 1000 }, 1, ROTATIONS, 1000)
+progress('rotation at 1s')
+const rot1 = await rotation({ sidekey: '1s', before: '1s', bao: '1s' }, { sidekey: 1000, before: 1000, bao: 1000 }, 1, ROTATIONS, 1000)
 for (const kind of KINDS) {
   add(kind, 'rotation_1s_ms', median(rot1[kind].delays))
   add(kind, 'req_per_secret_min_at_1s', rot1[kind].reqPerSecMin)
 }
 if (DEFAULTS) {
+  progress('rotation at defaults (about 6 minutes)')
   // Every secret rotated once at a random moment within the longer default interval (bao: 5 min).
-  const rd = await rotation({ sidekey: undefined, bao: undefined }, { sidekey: 30_000, bao: 300_000 }, ROTATIONS, 1, 300_000)
+  const rd = await rotation({ sidekey: undefined, before: undefined, bao: undefined }, { sidekey: 30_000, before: 30_000, bao: 300_000 }, ROTATIONS, 1, 300_000)
   for (const kind of KINDS) {
     add(kind, 'rotation_default_ms', median(rd[kind].delays))
     add(kind, 'rotation_default_max_ms', Math.max(...rd[kind].delays.map((x) => Number.isFinite(x) ? x : Infinity)))
@@ -346,16 +364,19 @@ const rows: Array<[string, string]> = [
 ]
 const fmt = (x: number): string => !Number.isFinite(x) ? '-' : Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(2) : x.toFixed(3)
 console.log(`\nbench/peers: Sidekey (${SIDEKEY}) vs bao agent (OpenBao v2.4.0), ${RUNS} interleaved runs, medians; idle ${IDLE_S}s after ${SETTLE_S}s settle; load avg during idle ${fmt(median(loads))} (1 min)`)
-console.log(`${'figure'.padEnd(46)} ${'Sidekey'.padStart(10)} ${'bao agent'.padStart(10)} ${'ratio'.padStart(8)}`)
+const ratioOf = (a: number, b: number): string => { const r = b === 0 ? (a === 0 ? 1 : Infinity) : a / b; return Number.isFinite(r) ? r.toFixed(2) + 'x' : '-' }
+if (BEFORE !== undefined) console.log(`before = ${BEFORE}`)
+console.log(`${'figure'.padEnd(46)} ${'Sidekey'.padStart(10)} ${'bao agent'.padStart(10)} ${'ratio'.padStart(8)}${BEFORE !== undefined ? ` ${'before'.padStart(10)} ${'ratio'.padStart(8)}` : ''}`)
 const json: Record<string, number> = {}
 for (const [label, key] of rows) {
   const a = median(fig.sidekey[key] ?? [])
   const b = median(fig.bao[key] ?? [])
+  const c = median(fig.before[key] ?? [])
   if (!Number.isFinite(a) && !Number.isFinite(b)) continue
-  const ratio = b === 0 ? (a === 0 ? 1 : Infinity) : a / b
-  console.log(`${label.padEnd(46)} ${fmt(a).padStart(10)} ${fmt(b).padStart(10)} ${(Number.isFinite(ratio) ? ratio.toFixed(2) + 'x' : '-').padStart(8)}`)
+  console.log(`${label.padEnd(46)} ${fmt(a).padStart(10)} ${fmt(b).padStart(10)} ${ratioOf(a, b).padStart(8)}${BEFORE !== undefined ? ` ${fmt(c).padStart(10)} ${ratioOf(c, b).padStart(8)}` : ''}`)
   json[`sidekey_${key}`] = Number(fmt(a))
   json[`bao_${key}`] = Number(fmt(b))
+  if (BEFORE !== undefined) json[`before_${key}`] = Number(fmt(c))
 }
 console.log(JSON.stringify({ bench: 'peers', runs: RUNS, load: Number(fmt(median(loads))), ...json }))
 server.kill('SIGTERM')

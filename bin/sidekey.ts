@@ -2,7 +2,14 @@
 // One CLI, several programs. Each subcommand parses its own flags and loads
 // only its own code, so `sidekey get` starts fast and the agent never loads
 // the webhook.
+import module from 'node:module'
 import { SidekeyError, isSidekeyError } from '../core/errors.js'
+
+// V8's compile cache (Node >= 22.1; the image runs 24, a host may run 20):
+// code compiled once is reused by the next start. NODE_COMPILE_CACHE picks the
+// directory (Node reads it itself); otherwise Node's default under the temp
+// dir. A read-only or missing directory only means no cache, never an error.
+;(module as { enableCompileCache?: () => unknown }).enableCompileCache?.()
 
 const commands: Record<string, { help: string, run: () => Promise<(argv: string[]) => Promise<number>> }> = {
   agent: { help: 'run the in-pod agent (--config FILE or env SIDEKEY_CONFIG)', run: async () => (await import('../agent/cli/agent-command.js')).main },

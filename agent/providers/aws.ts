@@ -45,10 +45,29 @@ export class AwsProvider implements Provider {
     return this.config.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? m?.[1] ?? 'us-east-1'
   }
 
+  /**
+   * One client per region, also when the first sync asks for 1,000 secrets at
+   * once: the first caller's promise is shared, so concurrent callers do not
+   * each build a client, a credential provider and an STS session.
+   */
+  private readonly pending = new Map<string, Promise<{ sm: SM, client: Client }>>()
+
   private async client (ref: SecretRef): Promise<{ sm: SM, client: Client }> {
+    const region = this.region(ref)
+    const client = this.clients.get(region)
+    if (client !== undefined && this.sm !== undefined) return { sm: this.sm, client }
+    let p = this.pending.get(region)
+    if (p === undefined) {
+      p = this.makeClient(region)
+      this.pending.set(region, p)
+      p.then(() => this.pending.delete(region), () => this.pending.delete(region))
+    }
+    return await p
+  }
+
+  private async makeClient (region: string): Promise<{ sm: SM, client: Client }> {
     this.sm ??= await import('@aws-sdk/client-secrets-manager')
     const sm = this.sm
-    const region = this.region(ref)
     let client = this.clients.get(region)
     if (client === undefined) {
       this.credentials ??= await this.credentialProvider(region)

@@ -3,14 +3,15 @@
 import { readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
-import { Ajv, type ErrorObject } from 'ajv'
+import type { ErrorObject } from 'ajv'
+import * as validators from './validators.gen.js'
 import { SidekeyError, isSidekeyError } from '../errors.js'
 import { parseRef, DEFAULT_STORES, type SecretRef } from '../reference.js'
 import { parseDuration } from '../duration.js'
 import { modeProblem } from '../file-mode.js'
 import { parseTemplate, type ParsedTemplate } from '../template.js'
 import type { LocalLimits } from '../limits.js'
-import { agentConfigSchema, storeSchemas, type AgentConfigInput, type StoreConfig, type StoreType } from './schema.js'
+import { storeSchemas, type AgentConfigInput, type StoreConfig, type StoreType } from './schema.js'
 
 export type Format = 'raw' | 'json' | 'env' | 'yaml'
 
@@ -49,10 +50,11 @@ export interface AgentConfig {
   readonly fileOwner?: { readonly uid?: number, readonly gid?: number }
 }
 
-const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: true, strictRequired: false, allowUnionTypes: true })
-ajv.addKeyword({ keyword: 'x-doc', schemaType: 'string' })
-const validateTop = ajv.compile(agentConfigSchema)
-const validateStore = Object.fromEntries(Object.entries(storeSchemas).map(([k, s]) => [k, ajv.compile(s)])) as Record<StoreType, ReturnType<typeof ajv.compile>>
+// Compiled ahead of time from schema.ts by scripts/validators.mjs (`npm run
+// check` fails when they drift): no Ajv load, no schema compile at start.
+interface Validator { (data: unknown): boolean, errors?: ErrorObject[] | null }
+const validateTop = validators.validateAgentConfig as Validator
+const validateStore = Object.fromEntries(Object.keys(storeSchemas).map((k) => [k, (validators as unknown as Record<string, Validator>)[`validateStore_${k}`] as Validator])) as Record<StoreType, Validator>
 
 export function describeAjvError (prefix: string, e: ErrorObject | undefined): string {
   if (e === undefined) return `${prefix}: is invalid`

@@ -137,9 +137,12 @@ t.test('rotation: the compat answer follows the published generation', async (t)
 })
 
 t.test('audit lines and metrics name the route and the secret, never a value', async (t) => {
-  const lines = h.logs.filter((l) => l.includes('aws:/secretsmanager/get'))
-  t.ok(lines.length > 5, 'an audit line per request')
-  t.ok(lines.some((l) => l.includes('"secret":"openai"')))
+  // Accesses are counted, one line per (caller, route, secret, version, status),
+  // written within a second: the counts add up to every request.
+  const lines = (): string[] => h.logs.filter((l) => l.includes('aws:/secretsmanager/get') && l.includes('"audit":true'))
+  const accesses = (): number => lines().reduce((n, l) => n + (JSON.parse(l) as { count: number }).count, 0)
+  t.ok(await eventually(() => accesses() > 5, 'the compat requests in the audit trail', 5000), 'every request is counted')
+  t.ok(lines().some((l) => l.includes('"secret":"openai"')))
   const m = await h.metrics()
   t.match(m, /route="aws:\/secretsmanager\/get",status="200"/)
   t.match(m, /route="aws:\/secretsmanager\/get",status="403"/)

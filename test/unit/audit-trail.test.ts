@@ -1,0 +1,44 @@
+// The aggregated audit trail: equal accesses share one line with a count,
+// lines name references and versions (never a value), an idle trail arms no
+// timer, and flush (the agent's close) writes what is still counted.
+import t from 'tap'
+import { pino } from 'pino'
+import { AuditTrail } from '../../agent/audit-trail.js'
+
+function capture (): { lines: Array<Record<string, unknown>>, log: pino.Logger } {
+  const lines: Array<Record<string, unknown>> = []
+  const log = pino({ base: null }, { write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>) } })
+  return { lines, log }
+}
+
+t.test('equal accesses are one line with a count; different outcomes are separate lines', async (t) => {
+  const { lines, log } = capture()
+  // A flush interval far beyond the test: only flush() writes.
+  const trail = new AuditTrail(log, (name) => name === 'openai' ? ['vault:secret/openai#api_key'] : undefined, 3_600_000)
+  const caller = '127.0.0.1:40000'
+  for (let i = 0; i < 3; i++) trail.record({ api: 'http', caller, agent: 'curl', route: '/v1/secrets/:name', status: 200, secret: 'openai', version: '2' })
+  trail.record({ api: 'http', caller, agent: 'curl', route: '/v1/secrets/:name', status: 304, secret: 'openai', version: '2' })
+  trail.record({ api: 'http', caller, route: 'auth', status: 401 })
+  t.equal(lines.length, 0, 'nothing is written per access')
+  trail.flush()
+  t.equal(lines.length, 3)
+  const ok = lines.find((l) => l.status === 200)
+  t.match(ok, { audit: true, api: 'http', caller, agent: 'curl', secret: 'openai', refs: ['vault:secret/openai#api_key'], version: '2', count: 3, msg: 'access' })
+  t.type(ok?.first, 'string')
+  t.type(ok?.last, 'string')
+  t.match(lines.find((l) => l.status === 401), { route: 'auth', count: 1 })
+  t.notOk('secret' in (lines.find((l) => l.status === 401) ?? {}), 'no secret field when none was asked for')
+  trail.flush()
+  t.equal(lines.length, 3, 'a second flush writes nothing: the groups start afresh')
+})
+
+t.test('the timer writes within the interval and is armed only by an access', async (t) => {
+  const { lines, log } = capture()
+  const trail = new AuditTrail(log, () => undefined, 20)
+  t.teardown(() => trail.flush())
+  await new Promise((resolve) => setTimeout(resolve, 60))
+  t.equal(lines.length, 0, 'an idle trail writes nothing')
+  trail.record({ api: 'grpc', caller: 'ipv4:127.0.0.1:5000', route: 'Get', status: 'OK', secret: 'k', version: '1' })
+  for (let i = 0; i < 200 && lines.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.match(lines, [{ api: 'grpc', route: 'Get', status: 'OK', secret: 'k', version: '1', count: 1 }])
+})
