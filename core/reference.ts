@@ -42,6 +42,7 @@ export function parseRef (raw: unknown): SecretRef {
   if (raw.length > MAX_REF) {
     throw new SidekeyError('SIDEKEY_E_REF_SYNTAX', `a secret reference is longer than ${MAX_REF} characters (not shown); expected <store>:<path>[#<key>][@<version>], e.g. vault:secret/data/openai#api_key`)
   }
+  // eslint-disable-next-line no-control-regex
   if (/[\s\x00-\x1f\x7f]/.test(raw)) {
     throw new SidekeyError('SIDEKEY_E_REF_SYNTAX', 'a secret reference contains whitespace or control characters (not shown: it may be a pasted value); expected <store>:<path>[#<key>][@<version>], e.g. vault:secret/data/openai#api_key')
   }
