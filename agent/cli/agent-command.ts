@@ -4,6 +4,7 @@ import { resolve } from 'node:path'
 import { Command } from 'commander'
 import { loadConfig, loadConfigFile, parseJson, type AgentConfig } from '../../core/config/load.js'
 import { SidekeyError } from '../../core/errors.js'
+import { QUIET_USAGE_ERRORS } from '../../core/error-answers.js'
 import { createAuditLogger, createLogger } from '../logger.js'
 import { startAgent } from '../agent.js'
 import { seedDemo } from './demo.js'
@@ -15,6 +16,7 @@ export async function main (argv: string[]): Promise<number> {
     .option('-c, --config <file>', 'agent config JSON (default: env SIDEKEY_CONFIG)')
     .option('--local-demo', 'seed the example local store with a demo secret and print how to fetch it')
     .exitOverride()
+    .configureOutput(QUIET_USAGE_ERRORS)
   cmd.parse(argv, { from: 'user' })
   const opts = cmd.opts<{ config?: string, localDemo?: boolean }>()
 
