@@ -1,18 +1,16 @@
 // Validates an agent config against the schema, fills defaults, parses
 // references, templates and durations, and returns one frozen AgentConfig.
 import { readFileSync } from 'node:fs'
-import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { Ajv, type ErrorObject } from 'ajv'
 import { SidekeyError, isSidekeyError } from '../errors.js'
-import { parseRef, DEFAULT_STORES, type SecretRef } from '../reference.js'
+import { parseRef, type SecretRef } from '../reference.js'
+import { DEFAULT_STORES, STORE_TYPES, storeDescriptor } from '../stores.js'
 import { parseDuration } from '../duration.js'
 import { modeProblem } from '../file-mode.js'
 import { parseTemplate, type ParsedTemplate } from '../template.js'
 import type { LocalLimits } from '../limits.js'
-import { agentConfigSchema, storeSchemas, type AgentConfigInput, type StoreConfig, type StoreType } from './schema.js'
-
-export type Format = 'raw' | 'json' | 'env' | 'yaml'
+import { agentConfigSchema, storeSchemas, type AgentConfigInput, type SecretFormat, type StoreConfig, type StoreType } from './schema.js'
 
 export interface SecretSpec {
   readonly name: string
@@ -20,7 +18,7 @@ export interface SecretSpec {
   readonly template?: ParsedTemplate
   /** Every reference the secret needs: its own, or those of its template. */
   readonly refs: readonly SecretRef[]
-  readonly format: Format
+  readonly format: SecretFormat
   readonly mode: number
   readonly required: boolean
   readonly refreshMs: number
@@ -77,20 +75,15 @@ function configError (message: string, field: string, cause?: unknown): SidekeyE
 export function validateStoreConfig (name: string, raw: unknown): StoreConfig {
   const s = structuredClone(raw) as { type?: unknown }
   const v = validateStore[s?.type as StoreType]
-  if (v === undefined) throw configError(`config.stores.${name}.type: must be one of ${Object.keys(storeSchemas).join(', ')}`, `stores.${name}.type`)
+  if (v === undefined) throw configError(`config.stores.${name}.type: must be one of ${STORE_TYPES.join(', ')}`, `stores.${name}.type`)
   if (!v(s)) throw configError(describeAjvError(`config.stores.${name}`, v.errors?.[0]), `stores.${name}`)
   return s as StoreConfig
 }
 
 /** The config of a default store used without being configured, or null when it needs settings. */
 function defaultStore (name: string): StoreConfig | null {
-  switch (name) {
-    case 'env': case 'file': case 'k8s': case 'aws':
-      return validateStoreConfig(name, { type: name })
-    case 'local':
-      return validateStoreConfig(name, { type: 'local', path: process.env.SIDEKEY_LOCAL_STORE ?? join(homedir(), '.config', 'sidekey', 'local.json') })
-    default: return null
-  }
+  const unconfigured = storeDescriptor(name)?.unconfigured
+  return unconfigured === undefined ? null : validateStoreConfig(name, { type: name, ...unconfigured() })
 }
 
 export function parseOnChange (raw: string): OnChangeSpec {
@@ -128,7 +121,7 @@ export function loadConfig (input: unknown): AgentConfig {
     const refs = ref !== undefined ? [ref] : [...(template?.refs ?? [])]
     for (const r of refs) {
       if (stores[r.store] !== undefined) continue
-      const def = (DEFAULT_STORES as readonly string[]).includes(r.store) ? defaultStore(r.store) : null
+      const def = DEFAULT_STORES.includes(r.store) ? defaultStore(r.store) : null
       if (def === null) {
         throw new SidekeyError('SIDEKEY_E_REF_STORE', `${field}: reference ${r.raw} uses store "${r.store}", which is not configured; add it under "stores" (known: ${[...Object.keys(stores), ...DEFAULT_STORES].join(', ')})`, { ref: r.raw, field: `secrets.${i}` })
       }
@@ -142,7 +135,7 @@ export function loadConfig (input: unknown): AgentConfig {
       ...(ref !== undefined ? { ref } : {}),
       ...(template !== undefined ? { template } : {}),
       refs: Object.freeze(refs),
-      format: (s.format ?? 'raw') as Format,
+      format: s.format ?? 'raw',
       mode: s.mode !== undefined ? parseInt(s.mode, 8) : defaultMode,
       required: s.required ?? true,
       refreshMs: parseDuration(s.refresh ?? d.refresh, `${field}.refresh`),
