@@ -33,7 +33,8 @@ export interface AgentConfig {
   readonly dir: string
   readonly listen: { readonly host: '127.0.0.1', readonly http: number, readonly grpc: number, readonly grpcEnabled: boolean, readonly metrics?: number }
   readonly limits: LocalLimits
-  readonly tokenFile: string
+  /** The local API's access token file (config `apiTokenFile`). */
+  readonly apiTokenFile: string
   readonly refreshMs: number
   readonly jitter: number
   readonly backoff: { readonly initialMs: number, readonly maxMs: number }
@@ -45,7 +46,20 @@ export interface AgentConfig {
   readonly removeOnExit: boolean
   readonly logLevel: string
   readonly fileOwner?: { readonly uid?: number, readonly gid?: number }
+  /** Deprecated fields the config used, with their replacement; the agent logs each once at start. */
+  readonly deprecations: readonly ConfigDeprecation[]
 }
+
+export interface ConfigDeprecation {
+  readonly field: string
+  readonly use: string
+  readonly message: string
+}
+
+/** Top-level fields renamed: old name -> new name. Both are accepted; setting both is an error. */
+const RENAMED: ReadonlyArray<readonly [string, string]> = [
+  ['tokenFile', 'apiTokenFile'],
+]
 
 const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: true, strictRequired: false, allowUnionTypes: true })
 ajv.addKeyword({ keyword: 'x-doc', schemaType: 'string' })
@@ -101,6 +115,16 @@ export function loadConfig (input: unknown): AgentConfig {
   if (!validateTop(doc)) throw configError(describeAjvError('config', validateTop.errors?.[0]), validateTop.errors?.[0]?.instancePath ?? '')
   const d = doc as Required<AgentConfigInput> & { listen: { http: number, grpc: number, grpcEnabled: boolean, metrics?: number }, backoff: { initial: string, max: string }, limits: { connections: number, watchers: number, waiters: number, headersTimeout: string, grpcMaxMessageBytes: number, grpcMaxConcurrentStreams: number } }
 
+  const deprecations: ConfigDeprecation[] = []
+  const top = doc as Record<string, unknown>
+  for (const [was, now] of RENAMED) {
+    if (top[was] === undefined) continue
+    if (top[now] !== undefined) throw configError(`config.${was}: "${was}" is the old name of "${now}" and both are set; keep only "${now}"`, was)
+    top[now] = top[was]
+    delete top[was]
+    deprecations.push(Object.freeze({ field: was, use: now, message: `config.${was} is deprecated: rename it to "${now}" (inside a store, tokenFile is the service-account token)` }))
+  }
+
   const stores: Record<string, StoreConfig> = {}
   for (const [name, s] of Object.entries(d.stores ?? {})) stores[name] = validateStoreConfig(name, s)
 
@@ -154,7 +178,7 @@ export function loadConfig (input: unknown): AgentConfig {
       grpcMaxMessageBytes: d.limits.grpcMaxMessageBytes,
       grpcMaxConcurrentStreams: d.limits.grpcMaxConcurrentStreams,
     }),
-    tokenFile: d.tokenFile ?? join(d.dir, '..', 'sidekey-token'),
+    apiTokenFile: d.apiTokenFile ?? join(d.dir, '..', 'sidekey-token'),
     refreshMs: parseDuration(d.refresh, 'config.refresh'),
     jitter: d.jitter,
     backoff: Object.freeze({ initialMs: parseDuration(d.backoff.initial, 'config.backoff.initial'), maxMs: parseDuration(d.backoff.max, 'config.backoff.max') }),
@@ -166,6 +190,7 @@ export function loadConfig (input: unknown): AgentConfig {
     syncDeadlineMs: parseDuration(d.syncDeadline, 'config.syncDeadline'),
     logLevel: d.logLevel,
     ...(d.fileOwner !== undefined ? { fileOwner: Object.freeze({ ...d.fileOwner }) } : {}),
+    deprecations: Object.freeze(deprecations),
   }
   return Object.freeze(cfg)
 }

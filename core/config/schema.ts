@@ -72,7 +72,10 @@ export const agentConfigSchema = {
         grpcMaxConcurrentStreams: { type: 'integer', minimum: 1, maximum: 1024, default: 32 },
       },
     },
-    tokenFile: path,
+    /** The local API's access token (X-Sidekey-Token); created when missing. Default: <dir>/../sidekey-token. */
+    apiTokenFile: { ...path, description: 'File holding the token every request to the local HTTP/gRPC API must carry; created with a random token when missing.' },
+    /** Deprecated name of apiTokenFile (inside a store, tokenFile is a service-account token). */
+    tokenFile: { ...path, deprecated: true, description: 'Deprecated: use apiTokenFile.' },
     refresh: { ...duration, default: '30s' },
     jitter: { type: 'number', minimum: 0, maximum: 1, default: 0.1 },
     backoff: {
