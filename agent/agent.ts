@@ -52,11 +52,12 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   const grpcModule = config.listen.grpcEnabled ? import('./grpc-server.js') : undefined
   grpcModule?.catch(() => { /* awaited below */ })
   const logger = opts.logger ?? createLogger(config.logLevel)
+  for (const d of config.deprecations) logger.warn({ field: d.field, use: d.use }, d.message)
   const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? true })
   const store = new SecretStore(config.secrets)
   metrics.setAgeSource(() => store.fetchedAt())
 
-  const token = loadOrCreateToken(config.tokenFile, config.fileOwner?.gid !== undefined ? 0o440 : 0o444)
+  const token = loadOrCreateToken(config.apiTokenFile, config.fileOwner?.gid !== undefined ? 0o440 : 0o444)
   const checkToken = makeTokenCheck(token)
 
   const writer = new AtomicWriter(config.dir, config.fileOwner)

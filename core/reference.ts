@@ -11,9 +11,6 @@ export interface SecretRef {
   readonly raw: string
 }
 
-export const DEFAULT_STORES = ['vault', 'aws', 'azure', 'k8s', 'env', 'file', 'local'] as const
-export type StoreType = typeof DEFAULT_STORES[number]
-
 const STORE_RE = /^[a-z][a-z0-9-]{0,62}$/
 const VERSION_RE = /^[A-Za-z0-9_.-]{1,256}$/
 const MAX_REF = 2048

@@ -53,11 +53,14 @@ export function readyReasons (body: string): string {
   return lines.join('\n') + '\n'
 }
 
-/** The local token for the probe, when this container can read it: SIDEKEY_TOKEN_FILE, else the agent config's tokenFile. */
+/** The local token for the probe, when this container can read it: SIDEKEY_TOKEN_FILE, else the agent config's apiTokenFile (or its old name tokenFile). */
 function probeToken (): Record<string, string> {
   let file = process.env.SIDEKEY_TOKEN_FILE
   if (file === undefined && process.env.SIDEKEY_CONFIG !== undefined) {
-    try { file = (JSON.parse(process.env.SIDEKEY_CONFIG) as { tokenFile?: string }).tokenFile } catch { /* the agent reports a bad config itself */ }
+    try {
+      const c = JSON.parse(process.env.SIDEKEY_CONFIG) as { apiTokenFile?: string, tokenFile?: string }
+      file = c.apiTokenFile ?? c.tokenFile
+    } catch { /* the agent reports a bad config itself */ }
   }
   if (file === undefined) return {}
   try { return { 'x-sidekey-token': readFileSync(file, 'utf8').trim() } } catch { return {} }
