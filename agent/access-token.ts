@@ -12,7 +12,7 @@ export function loadOrCreateToken (file: string, mode = 0o444): string {
     if (t.length >= 16) return t
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new SidekeyError('SIDEKEY_E_CONFIG', `config.tokenFile: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { field: 'tokenFile' }, { cause: err })
+      throw new SidekeyError('SIDEKEY_E_CONFIG', `config.apiTokenFile: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'}); make it readable or point apiTokenFile elsewhere`, { field: 'apiTokenFile' }, { cause: err })
     }
   }
   const token = randomBytes(32).toString('base64url')

@@ -57,12 +57,13 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   const grpcModule = config.listen.grpcEnabled ? import('./grpc-server.js') : undefined
   grpcModule?.catch(() => { /* awaited below */ })
   const logger = opts.logger ?? createLogger(config.logLevel)
+  for (const d of config.deprecations) logger.warn({ field: d.field, use: d.use }, d.message)
   const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? true })
   const served = new ServedSet(config.secrets)
   const board = new StatusBoard(served)
   metrics.setAgeSource(() => board.fetchedAt())
 
-  const token = loadOrCreateToken(config.tokenFile, config.fileOwner?.gid !== undefined ? 0o440 : 0o444)
+  const token = loadOrCreateToken(config.apiTokenFile, config.fileOwner?.gid !== undefined ? 0o440 : 0o444)
   const checkToken = makeTokenCheck(token)
 
   const writer = new AtomicWriter(config.dir, config.fileOwner)

@@ -13,6 +13,7 @@ import type { StatusBoard } from './status-board.js'
 import { presentedToken } from './access-token.js'
 import { DEFAULT_LIMITS, SECRET_NAME_RE, Slots, shortName, type LocalLimits } from '../core/limits.js'
 import type { AuditTrail } from './audit-trail.js'
+import { grpcError, type GrpcErrorStatus } from './grpc-error.js'
 
 export const PROTO_FILE = fileURLToPath(new URL('../../proto/sidekey/v1/secrets.proto', import.meta.url))
 
@@ -38,10 +39,10 @@ export interface GrpcServerOptions {
 
 const MAX_WAIT_MS = 300_000
 
-function tokenError (r: 'missing' | 'wrong'): { code: grpc.status, details: string } {
+function tokenError (r: 'missing' | 'wrong'): GrpcErrorStatus {
   return r === 'missing'
-    ? { code: grpc.status.UNAUTHENTICATED, details: 'SIDEKEY_E_UNAUTHENTICATED: send the token from SIDEKEY_TOKEN_FILE in metadata x-sidekey-token' }
-    : { code: grpc.status.PERMISSION_DENIED, details: 'SIDEKEY_E_FORBIDDEN: the token does not match; read it again from SIDEKEY_TOKEN_FILE' }
+    ? grpcError('SIDEKEY_E_UNAUTHENTICATED', 'send the token from SIDEKEY_TOKEN_FILE in metadata x-sidekey-token')
+    : grpcError('SIDEKEY_E_FORBIDDEN', 'the token does not match; read it again from SIDEKEY_TOKEN_FILE')
 }
 
 /**
@@ -49,7 +50,7 @@ function tokenError (r: 'missing' | 'wrong'): { code: grpc.status, details: stri
  * message: a call without the right token is answered and its message never
  * decoded (the handlers below run only for authorized calls).
  */
-function tokenInterceptor (check: GrpcServerOptions['checkToken'], onDenied: (peer: string, route: string, code: grpc.status) => void): grpc.ServerInterceptor {
+function tokenInterceptor (check: GrpcServerOptions['checkToken'], onDenied: (peer: string, route: string, status: string) => void): grpc.ServerInterceptor {
   return (method, call) => new grpc.ServerInterceptingCall(call, {
     start (next) {
       next({
@@ -57,18 +58,12 @@ function tokenInterceptor (check: GrpcServerOptions['checkToken'], onDenied: (pe
           const r = check(presentedToken(md.get('x-sidekey-token')[0]?.toString(), md.get('authorization')[0]?.toString()))
           if (r === 'ok') { mdNext(md); return }
           const err = tokenError(r)
-          onDenied(call.getPeer(), method.path.slice(method.path.lastIndexOf('/') + 1), err.code)
+          onDenied(call.getPeer(), method.path.slice(method.path.lastIndexOf('/') + 1), err.name)
           call.sendStatus(err)
         },
       })
     },
   })
-}
-
-function fail (code: grpc.status, message: string): grpc.ServiceError {
-  const err = new Error(message) as grpc.ServiceError
-  err.code = code
-  return err
 }
 
 const event = (kind: 'CURRENT' | 'CHANGED', e: ServedSecret): SecretEvent => ({ name: e.name, version: e.version, updatedAt: new Date(e.updatedAt).toISOString(), kind })
@@ -79,9 +74,9 @@ export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
   const limits = o.limits ?? DEFAULT_LIMITS
   const watchers = o.watchers ?? new Slots(limits.watchers)
   const waiters = o.waiters ?? new Slots(limits.waiters)
-  const denied = (peer: string, route: string, code: grpc.status): void => {
-    metrics.requests.inc({ api: 'grpc', route, status: grpc.status[code] })
-    o.trail.record({ api: 'grpc', caller: peer, route, status: grpc.status[code] })
+  const denied = (peer: string, route: string, status: string): void => {
+    metrics.requests.inc({ api: 'grpc', route, status })
+    o.trail.record({ api: 'grpc', caller: peer, route, status })
   }
   const server = new grpc.Server({
     interceptors: [tokenInterceptor(o.checkToken, denied)],
@@ -96,18 +91,16 @@ export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
   const handlers: SecretsHandlers = {
     Get (call, cb) {
       const { name, ifNoneMatch, waitMs } = call.request
+      const refuse = (err: GrpcErrorStatus, secret: string): void => { record(call, 'Get', err.name, secret); cb(err) }
       if (!SECRET_NAME_RE.test(name)) {
-        record(call, 'Get', 'INVALID_ARGUMENT', `(invalid, ${name.length} chars)`)
-        return cb(fail(grpc.status.INVALID_ARGUMENT, `SIDEKEY_E_BAD_REQUEST: the name (${name.length} chars, not shown) is not a secret name: letters, digits, ".", "_", "-", at most 253`))
+        return refuse(grpcError('SIDEKEY_E_BAD_REQUEST', `the name (${name.length} chars, not shown) is not a secret name: letters, digits, ".", "_", "-", at most 253`), `(invalid, ${name.length} chars)`)
       }
       if (!served.specs.has(name)) {
-        record(call, 'Get', 'NOT_FOUND', name)
-        return cb(fail(grpc.status.NOT_FOUND, `SIDEKEY_E_SECRET_UNKNOWN: no secret named "${shortName(name)}"; List returns the names`))
+        return refuse(grpcError('SIDEKEY_E_SECRET_UNKNOWN', `no secret named "${shortName(name)}"; List returns the names`), name)
       }
       const answer = (e: ServedSecret | undefined): void => {
         if (e === undefined) {
-          record(call, 'Get', 'UNAVAILABLE', name)
-          return cb(fail(grpc.status.UNAVAILABLE, `SIDEKEY_E_NOT_READY: secret "${name}" has not been fetched yet; retry or set wait_ms`))
+          return refuse(grpcError('SIDEKEY_E_NOT_READY', `secret "${name}" has not been fetched yet; retry or set wait_ms`), name)
         }
         const notModified = ifNoneMatch !== '' && ifNoneMatch === e.version
         record(call, 'Get', notModified ? 'NOT_MODIFIED' : 'OK', name)
@@ -117,8 +110,7 @@ export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
       if (waitMs > 0 && (cur === undefined || cur.version === ifNoneMatch)) {
         const release = waiters.take()
         if (release === undefined) {
-          record(call, 'Get', 'RESOURCE_EXHAUSTED', name)
-          return cb(fail(grpc.status.RESOURCE_EXHAUSTED, `SIDEKEY_E_CAPACITY: ${waiters.max} long-polls are waiting, the agent's limit (limits.waiters); retry without wait_ms or later`))
+          return refuse(grpcError('SIDEKEY_E_CAPACITY', `${waiters.max} long-polls are waiting, the agent's limit (limits.waiters); retry without wait_ms or later`), name)
         }
         const ac = new AbortController()
         call.once('cancelled', () => ac.abort())
@@ -136,8 +128,9 @@ export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
     Watch (call) {
       const release = watchers.take()
       if (release === undefined) {
-        record(call, 'Watch', 'RESOURCE_EXHAUSTED')
-        call.emit('error', fail(grpc.status.RESOURCE_EXHAUSTED, `SIDEKEY_E_CAPACITY: ${watchers.max} watches are open, the agent's limit (limits.watchers); close one or poll List`))
+        const err = grpcError('SIDEKEY_E_CAPACITY', `${watchers.max} watches are open, the agent's limit (limits.watchers); close one or poll List`)
+        record(call, 'Watch', err.name)
+        call.emit('error', err)
         return
       }
       const names = new Set(call.request.names)

@@ -2,9 +2,11 @@
 // body of GET /v1/secrets/<name>; every other answer carries names, versions
 // and times. Every /v1 request needs the token; X-Forwarded-For is refused
 // because only the pod itself may call, never a proxy in front of it.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
-import { ERRORS, SidekeyError, type ErrorCode } from '../core/errors.js'
+import { ERRORS, type SidekeyError } from '../core/errors.js'
+// Every error this server answers goes through the one HTTP renderer.
+import { httpErrorAnswer, sendHttpError as sendError } from '../core/error-answers.js'
 import { parseDuration } from '../core/duration.js'
 import type { AgentMetrics } from './metrics.js'
 import type { ServedSecret, ServedSet } from './served.js'
@@ -39,27 +41,19 @@ const PROXY_HEADERS = ['x-forwarded-for', 'forwarded', 'x-real-ip', 'x-forwarded
 /** A Host a browser on a DNS-rebound page cannot send: loopback literals and localhost only. */
 const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?$/i
 
-/** Node's own parse errors (400, 431, 408), answered as JSON like every other error. */
-export function clientErrorAnswer (err: NodeJS.ErrnoException): string {
-  const [status, text, code, message] = err.code === 'HPE_HEADER_OVERFLOW'
-    ? [431, 'Request Header Fields Too Large', 'SIDEKEY_E_BAD_REQUEST', 'the request headers are too large']
+/** Node's own parse errors (headers too large, too slow, not HTTP), answered as JSON like every other error. */
+export function clientErrorAnswer (err: NodeJS.ErrnoException): { status: number, text: string } {
+  const a = err.code === 'HPE_HEADER_OVERFLOW'
+    ? httpErrorAnswer('SIDEKEY_E_HEADERS_TOO_LARGE', 'the request headers are larger than 16 KiB', true)
     : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      ? [408, 'Request Timeout', 'SIDEKEY_E_BAD_REQUEST', 'the request was not received in time']
-      : [400, 'Bad Request', 'SIDEKEY_E_BAD_REQUEST', 'the request is not valid HTTP/1.1']
-  const body = JSON.stringify({ error: { code, message } })
-  return `HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`
+      ? httpErrorAnswer('SIDEKEY_E_REQUEST_TIMEOUT', 'the request was not received in time', true)
+      : httpErrorAnswer('SIDEKEY_E_BAD_REQUEST', 'the request is not valid HTTP/1.1', true)
+  const head = Object.entries(a.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')
+  return { status: a.status, text: `HTTP/1.1 ${a.status} ${STATUS_CODES[a.status] ?? ''}\r\n${head}\r\n${a.body}` }
 }
 
 const MAX_WAIT_DEFAULT = 300_000
 const etagOf = (e: ServedSecret): string => `"${e.version}"`
-
-function sendError (res: ServerResponse, code: ErrorCode, message: string, close = false): number {
-  const status = ERRORS[code].status
-  const body = JSON.stringify({ error: { code, message } })
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...(close ? { connection: 'close' } : {}) })
-  res.end(body)
-  return status
-}
 
 function sendJson (res: ServerResponse, status: number, obj: unknown): number {
   const body = JSON.stringify(obj)
@@ -187,7 +181,7 @@ export function createHttpServer (o: HttpServerOptions): Server {
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET')
-      return { route: 'method', status: sendJson(res, 405, { error: { code: 'SIDEKEY_E_BAD_REQUEST', message: `${req.method ?? ''} is not allowed; the local API is read-only (GET)` } }) }
+      return { route: 'method', status: sendError(res, 'SIDEKEY_E_METHOD', `${shortName(req.method ?? '')} is not allowed; the local API is read-only (GET)`) }
     }
     const auth = o.checkToken(presentedToken(req.headers['x-sidekey-token'], req.headers.authorization))
     switch (path) {
@@ -201,14 +195,14 @@ export function createHttpServer (o: HttpServerOptions): Server {
         const detail = auth === 'ok'
           ? { missing: reasons.map((r) => r.name), errors: Object.fromEntries(reasons.filter((r) => r.error !== undefined).map((r) => [r.name, r.error])) }
           : { missingCount: reasons.length }
-        return { route: path, status: sendJson(res, 503, { ready: false, ...detail, ...(we !== undefined ? { error: { code: we.code } } : {}) }) }
+        return { route: path, status: sendJson(res, ERRORS.SIDEKEY_E_NOT_READY.status, { ready: false, ...detail, ...(we !== undefined ? { error: { code: we.code } } : {}) }) }
       }
     }
     for (const route of o.compat ?? []) {
       const claimed = route(req, res, path, new URLSearchParams(q === -1 ? '' : url.slice(q + 1)))
       if (claimed !== undefined) return await claimed
     }
-    if (path !== '/metrics' && !path.startsWith('/v1/')) return { route: 'unknown', status: sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no route ${shortName(path)}; see GET /v1/secrets`) }
+    if (path !== '/metrics' && !path.startsWith('/v1/')) return { route: 'unknown', status: sendError(res, 'SIDEKEY_E_ROUTE', `no route ${shortName(path)}; see GET /v1/secrets`) }
     if (auth === 'missing') return { route: 'auth', status: sendError(res, 'SIDEKEY_E_UNAUTHENTICATED', 'send the token from SIDEKEY_TOKEN_FILE in X-Sidekey-Token or Authorization: Bearer') }
     if (auth === 'wrong') return { route: 'auth', status: sendError(res, 'SIDEKEY_E_FORBIDDEN', 'the token does not match; read it again from SIDEKEY_TOKEN_FILE') }
     if (path === '/metrics') {
@@ -235,7 +229,7 @@ export function createHttpServer (o: HttpServerOptions): Server {
       const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1))
       return { route: '/v1/secrets/:name', secret: name, status: await secrets(req, res, name, query) }
     }
-    return { route: 'unknown', status: sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no route ${shortName(path)}; see GET /v1/secrets`) }
+    return { route: 'unknown', status: sendError(res, 'SIDEKEY_E_ROUTE', `no route ${shortName(path)}; see GET /v1/secrets`) }
   }
 
   // Counter children per (route, status): label hashing once, not per request.
@@ -275,7 +269,7 @@ export function createHttpServer (o: HttpServerOptions): Server {
       }
     }, (err: unknown) => {
       audit.error({ err: (err as Error).message, route: 'error' }, 'request failed')
-      if (!res.headersSent) sendError(res, 'SIDEKEY_E_BAD_REQUEST', 'the request could not be handled')
+      if (!res.headersSent) sendError(res, 'SIDEKEY_E_INTERNAL', 'the request could not be handled; the agent log has the cause')
       else res.destroy()
     })
   })
@@ -290,9 +284,10 @@ export function createHttpServer (o: HttpServerOptions): Server {
     socket.once('close', clear)
   })
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    count('client-error', err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400)
+    const answer = clientErrorAnswer(err)
+    count('client-error', answer.status)
     if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return }
-    socket.end(clientErrorAnswer(err))
+    socket.end(answer.text)
   })
   return server
 }

@@ -4,19 +4,25 @@
 // a value (agent/metrics.ts). Connections and time per request are capped.
 import { createServer, type Server } from 'node:http'
 import type { AgentMetrics } from './metrics.js'
+import { sendHttpError } from '../core/error-answers.js'
 
 export const METRICS_MAX_CONNECTIONS = 16
 
 export function createMetricsServer (metrics: AgentMetrics): Server {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]
-    if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
-      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'SIDEKEY_E_SECRET_UNKNOWN', message: 'this listener serves GET /metrics only; secrets are on 127.0.0.1' } }))
+    if (path !== '/metrics') {
+      sendHttpError(res, 'SIDEKEY_E_ROUTE', 'this listener serves GET /metrics only; secrets are on 127.0.0.1')
+      return
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD')
+      sendHttpError(res, 'SIDEKEY_E_METHOD', 'this listener serves GET /metrics only')
       return
     }
     metrics.registry.metrics().then((text) => {
       res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(req.method === 'HEAD' ? undefined : text)
-    }, () => { res.writeHead(500).end() })
+    }, () => { sendHttpError(res, 'SIDEKEY_E_INTERNAL', 'the metrics could not be collected; the agent log has the cause') })
   })
   server.maxConnections = METRICS_MAX_CONNECTIONS
   server.headersTimeout = 5_000

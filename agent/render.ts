@@ -2,7 +2,7 @@
 // render the format. Errors name the reference, never the value.
 import { createRequire } from 'node:module'
 import { SidekeyError } from '../core/errors.js'
-import type { Format } from '../core/config/load.js'
+import type { SecretFormat } from '../core/config/schema.js'
 import type { SecretRef } from '../core/reference.js'
 import type { SecretData } from './providers/provider.js'
 import { dataFromText } from './providers/secret-data.js'
@@ -46,7 +46,7 @@ function asMap (data: SecretData): Record<string, string> | undefined {
 }
 
 /** Renders selected data into file bytes. */
-export function render (data: SecretData, format: Format, where: string, _envName?: string): Buffer {
+export function render (data: SecretData, format: SecretFormat, where: string, _envName?: string): Buffer {
   switch (format) {
     case 'raw':
       return data.kind === 'bytes' ? data.bytes : Buffer.from(JSON.stringify(data.map))

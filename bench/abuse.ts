@@ -58,7 +58,7 @@ async function startAgent (name: string): Promise<Agent> {
   const dir = join(work, name)
   const cfg = join(work, `${name}.json`)
   writeFileSync(cfg, JSON.stringify({
-    dir: join(dir, 'secrets'), tokenFile: join(dir, 'token'), listen: { http, grpc: grpcPort }, logLevel: 'error',
+    dir: join(dir, 'secrets'), apiTokenFile: join(dir, 'token'), listen: { http, grpc: grpcPort }, logLevel: 'error',
     secrets: [{ name: 'k', ref: 'env:SIDEKEY_ABUSE_VALUE' }],
   }))
   const proc = spawn(process.execPath, ['dist/bin/sidekey.js', 'agent', '--config', cfg], { env: { ...process.env, NODE_OPTIONS: AGENT_NODE_OPTIONS, SIDEKEY_ABUSE_VALUE: 'abuse-bench-value' }, stdio: 'ignore' })

@@ -30,7 +30,7 @@ async function agentRun (dir: string, n: number, port: number, key: string): Pro
   const out = join(dir, `out-${n}`)
   const cfg = join(dir, `agent-${n}.json`)
   writeFileSync(cfg, JSON.stringify({
-    dir: out, tokenFile: join(dir, `token-${n}`), listen: { http: port, grpc: port + 1 }, logLevel: 'warn',
+    dir: out, apiTokenFile: join(dir, `token-${n}`), listen: { http: port, grpc: port + 1 }, logLevel: 'warn',
     stores: { local: { type: 'local', path: store, keyEnv: 'BENCH_KEY' } },
     secrets: Array.from({ length: n }, (_, i) => ({ name: `s${i}`, ref: `local:s${i}` })),
   }))

@@ -70,7 +70,7 @@ async function main (): Promise<void> {
   try {
     const bare = spawn(process.execPath, ['-e', `require('http').createServer((q,s)=>{s.writeHead(200,{'content-type':'application/octet-stream','content-length':${BODY.length}});s.end(${JSON.stringify(BODY)})}).listen(18199,'127.0.0.1')`], { stdio: 'ignore' })
     procs.push(bare)
-    const config = { dir: join(dir, 'secrets'), tokenFile: join(dir, 'token'), listen: { http: 18198, grpc: 0 }, secrets: [{ name: 'openai', ref: 'env:BENCH_VALUE' }], refresh: '30s' }
+    const config = { dir: join(dir, 'secrets'), apiTokenFile: join(dir, 'token'), listen: { http: 18198, grpc: 0 }, secrets: [{ name: 'openai', ref: 'env:BENCH_VALUE' }], refresh: '30s' }
     writeFileSync(join(dir, 'agent.json'), JSON.stringify(config))
     // Audit lines go to a file as they would to the container log.
     const agent = spawn(process.execPath, ['dist/bin/sidekey.js', 'agent', '--config', join(dir, 'agent.json')], { env: { ...process.env, BENCH_VALUE: BODY }, stdio: ['ignore', 'ignore', 'inherit'] })

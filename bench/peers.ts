@@ -97,7 +97,7 @@ function configFor (kind: Kind, dir: string, set: string, n: number, tok: string
   if (isSidekey(kind)) {
     const cfg = join(dir, 'agent.json')
     writeFileSync(cfg, JSON.stringify({
-      dir: out, tokenFile: join(dir, 'sidekey-token'), listen: { http: 0, grpc: 0 }, logLevel: 'warn',
+      dir: out, apiTokenFile: join(dir, 'sidekey-token'), listen: { http: 0, grpc: 0 }, logLevel: 'warn',
       ...(o.refresh !== undefined ? { refresh: o.refresh } : {}),
       ...(o.initOnly === true ? { exitAfterSync: true } : {}),
       stores: { vault: { type: 'vault', address: openbao.addr, tokenEnv: 'PEERS_VAULT_TOKEN' } },

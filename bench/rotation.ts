@@ -136,7 +136,7 @@ const makers: Record<string, () => Promise<Backend>> = { vault: vaultBackend, aw
 
 async function startBenchAgent (store: Record<string, unknown>, type: string, refs: string[], refresh: string): Promise<{ agent: RunningAgent, get: (name: string) => Promise<string>, dir: string }> {
   const dir = mkdtempSync(join(work, 'agent-'))
-  const config = loadConfig({ dir: join(dir, 'secrets'), tokenFile: join(dir, 'token'), listen: { http: 0, grpc: 0, grpcEnabled: false }, refresh, logLevel: 'silent', stores: { [type]: store }, secrets: refs.map((ref, i) => ({ name: `s${i}`, ref })) })
+  const config = loadConfig({ dir: join(dir, 'secrets'), apiTokenFile: join(dir, 'token'), listen: { http: 0, grpc: 0, grpcEnabled: false }, refresh, logLevel: 'silent', stores: { [type]: store }, secrets: refs.map((ref, i) => ({ name: `s${i}`, ref })) })
   const agent = await startAgent(config, { logger: pino({ level: 'silent' }), defaultMetrics: false })
   await agent.synced
   const token = readFileSync(join(dir, 'token'), 'utf8').trim()

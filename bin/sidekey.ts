@@ -3,7 +3,8 @@
 // only its own code, so `sidekey get` starts fast and the agent never loads
 // the webhook.
 import module from 'node:module'
-import { SidekeyError, isSidekeyError } from '../core/errors.js'
+import { SidekeyError } from '../core/errors.js'
+import { reportCliError, usageError } from '../core/error-answers.js'
 
 // V8's compile cache (Node >= 22.1; the image runs 24, a host may run 20):
 // code compiled once is reused by the next start. NODE_COMPILE_CACHE picks the
@@ -31,8 +32,9 @@ async function run (): Promise<number> {
   }
   const cmd = commands[name]
   if (cmd === undefined) {
-    process.stderr.write(`sidekey: unknown command "${name}"\n${usage()}\n`)
-    return 2
+    const code = reportCliError(new SidekeyError('SIDEKEY_E_USAGE', `unknown command "${name.slice(0, 64)}"; the commands are ${Object.keys(commands).join(', ')}`))
+    process.stderr.write(usage() + '\n')
+    return code
   }
   const main = await cmd.run()
   return await main(rest)
@@ -41,13 +43,12 @@ async function run (): Promise<number> {
 run().then((code) => {
   if (code !== 0) process.exitCode = code
 }, (err: unknown) => {
-  // commander already printed help or its own usage error; `--help` is a success.
-  const c = err as { code?: unknown, exitCode?: unknown }
+  // A commander error (exitOverride): help is a success, anything else a usage error.
+  const c = err as { code?: unknown, message?: unknown, exitCode?: unknown }
   if (typeof c.code === 'string' && c.code.startsWith('commander.') && typeof c.exitCode === 'number') {
-    process.exitCode = c.code === 'commander.helpDisplayed' || c.code === 'commander.help' || c.code === 'commander.version' ? 0 : 2
+    const usage = usageError({ code: c.code, message: String(c.message) }, `sidekey ${process.argv[2] ?? ''}`)
+    process.exitCode = usage === undefined ? 0 : reportCliError(usage)
     return
   }
-  const e = isSidekeyError(err) ? err : new SidekeyError('SIDEKEY_E_CONFIG', (err as Error)?.message ?? String(err))
-  process.stderr.write(`sidekey: ${e.code}: ${e.message}\n`)
-  process.exitCode = 1
+  process.exitCode = reportCliError(err)
 })

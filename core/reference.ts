@@ -11,9 +11,6 @@ export interface SecretRef {
   readonly raw: string
 }
 
-export const DEFAULT_STORES = ['vault', 'aws', 'azure', 'k8s', 'env', 'file', 'local'] as const
-export type StoreType = typeof DEFAULT_STORES[number]
-
 const STORE_RE = /^[a-z][a-z0-9-]{0,62}$/
 const VERSION_RE = /^[A-Za-z0-9_.-]{1,256}$/
 const MAX_REF = 2048
@@ -42,6 +39,7 @@ export function parseRef (raw: unknown): SecretRef {
   if (raw.length > MAX_REF) {
     throw new SidekeyError('SIDEKEY_E_REF_SYNTAX', `a secret reference is longer than ${MAX_REF} characters (not shown); expected <store>:<path>[#<key>][@<version>], e.g. vault:secret/data/openai#api_key`)
   }
+  // eslint-disable-next-line no-control-regex
   if (/[\s\x00-\x1f\x7f]/.test(raw)) {
     throw new SidekeyError('SIDEKEY_E_REF_SYNTAX', 'a secret reference contains whitespace or control characters (not shown: it may be a pasted value); expected <store>:<path>[#<key>][@<version>], e.g. vault:secret/data/openai#api_key')
   }

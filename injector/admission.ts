@@ -2,7 +2,7 @@
 // types, decide, and build the answer with the same uid and apiVersion.
 // No HTTP here, so the decision is testable and fuzzable on its own.
 import type { V1Pod } from '@kubernetes/client-node'
-import { SidekeyError, isSidekeyError } from '../core/errors.js'
+import { SidekeyError, isSidekeyError, k8sReason } from '../core/errors.js'
 import type { InjectorConfig } from './config.js'
 import { mutatePod, type Outcome } from './mutate.js'
 import { createPatch } from './patch.js'
@@ -37,10 +37,7 @@ export interface AdmissionReviewOut {
 
 export type ReviewOutcome = Outcome | 'denied' | 'ignored' | 'error' | 'warned' | 'valid'
 
-export interface ReviewResult {
-  /** HTTP status of the answer: 200 with an AdmissionReview, or 4xx with `{code, message}` when no uid can be answered. */
-  readonly httpStatus: number
-  readonly body: AdmissionReviewOut | { code: string, message: string }
+interface ReviewFacts {
   readonly outcome: ReviewOutcome | 'malformed'
   /** For denials: the policy rule or the error code. */
   readonly rule?: string
@@ -48,17 +45,33 @@ export interface ReviewResult {
   readonly namespace?: string
 }
 
+/**
+ * An AdmissionReview to answer (HTTP 200), or, when the body has no uid to
+ * answer, the error the handler answers over HTTP (the catalogue's status).
+ */
+export type ReviewResult = ReviewFacts & ({ readonly body: AdmissionReviewOut, readonly error?: undefined } | { readonly error: SidekeyError, readonly body?: undefined })
+
 function isRecord (v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v)
 }
 
 function malformed (message: string): ReviewResult {
-  return { httpStatus: 400, body: { code: 'SIDEKEY_E_ADMISSION', message }, outcome: 'malformed' }
+  return { error: new SidekeyError('SIDEKEY_E_ADMISSION', message), outcome: 'malformed' }
 }
 
 /** The message a denial carries; `sidekey inject` prints the same. */
 export function denialMessage (err: SidekeyError): string {
   return `${err.code}: ${err.message}`
+}
+
+/**
+ * The one rendering of an error in an AdmissionReview: the catalogue's status
+ * as `status.code`, its Kubernetes reason, and `CODE: message` (or `text`, a
+ * message already built around the error, as the workload check's).
+ */
+export function admissionStatus (err: SidekeyError, text = denialMessage(err)): NonNullable<AdmissionResponse['status']> {
+  const reason = k8sReason(err.status)
+  return { code: err.status, message: text, ...(reason !== undefined ? { reason } : {}) }
 }
 
 function answer (uid: string, response: Omit<AdmissionResponse, 'uid'>): AdmissionReviewOut {
@@ -132,14 +145,13 @@ export function review (body: unknown, config: InjectorConfig): ReviewResult {
   if ('error' in req) {
     if (req.uid === undefined) return malformed(req.error)
     return {
-      httpStatus: 200,
-      body: answer(req.uid, { allowed: false, status: { code: 400, message: `SIDEKEY_E_ADMISSION: ${req.error}`, reason: 'BadRequest' } }),
+      body: answer(req.uid, { allowed: false, status: admissionStatus(new SidekeyError('SIDEKEY_E_ADMISSION', req.error)) }),
       outcome: 'denied',
       rule: 'SIDEKEY_E_ADMISSION',
     }
   }
   const base = { dryRun: req.dryRun, ...(req.namespace !== undefined ? { namespace: req.namespace } : {}) }
-  if (req.operation !== 'CREATE') return { ...base, httpStatus: 200, body: answer(req.uid, { allowed: true }), outcome: 'ignored' }
+  if (req.operation !== 'CREATE') return { ...base, body: answer(req.uid, { allowed: true }), outcome: 'ignored' }
   try {
     if (req.kind.kind !== 'Pod' || req.kind.group !== '' || req.kind.version !== 'v1') {
       throw new SidekeyError('SIDEKEY_E_ADMISSION', `the webhook handles v1 Pods only, got ${req.kind.group === '' ? '' : req.kind.group + '/'}${req.kind.version}/${req.kind.kind.slice(0, 64)}; fix the rules of the MutatingWebhookConfiguration`)
@@ -147,16 +159,15 @@ export function review (body: unknown, config: InjectorConfig): ReviewResult {
     const pod = narrowPod(req.object)
     const namespace = req.namespace ?? pod.metadata?.namespace ?? 'default'
     const result = mutatePod(pod, config, namespace)
-    if (result.outcome !== 'injected') return { ...base, httpStatus: 200, body: answer(req.uid, { allowed: true }), outcome: result.outcome }
+    if (result.outcome !== 'injected') return { ...base, body: answer(req.uid, { allowed: true }), outcome: result.outcome }
     const patch = Buffer.from(JSON.stringify(createPatch(pod, result.pod))).toString('base64')
-    return { ...base, httpStatus: 200, body: answer(req.uid, { allowed: true, patchType: 'JSONPatch', patch }), outcome: 'injected' }
+    return { ...base, body: answer(req.uid, { allowed: true, patchType: 'JSONPatch', patch }), outcome: 'injected' }
   } catch (err) {
-    const e = isSidekeyError(err) ? err : new SidekeyError('SIDEKEY_E_ADMISSION', 'the injector failed on this pod; see the injector log', {}, { cause: err })
+    const e = isSidekeyError(err) ? err : new SidekeyError('SIDEKEY_E_INTERNAL', 'the injector failed on this pod; see the injector log', {}, { cause: err })
     const rule = e.code === 'SIDEKEY_E_POLICY' && typeof e.details.rule === 'string' ? e.details.rule : e.code
     return {
       ...base,
-      httpStatus: 200,
-      body: answer(req.uid, { allowed: false, status: { code: e.status, message: denialMessage(e), reason: e.status === 403 ? 'Forbidden' : e.status === 409 ? 'Conflict' : 'BadRequest' } }),
+      body: answer(req.uid, { allowed: false, status: admissionStatus(e) }),
       outcome: isSidekeyError(err) ? 'denied' : 'error',
       rule,
     }
@@ -189,10 +200,10 @@ export function reviewWorkload (body: unknown, config: InjectorConfig, mode: 'wa
   const req = narrowRequest(body)
   if ('error' in req) {
     if (req.uid === undefined) return malformed(req.error)
-    return { httpStatus: 200, body: answer(req.uid, { allowed: true }), outcome: 'ignored' }
+    return { body: answer(req.uid, { allowed: true }), outcome: 'ignored' }
   }
   const base = { dryRun: req.dryRun, ...(req.namespace !== undefined ? { namespace: req.namespace } : {}) }
-  const allow = (outcome: ReviewOutcome): ReviewResult => ({ ...base, httpStatus: 200, body: answer(req.uid, { allowed: true }), outcome })
+  const allow = (outcome: ReviewOutcome): ReviewResult => ({ ...base, body: answer(req.uid, { allowed: true }), outcome })
   if (req.operation !== 'CREATE' && req.operation !== 'UPDATE') return allow('ignored')
   if (!(TEMPLATE_KINDS[req.kind.group] ?? []).includes(req.kind.kind) || !isRecord(req.object)) return allow('ignored')
   const doc = req.object
@@ -207,7 +218,7 @@ export function reviewWorkload (body: unknown, config: InjectorConfig, mode: 'wa
       const pod = narrowPod({ apiVersion: 'v1', kind: 'Pod', metadata: holder.metadata ?? {}, spec: holder.spec })
       mutatePod(pod, config, req.namespace ?? (typeof meta.namespace === 'string' ? meta.namespace : 'default'))
     } catch (err) {
-      problem = isSidekeyError(err) ? err : new SidekeyError('SIDEKEY_E_ADMISSION', 'the injector failed on this pod template; see the injector log', {}, { cause: err })
+      problem = isSidekeyError(err) ? err : new SidekeyError('SIDEKEY_E_INTERNAL', 'the injector failed on this pod template; see the injector log', {}, { cause: err })
       warning = `its pods will be refused: ${denialMessage(problem)}`
     }
   }
@@ -216,11 +227,10 @@ export function reviewWorkload (body: unknown, config: InjectorConfig, mode: 'wa
   if (mode === 'deny' && problem !== undefined) {
     return {
       ...base,
-      httpStatus: 200,
-      body: answer(req.uid, { allowed: false, status: { code: problem.status, message: text, reason: problem.status === 403 ? 'Forbidden' : problem.status === 409 ? 'Conflict' : 'BadRequest' } }),
+      body: answer(req.uid, { allowed: false, status: admissionStatus(problem, text) }),
       outcome: 'denied',
       rule: problem.code === 'SIDEKEY_E_POLICY' && typeof problem.details.rule === 'string' ? problem.details.rule : problem.code,
     }
   }
-  return { ...base, httpStatus: 200, body: answer(req.uid, { allowed: true, warnings: [text] }), outcome: 'warned', ...(problem !== undefined ? { rule: problem.code } : {}) }
+  return { ...base, body: answer(req.uid, { allowed: true, warnings: [text] }), outcome: 'warned', ...(problem !== undefined ? { rule: problem.code } : {}) }
 }

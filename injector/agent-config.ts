@@ -29,7 +29,7 @@ export function agentConfigDoc (spec: InjectionSpec, config: InjectorConfig, pod
     dir: spec.mountPath,
     // init-only exits after the first sync: nothing to scrape.
     listen: { http: config.listen.http, grpc: config.listen.grpc, ...(spec.metricsPort !== undefined && !exitAfterSync ? { metrics: spec.metricsPort } : {}) },
-    tokenFile: `${spec.mountPath}/${TOKEN_FILE_NAME}`,
+    apiTokenFile: `${spec.mountPath}/${TOKEN_FILE_NAME}`,
     refresh: spec.refresh ?? config.refresh,
     ...(spec.onChange.length > 0 ? { onChange: [...spec.onChange] } : {}),
     stores,

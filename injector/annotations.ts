@@ -69,6 +69,8 @@ export const VOLUME_TOKEN = 'sidekey-token'
 export const CONTAINER_AGENT = 'sidekey-agent'
 export const CONTAINER_AGENT_INIT = 'sidekey-agent-init'
 export const TOKEN_DIR = '/var/run/secrets/sidekey-token'
+/** The cluster CA (kube-root-ca.crt) in TOKEN_DIR, for stores that talk to the API server. */
+export const CLUSTER_CA_FILE = 'ca.crt'
 export const TOKEN_FILE_NAME = '.sidekey-token'
 export const ENV_ADDR = 'SIDEKEY_ADDR'
 export const ENV_TOKEN_FILE = 'SIDEKEY_TOKEN_FILE'

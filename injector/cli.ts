@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { SidekeyError, isSidekeyError } from '../core/errors.js'
+import { QUIET_USAGE_ERRORS, reportCliError, usageError } from '../core/error-answers.js'
 import { loadInjectorConfig, loadInjectorConfigFile, type InjectorConfig } from './config.js'
-import { denialMessage } from './admission.js'
 import { injectText } from './workloads.js'
 
 /** The config `sidekey inject` uses without --config: only `k8s:` references, in the pod's namespace. */
@@ -19,13 +19,14 @@ function intArg (name: string) {
 
 async function runCommand (program: Command, argv: string[]): Promise<number | undefined> {
   program.exitOverride()
-  program.configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) })
+  program.configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s), ...QUIET_USAGE_ERRORS })
   try {
     await program.parseAsync(argv, { from: 'user' })
     return undefined
   } catch (err) {
-    if (err instanceof CommanderError) return err.code === 'commander.helpDisplayed' || err.code === 'commander.help' ? 0 : 2
-    throw err
+    if (!(err instanceof CommanderError)) throw err
+    const usage = usageError(err, program.name())
+    return usage === undefined ? 0 : reportCliError(usage, program.name())
   }
 }
 
@@ -54,10 +55,8 @@ export async function injectMain (argv: string[]): Promise<number> {
         for (const n of out.notes) process.stderr.write(`sidekey inject: ${n}\n`)
       } catch (err) {
         if (!isSidekeyError(err)) throw err
-        const where = typeof err.details.document === 'string' ? `${err.details.document}: ` : ''
-        process.stderr.write(`sidekey inject: ${where}${denialMessage(err)}\n`)
+        code = reportCliError(err, 'sidekey inject')
         if (o.config === undefined && err.code === 'SIDEKEY_E_ANNOTATION' && err.details.reason === 'unknown-store') process.stderr.write('sidekey inject: without -c/--config only k8s: references are offered; pass -c <injector config or its ConfigMap>, e.g. -c manifests/base/configmap.yaml\n')
-        code = 1
       }
     })
   return (await runCommand(program, argv)) ?? code

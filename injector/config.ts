@@ -7,8 +7,12 @@ import { parse as parseYaml } from 'yaml'
 import { SidekeyError } from '../core/errors.js'
 import { describeAjvError } from '../core/config/load.js'
 import { storeSchemas, type StoreConfig, type StoreType } from '../core/config/schema.js'
+import { STORES, STORE_TYPES } from '../core/stores.js'
 import { parseDuration } from '../core/duration.js'
 import { INJECT_MODES, type InjectMode } from './annotations.js'
+
+/** `audiences.<key>` for every store type that logs in with a projected token of its own audience. */
+const audienceProperties = Object.fromEntries(STORES.flatMap((d) => d.token?.audience !== undefined ? [[d.token.audience.key, { type: 'string', minLength: 1, default: d.token.audience.default }]] : []))
 
 const quantity = { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi)?$' } as const
 const resourceList = { type: 'object', additionalProperties: false, properties: { cpu: quantity, memory: quantity } } as const
@@ -54,11 +58,7 @@ export const injectorConfigSchema = {
       type: 'object',
       additionalProperties: false,
       default: {},
-      properties: {
-        vault: { type: 'string', minLength: 1, default: 'vault' },
-        aws: { type: 'string', minLength: 1, default: 'sts.amazonaws.com' },
-        azure: { type: 'string', minLength: 1, default: 'api://AzureADTokenExchange' },
-      },
+      properties: audienceProperties,
     },
     /** uid/gid the agent runs as when the pod sets no non-root runAsUser. */
     agentUser: { type: 'integer', minimum: 1, default: 65532 },
@@ -66,7 +66,7 @@ export const injectorConfigSchema = {
       type: 'object',
       default: {},
       propertyNames: { pattern: '^[a-z][a-z0-9-]{0,62}$' },
-      additionalProperties: { type: 'object', required: ['type'], properties: { type: { enum: ['vault', 'aws', 'azure', 'k8s', 'env', 'file', 'local'] } } },
+      additionalProperties: { type: 'object', required: ['type'], properties: { type: { enum: STORE_TYPES } } },
     },
     policy: {
       type: 'object',
@@ -119,7 +119,8 @@ export interface InjectorConfig {
   readonly workloadCheck: 'warn' | 'deny'
   readonly listen: { readonly http: number, readonly grpc: number }
   readonly tokenExpirationSeconds: number
-  readonly audiences: { readonly vault: string, readonly aws: string, readonly azure: string }
+  /** Token audience per `token.audience.key` of the store descriptors (vault, aws, ...). */
+  readonly audiences: Readonly<Record<string, string>>
   readonly agentUser: number
   /** Stores pods may name; `k8s` is always present (the pod's own namespace). */
   readonly stores: Readonly<Record<string, StoreConfig>>

@@ -13,6 +13,7 @@ import { Counter, Histogram, Registry } from 'prom-client'
 import { pino, type Logger } from 'pino'
 import type { InjectorConfig } from './config.js'
 import { review, reviewWorkload, type ReviewResult } from './admission.js'
+import { sendHttpError } from '../core/error-answers.js'
 
 // A real Pod's AdmissionReview is a few KiB (annotations are capped at 256 KiB
 // by the API server); 1 MiB leaves room and bounds what one request can cost.
@@ -95,13 +96,10 @@ function metrics (registry: Registry): Metrics {
   }
 }
 
-function sendBusy (res: ServerResponse, message: string): void {
-  sendJson(res, 429, { error: { code: 'SIDEKEY_E_BUSY', message } }, true)
-}
-
-function sendJson (res: ServerResponse, status: number, body: unknown, close = false): void {
+/** An AdmissionReview answer; every error goes through sendHttpError instead. */
+function sendReview (res: ServerResponse, body: unknown): void {
   const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...(close ? { connection: 'close' } : {}) })
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
   res.end(text)
 }
 
@@ -129,13 +127,13 @@ export async function startInjectorServer (opts: InjectorServerOptions): Promise
     const declared = Number(req.headers['content-length'] ?? '0')
     if (Number.isFinite(declared) && declared > maxBody) {
       m.admissions.inc({ outcome: 'too_large' })
-      sendJson(res, 413, { code: 'SIDEKEY_E_ADMISSION', message: `the body is larger than ${maxBody} bytes` }, true)
+      sendHttpError(res, 'SIDEKEY_E_BODY_TOO_LARGE', `the body is larger than ${maxBody} bytes (--max-body-bytes)`, true)
       req.resume()
       return
     }
     if (inFlight >= maxInFlight) {
       m.admissions.inc({ outcome: 'busy' })
-      sendBusy(res, `${maxInFlight} admissions are in flight; retry (the API server does within its timeout)`)
+      sendHttpError(res, 'SIDEKEY_E_BUSY', `${maxInFlight} admissions are in flight; retry (the API server does within its timeout)`, true)
       req.resume()
       return
     }
@@ -153,7 +151,7 @@ export async function startInjectorServer (opts: InjectorServerOptions): Promise
       if (size > maxBody) {
         done = true
         m.admissions.inc({ outcome: 'too_large' })
-        sendJson(res, 413, { code: 'SIDEKEY_E_ADMISSION', message: `the body is larger than ${maxBody} bytes` }, true)
+        sendHttpError(res, 'SIDEKEY_E_BODY_TOO_LARGE', `the body is larger than ${maxBody} bytes (--max-body-bytes)`, true)
         req.resume()
         return
       }
@@ -169,30 +167,30 @@ export async function startInjectorServer (opts: InjectorServerOptions): Promise
       const shape = jsonShape(raw, maxContainers)
       if (shape !== 'ok') {
         m.admissions.inc({ outcome: 'too_large' })
-        sendJson(res, 413, { code: 'SIDEKEY_E_ADMISSION', message: shape === 'containers' ? `the body has more than ${maxContainers} objects and arrays; a Pod has far fewer` : `the body nests deeper than ${MAX_JSON_DEPTH} levels; a Pod does not` })
+        sendHttpError(res, 'SIDEKEY_E_BODY_TOO_LARGE', shape === 'containers' ? `the body has more than ${maxContainers} objects and arrays (--max-json-containers); a Pod has far fewer` : `the body nests deeper than ${MAX_JSON_DEPTH} levels; a Pod does not`)
         return
       }
       try {
         body = JSON.parse(raw.toString('utf8'))
       } catch {
         m.admissions.inc({ outcome: 'malformed' })
-        sendJson(res, 400, { code: 'SIDEKEY_E_ADMISSION', message: 'the body is not JSON; send an admission.k8s.io/v1 AdmissionReview' })
+        sendHttpError(res, 'SIDEKEY_E_ADMISSION', 'the body is not JSON; send an admission.k8s.io/v1 AdmissionReview')
         return
       }
       const r = decide(body)
-      sendJson(res, r.httpStatus, r.body)
+      if (r.error !== undefined) sendHttpError(res, r.error.code, r.error.message)
+      else sendReview(res, r.body)
       const outcome = r.outcome.replace(/-/g, '_')
       m.admissions.inc({ outcome })
       m.duration.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9)
       if (r.rule !== undefined) m.denials.inc({ rule: r.rule })
+      const resp = r.body?.response
       if (r.outcome === 'warned') {
-        const resp = 'response' in r.body ? r.body.response : undefined
         log.info({ uid: resp?.uid, namespace: r.namespace, outcome: r.outcome, rule: r.rule, dryRun: r.dryRun, warning: resp?.warnings?.[0] }, 'workload check warned')
       } else if (r.outcome === 'denied' || r.outcome === 'error' || r.outcome === 'malformed') {
-        const resp = 'response' in r.body ? r.body.response : undefined
-        log.warn({ uid: resp?.uid, namespace: r.namespace, outcome: r.outcome, rule: r.rule, dryRun: r.dryRun, message: resp?.status?.message ?? ('message' in r.body ? r.body.message : undefined) }, 'admission refused')
+        log.warn({ uid: resp?.uid, namespace: r.namespace, outcome: r.outcome, rule: r.rule, dryRun: r.dryRun, message: resp?.status?.message ?? r.error?.message }, 'admission refused')
       } else if (r.outcome === 'injected') {
-        log.debug({ uid: 'response' in r.body ? r.body.response.uid : undefined, namespace: r.namespace, dryRun: r.dryRun }, 'injected')
+        log.debug({ uid: resp?.uid, namespace: r.namespace, dryRun: r.dryRun }, 'injected')
       }
     })
   }
@@ -201,22 +199,26 @@ export async function startInjectorServer (opts: InjectorServerOptions): Promise
     const path = (req.url ?? '/').split('?')[0]
     try {
       if (path === '/mutate' || path === '/validate') {
-        if (req.method !== 'POST') { sendJson(res, 405, { code: 'SIDEKEY_E_ADMISSION', message: `POST an AdmissionReview to ${path}` }); req.resume(); return }
+        if (req.method !== 'POST') { res.setHeader('allow', 'POST'); sendHttpError(res, 'SIDEKEY_E_METHOD', `POST an AdmissionReview to ${path}`); req.resume(); return }
         onReview(req, res, path === '/mutate' ? (b) => review(b, opts.config) : (b) => reviewWorkload(b, opts.config))
         return
       }
       req.resume()
-      if (req.method !== 'GET') { sendJson(res, 405, { code: 'SIDEKEY_E_ADMISSION', message: 'method not allowed' }); return }
+      if (req.method !== 'GET') { res.setHeader('allow', 'GET'); sendHttpError(res, 'SIDEKEY_E_METHOD', `${path} answers GET only; the webhook paths (POST) are /mutate and /validate`); return }
       if (path === '/healthz') { res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n'); return }
-      if (path === '/readyz') { res.writeHead(closing ? 503 : 200, { 'content-type': 'text/plain' }).end(closing ? 'shutting down\n' : 'ok\n'); return }
-      if (path === '/metrics') {
-        registry.metrics().then((text) => { res.writeHead(200, { 'content-type': registry.contentType }).end(text) }, () => { res.writeHead(500).end() })
+      if (path === '/readyz') {
+        if (closing) sendHttpError(res, 'SIDEKEY_E_STOPPING', 'the webhook is shutting down')
+        else res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n')
         return
       }
-      sendJson(res, 404, { code: 'SIDEKEY_E_ADMISSION', message: 'not found; the webhook path is /mutate' })
+      if (path === '/metrics') {
+        registry.metrics().then((text) => { res.writeHead(200, { 'content-type': registry.contentType }).end(text) }, () => { sendHttpError(res, 'SIDEKEY_E_INTERNAL', 'the metrics could not be collected; the injector log has the cause') })
+        return
+      }
+      sendHttpError(res, 'SIDEKEY_E_ROUTE', 'no such path; the webhook paths are POST /mutate and /validate, and GET /healthz, /readyz, /metrics')
     } catch (err) {
       log.error({ err }, 'request failed')
-      if (!res.headersSent) sendJson(res, 500, { code: 'SIDEKEY_E_ADMISSION', message: 'internal error' })
+      if (!res.headersSent) sendHttpError(res, 'SIDEKEY_E_INTERNAL', 'the request could not be handled; the injector log has the cause')
     }
   })
   server.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS

@@ -3,6 +3,7 @@
 // error: nothing is half-done.
 import type { V1Container, V1Pod } from '@kubernetes/client-node'
 import { SidekeyError } from '../core/errors.js'
+import { storeDescriptor } from '../core/stores.js'
 import {
   ANN_CONTAINERS, ANN_MODE_PREFIX, ANN_ON_CHANGE, ANN_STATUS, CONTAINER_AGENT, CONTAINER_AGENT_INIT, LABEL_INJECT, STATUS_INJECTED,
   VOLUME_SECRETS, VOLUME_TOKEN,
@@ -44,27 +45,11 @@ function conflict (what: string, name: string): SidekeyError {
   return new SidekeyError('SIDEKEY_E_CONFLICT', `the pod already has a ${what} named "${name}", which Sidekey injects; rename it (Sidekey never overwrites it)`, { name })
 }
 
-/** TCP ports the agent's stores talk to (the in-cluster API server is 443 behind its Service). */
+/** TCP ports the agent's stores talk to, from each store type's descriptor. */
 export function backendPorts (spec: InjectionSpec): number[] {
   const out = new Set<number>()
-  const portOf = (url: unknown, fallback: number): number => {
-    if (typeof url !== 'string') return fallback
-    try {
-      const u = new URL(url)
-      return u.port !== '' ? Number(u.port) : u.protocol === 'http:' ? 80 : 443
-    } catch {
-      return fallback
-    }
-  }
   for (const s of Object.values(spec.stores)) {
-    const c = s as Record<string, unknown>
-    switch (s.type) {
-      case 'vault': out.add(portOf(c.address, 8200)); break
-      case 'aws': out.add(portOf(c.endpoint, 443)); out.add(portOf(c.stsEndpoint, 443)); break
-      case 'azure': out.add(portOf(c.vaultUrl, 443)); out.add(portOf(c.authorityHost, 443)); break
-      case 'k8s': out.add(portOf(c.server, 443)); break
-      default: break
-    }
+    for (const p of storeDescriptor(s.type)?.egressPorts?.(s as Readonly<Record<string, unknown>>) ?? []) out.add(p)
   }
   return [...out].sort((a, b) => a - b)
 }

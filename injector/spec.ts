@@ -8,16 +8,15 @@ import { parseRef, type SecretRef } from '../core/reference.js'
 import { parseTemplate } from '../core/template.js'
 import { parseDuration } from '../core/duration.js'
 import { modeProblem } from '../core/file-mode.js'
-import { onChangeSchema, type StoreConfig } from '../core/config/schema.js'
+import { SECRET_FORMATS, onChangeSchema, type SecretFormat, type StoreConfig } from '../core/config/schema.js'
+import { storeDescriptor } from '../core/stores.js'
 import {
   ANN_CONTAINERS, ANN_FORMAT_PREFIX, ANN_INJECT_MODE, ANN_MODE_PREFIX, ANN_MOUNT_PATH, ANN_ON_CHANGE, ANN_OPTIONAL_PREFIX,
   ANN_METRICS_PORT, ANN_REFRESH, ANN_ROLE, ANN_SYNC_DEADLINE, ANN_SECRET_PREFIX, ANN_STORE_PREFIX, ANN_TEMPLATE_PREFIX, EXACT_KEYS, INJECT_MODES, NAMED_PREFIXES,
-  PREFIX, TOKEN_DIR, type InjectMode,
+  CLUSTER_CA_FILE, PREFIX, TOKEN_DIR, type InjectMode,
 } from './annotations.js'
 import type { InjectorConfig } from './config.js'
 
-export type Format = 'raw' | 'json' | 'env' | 'yaml'
-const FORMATS: readonly Format[] = ['raw', 'json', 'env', 'yaml']
 
 export interface SecretEntry {
   readonly name: string
@@ -26,7 +25,7 @@ export interface SecretEntry {
   readonly ref?: SecretRef
   readonly template?: string
   readonly refs: readonly SecretRef[]
-  readonly format?: Format
+  readonly format?: SecretFormat
   readonly mode?: string
   readonly optional: boolean
 }
@@ -64,17 +63,6 @@ const CONTAINER_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/
 const ON_CHANGE_RE = new RegExp(onChangeSchema.pattern)
 const MIN_REFRESH_MS = 1000
 const MAX_REFRESH_MS = 24 * 3_600_000
-
-/** Identity fields a pod may override per store type; addresses stay with the platform team. */
-const OVERRIDABLE: Readonly<Record<string, readonly string[]>> = {
-  vault: ['role', 'authMount', 'namespace', 'kvVersion'],
-  aws: ['roleArn', 'region'],
-  azure: ['clientId', 'tenantId'],
-  k8s: [],
-  env: [],
-  file: [],
-  local: [],
-}
 
 export function annotationError (annotation: string, what: string, details: Record<string, unknown> = {}): SidekeyError {
   return new SidekeyError('SIDEKEY_E_ANNOTATION', `${annotation}: ${what}`, { annotation, ...details })
@@ -212,11 +200,11 @@ export function buildSpec (annotations: Readonly<Record<string, string>> | undef
         throw wrap(templateKey, source, err, offered)
       }
     }
-    let format: Format | undefined
+    let format: SecretFormat | undefined
     if (p.format !== undefined) {
-      if (!(FORMATS as readonly string[]).includes(p.format)) throw annotationError(ANN_FORMAT_PREFIX + name, `must be one of ${FORMATS.join(', ')}`)
+      if (!(SECRET_FORMATS as readonly string[]).includes(p.format)) throw annotationError(ANN_FORMAT_PREFIX + name, `must be one of ${SECRET_FORMATS.join(', ')}`)
       if (p.template !== undefined) throw annotationError(ANN_FORMAT_PREFIX + name, 'applies to secret-<name> only; a template already is the file content')
-      format = p.format as Format
+      format = p.format as SecretFormat
     }
     const badMode = p.mode !== undefined ? modeProblem(p.mode) : undefined
     if (badMode !== undefined) throw annotationError(ANN_MODE_PREFIX + name, badMode)
@@ -257,43 +245,35 @@ export function buildSpec (annotations: Readonly<Record<string, string>> | undef
   for (const [name, base] of Object.entries(stores)) {
     const override = storeOverrides.get(name) ?? {}
     const key = ANN_STORE_PREFIX + name
-    const allowed = OVERRIDABLE[base.type] ?? []
+    const d = storeDescriptor(base.type)
+    const allowed = d?.podOverridable ?? []
     for (const [f, v] of Object.entries(override)) {
       if (!allowed.includes(f)) throw annotationError(key, `field "${f}" cannot be set from a pod for a ${base.type} store; allowed: ${allowed.length > 0 ? allowed.join(', ') : 'none'}`)
       if (f === 'kvVersion' ? v !== 1 && v !== 2 : typeof v !== 'string' || v.length === 0 || v.length > 2048) throw annotationError(key, `field "${f}" must be ${f === 'kvVersion' ? '1 or 2' : 'a non-empty string'}`)
     }
     const merged: Record<string, unknown> = { ...base, ...override }
-    const need = (field: string, what: string): void => {
+    const roleField = d?.role
+    if (roleField !== undefined) {
+      const field = roleField.field
       if (override[field] === undefined && role !== undefined) merged[field] = role
-      if (merged[field] === undefined) throw annotationError(ANN_ROLE, `store "${name}" (${base.type}) needs ${what}; set ${ANN_ROLE} or ${key}: {"${field}": "..."}`)
+      if (merged[field] === undefined) throw annotationError(ANN_ROLE, `store "${name}" (${base.type}) needs ${roleField.what}; set ${ANN_ROLE} or ${key}: {"${field}": "..."}`)
+      const prefix = roleField.prefix
+      if (prefix !== undefined && (typeof merged[field] !== 'string' || !merged[field].startsWith(prefix.value))) {
+        throw annotationError(override[field] !== undefined ? key : ANN_ROLE, `store "${name}" (${base.type}) needs ${roleField.what} starting with "${prefix.value}"; set ${key}: {"${field}": "${prefix.example}"}`)
+      }
     }
-    switch (base.type) {
-      case 'vault':
-        need('role', 'a Vault Kubernetes-auth role')
-        merged.tokenFile = `${TOKEN_DIR}/vault`
-        tokens.set('vault', { path: 'vault', audience: config.audiences.vault })
-        break
-      case 'aws':
-        need('roleArn', 'an IAM role ARN')
-        if (typeof merged.roleArn !== 'string' || !merged.roleArn.startsWith('arn:')) throw annotationError(storeOverrides.get(name)?.roleArn !== undefined ? key : ANN_ROLE, `store "${name}" (aws) needs an IAM role ARN starting with "arn:"; set ${key}: {"roleArn": "arn:aws:iam::<account>:role/<name>"}`)
-        merged.tokenFile = `${TOKEN_DIR}/aws`
-        tokens.set('aws', { path: 'aws', audience: config.audiences.aws })
-        break
-      case 'azure':
-        need('clientId', 'the workload identity client id')
-        // The tenant is the platform's, not the pod's role: the base store or the override must give it.
-        if (typeof merged.tenantId !== 'string' || merged.tenantId === '') throw annotationError(key, `store "${name}" (azure) needs tenantId; set it in the injector config's store or ${key}: {"tenantId": "..."}`)
-        merged.tokenFile = `${TOKEN_DIR}/azure`
-        tokens.set('azure', { path: 'azure', audience: config.audiences.azure })
-        break
-      case 'k8s':
-        merged.tokenFile = `${TOKEN_DIR}/k8s`
-        merged.caFile = `${TOKEN_DIR}/ca.crt`
-        tokens.set('k8s', { path: 'k8s' })
+    for (const field of d?.podRequires ?? []) {
+      if (typeof merged[field] !== 'string' || merged[field] === '') throw annotationError(key, `store "${name}" (${base.type}) needs ${field}; set it in the injector config's store or ${key}: {"${field}": "..."}`)
+    }
+    const token = d?.token
+    if (token !== undefined) {
+      merged.tokenFile = `${TOKEN_DIR}/${token.fileName}`
+      const audience = token.audience !== undefined ? config.audiences[token.audience.key] ?? token.audience.default : undefined
+      tokens.set(token.fileName, { path: token.fileName, ...(audience !== undefined ? { audience } : {}) })
+      if (token.clusterCa === true) {
+        merged.caFile = `${TOKEN_DIR}/${CLUSTER_CA_FILE}`
         needsClusterCa = true
-        break
-      default:
-        break
+      }
     }
     stores[name] = Object.freeze(merged) as StoreConfig
   }

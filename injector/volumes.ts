@@ -1,7 +1,7 @@
 // The two volumes the injector adds: the tmpfs the agent writes secrets to,
 // and the projected service-account tokens the stores log in with.
 import type { V1Volume, V1VolumeProjection } from '@kubernetes/client-node'
-import { VOLUME_SECRETS, VOLUME_TOKEN } from './annotations.js'
+import { CLUSTER_CA_FILE, VOLUME_SECRETS, VOLUME_TOKEN } from './annotations.js'
 import type { InjectorConfig } from './config.js'
 import type { InjectionSpec } from './spec.js'
 
@@ -36,6 +36,6 @@ export function tokenVolume (spec: InjectionSpec, config: InjectorConfig): V1Vol
   const sources: V1VolumeProjection[] = spec.tokens.map((t) => ({
     serviceAccountToken: { path: t.path, expirationSeconds: config.tokenExpirationSeconds, ...(t.audience !== undefined ? { audience: t.audience } : {}) },
   }))
-  if (spec.needsClusterCa) sources.push({ configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } })
+  if (spec.needsClusterCa) sources.push({ configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: CLUSTER_CA_FILE }] } })
   return { name: VOLUME_TOKEN, projected: { sources } }
 }

@@ -3,7 +3,8 @@
 // (run after `npm run build`); `npm test` checks every code is documented.
 import { readFileSync, writeFileSync } from 'node:fs'
 const { ERRORS } = await import('../dist/core/errors.js')
-const rows = Object.entries(ERRORS).map(([code, e]) => `| \`${code}\` (${e.status}) | ${e.doc} |`).join('\n')
+const peer = (p) => p === undefined ? '' : Object.entries(p).map(([k, v]) => `; ${k === 'aws' ? 'AWS' : 'Vault'} drop-in ${v}`).join('')
+const rows = Object.entries(ERRORS).map(([code, e]) => `| \`${code}\` (${e.status}, \`${e.grpc}\`${peer(e.peer)}) | ${e.doc} |`).join('\n')
 const readme = readFileSync('README.md', 'utf8')
 const start = readme.indexOf('| code | when |\n|---|---|\n')
 if (start === -1) throw new Error('README.md has no error table header')

@@ -4,6 +4,7 @@ import { resolve } from 'node:path'
 import { Command } from 'commander'
 import { loadConfig, loadConfigFile, parseJson, type AgentConfig } from '../../core/config/load.js'
 import { SidekeyError } from '../../core/errors.js'
+import { QUIET_USAGE_ERRORS } from '../../core/error-answers.js'
 import { createAuditLogger, createLogger } from '../logger.js'
 import { startAgent } from '../agent.js'
 import { seedDemo } from './demo.js'
@@ -15,6 +16,7 @@ export async function main (argv: string[]): Promise<number> {
     .option('-c, --config <file>', 'agent config JSON (default: env SIDEKEY_CONFIG)')
     .option('--local-demo', 'seed the example local store with a demo secret and print how to fetch it')
     .exitOverride()
+    .configureOutput(QUIET_USAGE_ERRORS)
   cmd.parse(argv, { from: 'user' })
   const opts = cmd.opts<{ config?: string, localDemo?: boolean }>()
 
@@ -54,9 +56,9 @@ export async function main (argv: string[]): Promise<number> {
       '',
       `sidekey agent is serving ${config.secrets.length} secret(s) from the local store on http://127.0.0.1:${agent.httpPort}`,
       `  files:   ${config.dir}/`,
-      `  env:     export SIDEKEY_ADDR=http://127.0.0.1:${agent.httpPort} SIDEKEY_TOKEN_FILE=${resolve(config.tokenFile)}`,
-      '  fetch:   curl -H "X-Sidekey-Token: $(cat ' + config.tokenFile + ')" http://127.0.0.1:' + agent.httpPort + '/v1/secrets/' + name,
-      `  list:    curl -H "X-Sidekey-Token: $(cat ${config.tokenFile})" http://127.0.0.1:${agent.httpPort}/v1/secrets`,
+      `  env:     export SIDEKEY_ADDR=http://127.0.0.1:${agent.httpPort} SIDEKEY_TOKEN_FILE=${resolve(config.apiTokenFile)}`,
+      '  fetch:   curl -H "X-Sidekey-Token: $(cat ' + config.apiTokenFile + ')" http://127.0.0.1:' + agent.httpPort + '/v1/secrets/' + name,
+      `  list:    curl -H "X-Sidekey-Token: $(cat ${config.apiTokenFile})" http://127.0.0.1:${agent.httpPort}/v1/secrets`,
       `  rotate:  printf '{"api_key":"sk-rotated"}' | node dist/bin/sidekey.js local put ${config.secrets[0]?.ref?.path ?? name} --dev --store ${(config.stores.local as { path?: string } | undefined)?.path ?? ''}`,
       '  stop:    Ctrl-C',
       '',

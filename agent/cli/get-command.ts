@@ -2,7 +2,8 @@
 // local endpoint, reading SIDEKEY_ADDR and SIDEKEY_TOKEN_FILE.
 import { Command } from 'commander'
 import { readFileSync } from 'node:fs'
-import { SidekeyError } from '../../core/errors.js'
+import { ERRORS, SidekeyError, type ErrorCode } from '../../core/errors.js'
+import { QUIET_USAGE_ERRORS, reportCliError } from '../../core/error-answers.js'
 import { HttpClient, HttpTransportError, type HttpAnswer } from '../http-client.js'
 
 function env (name: string, fallback?: string): string {
@@ -52,11 +53,14 @@ export function readyReasons (body: string): string {
   return lines.join('\n') + '\n'
 }
 
-/** The local token for the probe, when this container can read it: SIDEKEY_TOKEN_FILE, else the agent config's tokenFile. */
+/** The local token for the probe, when this container can read it: SIDEKEY_TOKEN_FILE, else the agent config's apiTokenFile (or its old name tokenFile). */
 function probeToken (): Record<string, string> {
   let file = process.env.SIDEKEY_TOKEN_FILE
   if (file === undefined && process.env.SIDEKEY_CONFIG !== undefined) {
-    try { file = (JSON.parse(process.env.SIDEKEY_CONFIG) as { tokenFile?: string }).tokenFile } catch { /* the agent reports a bad config itself */ }
+    try {
+      const c = JSON.parse(process.env.SIDEKEY_CONFIG) as { apiTokenFile?: string, tokenFile?: string }
+      file = c.apiTokenFile ?? c.tokenFile
+    } catch { /* the agent reports a bad config itself */ }
   }
   if (file === undefined) return {}
   try { return { 'x-sidekey-token': readFileSync(file, 'utf8').trim() } } catch { return {} }
@@ -70,6 +74,7 @@ export async function main (argv: string[]): Promise<number> {
     .option('--ready', 'exit 0 iff the agent is ready (for probes)')
     .option('--list', 'list names and versions')
     .exitOverride()
+    .configureOutput(QUIET_USAGE_ERRORS)
   cmd.parse(argv, { from: 'user' })
   const o = cmd.opts<{ wait?: string | boolean, ifNoneMatch?: string, ready?: boolean, list?: boolean }>()
   const addr = normalizeAddr(env('SIDEKEY_ADDR', o.ready === true ? 'http://127.0.0.1:8099' : undefined))
@@ -93,6 +98,14 @@ export async function main (argv: string[]): Promise<number> {
 
 type Call = (path: string, headers?: Record<string, string>) => Promise<HttpAnswer>
 
+/** The agent's error answer as the agent's own error: its code when the catalogue has it, else SIDEKEY_E_CLIENT. */
+export function agentError (r: HttpAnswer): SidekeyError {
+  let e: { code?: unknown, message?: unknown } | undefined
+  try { e = (JSON.parse(r.body.toString('utf8')) as { error?: typeof e }).error } catch { /* not JSON */ }
+  if (typeof e?.code === 'string' && Object.hasOwn(ERRORS, e.code)) return new SidekeyError(e.code as ErrorCode, typeof e.message === 'string' ? e.message : '')
+  return new SidekeyError('SIDEKEY_E_CLIENT', `the agent answered HTTP ${r.status} without a Sidekey error; is SIDEKEY_ADDR the agent?`)
+}
+
 async function run (o: { wait?: string | boolean, ifNoneMatch?: string, ready?: boolean, list?: boolean }, name: string | undefined, call: Call): Promise<number> {
   const text = (r: HttpAnswer): string => r.body.toString('utf8')
   const header = (r: HttpAnswer, h: string): string => { const v = r.headers[h]; return Array.isArray(v) ? v.join(', ') : v ?? '' }
@@ -104,12 +117,19 @@ async function run (o: { wait?: string | boolean, ifNoneMatch?: string, ready?: 
     process.stdout.write(readyReasons(text(res)))
     return 1
   }
-  const token = readFileSync(env('SIDEKEY_TOKEN_FILE'), 'utf8').trim()
+  const tokenFile = env('SIDEKEY_TOKEN_FILE')
+  let token: string
+  try {
+    token = readFileSync(tokenFile, 'utf8').trim()
+  } catch (err) {
+    throw new SidekeyError('SIDEKEY_E_CLIENT', `cannot read SIDEKEY_TOKEN_FILE ${tokenFile} (${(err as NodeJS.ErrnoException).code ?? 'error'}); the injector mounts it in app containers`)
+  }
   const auth = { 'x-sidekey-token': token }
   if (o.list === true || name === undefined) {
     const res = await call('/v1/secrets', auth)
+    if (res.status >= 300) return reportCliError(agentError(res))
     process.stdout.write(text(res) + '\n')
-    return res.status < 300 ? 0 : 1
+    return 0
   }
   const wait = o.wait === undefined ? '' : `?wait=${o.wait === true ? '30s' : o.wait}`
   const res = await call(`/v1/secrets/${encodeURIComponent(name)}${wait}`, o.ifNoneMatch !== undefined ? { ...auth, 'if-none-match': `"${o.ifNoneMatch}"` } : auth)
@@ -118,12 +138,7 @@ async function run (o: { wait?: string | boolean, ifNoneMatch?: string, ready?: 
     return 3
   }
   const body = res.body
-  if (res.status >= 300) {
-    let msg = body.toString('utf8')
-    try { msg = (JSON.parse(msg) as { error: { code: string, message: string } }).error.code + ': ' + (JSON.parse(msg) as { error: { message: string } }).error.message } catch { /* not JSON */ }
-    process.stderr.write(`sidekey: ${msg}\n`)
-    return 1
-  }
+  if (res.status >= 300) return reportCliError(agentError(res))
   process.stdout.write(body)
   return 0
 }

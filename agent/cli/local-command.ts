@@ -3,6 +3,7 @@ import { Command } from 'commander'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { SidekeyError } from '../../core/errors.js'
+import { QUIET_USAGE_ERRORS } from '../../core/error-answers.js'
 import { pino } from 'pino'
 import { createLogger } from '../logger.js'
 import { openLocalStore } from '../providers/local.js'
@@ -16,13 +17,13 @@ async function readStdin (): Promise<Buffer> {
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,252}$/
 
 export async function main (argv: string[]): Promise<number> {
-  let code = 0
   const program = new Command('sidekey local')
     .description('manage the encrypted local store (key from SIDEKEY_LOCAL_KEY)')
     .option('--store <file>', 'store file', process.env.SIDEKEY_LOCAL_STORE ?? join(homedir(), '.config', 'sidekey', 'local.json'))
     .option('--dev', 'use the built-in development key when SIDEKEY_LOCAL_KEY is unset (never for real secrets)')
     .option('--max-bytes <n>', 'largest value accepted', '1048576')
     .exitOverride()
+    .configureOutput(QUIET_USAGE_ERRORS)
   const open = () => {
     const o = program.opts<{ store: string, dev?: boolean }>()
     return openLocalStore({ type: 'local', path: o.store, keyEnv: 'SIDEKEY_LOCAL_KEY', dev: o.dev === true }, { logger: createLogger('warn', pino.destination({ dest: 2, sync: true })) }) // warnings on stderr: stdout is the command's output
@@ -41,11 +42,7 @@ export async function main (argv: string[]): Promise<number> {
   })
   program.command('rm <name>').description('remove a secret and all its versions').action((name: string) => {
     checkName(name)
-    if (!open().remove(name)) {
-      process.stderr.write(`sidekey: SIDEKEY_E_NOT_FOUND: no secret "${name}" in the local store\n`)
-      code = 1
-      return
-    }
+    if (!open().remove(name)) throw new SidekeyError('SIDEKEY_E_NOT_FOUND', `no secret "${name}" in the local store; sidekey local list shows the names`)
     process.stdout.write(`${name} removed\n`)
   })
   program.command('list').description('names and versions, never values').option('--json', 'JSON output').action((o: { json?: boolean }) => {
@@ -54,5 +51,5 @@ export async function main (argv: string[]): Promise<number> {
     else for (const i of items) process.stdout.write(`${i.name}\tversion ${i.version}\t${i.updatedAt}\n`)
   })
   await program.parseAsync(argv, { from: 'user' })
-  return code
+  return 0
 }

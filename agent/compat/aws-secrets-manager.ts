@@ -3,11 +3,13 @@
 // with the SSRF token in `X-Aws-Parameters-Secrets-Token`, answering the
 // GetSecretValue JSON shape. Only secrets this pod binds from an `aws` store
 // (format raw) are served; the token is the agent's own local token. Checks
-// run in the AWS agent's order (token, then parameters), with its statuses:
-// 403 bad token, 400 bad parameter or unknown secret, 405 not GET.
+// run in the AWS agent's order (token, then parameters), with its statuses
+// (bad token, bad parameter or unknown secret, not GET), which the catalogue
+// records as each code's `peer.aws` status.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { SecretSpec } from '../../core/config/load.js'
 import type { ErrorCode } from '../../core/errors.js'
+import { peerStatus } from '../../core/error-answers.js'
 import type { ServedSecret, ServedSet } from '../served.js'
 import { presentedToken } from '../access-token.js'
 import { versionSelector } from '../providers/aws.js'
@@ -26,8 +28,9 @@ export interface AwsCompatOptions {
 
 interface AwsMeta { arn?: string, name?: string, versionStages?: string[], createdDate?: number, binary?: boolean }
 
-function fail (res: ServerResponse, status: number, type: string, code: ErrorCode, message: string): RouteOutcome {
-  return { route: ROUTE, status: sendBody(res, status, { __type: type, message, code }) }
+/** Every error this route answers: the AWS agent's body, the catalogue's status for the code (as the AWS agent answers it). */
+function fail (res: ServerResponse, type: string, code: ErrorCode, message: string, secret?: string): RouteOutcome {
+  return { route: ROUTE, ...(secret !== undefined ? { secret } : {}), status: sendBody(res, peerStatus(code, 'aws'), { __type: type, message, code }) }
 }
 
 /** The stage a bound reference follows, or undefined when it pins a version id. */
@@ -44,18 +47,18 @@ export function awsSecretsManagerRoute (o: AwsCompatOptions): CompatRoute {
     const token = header(req, 'x-aws-parameters-secrets-token') ?? header(req, 'x-vault-token') ?? presentedToken(req.headers['x-sidekey-token'], req.headers.authorization)
     const auth = o.checkToken(token)
     if (auth !== 'ok') {
-      return fail(res, 403, 'AccessDeniedException', auth === 'missing' ? 'SIDEKEY_E_UNAUTHENTICATED' : 'SIDEKEY_E_FORBIDDEN',
+      return fail(res, 'AccessDeniedException', auth === 'missing' ? 'SIDEKEY_E_UNAUTHENTICATED' : 'SIDEKEY_E_FORBIDDEN',
         auth === 'missing'
           ? 'Bad Token: send the token from SIDEKEY_TOKEN_FILE in X-Aws-Parameters-Secrets-Token'
           : 'Bad Token: X-Aws-Parameters-Secrets-Token does not match; read it again from SIDEKEY_TOKEN_FILE')
     }
     for (const k of query.keys()) {
-      if (!PARAMS.has(k)) return fail(res, 400, 'InvalidParameterException', 'SIDEKEY_E_BAD_REQUEST', `unknown parameter: ${quote(k)}; use secretId, versionId, versionStage or refreshNow`)
+      if (!PARAMS.has(k)) return fail(res, 'InvalidParameterException', 'SIDEKEY_E_BAD_REQUEST', `unknown parameter: ${quote(k)}; use secretId, versionId, versionStage or refreshNow`)
     }
     const refreshNow = query.get('refreshNow')
-    if (refreshNow !== null && !/^(true|false|1|0)$/i.test(refreshNow)) return fail(res, 400, 'InvalidParameterException', 'SIDEKEY_E_BAD_REQUEST', 'invalid refreshNow value; use true or false')
+    if (refreshNow !== null && !/^(true|false|1|0)$/i.test(refreshNow)) return fail(res, 'InvalidParameterException', 'SIDEKEY_E_BAD_REQUEST', 'invalid refreshNow value; use true or false')
     const secretId = query.get('secretId') ?? ''
-    if (secretId === '') return fail(res, 400, 'InvalidParameterException', 'SIDEKEY_E_BAD_REQUEST', 'missing parameter secretId')
+    if (secretId === '') return fail(res, 'InvalidParameterException', 'SIDEKEY_E_BAD_REQUEST', 'missing parameter secretId')
     const versionId = query.get('versionId') ?? undefined
     const versionStage = query.get('versionStage') ?? undefined
 
@@ -65,7 +68,7 @@ export function awsSecretsManagerRoute (o: AwsCompatOptions): CompatRoute {
       return m !== undefined && (m.arn === secretId || m.name === secretId)
     })
     if (named.length === 0) {
-      return fail(res, 400, 'ResourceNotFoundException', 'SIDEKEY_E_SECRET_UNKNOWN', `Secrets Manager can't find the specified secret: this pod binds no aws secret "${quote(secretId)}" with format raw; add an annotation sidekey.dev/secret-<name>: aws:${quote(secretId)}`)
+      return fail(res, 'ResourceNotFoundException', 'SIDEKEY_E_SECRET_UNKNOWN', `Secrets Manager can't find the specified secret: this pod binds no aws secret "${quote(secretId)}" with format raw; add an annotation sidekey.dev/secret-<name>: aws:${quote(secretId)}`)
     }
     const matching = named.filter((s) => {
       const e = o.served.get(s.name)
@@ -77,13 +80,13 @@ export function awsSecretsManagerRoute (o: AwsCompatOptions): CompatRoute {
     })
     if (matching.length === 0) {
       const which = versionId !== undefined ? `VersionId: ${quote(versionId)}` : `staging label: ${quote(versionStage ?? 'AWSCURRENT')}`
-      return fail(res, 400, 'ResourceNotFoundException', 'SIDEKEY_E_NOT_FOUND', `Secrets Manager can't find the specified secret value for ${which}: this pod binds ${quote(secretId)} only at ${named.map((s) => s.ref?.version ?? 'AWSCURRENT').join(', ')}; bind aws:${quote(secretId)}@<version> to serve it`)
+      return fail(res, 'ResourceNotFoundException', 'SIDEKEY_E_NOT_FOUND', `Secrets Manager can't find the specified secret value for ${which}: this pod binds ${quote(secretId)} only at ${named.map((s) => s.ref?.version ?? 'AWSCURRENT').join(', ')}; bind aws:${quote(secretId)}@<version> to serve it`)
     }
     const whole = matching.find((s) => s.ref?.key === undefined)
     const served = whole !== undefined ? [whole] : matching
     const entries = served.map((s) => o.served.get(s.name))
     if (entries.some((e) => e === undefined)) {
-      return { route: ROUTE, secret: served[0]?.name as string, status: sendBody(res, 503, { __type: 'ServiceUnavailable', message: `the secret ${quote(secretId)} has not been fetched yet; retry`, code: 'SIDEKEY_E_NOT_READY' }) }
+      return fail(res, 'ServiceUnavailable', 'SIDEKEY_E_NOT_READY', `the secret ${quote(secretId)} has not been fetched yet; retry`, served[0]?.name as string)
     }
     const first = entries[0] as ServedSecret
     const meta = (first.meta ?? {}) as AwsMeta

@@ -26,6 +26,7 @@ export function header (req: IncomingMessage, name: string): string | undefined 
 
 /** Request input quoted back in an error: cut short, control characters dropped. */
 export function quote (s: string): string {
+  // eslint-disable-next-line no-control-regex
   const t = s.replace(/[\x00-\x1f\x7f]/g, '')
   return t.length > 128 ? `${t.slice(0, 128)}…` : t
 }

@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { SecretSpec } from '../../core/config/load.js'
 import type { ErrorCode } from '../../core/errors.js'
+import { peerStatus } from '../../core/error-answers.js'
 import type { ServedSecret, ServedSet } from '../served.js'
 import { header, quote, sendBody, type CompatRoute, type RouteOutcome } from './route.js'
 
@@ -40,8 +41,13 @@ function locate (spec: SecretSpec, entry: ServedSecret | undefined): Bound | und
   return { spec, kv, path, mount }
 }
 
-function vaultError (res: ServerResponse, route: string, status: number, code: ErrorCode, message: string): RouteOutcome {
-  return { route, status: sendBody(res, status, { errors: [message], code }) }
+/**
+ * Every error this route answers: Vault's `{"errors":[...]}` plus the code, at
+ * the catalogue's status for the code (as Vault answers it: 403 for anything
+ * the token may not read). An unbound version is Vault's 404 with no errors.
+ */
+function vaultError (res: ServerResponse, route: string, code: ErrorCode, message: string | undefined): RouteOutcome {
+  return { route, status: sendBody(res, peerStatus(code, 'vault'), { errors: message !== undefined ? [message] : [], code }) }
 }
 
 function envelope (data: unknown, mountType: string | null): Record<string, unknown> {
@@ -62,12 +68,12 @@ export function vaultKvRoute (o: VaultCompatOptions): CompatRoute {
     try {
       p = decodeURIComponent(path.slice('/v1/'.length)).replace(/\/+$/, '')
     } catch {
-      return vaultError(res, ROUTE_OTHER, 400, 'SIDEKEY_E_BAD_REQUEST', 'the path is not valid percent-encoding')
+      return vaultError(res, ROUTE_OTHER, 'SIDEKEY_E_BAD_REQUEST', 'the path is not valid percent-encoding')
     }
     const route = p.startsWith('sys/internal/ui/mounts/') ? ROUTE_MOUNTS : p === 'auth/token/lookup-self' ? ROUTE_SELF : ROUTE_READ
     const auth = o.checkToken(vaultToken)
-    if (auth === 'missing') return vaultError(res, route, 403, 'SIDEKEY_E_UNAUTHENTICATED', 'permission denied: send the token from SIDEKEY_TOKEN_FILE as X-Vault-Token (VAULT_TOKEN)')
-    if (auth === 'wrong') return vaultError(res, route, 403, 'SIDEKEY_E_FORBIDDEN', 'permission denied: X-Vault-Token does not match the token in SIDEKEY_TOKEN_FILE')
+    if (auth === 'missing') return vaultError(res, route, 'SIDEKEY_E_UNAUTHENTICATED', 'permission denied: send the token from SIDEKEY_TOKEN_FILE as X-Vault-Token (VAULT_TOKEN)')
+    if (auth === 'wrong') return vaultError(res, route, 'SIDEKEY_E_FORBIDDEN', 'permission denied: X-Vault-Token does not match the token in SIDEKEY_TOKEN_FILE')
 
     if (route === ROUTE_SELF) {
       return { route, status: sendBody(res, 200, envelope({ display_name: 'sidekey-local', policies: ['sidekey-bound-secrets'], renewable: false, ttl: 0, type: 'service', path: 'auth/token/lookup-self' }, null)) }
@@ -76,34 +82,34 @@ export function vaultKvRoute (o: VaultCompatOptions): CompatRoute {
       const target = p.slice('sys/internal/ui/mounts/'.length)
       const mounts = bound().filter((b) => target === b.mount || target.startsWith(b.mount + '/')).sort((a, b) => b.mount.length - a.mount.length)
       const m = mounts[0]
-      if (m === undefined) return vaultError(res, route, 403, 'SIDEKEY_E_SECRET_UNKNOWN', `permission denied: this pod binds no Vault KV secret under ${quote(target)}`)
+      if (m === undefined) return vaultError(res, route, 'SIDEKEY_E_SECRET_UNKNOWN', `permission denied: this pod binds no Vault KV secret under ${quote(target)}`)
       return { route, status: sendBody(res, 200, envelope({ path: m.mount + '/', type: 'kv', description: 'served by the Sidekey agent: bound secrets only', options: { version: String(m.kv) }, config: {}, local: false, seal_wrap: false, external_entropy_access: false }, null)) }
     }
 
     for (const k of query.keys()) {
-      if (k !== 'version') return vaultError(res, route, 400, 'SIDEKEY_E_BAD_REQUEST', `unsupported parameter ${quote(k)}: the Sidekey agent serves KV reads (GET, optional ?version=)`)
+      if (k !== 'version') return vaultError(res, route, 'SIDEKEY_E_BAD_REQUEST', `unsupported parameter ${quote(k)}: the Sidekey agent serves KV reads (GET, optional ?version=)`)
     }
     const version = query.get('version') ?? undefined
-    if (version !== undefined && !/^\d+$/.test(version)) return vaultError(res, route, 400, 'SIDEKEY_E_BAD_REQUEST', 'version must be a KV v2 version number')
+    if (version !== undefined && !/^\d+$/.test(version)) return vaultError(res, route, 'SIDEKEY_E_BAD_REQUEST', 'version must be a KV v2 version number')
     const atPath = bound().filter((b) => b.path === p)
     if (atPath.length === 0) {
-      return vaultError(res, route, 403, 'SIDEKEY_E_SECRET_UNKNOWN', `permission denied: this pod binds no Vault secret at ${quote(p)} (bind it with sidekey.dev/secret-<name>: vault:${quote(p)})`)
+      return vaultError(res, route, 'SIDEKEY_E_SECRET_UNKNOWN', `permission denied: this pod binds no Vault secret at ${quote(p)} (bind it with sidekey.dev/secret-<name>: vault:${quote(p)})`)
     }
     const wanted = version === undefined || version === '0'
       ? atPath.filter((b) => b.spec.ref?.version === undefined)
       : atPath.filter((b) => b.kv === 2 && (b.spec.ref?.version === version || (b.spec.ref?.version === undefined && o.served.get(b.spec.name)?.version === version)))
-    if (wanted.length === 0) return { route, status: sendBody(res, 404, { errors: [], code: 'SIDEKEY_E_NOT_FOUND' }) }
+    if (wanted.length === 0) return vaultError(res, route, 'SIDEKEY_E_NOT_FOUND', undefined)
     const whole = wanted.find((b) => b.spec.ref?.key === undefined)
     const served = whole !== undefined ? [whole] : wanted
     const entries = served.map((b) => o.served.get(b.spec.name))
     const name = served[0]?.spec.name as string
-    if (entries.some((e) => e === undefined)) return { secret: name, ...vaultError(res, route, 503, 'SIDEKEY_E_NOT_READY', `${quote(p)} has not been fetched yet; retry`) }
+    if (entries.some((e) => e === undefined)) return { secret: name, ...vaultError(res, route, 'SIDEKEY_E_NOT_READY', `${quote(p)} has not been fetched yet; retry`) }
     let data: Record<string, unknown>
     if (whole !== undefined) {
       try {
         data = JSON.parse((entries[0] as ServedSecret).value.toString('utf8')) as Record<string, unknown>
       } catch {
-        return { secret: name, ...vaultError(res, route, 502, 'SIDEKEY_E_BACKEND', `${quote(p)} is not a key/value secret`) }
+        return { secret: name, ...vaultError(res, route, 'SIDEKEY_E_BACKEND', `${quote(p)} is not a key/value secret`) }
       }
     } else {
       data = Object.fromEntries(served.map((b, i) => [b.spec.ref?.key as string, (entries[i] as ServedSecret).value.toString('utf8')]))

@@ -1,19 +1,17 @@
 // Validates an agent config against the schema, fills defaults, parses
 // references, templates and durations, and returns one frozen AgentConfig.
 import { readFileSync } from 'node:fs'
-import { homedir } from 'node:os'
 import { join } from 'node:path'
 import type { ErrorObject } from 'ajv'
 import * as validators from './validators.gen.js'
 import { SidekeyError, isSidekeyError } from '../errors.js'
-import { parseRef, DEFAULT_STORES, type SecretRef } from '../reference.js'
+import { parseRef, type SecretRef } from '../reference.js'
+import { DEFAULT_STORES, STORE_TYPES, storeDescriptor } from '../stores.js'
 import { parseDuration } from '../duration.js'
 import { modeProblem } from '../file-mode.js'
 import { parseTemplate, type ParsedTemplate } from '../template.js'
 import type { LocalLimits } from '../limits.js'
-import { storeSchemas, type AgentConfigInput, type StoreConfig, type StoreType } from './schema.js'
-
-export type Format = 'raw' | 'json' | 'env' | 'yaml'
+import { storeSchemas, type AgentConfigInput, type SecretFormat, type StoreConfig, type StoreType } from './schema.js'
 
 export interface SecretSpec {
   readonly name: string
@@ -21,7 +19,7 @@ export interface SecretSpec {
   readonly template?: ParsedTemplate
   /** Every reference the secret needs: its own, or those of its template. */
   readonly refs: readonly SecretRef[]
-  readonly format: Format
+  readonly format: SecretFormat
   readonly mode: number
   readonly required: boolean
   readonly refreshMs: number
@@ -36,7 +34,8 @@ export interface AgentConfig {
   readonly dir: string
   readonly listen: { readonly host: '127.0.0.1', readonly http: number, readonly grpc: number, readonly grpcEnabled: boolean, readonly metrics?: number }
   readonly limits: LocalLimits
-  readonly tokenFile: string
+  /** The local API's access token file (config `apiTokenFile`). */
+  readonly apiTokenFile: string
   readonly refreshMs: number
   readonly jitter: number
   readonly backoff: { readonly initialMs: number, readonly maxMs: number }
@@ -48,7 +47,20 @@ export interface AgentConfig {
   readonly removeOnExit: boolean
   readonly logLevel: string
   readonly fileOwner?: { readonly uid?: number, readonly gid?: number }
+  /** Deprecated fields the config used, with their replacement; the agent logs each once at start. */
+  readonly deprecations: readonly ConfigDeprecation[]
 }
+
+export interface ConfigDeprecation {
+  readonly field: string
+  readonly use: string
+  readonly message: string
+}
+
+/** Top-level fields renamed: old name -> new name. Both are accepted; setting both is an error. */
+const RENAMED: ReadonlyArray<readonly [string, string]> = [
+  ['tokenFile', 'apiTokenFile'],
+]
 
 // Compiled ahead of time from schema.ts by scripts/validators.mjs (`npm run
 // check` fails when they drift): no Ajv load, no schema compile at start.
@@ -79,20 +91,15 @@ function configError (message: string, field: string, cause?: unknown): SidekeyE
 export function validateStoreConfig (name: string, raw: unknown): StoreConfig {
   const s = structuredClone(raw) as { type?: unknown }
   const v = validateStore[s?.type as StoreType]
-  if (v === undefined) throw configError(`config.stores.${name}.type: must be one of ${Object.keys(storeSchemas).join(', ')}`, `stores.${name}.type`)
+  if (v === undefined) throw configError(`config.stores.${name}.type: must be one of ${STORE_TYPES.join(', ')}`, `stores.${name}.type`)
   if (!v(s)) throw configError(describeAjvError(`config.stores.${name}`, v.errors?.[0]), `stores.${name}`)
   return s as StoreConfig
 }
 
 /** The config of a default store used without being configured, or null when it needs settings. */
 function defaultStore (name: string): StoreConfig | null {
-  switch (name) {
-    case 'env': case 'file': case 'k8s': case 'aws':
-      return validateStoreConfig(name, { type: name })
-    case 'local':
-      return validateStoreConfig(name, { type: 'local', path: process.env.SIDEKEY_LOCAL_STORE ?? join(homedir(), '.config', 'sidekey', 'local.json') })
-    default: return null
-  }
+  const unconfigured = storeDescriptor(name)?.unconfigured
+  return unconfigured === undefined ? null : validateStoreConfig(name, { type: name, ...unconfigured() })
 }
 
 export function parseOnChange (raw: string): OnChangeSpec {
@@ -109,6 +116,16 @@ export function loadConfig (input: unknown): AgentConfig {
   const doc = structuredClone(input) as AgentConfigInput
   if (!validateTop(doc)) throw configError(describeAjvError('config', validateTop.errors?.[0]), validateTop.errors?.[0]?.instancePath ?? '')
   const d = doc as Required<AgentConfigInput> & { listen: { http: number, grpc: number, grpcEnabled: boolean, metrics?: number }, backoff: { initial: string, max: string }, limits: { connections: number, watchers: number, waiters: number, headersTimeout: string, grpcMaxMessageBytes: number, grpcMaxConcurrentStreams: number } }
+
+  const deprecations: ConfigDeprecation[] = []
+  const top = doc as Record<string, unknown>
+  for (const [was, now] of RENAMED) {
+    if (top[was] === undefined) continue
+    if (top[now] !== undefined) throw configError(`config.${was}: "${was}" is the old name of "${now}" and both are set; keep only "${now}"`, was)
+    top[now] = top[was]
+    delete top[was]
+    deprecations.push(Object.freeze({ field: was, use: now, message: `config.${was} is deprecated: rename it to "${now}" (inside a store, tokenFile is the service-account token)` }))
+  }
 
   const stores: Record<string, StoreConfig> = {}
   for (const [name, s] of Object.entries(d.stores ?? {})) stores[name] = validateStoreConfig(name, s)
@@ -130,7 +147,7 @@ export function loadConfig (input: unknown): AgentConfig {
     const refs = ref !== undefined ? [ref] : [...(template?.refs ?? [])]
     for (const r of refs) {
       if (stores[r.store] !== undefined) continue
-      const def = (DEFAULT_STORES as readonly string[]).includes(r.store) ? defaultStore(r.store) : null
+      const def = DEFAULT_STORES.includes(r.store) ? defaultStore(r.store) : null
       if (def === null) {
         throw new SidekeyError('SIDEKEY_E_REF_STORE', `${field}: reference ${r.raw} uses store "${r.store}", which is not configured; add it under "stores" (known: ${[...Object.keys(stores), ...DEFAULT_STORES].join(', ')})`, { ref: r.raw, field: `secrets.${i}` })
       }
@@ -144,7 +161,7 @@ export function loadConfig (input: unknown): AgentConfig {
       ...(ref !== undefined ? { ref } : {}),
       ...(template !== undefined ? { template } : {}),
       refs: Object.freeze(refs),
-      format: (s.format ?? 'raw') as Format,
+      format: s.format ?? 'raw',
       mode: s.mode !== undefined ? parseInt(s.mode, 8) : defaultMode,
       required: s.required ?? true,
       refreshMs: parseDuration(s.refresh ?? d.refresh, `${field}.refresh`),
@@ -163,7 +180,7 @@ export function loadConfig (input: unknown): AgentConfig {
       grpcMaxMessageBytes: d.limits.grpcMaxMessageBytes,
       grpcMaxConcurrentStreams: d.limits.grpcMaxConcurrentStreams,
     }),
-    tokenFile: d.tokenFile ?? join(d.dir, '..', 'sidekey-token'),
+    apiTokenFile: d.apiTokenFile ?? join(d.dir, '..', 'sidekey-token'),
     refreshMs: parseDuration(d.refresh, 'config.refresh'),
     jitter: d.jitter,
     backoff: Object.freeze({ initialMs: parseDuration(d.backoff.initial, 'config.backoff.initial'), maxMs: parseDuration(d.backoff.max, 'config.backoff.max') }),
@@ -175,6 +192,7 @@ export function loadConfig (input: unknown): AgentConfig {
     syncDeadlineMs: parseDuration(d.syncDeadline, 'config.syncDeadline'),
     logLevel: d.logLevel,
     ...(d.fileOwner !== undefined ? { fileOwner: Object.freeze({ ...d.fileOwner }) } : {}),
+    deprecations: Object.freeze(deprecations),
   }
   return Object.freeze(cfg)
 }

@@ -78,7 +78,7 @@ function localConfig (root: string, tokenDir: string): Record<string, any> {
     if (p === cfg.dir || p.startsWith(`${String(podConfig.dir)}/`)) return join(root, 'secrets', p.slice(String(podConfig.dir).length))
     throw new Error(`e2e: unexpected path in the agent config: ${p}`)
   }
-  cfg.tokenFile = move(cfg.tokenFile)
+  cfg.apiTokenFile = move(cfg.apiTokenFile)
   for (const s of Object.values(cfg.stores as Record<string, any>)) if (typeof s.tokenFile === 'string') s.tokenFile = move(s.tokenFile)
   cfg.dir = join(root, 'secrets')
   cfg.listen = { http: 0, grpc: 0 }

@@ -78,12 +78,12 @@ export function assertNoValues (values: Iterable<string>, haystack: string, wher
 export async function startTestAgent (t: Test, input: Record<string, unknown>, opts: { root?: string, values?: Iterable<string>, redactLogs?: boolean } = {}): Promise<TestAgent> {
   const root = opts.root ?? tempDir(t)
   const dir = join(root, 'secrets')
-  const config = loadConfig({ dir, tokenFile: join(root, 'token'), listen: { http: 0, grpc: 0 }, logLevel: 'debug', ...input })
+  const config = loadConfig({ dir, apiTokenFile: join(root, 'token'), listen: { http: 0, grpc: 0 }, logLevel: 'debug', ...input })
   const logs: string[] = []
   const values = new Set<string>(opts.values ?? [])
   const agent = await startAgent(config, { logger: captureLogger(logs, 'debug', { redact: opts.redactLogs !== false }), defaultMetrics: false })
   const { readFileSync } = await import('node:fs')
-  const token = readFileSync(config.tokenFile, 'utf8').trim()
+  const token = readFileSync(config.apiTokenFile, 'utf8').trim()
   const base = `http://127.0.0.1:${agent.httpPort}`
   let client: SecretsClient | undefined
   const h: TestAgent = {

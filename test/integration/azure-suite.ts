@@ -4,9 +4,8 @@
 // service-account token minted by the real kube-apiserver (audience
 // api://AzureADTokenExchange) is exchanged at the fake Entra token endpoint,
 // which checks issuer, subject, audience and signature.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer as createHttpsServer } from 'node:https'
-import { createVerify, randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'

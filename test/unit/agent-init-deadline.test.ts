@@ -13,7 +13,7 @@ import { pod, testConfig } from './injector-helpers.js'
 function initConfig (root: string, secrets: unknown[], extra: Record<string, unknown> = {}): string {
   const file = join(root, 'agent.json')
   writeFileSync(file, JSON.stringify({
-    dir: join(root, 'secrets'), tokenFile: join(root, 'token'), listen: { http: 0, grpcEnabled: false },
+    dir: join(root, 'secrets'), apiTokenFile: join(root, 'token'), listen: { http: 0, grpcEnabled: false },
     exitAfterSync: true, secrets, ...extra,
   }))
   return file

@@ -11,7 +11,7 @@ function agentConfig (root: string): string {
   const file = join(root, 'agent.json')
   writeFileSync(file, JSON.stringify({
     dir: join(root, 'secrets'),
-    tokenFile: join(root, 'token'),
+    apiTokenFile: join(root, 'token'),
     listen: { http: 0, grpcEnabled: false },
     secrets: [
       { name: 'a', ref: 'env:SK_LOGTEST_A' },

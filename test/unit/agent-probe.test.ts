@@ -16,13 +16,16 @@ t.test('get --ready prints missing: <name> (<code>: <message>) and exits 1', asy
     stores: { vault: { type: 'vault', address: 'http://127.0.0.1:1', tokenEnv: 'SK_PROBE_VAULT_TOKEN', timeout: '1s' } },
   })
   await h.agent.synced
-  // In the pod the probe finds the token through the agent's own SIDEKEY_CONFIG (tokenFile).
-  const run = runCli(t, ['get', '--ready'], { SIDEKEY_ADDR: h.base, SIDEKEY_CONFIG: JSON.stringify({ tokenFile: join(h.root, 'token') }) })
-  const { code } = await run.exited
-  t.equal(code, 1)
-  t.match(run.out[0], /^missing: openai \(SIDEKEY_E_UNAVAILABLE: .*127\.0\.0\.1:1.*\)$/)
-  t.match(run.out[1], /^missing: anthropic \(SIDEKEY_E_NOT_FOUND: .*SK_PROBE_NOT_SET.*\)$/)
-  t.equal(run.out.length, 2, 'one line per missing secret')
+  // In the pod the probe finds the token through the agent's own SIDEKEY_CONFIG
+  // (apiTokenFile; tokenFile in configs written before the rename).
+  for (const key of ['apiTokenFile', 'tokenFile']) {
+    const run = runCli(t, ['get', '--ready'], { SIDEKEY_ADDR: h.base, SIDEKEY_CONFIG: JSON.stringify({ [key]: join(h.root, 'token') }) })
+    const { code } = await run.exited
+    t.equal(code, 1)
+    t.match(run.out[0], /^missing: openai \(SIDEKEY_E_UNAVAILABLE: .*127\.0\.0\.1:1.*\)$/, `${key}: names the secret`)
+    t.match(run.out[1], /^missing: anthropic \(SIDEKEY_E_NOT_FOUND: .*SK_PROBE_NOT_SET.*\)$/)
+    t.equal(run.out.length, 2, 'one line per missing secret')
+  }
   // Without the token (a page that reached the port): a count, no names.
   const blind = runCli(t, ['get', '--ready'], { SIDEKEY_ADDR: h.base })
   t.equal((await blind.exited).code, 1)

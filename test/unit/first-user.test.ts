@@ -63,7 +63,7 @@ t.test('local mode: the banner prints the export line, the README Python snippet
   const cfg = join(root, 'agent.json')
   writeFileSync(cfg, JSON.stringify({
     secrets: [{ name: 'openai', ref: 'local:openai#api_key' }],
-    dir: join(root, 'secrets'), tokenFile: join(root, 'token'), listen: { http: 0, grpcEnabled: false },
+    dir: join(root, 'secrets'), apiTokenFile: join(root, 'token'), listen: { http: 0, grpcEnabled: false },
     stores: { local: { type: 'local', path: join(root, 'local.json'), dev: true } },
   }))
   const run = runCli(t, ['agent', '--config', cfg, '--local-demo'])
@@ -105,7 +105,7 @@ t.test('file modes: write/execute bits and unreadable modes are refused with the
 t.test('"ready" is not logged before a port clash stops the agent', async (t) => {
   const root = tempDir(t)
   process.env.SK_FIRST_B = 'value-first-b-1234'
-  const input = { secrets: [{ name: 'b', ref: 'env:SK_FIRST_B' }], dir: join(root, 'secrets'), tokenFile: join(root, 'token'), listen: { http: 0, grpcEnabled: false } }
+  const input = { secrets: [{ name: 'b', ref: 'env:SK_FIRST_B' }], dir: join(root, 'secrets'), apiTokenFile: join(root, 'token'), listen: { http: 0, grpcEnabled: false } }
   const first = await startAgent(loadConfig(input), { logger: captureLogger([]), defaultMetrics: false })
   await first.synced
   await first.close()

@@ -76,7 +76,7 @@ t.test('finding 4: HTTP connections, slow senders, watchers and waiters are capp
   // slow senders: headers never completed -> cut off with a JSON 408
   const slow = await raw(port, 'GET /v1/secrets HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ')
   t.match(slow, /^HTTP\/1\.1 408 /, 'a request whose headers never finish gets 408')
-  t.match(slow, /"code":"SIDEKEY_E_BAD_REQUEST"/)
+  t.match(slow, /"code":"SIDEKEY_E_REQUEST_TIMEOUT"/)
 
   const auth = { 'x-sidekey-token': h.token }
   const open: Array<{ abort: () => void }> = []
@@ -159,7 +159,7 @@ t.test('finding 11: Node\'s own 400 and 431 answers carry a JSON body', async (t
   t.match(bad, /\r\n\r\n\{"error":\{"code":"SIDEKEY_E_BAD_REQUEST","message":"[^"]+"\}\}$/)
   const huge = await raw(port, `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(32 * 1024)}\r\n\r\n`)
   t.match(huge, /^HTTP\/1\.1 431 /)
-  t.match(huge, /\{"error":\{"code":"SIDEKEY_E_BAD_REQUEST"/)
+  t.match(huge, /\{"error":\{"code":"SIDEKEY_E_HEADERS_TOO_LARGE"/)
 })
 
 t.test('finding 12: Forwarded, X-Real-IP and X-Forwarded-Host are refused like X-Forwarded-For', async (t) => {

@@ -63,7 +63,7 @@ t.test('finding 3: the webhook is bounded before any authentication', async (t) 
   const tiny = post('[' + Array.from({ length: 150_000 }, () => '{}').join(',') + ']')
   const tr = await tiny.done
   t.equal(tr.status, 413, '150,000 tiny objects under the byte limit -> 413 before JSON.parse')
-  t.match(tr.body, { code: 'SIDEKEY_E_ADMISSION', message: /more than 100000 objects/ })
+  t.match(tr.body, { error: { code: 'SIDEKEY_E_BODY_TOO_LARGE', message: /more than 100000 objects/ } })
   const deep = post('['.repeat(100) + ']'.repeat(100))
   t.equal((await deep.done).status, 413, 'nesting deeper than 64 -> 413')
   const braces = post(JSON.stringify(admissionReview(pod({ 'sidekey.dev/secret-a': 'k8s:a#k', note: '{['.repeat(60_000) }))))

@@ -99,18 +99,18 @@ t.test('denials carry the code, the annotation and the rule', async (t) => {
 })
 
 t.test('malformed input: 4xx, never a crash', async (t) => {
-  const cases: Array<[string, string | Buffer, number, RegExp]> = [
-    ['not JSON', '{"apiVersion":', 400, /not JSON/],
-    ['array', '[]', 400, /JSON AdmissionReview object/],
-    ['v1beta1', JSON.stringify({ ...admissionReview(labelled), apiVersion: 'admission.k8s.io/v1beta1' }), 400, /admissionReviewVersions: \[v1\]/],
-    ['no uid', JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: {} }), 400, /uid/],
-    ['too large', Buffer.alloc(70 * 1024, 0x20), 413, /larger than 65536 bytes/],
+  const cases: Array<[string, string | Buffer, number, string, RegExp]> = [
+    ['not JSON', '{"apiVersion":', 400, 'SIDEKEY_E_ADMISSION', /not JSON/],
+    ['array', '[]', 400, 'SIDEKEY_E_ADMISSION', /JSON AdmissionReview object/],
+    ['v1beta1', JSON.stringify({ ...admissionReview(labelled), apiVersion: 'admission.k8s.io/v1beta1' }), 400, 'SIDEKEY_E_ADMISSION', /admissionReviewVersions: \[v1\]/],
+    ['no uid', JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: {} }), 400, 'SIDEKEY_E_ADMISSION', /uid/],
+    ['too large', Buffer.alloc(70 * 1024, 0x20), 413, 'SIDEKEY_E_BODY_TOO_LARGE', /larger than 65536 bytes/],
   ]
-  for (const [what, body, status, re] of cases) {
+  for (const [what, body, status, code, re] of cases) {
     const r = await call(server, 'POST', '/mutate', body)
     t.equal(r.status, status, what)
-    t.equal(r.body.code, 'SIDEKEY_E_ADMISSION', what)
-    t.match(r.body.message, re, what)
+    t.equal(r.body.error.code, code, what)
+    t.match(r.body.error.message, re, what)
   }
   t.equal((await call(server, 'GET', '/mutate')).status, 405)
   t.equal((await call(server, 'GET', '/nope')).status, 404)

@@ -88,7 +88,7 @@ for (const file of fixtureNames()) {
       t.same(agent?.resources?.requests, { cpu: '10m', memory: '48Mi' })
       const agentCfg = agentEnvConfig(agent)
       t.doesNotThrow(() => loadConfig(agentCfg), 'the agent accepts its config')
-      t.equal(agentCfg.tokenFile, `${agentCfg.dir}/.sidekey-token`)
+      t.equal(agentCfg.apiTokenFile, `${agentCfg.dir}/.sidekey-token`)
       t.equal(agent?.env?.find((e) => e.name === 'SIDEKEY_ADDR')?.value, `http://127.0.0.1:${String(agentCfg.listen.http)}`, 'the probe finds the agent on its configured port')
 
       // Second pass: a no-op.
@@ -126,7 +126,7 @@ t.test('the patch of a minimal pod, operation by operation', async (t) => {
     secrets: [{ name: 'openai', ref: 'k8s:openai#key' }],
     dir: '/var/run/secrets/sidekey',
     listen: { http: 8099, grpc: 8098 },
-    tokenFile: '/var/run/secrets/sidekey/.sidekey-token',
+    apiTokenFile: '/var/run/secrets/sidekey/.sidekey-token',
     refresh: '30s',
     stores: { k8s: { type: 'k8s', tokenFile: '/var/run/secrets/sidekey-token/k8s', caFile: '/var/run/secrets/sidekey-token/ca.crt', namespace: 'team-a' } },
   })

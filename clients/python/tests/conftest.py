@@ -43,7 +43,7 @@ class Agent:
                 {"name": "app.env", "template": 'OPENAI_API_KEY={{secret "file:openai.json#api_key"}}\nANTHROPIC_API_KEY={{secret "file:anthropic.txt"}}\n'},
             ],
             "dir": str(self.root / "secrets"),
-            "tokenFile": str(self.token_file),
+            "apiTokenFile": str(self.token_file),
             "listen": {"http": free_port(), "grpc": 0},
             "refresh": "500ms",
             "stores": {"file": {"type": "file", "baseDir": str(self.src)}},
