@@ -222,7 +222,8 @@ t.test('provider: a dynamic credential (OpenBao kubernetes secrets engine) retur
   await api('POST', 'kubernetes/roles/app-creds', { allowed_kubernetes_namespaces: [NS], service_account_name: 'app', token_default_ttl: '10m', token_max_ttl: '1h' })
   await api('PUT', 'sys/policies/acl/app-creds', { policy: 'path "kubernetes/creds/app-creds" { capabilities = ["update"] }\npath "sys/leases/renew" { capabilities = ["update"] }' })
   await api('POST', 'auth/k8s/role/creds', { bound_service_account_names: ['app'], bound_service_account_namespaces: [NS], audience: 'vault', token_policies: ['app-read', 'app-creds'], token_ttl: '1h' })
-  const p = provider({ role: 'creds' })
+  const lm = meter()
+  const p = provider({ role: 'creds' }, { ...ctx, meter: lm })
   const ref = parseRef(`vault:kubernetes/creds/app-creds?kubernetes_namespace=${NS}`)
   const r1 = await read(p, ref)
   t.match(r1.version, /^kubernetes\/creds\/app-creds\//, 'the lease id is the version')
@@ -231,8 +232,10 @@ t.test('provider: a dynamic credential (OpenBao kubernetes secrets engine) retur
   t.equal(m.service_account_name, 'app')
   t.ok((m.service_account_token ?? '').split('.').length === 3, 'a service-account JWT')
   const have = { version: r1.version, expiresAt: r1.expiresAt as number }
+  lm.counts.clear()
   const early = await p.sync(ref, have)
-  t.same(early, { changed: false, expiresAt: r1.expiresAt }, 'before 2/3 of the lease a sync answers unchanged, without asking OpenBao')
+  t.same(early, { changed: false, expiresAt: r1.expiresAt }, 'before 2/3 of the lease a sync answers unchanged')
+  t.equal(lm.counts.size, 0, 'without asking OpenBao')
   // A sync at renewal time (the clock moved past 2/3 of the 10-minute lease):
   // a renewable lease keeps its version; a non-renewable one is read anew.
   const realNow = Date.now
