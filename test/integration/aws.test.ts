@@ -13,6 +13,7 @@ import { SecretsManagerClient, CreateSecretCommand, PutSecretValueCommand, Updat
 import { createAwsProvider } from '../../agent/providers/aws.js'
 import type { Provider } from '../../agent/providers/provider.js'
 import { parseRef } from '../../core/reference.js'
+import { read, syncFrom, meter } from '../helpers/provider.js'
 import { startServer, startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, outageRoundTrip } from './backend-harness.js'
 
 const work = mkdtempSync(join(tmpdir(), 'sidekey-aws-'))
@@ -47,7 +48,7 @@ async function iam (params: Record<string, string>): Promise<string> {
 
 const ctx = { storeName: 'aws', logger: pino({ level: 'silent' }), maxValueBytes: 1 << 20 }
 const storeConfig = { type: 'aws' as const, region: 'us-east-1', endpoint: relayed, stsEndpoint: relayed, roleArn: ROLE, tokenFile, timeout: '2s' }
-const provider = trackProviders(t, (over: Record<string, unknown> = {}): Provider & { counts: Map<string, number> } => createAwsProvider({ ...storeConfig, ...over } as never, ctx) as Provider & { counts: Map<string, number> })
+const provider = trackProviders(t, (over: Record<string, unknown> = {}, c: typeof ctx & { meter?: ReturnType<typeof meter> } = ctx): Provider => createAwsProvider({ ...storeConfig, ...over } as never, c))
 
 const { code, errors } = errorCollector()
 
@@ -56,56 +57,60 @@ await admin.send(new CreateSecretCommand({ Name: 'prod/plain', SecretString: 'pl
 await admin.send(new CreateSecretCommand({ Name: 'prod/binary', SecretBinary: Buffer.from([0, 1, 2, 254, 255]) }))
 await admin.send(new CreateSecretCommand({ Name: 'other/denied', SecretString: 'denied-secret-value-66' }))
 
-t.test('provider: fetch, JSON map, bytes, binary, version stages and ids, cheap version check', async (t) => {
-  const p = provider()
+t.test('provider: read, JSON map, bytes, binary, version stages and ids, cheap version check', async (t) => {
+  const m = meter()
+  const p = provider({}, { ...ctx, meter: m })
   const ref = parseRef('aws:prod/openai')
-  const r1 = await p.fetch(ref)
+  const r1 = await read(p, ref)
   t.same(r1.data, { kind: 'map', map: { api_key: V1, org: 'org-1' } }, 'a JSON SecretString is a map, so #key can pick api_key')
-  const plain = await p.fetch(parseRef('aws:prod/plain'))
+  const plain = await read(p, parseRef('aws:prod/plain'))
   t.same(plain.data, { kind: 'bytes', bytes: Buffer.from('plain-text-secret-55') }, 'a non-JSON string is bytes')
-  const bin = await p.fetch(parseRef('aws:prod/binary'))
+  const bin = await read(p, parseRef('aws:prod/binary'))
   t.same(bin.data, { kind: 'bytes', bytes: Buffer.from([0, 1, 2, 254, 255]) }, 'SecretBinary is bytes')
 
-  const v1 = await p.currentVersion!(ref)
-  t.equal(v1, r1.version, 'DescribeSecret names the AWSCURRENT version the fetch returned')
-  p.counts.clear()
+  const v1 = r1.version
+  m.counts.clear()
+  t.equal(await syncFrom(p, ref, v1), 'unchanged', 'DescribeSecret names the AWSCURRENT version the read returned')
+  t.same([...m.counts], [['DescribeSecret', 1]], 'unchanged: DescribeSecret only, no value read')
   await admin.send(new PutSecretValueCommand({ SecretId: 'prod/openai', SecretString: JSON.stringify({ api_key: V2, org: 'org-1' }) }))
-  const v2 = await p.currentVersion!(ref)
+  m.counts.clear()
+  const r2 = await p.sync(ref, { version: v1 })
+  t.ok(r2.changed, 'a new value: the sync answers with it')
+  const v2 = r2.changed ? r2.version : ''
   t.not(v2, v1, 'a new value gives a new current version')
-  t.same([...p.counts.keys()], ['DescribeSecret'], 'the check reads metadata only')
-  const r2 = await p.fetch(ref)
-  t.equal(r2.version, v2)
-  t.equal((r2.data as { map: Record<string, string> }).map.api_key, V2)
+  t.equal((r2 as { data?: { map: Record<string, string> } }).data?.map.api_key, V2)
+  t.same([...m.counts], [['DescribeSecret', 1], ['GetSecretValue', 1]], 'changed: DescribeSecret, then one GetSecretValue')
 
   const prev = parseRef('aws:prod/openai@AWSPREVIOUS')
-  t.equal(await p.currentVersion!(prev), v1, '@AWSPREVIOUS is the version that was current before')
-  t.equal((await p.fetch(prev)).version, v1)
-  t.equal(((await p.fetch(prev)).data as { map: Record<string, string> }).map.api_key, V1)
+  t.equal(await syncFrom(p, prev, v1), 'unchanged', '@AWSPREVIOUS is the version that was current before')
+  t.equal((await read(p, prev)).version, v1)
+  t.equal(((await read(p, prev)).data as { map: Record<string, string> }).map.api_key, V1)
   const byId = parseRef(`aws:prod/openai@${v1}`)
-  p.counts.clear()
-  t.equal(await p.currentVersion!(byId), v1, 'a pinned version id is immutable')
-  t.equal(p.counts.size, 0, 'so checking it costs no request')
-  t.equal(((await p.fetch(byId)).data as { map: Record<string, string> }).map.api_key, V1)
+  m.counts.clear()
+  t.equal(await syncFrom(p, byId, v1), 'unchanged', 'a pinned version id is immutable')
+  t.equal(m.counts.size, 0, 'so a sync with it in hand costs no request')
+  t.equal(((await read(p, byId)).data as { map: Record<string, string> }).map.api_key, V1)
 
   await admin.send(new UpdateSecretVersionStageCommand({ SecretId: 'prod/openai', VersionStage: 'BLUE', MoveToVersionId: v1 }))
-  t.equal(await p.currentVersion!(parseRef('aws:prod/openai@BLUE')), v1, 'a custom stage is followed like AWSCURRENT')
-  t.equal(p.counts.get('sts:AssumeRoleWithWebIdentity'), undefined, 'credentials are cached across calls')
+  t.equal(await syncFrom(p, parseRef('aws:prod/openai@BLUE'), v1), 'unchanged', 'a custom stage is followed like AWSCURRENT')
+  t.equal(await syncFrom(p, parseRef('aws:prod/openai@BLUE'), v2), v1, 'and a sync from another version lands on the staged one')
+  t.equal(m.counts.get('sts:AssumeRoleWithWebIdentity'), undefined, 'credentials are cached across calls')
 })
 
 t.test('provider: by ARN', async (t) => {
   const created = await admin.send(new CreateSecretCommand({ Name: 'arn-test', SecretString: JSON.stringify({ k: 'arn-value' }) }))
   const p = provider({ region: undefined })
-  const r = await p.fetch(parseRef(`aws:${created.ARN as string}#k`))
+  const r = await read(p, parseRef(`aws:${created.ARN as string}#k`))
   t.same(r.data, { kind: 'map', map: { k: 'arn-value' } })
 })
 
 t.test('provider: missing secret, missing version, bad token file', async (t) => {
   const p = provider()
-  t.equal(await code(p.fetch(parseRef('aws:prod/nope'))), 'SIDEKEY_E_NOT_FOUND')
-  t.equal(await code(p.currentVersion!(parseRef('aws:prod/nope'))), 'SIDEKEY_E_NOT_FOUND')
-  t.equal(await code(p.currentVersion!(parseRef('aws:prod/openai@NOSUCHSTAGE'))), 'SIDEKEY_E_NOT_FOUND')
-  t.equal(await code(provider({ tokenFile: join(work, 'missing-token') }).fetch(parseRef('aws:prod/openai'))), 'SIDEKEY_E_AUTH', 'no projected token: an auth error')
-  t.equal(await code(provider({ roleArn: undefined }).fetch(parseRef('aws:prod/openai'))), 'SIDEKEY_E_CONFIG', 'a token file without a role is a config error')
+  t.equal(await code(read(p, parseRef('aws:prod/nope'))), 'SIDEKEY_E_NOT_FOUND')
+  t.equal(await code(syncFrom(p, parseRef('aws:prod/nope'), 'v')), 'SIDEKEY_E_NOT_FOUND')
+  t.equal(await code(syncFrom(p, parseRef('aws:prod/openai@NOSUCHSTAGE'), 'v')), 'SIDEKEY_E_NOT_FOUND')
+  t.equal(await code(read(provider({ tokenFile: join(work, 'missing-token') }), parseRef('aws:prod/openai'))), 'SIDEKEY_E_AUTH', 'no projected token: an auth error')
+  t.equal(await code(read(provider({ roleArn: undefined }), parseRef('aws:prod/openai'))), 'SIDEKEY_E_CONFIG', 'a token file without a role is a config error')
 })
 
 t.test('agent: #key and whole-secret files, rotation reaches file, HTTP, gRPC Watch and onChange once', async (t) => {
@@ -187,13 +192,13 @@ t.test('IAM enforced: a read the role is not allowed is denied; a refused web-id
   // moto evaluates Secrets Manager calls against resource "*", so the policy grants by action: metadata yes, value no.
   await iam({ Action: 'PutRolePolicy', RoleName: 'sidekey-app', PolicyName: 'describe-only', PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: ['secretsmanager:DescribeSecret'], Resource: '*' }] }) })
   const p = provider()
-  await p.fetch(parseRef('aws:prod/plain')) // the pod's role gets its credentials while moto still lets STS through unsigned
+  const plainVersion = (await read(p, parseRef('aws:prod/plain'))).version // the pod's role gets its credentials while moto still lets STS through unsigned
   const reset = async (n: string): Promise<void> => { await fetch(`${endpoint}/moto-api/reset-auth`, { method: 'POST', body: n }) }
   await reset('0')
   t.teardown(async () => { await reset('inf') })
-  t.ok((await p.currentVersion!(parseRef('aws:prod/plain'))).length > 0, 'DescribeSecret is allowed: the assumed-role credentials are accepted')
-  t.equal(await code(p.fetch(parseRef('aws:prod/plain'))), 'SIDEKEY_E_DENIED', 'GetSecretValue is not in the policy: denied')
-  t.equal(await code(provider().fetch(parseRef('aws:prod/plain'))), 'SIDEKEY_E_AUTH', 'moto refuses the unsigned web-identity exchange while enforcing: an auth error')
+  t.equal(await syncFrom(p, parseRef('aws:prod/plain'), plainVersion), 'unchanged', 'DescribeSecret is allowed: the assumed-role credentials are accepted')
+  t.equal(await code(read(p, parseRef('aws:prod/plain'))), 'SIDEKEY_E_DENIED', 'GetSecretValue is not in the policy: denied')
+  t.equal(await code(read(provider(), parseRef('aws:prod/plain'))), 'SIDEKEY_E_AUTH', 'moto refuses the unsigned web-identity exchange while enforcing: an auth error')
 })
 
 t.test('no error message or detail carries a value', async (t) => {

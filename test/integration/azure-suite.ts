@@ -15,6 +15,7 @@ import type { TAP } from 'tap'
 import type { KubeInfo, AadInfo } from '../helpers/testenv.js'
 import { AzureProvider, createAzureProvider } from '../../agent/providers/azure.js'
 import { parseRef } from '../../core/reference.js'
+import { read, syncFrom, meter } from '../helpers/provider.js'
 import { startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, outageRoundTrip } from './backend-harness.js'
 
 export interface KeyVaultUnderTest {
@@ -64,49 +65,57 @@ const VALUES = [V1, V2, V3]
 
 const ctx = { storeName: 'azure', logger: pino({ level: 'silent' }), maxValueBytes: 1 << 20 }
 const storeConfig = { type: 'azure' as const, vaultUrl, tenantId: TENANT, clientId: CLIENT, tokenFile, authorityHost: aad.authorityHost, caFile, disableChallengeResourceVerification: true, timeout: '3s' }
-const provider = trackProviders(t, (over: Record<string, unknown> = {}): AzureProvider => createAzureProvider({ ...storeConfig, ...over } as never, ctx) as AzureProvider)
+const provider = trackProviders(t, (over: Record<string, unknown> = {}, c: typeof ctx & { meter?: ReturnType<typeof meter> } = ctx): AzureProvider => createAzureProvider({ ...storeConfig, ...over } as never, c) as AzureProvider)
 
 const { code, errors } = errorCollector()
 const mapOf = (r: { data: unknown }): Record<string, string> => (r.data as { map: Record<string, string> }).map
 
-await t.test('provider: workload identity, fetch, JSON map, version pin, version check', async (t) => {
+await t.test('provider: workload identity, read, JSON map, version pin, version check', async (t) => {
   const s1 = await kv.set('openai-key', JSON.stringify({ api_key: V1, org: 'org-1' }))
   await set('plain', 'plain-azure-text')
-  const p = provider()
+  const m = meter()
+  const p = provider({}, { ...ctx, meter: m })
   const ref = parseRef('azure:openai-key')
   const tokensBefore = aad.issued.length
-  const r1 = await p.fetch(ref)
+  const r1 = await read(p, ref)
   t.same(r1.data, { kind: 'map', map: { api_key: V1, org: 'org-1' } }, 'a JSON value is a map, so #key works')
   t.equal(r1.version, s1)
   t.equal(aad.issued.length, tokensBefore + 1, 'one token exchange at the fake Entra endpoint')
   t.equal(aad.issued.at(-1)?.subject, `system:serviceaccount:${NS}:app`)
-  t.same((await p.fetch(parseRef('azure:plain'))).data, { kind: 'bytes', bytes: Buffer.from('plain-azure-text') })
+  t.same((await read(p, parseRef('azure:plain'))).data, { kind: 'bytes', bytes: Buffer.from('plain-azure-text') })
 
   const s2 = await kv.set('openai-key', JSON.stringify({ api_key: V2, org: 'org-1' }))
-  t.equal(await p.currentVersion(ref), s2, 'the check sees the new version id')
-  p.counts.delete('getSecret')
-  t.equal(mapOf(await p.fetch(ref)).api_key, V2)
-  t.equal(p.counts.get('getSecret'), undefined, 'the fetch after the check reuses its answer: one request per round')
+  m.counts.delete('getSecret')
+  const r2 = await p.sync(ref, { version: s1 })
+  t.ok(r2.changed, 'a sync sees the new version')
+  if (r2.changed) {
+    t.equal(r2.version, s2, 'the new version id')
+    t.equal(mapOf(r2).api_key, V2, 'and its value, from the same answer')
+  }
+  t.equal(m.counts.get('getSecret'), 1, 'one sync = one getSecret')
+  t.equal(await syncFrom(p, ref, s2), 'unchanged')
+  t.equal(m.counts.get('getSecret'), 2, 'unchanged: still one getSecret per sync')
   const pinned = parseRef(`azure:openai-key@${s1}`)
-  t.equal(await p.currentVersion(pinned), s1, 'a pinned version needs no request')
-  t.equal(mapOf(await p.fetch(pinned)).api_key, V1, 'the pinned version keeps the old value')
-  t.equal(mapOf(await p.fetch(parseRef(`azure:${vaultUrl}/secrets/openai-key/${s1}`))).api_key, V1, 'a full secret URL with a version')
+  t.equal(await syncFrom(p, pinned, s1), 'unchanged', 'a pinned version in hand is unchanged')
+  t.equal(m.counts.get('getSecret'), 2, 'and needs no request')
+  t.equal(mapOf(await read(p, pinned)).api_key, V1, 'the pinned version keeps the old value')
+  t.equal(mapOf(await read(p, parseRef(`azure:${vaultUrl}/secrets/openai-key/${s1}`))).api_key, V1, 'a full secret URL with a version')
   t.equal(aad.issued.length, tokensBefore + 1, 'the access token is cached')
 })
 
 await t.test('provider: missing secret or version, bad credentials', async (t) => {
   const p = provider()
-  t.equal(await code(p.fetch(parseRef('azure:no-such-secret'))), 'SIDEKEY_E_NOT_FOUND')
-  t.equal(await code(p.fetch(parseRef('azure:openai-key@00000000000000000000000000000000'))), 'SIDEKEY_E_NOT_FOUND', 'no such version')
-  t.equal(await code(provider({ tokenFile: wrongAudience }).fetch(parseRef('azure:openai-key'))), 'SIDEKEY_E_AUTH', 'a token for another audience is refused by Entra')
-  t.equal(await code(provider({ clientId: 'ffffffff-0000-0000-0000-000000000000' }).fetch(parseRef('azure:openai-key'))), 'SIDEKEY_E_AUTH', 'an unknown client id')
-  t.equal(await code(provider({ tokenFile: join(work, 'missing') }).fetch(parseRef('azure:openai-key'))), 'SIDEKEY_E_AUTH', 'no token file')
+  t.equal(await code(read(p, parseRef('azure:no-such-secret'))), 'SIDEKEY_E_NOT_FOUND')
+  t.equal(await code(read(p, parseRef('azure:openai-key@00000000000000000000000000000000'))), 'SIDEKEY_E_NOT_FOUND', 'no such version')
+  t.equal(await code(read(provider({ tokenFile: wrongAudience }), parseRef('azure:openai-key'))), 'SIDEKEY_E_AUTH', 'a token for another audience is refused by Entra')
+  t.equal(await code(read(provider({ clientId: 'ffffffff-0000-0000-0000-000000000000' }), parseRef('azure:openai-key'))), 'SIDEKEY_E_AUTH', 'an unknown client id')
+  t.equal(await code(read(provider({ tokenFile: join(work, 'missing') }), parseRef('azure:openai-key'))), 'SIDEKEY_E_AUTH', 'no token file')
 })
 
 await t.test('provider: a 403 from Key Vault is SIDEKEY_E_DENIED', async (t) => {
   if (kv.deniedSecret !== undefined) {
     await kv.set(kv.deniedSecret, 'denied-value-dd44')
-    t.equal(await code(provider().fetch(parseRef(`azure:${kv.deniedSecret}`))), 'SIDEKEY_E_DENIED', 'the server refuses this identity the secret')
+    t.equal(await code(read(provider(), parseRef(`azure:${kv.deniedSecret}`))), 'SIDEKEY_E_DENIED', 'the server refuses this identity the secret')
     return
   }
   // lowkey-vault has no access policies or RBAC: a stand-in answers exactly what Key Vault answers.
@@ -124,7 +133,7 @@ await t.test('provider: a 403 from Key Vault is SIDEKEY_E_DENIED', async (t) => 
   const bundle = join(dir, 'bundle.pem')
   writeFileSync(bundle, readFileSync(join(dir, 'c.pem'), 'utf8') + '\n' + aad.ca)
   const port = (denyServer.address() as AddressInfo).port
-  t.equal(await code(provider({ vaultUrl: `https://localhost:${port}`, caFile: bundle }).fetch(parseRef('azure:openai-key'))), 'SIDEKEY_E_DENIED')
+  t.equal(await code(read(provider({ vaultUrl: `https://localhost:${port}`, caFile: bundle }), parseRef('azure:openai-key'))), 'SIDEKEY_E_DENIED')
 })
 
 await t.test('agent: rotation reaches file, HTTP, gRPC Watch and onChange once', async (t) => {

@@ -9,6 +9,7 @@ import { pino } from 'pino'
 import { useServers } from '../helpers/testenv.js'
 import { K8sProvider, createK8sProvider } from '../../agent/providers/k8s.js'
 import { parseRef } from '../../core/reference.js'
+import { read, syncFrom, meter } from '../helpers/provider.js'
 import { startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, outageRoundTrip } from './backend-harness.js'
 
 const { kube } = await useServers(t, ['kube'])
@@ -45,64 +46,68 @@ writeFileSync(wrongAudience, await kube.tokenRequest({ namespace: NS, serviceAcc
 
 const ctx = { storeName: 'k8s', logger: pino({ level: 'silent' }), maxValueBytes: 1 << 20 }
 const storeConfig = { type: 'k8s' as const, server, tokenFile: readerToken, caFile: kube.caFile, namespace: NS }
-const provider = trackProviders(t, (over: Record<string, unknown> = {}): K8sProvider => createK8sProvider({ ...storeConfig, ...over } as never, ctx) as K8sProvider)
+const provider = trackProviders(t, (over: Record<string, unknown> = {}, c: typeof ctx & { meter?: ReturnType<typeof meter> } = ctx): K8sProvider => createK8sProvider({ ...storeConfig, ...over } as never, c) as K8sProvider)
 
 const { code, errors } = errorCollector()
 
-t.test('provider: fetch a map of decoded values, resourceVersion, a pinned version', async (t) => {
+t.test('provider: read a map of decoded values, resourceVersion, a pinned version', async (t) => {
   const rv = await putSecret('openai', { api_key: V1, org: 'org-1' })
   const p = provider()
-  const r = await p.fetch(parseRef('k8s:openai'))
+  const r = await read(p, parseRef('k8s:openai'))
   t.same(r.data, { kind: 'map', map: { api_key: V1, org: 'org-1' } })
   t.equal(r.version, rv)
-  t.equal(await p.currentVersion(parseRef(`k8s:${NS}/openai`)), rv, 'namespace/name form')
+  t.equal(await syncFrom(p, parseRef(`k8s:${NS}/openai`), rv), 'unchanged', 'namespace/name form')
   const rv2 = await putSecret('openai', { api_key: V2, org: 'org-1' })
-  t.equal(await p.currentVersion(parseRef('k8s:openai')), rv2, 'resourceVersion follows an update')
-  t.equal(await code(p.fetch(parseRef(`k8s:openai@${rv}`))), 'SIDEKEY_E_NOT_FOUND', 'Kubernetes keeps no history: an old pin is not found')
-  t.equal((await p.fetch(parseRef(`k8s:openai@${rv2}`))).version, rv2)
+  t.equal(await syncFrom(p, parseRef('k8s:openai'), rv), rv2, 'resourceVersion follows an update')
+  t.equal(await syncFrom(p, parseRef('k8s:openai'), rv2), 'unchanged')
+  t.equal(await code(read(p, parseRef(`k8s:openai@${rv}`))), 'SIDEKEY_E_NOT_FOUND', 'Kubernetes keeps no history: an old pin is not found')
+  t.equal((await read(p, parseRef(`k8s:openai@${rv2}`))).version, rv2)
 })
 
 t.test('provider: a binary field is a clear error, not corrupted text', async (t) => {
   const body = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'keystore' }, data: { 'ks.p12': Buffer.from([0x30, 0x82, 0xff, 0xfe, 0x00, 0x01]).toString('base64') } }
   await kube.must('POST', `/api/v1/namespaces/${NS}/secrets`, body)
-  t.equal(await code(provider().fetch(parseRef('k8s:keystore#ks.p12'))), 'SIDEKEY_E_FORMAT')
+  t.equal(await code(read(provider(), parseRef('k8s:keystore#ks.p12'))), 'SIDEKEY_E_FORMAT')
   t.match(errors[errors.length - 2], /field "ks\.p12" of the Secret is binary/)
 })
 
 t.test('provider: the watch pushes changes and serves checks without requests', async (t) => {
   await putSecret('watched', { k: V1 })
-  const p = provider()
+  const m = meter()
+  const p = provider({}, { ...ctx, meter: m })
   const ref = parseRef('k8s:watched')
   let changes = 0
   const stop = p.watch(ref, () => { changes++ })
   t.teardown(stop)
   await eventually(() => changes >= 1, 'the initial watch event', WAIT)
-  p.counts.delete('get')
+  m.counts.delete('get')
   const seen = changes
   const rv = await putSecret('watched', { k: V2 })
   await eventually(() => changes > seen, 'a pushed change', WAIT)
-  t.equal(await p.currentVersion(ref), rv, 'the check sees the new resourceVersion')
-  t.equal(((await p.fetch(ref)).data as { map: Record<string, string> }).map.k, V2)
-  t.equal(p.counts.get('get'), undefined, 'no GET while the watch is live')
+  const r = await read(p, ref)
+  t.equal(r.version, rv, 'a sync sees the new resourceVersion')
+  t.equal((r.data as { map: Record<string, string> }).map.k, V2)
+  t.equal(await syncFrom(p, ref, rv), 'unchanged', 'and answers unchanged for it')
+  t.equal(m.counts.get('get'), undefined, 'no GET while the watch is live')
 
   // Cut the connection: the watch reconnects with backoff and resyncs.
   const before = changes
   relay.cut()
-  await eventually(async () => await code(p.currentVersion(ref)) === 'SIDEKEY_E_UNAVAILABLE', 'the watch to notice', WAIT)
+  await eventually(async () => await code(syncFrom(p, ref, rv)) === 'SIDEKEY_E_UNAVAILABLE', 'the watch to notice', WAIT)
   t.pass('disconnected: the cached copy is dropped and the check falls back to GET, which fails')
   const rv3 = await putSecret('watched', { k: V3 })
   relay.restore()
-  await eventually(async () => changes > before && await p.currentVersion(ref) === rv3, 'the watch to reconnect and resync', WAIT)
-  t.equal(((await p.fetch(ref)).data as { map: Record<string, string> }).map.k, V3, 'the change made during the outage arrives')
+  await eventually(async () => changes > before && await syncFrom(p, ref, rv3) === 'unchanged', 'the watch to reconnect and resync', WAIT)
+  t.equal(((await read(p, ref)).data as { map: Record<string, string> }).map.k, V3, 'the change made during the outage arrives')
 })
 
 t.test('provider: missing, denied by RBAC, bad credential', async (t) => {
   const p = provider()
-  t.equal(await code(p.fetch(parseRef('k8s:nope'))), 'SIDEKEY_E_NOT_FOUND')
-  t.equal(await code(provider({ tokenFile: nobodyToken }).fetch(parseRef('k8s:openai'))), 'SIDEKEY_E_DENIED', 'a service account without a Role')
-  t.equal(await code(p.fetch(parseRef('k8s:kube-system/some-secret'))), 'SIDEKEY_E_DENIED', 'another namespace')
-  t.equal(await code(provider({ tokenFile: wrongAudience }).fetch(parseRef('k8s:openai'))), 'SIDEKEY_E_AUTH', 'a token for another audience (401)')
-  t.equal(await code(p.fetch(parseRef('k8s:Not_A_Name'))), 'SIDEKEY_E_NOT_FOUND', 'not a DNS name')
+  t.equal(await code(read(p, parseRef('k8s:nope'))), 'SIDEKEY_E_NOT_FOUND')
+  t.equal(await code(read(provider({ tokenFile: nobodyToken }), parseRef('k8s:openai'))), 'SIDEKEY_E_DENIED', 'a service account without a Role')
+  t.equal(await code(read(p, parseRef('k8s:kube-system/some-secret'))), 'SIDEKEY_E_DENIED', 'another namespace')
+  t.equal(await code(read(provider({ tokenFile: wrongAudience }), parseRef('k8s:openai'))), 'SIDEKEY_E_AUTH', 'a token for another audience (401)')
+  t.equal(await code(read(p, parseRef('k8s:Not_A_Name'))), 'SIDEKEY_E_NOT_FOUND', 'not a DNS name')
 })
 
 t.test('agent: a change is pushed by the watch (long before the 30s refresh) to file, HTTP, gRPC and onChange once', async (t) => {

@@ -11,6 +11,7 @@ import { pino } from 'pino'
 import { useServers } from '../helpers/testenv.js'
 import { VaultProvider, createVaultProvider } from '../../agent/providers/vault.js'
 import { parseRef } from '../../core/reference.js'
+import { read, syncFrom, meter } from '../helpers/provider.js'
 import { startAuditedOpenBao, auditRequests, startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, outageRoundTrip } from './backend-harness.js'
 
 const { kube } = await useServers(t, ['kube'])
@@ -73,95 +74,114 @@ await api('POST', 'kv1/app/conf', { token: 'kv1-value-9c0d', ttl: '1h' })
 
 const ctx = { storeName: 'vault', logger: pino({ level: 'silent' }), maxValueBytes: 1 << 20 }
 const storeConfig = { type: 'vault' as const, address: relayed, role: 'app', authMount: 'k8s', tokenFile: appToken, timeout: '2s' }
-const provider = trackProviders(t, (over: Record<string, unknown> = {}): VaultProvider => createVaultProvider({ ...storeConfig, ...over } as never, ctx) as VaultProvider)
+const provider = trackProviders(t, (over: Record<string, unknown> = {}, c: typeof ctx & { meter?: ReturnType<typeof meter> } = ctx): VaultProvider => createVaultProvider({ ...storeConfig, ...over } as never, c) as VaultProvider)
 
 const { code, errors } = errorCollector()
 const mapOf = (r: { data: unknown }): Record<string, string> => (r.data as { map: Record<string, string> }).map
 
-t.test('provider: Kubernetes login, KV v2 fetch, metadata check, version pin', async (t) => {
-  const p = provider()
+t.test('provider: Kubernetes login, KV v2 read, metadata check, version pin', async (t) => {
+  const m = meter()
+  const p = provider({}, { ...ctx, meter: m })
   const ref = parseRef('vault:secret/data/app/openai')
-  const r1 = await p.fetch(ref)
+  const r1 = await read(p, ref)
   t.same(r1.data, { kind: 'map', map: { api_key: V1, org: 'org-1' } }, 'the whole KV secret as a map (#key picks from it)')
   t.equal(r1.version, '1')
-  t.equal(await p.currentVersion(ref), '1')
+  m.counts.clear()
+  t.equal(await syncFrom(p, ref, '1'), 'unchanged')
+  t.same([...m.counts], [['GET secret/metadata/app/openai', 1]], 'a sync with the current version: one metadata GET, no value read')
   await api('POST', 'secret/data/app/openai', { data: { api_key: V2, org: 'org-1' } })
-  p.http.counts.clear()
-  t.equal(await p.currentVersion(ref), '2', 'current_version follows a write')
-  t.same([...p.http.counts.keys()], ['GET secret/metadata/app/openai'], 'the check reads metadata, not the value')
-  const r2 = await p.fetch(ref)
-  t.equal(mapOf(r2).api_key, V2)
+  m.counts.clear()
+  const r2 = await p.sync(ref, { version: '1' })
+  t.ok(r2.changed, 'a sync after a write answers with the new data')
+  if (r2.changed) {
+    t.equal(r2.version, '2', 'current_version follows a write')
+    t.equal(mapOf(r2).api_key, V2)
+  }
+  t.same([...m.counts], [['GET secret/metadata/app/openai', 1], ['GET secret/data/app/openai', 1]], 'metadata GET, then one value read')
   const pinned = parseRef('vault:secret/data/app/openai@1')
-  p.http.counts.clear()
-  t.equal(await p.currentVersion(pinned), '1')
-  t.equal(p.http.counts.size, 0, 'a pinned KV version is immutable: no request')
-  t.equal(mapOf(await p.fetch(pinned)).api_key, V1, '@1 reads version 1')
+  m.counts.clear()
+  t.equal(await syncFrom(p, pinned, '1'), 'unchanged')
+  t.equal(m.counts.size, 0, 'a pinned KV version is immutable: no request')
+  t.equal(mapOf(await read(p, pinned)).api_key, V1, '@1 reads version 1')
   t.equal(p.auth.stats.logins, 1, 'one login for all of it')
   // kvVersion 2 accepts the short form
-  t.equal(mapOf(await provider({ kvVersion: 2 }).fetch(parseRef('vault:secret/app/openai'))).api_key, V2)
+  t.equal(mapOf(await read(provider({ kvVersion: 2 }), parseRef('vault:secret/app/openai'))).api_key, V2)
 })
 
-t.test('provider: KV v1 (no metadata: the check reads the value once and the fetch reuses it)', async (t) => {
-  const p = provider()
+t.test('provider: KV v1 (no metadata: a sync reads the value once and compares)', async (t) => {
+  const m = meter()
+  const p = provider({}, { ...ctx, meter: m })
   const ref = parseRef('vault:kv1/app/conf')
-  const v = await p.currentVersion(ref)
-  p.http.counts.clear()
-  const r = await p.fetch(ref)
-  t.equal(r.version, v)
-  t.equal(p.http.counts.size, 0, 'the fetch right after the check costs no request')
+  const r = await read(p, ref)
   t.same(mapOf(r), { token: 'kv1-value-9c0d', ttl: '1h' })
   t.equal(r.expiresAt, undefined, 'a KV v1 ttl is a hint, not a lease')
+  m.counts.clear()
+  t.equal(await syncFrom(p, ref, r.version), 'unchanged', 'the same content: unchanged')
+  t.same([...m.counts], [['GET kv1/app/conf', 1]], 'one sync = one request')
+  await api('POST', 'kv1/app/conf', { token: 'kv1-value-9c0d', ttl: '2h' })
+  m.counts.clear()
+  const v2 = await syncFrom(p, ref, r.version)
+  t.not(v2, 'unchanged', 'a write changes the content version')
+  t.not(v2, r.version)
+  t.same([...m.counts], [['GET kv1/app/conf', 1]], 'and still one request')
+  await api('POST', 'kv1/app/conf', { token: 'kv1-value-9c0d', ttl: '1h' })
 })
 
 t.test('provider: policy without metadata falls back to reading the value', async (t) => {
   const p = provider()
   const ref = parseRef('vault:secret/data/nometa/x')
-  t.equal(await p.currentVersion(ref), '1')
-  t.equal(mapOf(await p.fetch(ref)).k, V1)
+  const r = await read(p, ref)
+  t.equal(r.version, '1')
+  t.equal(mapOf(r).k, V1)
+  t.equal(await syncFrom(p, ref, '1'), 'unchanged', 'the metadata 403 is not an error: the value read answers')
 })
 
 t.test('provider: PKI issue is a write-style read with the certificate expiry as expiresAt', async (t) => {
-  const p = provider()
+  const m = meter()
+  const p = provider({}, { ...ctx, meter: m })
   const ref = parseRef('vault:pki/issue/web?common_name=app.example.com&ttl=90s')
-  const r = await p.fetch(ref)
-  const m = mapOf(r)
-  const cert = new X509Certificate(m.certificate as string)
+  const r = await read(p, ref)
+  const mp = mapOf(r)
+  const cert = new X509Certificate(mp.certificate as string)
   t.match(cert.subject, /CN=app\.example\.com/)
-  t.ok(m.private_key?.includes('PRIVATE KEY'))
-  t.equal(r.version, m.serial_number, 'the serial number is the version')
+  t.ok(mp.private_key?.includes('PRIVATE KEY'))
+  t.equal(r.version, mp.serial_number, 'the serial number is the version')
   t.equal(r.expiresAt, Date.parse(cert.validTo), 'expiresAt is the certificate notAfter')
-  t.equal(await p.currentVersion(ref), r.version, 'before 2/3 of its life the check needs no request')
+  m.counts.clear()
+  const again = await p.sync(ref, { version: r.version, ...(r.expiresAt !== undefined ? { expiresAt: r.expiresAt } : {}) })
+  t.same(again, { changed: false, expiresAt: r.expiresAt }, 'before 2/3 of its life a sync answers unchanged')
+  t.equal(m.counts.size, 0, 'with no request')
 })
 
 t.test('provider: missing, denied, bad credentials', async (t) => {
   const p = provider()
-  t.equal(await code(p.fetch(parseRef('vault:secret/data/app/nope'))), 'SIDEKEY_E_NOT_FOUND')
-  t.equal(await code(p.currentVersion(parseRef('vault:secret/data/app/nope'))), 'SIDEKEY_E_NOT_FOUND')
-  t.equal(await code(p.fetch(parseRef('vault:secret/data/app/openai@99'))), 'SIDEKEY_E_NOT_FOUND', 'no such version')
-  t.equal(await code(p.fetch(parseRef('vault:kv1/app/nope'))), 'SIDEKEY_E_NOT_FOUND')
+  t.equal(await code(read(p, parseRef('vault:secret/data/app/nope'))), 'SIDEKEY_E_NOT_FOUND')
+  t.equal(await code(syncFrom(p, parseRef('vault:secret/data/app/nope'), '1')), 'SIDEKEY_E_NOT_FOUND')
+  t.equal(await code(read(p, parseRef('vault:secret/data/app/openai@99'))), 'SIDEKEY_E_NOT_FOUND', 'no such version')
+  t.equal(await code(read(p, parseRef('vault:kv1/app/nope'))), 'SIDEKEY_E_NOT_FOUND')
   const before = p.auth.stats.logins
-  t.equal(await code(p.fetch(parseRef('vault:secret/data/denied/x'))), 'SIDEKEY_E_DENIED', 'the policy has no read on it')
+  t.equal(await code(read(p, parseRef('vault:secret/data/denied/x'))), 'SIDEKEY_E_DENIED', 'the policy has no read on it')
   t.equal(p.auth.stats.logins, before + 1, 'a 403 logs in again once')
-  t.equal(await code(p.fetch(parseRef('vault:secret/data/denied/x'))), 'SIDEKEY_E_DENIED')
+  t.equal(await code(read(p, parseRef('vault:secret/data/denied/x'))), 'SIDEKEY_E_DENIED')
   t.equal(p.auth.stats.logins, before + 1, 'and not again for the next denial')
-  t.equal(await code(p.fetch(parseRef('vault:pki/issue/web?common_name=evil.other.org'))), 'SIDEKEY_E_BACKEND', 'PKI refuses a name outside the role (400)')
-  t.equal(await code(provider({ tokenFile: wrongAudience }).fetch(parseRef('vault:secret/data/app/openai'))), 'SIDEKEY_E_AUTH', 'token with the wrong audience')
-  t.equal(await code(provider({ tokenFile: strangerToken }).fetch(parseRef('vault:secret/data/app/openai'))), 'SIDEKEY_E_AUTH', 'service account not bound to the role')
-  t.equal(await code(provider({ role: 'nosuchrole' }).fetch(parseRef('vault:secret/data/app/openai'))), 'SIDEKEY_E_AUTH', 'unknown role')
-  t.equal(await code(provider({ tokenFile: join(work, 'missing') }).fetch(parseRef('vault:secret/data/app/openai'))), 'SIDEKEY_E_AUTH', 'no token file')
+  t.equal(await code(read(p, parseRef('vault:pki/issue/web?common_name=evil.other.org'))), 'SIDEKEY_E_BACKEND', 'PKI refuses a name outside the role (400)')
+  t.equal(await code(read(provider({ tokenFile: wrongAudience }), parseRef('vault:secret/data/app/openai'))), 'SIDEKEY_E_AUTH', 'token with the wrong audience')
+  t.equal(await code(read(provider({ tokenFile: strangerToken }), parseRef('vault:secret/data/app/openai'))), 'SIDEKEY_E_AUTH', 'service account not bound to the role')
+  t.equal(await code(read(provider({ role: 'nosuchrole' }), parseRef('vault:secret/data/app/openai'))), 'SIDEKEY_E_AUTH', 'unknown role')
+  t.equal(await code(read(provider({ tokenFile: join(work, 'missing') }), parseRef('vault:secret/data/app/openai'))), 'SIDEKEY_E_AUTH', 'no token file')
   process.env.SIDEKEY_TEST_BAD_VAULT_TOKEN = 's.not-a-real-token'
-  t.equal(await code(provider({ tokenEnv: 'SIDEKEY_TEST_BAD_VAULT_TOKEN', role: undefined }).fetch(parseRef('vault:secret/data/app/openai'))), 'SIDEKEY_E_AUTH', 'a bad static token')
+  t.equal(await code(read(provider({ tokenEnv: 'SIDEKEY_TEST_BAD_VAULT_TOKEN', role: undefined }), parseRef('vault:secret/data/app/openai'))), 'SIDEKEY_E_AUTH', 'a bad static token')
   process.env.SIDEKEY_TEST_ROOT_VAULT_TOKEN = bao.rootToken
-  t.equal(mapOf(await provider({ tokenEnv: 'SIDEKEY_TEST_ROOT_VAULT_TOKEN', role: undefined }).fetch(parseRef('vault:secret/data/denied/x'))).api_key, DENIED, 'a static token (local development) works')
+  t.equal(mapOf(await read(provider({ tokenEnv: 'SIDEKEY_TEST_ROOT_VAULT_TOKEN', role: undefined }), parseRef('vault:secret/data/denied/x'))).api_key, DENIED, 'a static token (local development) works')
 })
 
 t.test('provider: token renewed at 2/3 of its TTL, no second login', async (t) => {
   const p = provider({ role: 'short' })
   t.teardown(async () => { await p.close() }) // its renewals must not show up in the steady-state count below
-  await p.fetch(parseRef('vault:secret/data/app/openai'))
+  await read(p, parseRef('vault:secret/data/app/openai'))
   await eventually(() => p.auth.stats.renewals >= 2, 'two renewals', { ...WAIT, everyMs: 200 })
   t.equal(p.auth.stats.logins, 1, 'one login per token lifetime')
-  t.equal(mapOf(await p.fetch(parseRef('vault:secret/data/app/openai'))).api_key, V2, 'the renewed token still reads')
+  t.equal(mapOf(await read(p, parseRef('vault:secret/data/app/openai'))).api_key, V2, 'the renewed token still reads')
 })
 
 t.test('provider: Vault namespace header', async (t) => {
@@ -170,8 +190,8 @@ t.test('provider: Vault namespace header', async (t) => {
   await api('POST', 'kv/data/x', { data: { k: 'in-namespace' } }, { 'x-vault-namespace': 'team-a' })
   process.env.SIDEKEY_TEST_ROOT_VAULT_TOKEN = bao.rootToken
   const p = provider({ tokenEnv: 'SIDEKEY_TEST_ROOT_VAULT_TOKEN', role: undefined, namespace: 'team-a' })
-  t.equal(mapOf(await p.fetch(parseRef('vault:kv/data/x'))).k, 'in-namespace')
-  t.equal(await code(provider({ tokenEnv: 'SIDEKEY_TEST_ROOT_VAULT_TOKEN', role: undefined }).fetch(parseRef('vault:kv/data/x'))), 'SIDEKEY_E_NOT_FOUND', 'not visible from the root namespace')
+  t.equal(mapOf(await read(p, parseRef('vault:kv/data/x'))).k, 'in-namespace')
+  t.equal(await code(read(provider({ tokenEnv: 'SIDEKEY_TEST_ROOT_VAULT_TOKEN', role: undefined }), parseRef('vault:kv/data/x'))), 'SIDEKEY_E_NOT_FOUND', 'not visible from the root namespace')
 })
 
 t.test('provider: TLS with caFile and tlsServerName (an OpenBao -dev-tls server)', async (t) => {
@@ -186,10 +206,10 @@ t.test('provider: TLS with caFile and tlsServerName (an OpenBao -dev-tls server)
   })
   process.env.SIDEKEY_TEST_ROOT_VAULT_TOKEN = tls.rootToken
   const base = { tokenEnv: 'SIDEKEY_TEST_ROOT_VAULT_TOKEN', role: undefined, address: tls.addr }
-  t.equal(mapOf(await provider({ ...base, caFile: tls.caFile }).fetch(parseRef('vault:secret/data/tls'))).k, 'over-tls', 'trusted through caFile')
-  t.equal(mapOf(await provider({ ...base, address: `https://localhost:${tls.port}`, caFile: tls.caFile, tlsServerName: 'localhost' }).fetch(parseRef('vault:secret/data/tls'))).k, 'over-tls', 'with an explicit server name')
-  t.equal(await code(provider(base).fetch(parseRef('vault:secret/data/tls'))), 'SIDEKEY_E_UNAVAILABLE', 'without the CA the TLS handshake fails')
-  t.equal(await code(provider({ ...base, caFile: tls.caFile, tlsServerName: 'not-the-vault.example' }).fetch(parseRef('vault:secret/data/tls'))), 'SIDEKEY_E_UNAVAILABLE', 'a server name the certificate does not carry fails')
+  t.equal(mapOf(await read(provider({ ...base, caFile: tls.caFile }), parseRef('vault:secret/data/tls'))).k, 'over-tls', 'trusted through caFile')
+  t.equal(mapOf(await read(provider({ ...base, address: `https://localhost:${tls.port}`, caFile: tls.caFile, tlsServerName: 'localhost' }), parseRef('vault:secret/data/tls'))).k, 'over-tls', 'with an explicit server name')
+  t.equal(await code(read(provider(base), parseRef('vault:secret/data/tls'))), 'SIDEKEY_E_UNAVAILABLE', 'without the CA the TLS handshake fails')
+  t.equal(await code(read(provider({ ...base, caFile: tls.caFile, tlsServerName: 'not-the-vault.example' }), parseRef('vault:secret/data/tls'))), 'SIDEKEY_E_UNAVAILABLE', 'a server name the certificate does not carry fails')
 })
 
 t.test('provider: a dynamic credential (OpenBao kubernetes secrets engine) returns its lease as version and expiresAt', async (t) => {
@@ -202,23 +222,34 @@ t.test('provider: a dynamic credential (OpenBao kubernetes secrets engine) retur
   await api('POST', 'kubernetes/roles/app-creds', { allowed_kubernetes_namespaces: [NS], service_account_name: 'app', token_default_ttl: '10m', token_max_ttl: '1h' })
   await api('PUT', 'sys/policies/acl/app-creds', { policy: 'path "kubernetes/creds/app-creds" { capabilities = ["update"] }\npath "sys/leases/renew" { capabilities = ["update"] }' })
   await api('POST', 'auth/k8s/role/creds', { bound_service_account_names: ['app'], bound_service_account_namespaces: [NS], audience: 'vault', token_policies: ['app-read', 'app-creds'], token_ttl: '1h' })
-  const p = provider({ role: 'creds' })
+  const lm = meter()
+  const p = provider({ role: 'creds' }, { ...ctx, meter: lm })
   const ref = parseRef(`vault:kubernetes/creds/app-creds?kubernetes_namespace=${NS}`)
-  const r1 = await p.fetch(ref)
+  const r1 = await read(p, ref)
   t.match(r1.version, /^kubernetes\/creds\/app-creds\//, 'the lease id is the version')
   t.ok(r1.expiresAt !== undefined && r1.expiresAt > Date.now(), 'expiresAt from the lease duration')
   const m = mapOf(r1)
   t.equal(m.service_account_name, 'app')
   t.ok((m.service_account_token ?? '').split('.').length === 3, 'a service-account JWT')
-  // A second fetch at renewal time: a renewable lease keeps its version; a non-renewable one is read anew.
-  const r2 = await p.fetch(ref)
-  t.ok(r2.expiresAt !== undefined, 'still a lease')
+  const have = { version: r1.version, expiresAt: r1.expiresAt as number }
+  lm.counts.clear()
+  const early = await p.sync(ref, have)
+  t.same(early, { changed: false, expiresAt: r1.expiresAt }, 'before 2/3 of the lease a sync answers unchanged')
+  t.equal(lm.counts.size, 0, 'without asking OpenBao')
+  // A sync at renewal time (the clock moved past 2/3 of the 10-minute lease):
+  // a renewable lease keeps its version; a non-renewable one is read anew.
+  const realNow = Date.now
+  const shift = ((r1.expiresAt as number) - realNow()) * 3 / 4
+  Date.now = () => realNow() + shift
+  let r2
+  try { r2 = await p.sync(ref, have) } finally { Date.now = realNow }
   const raw = await api('POST', 'kubernetes/creds/app-creds', { kubernetes_namespace: NS })
+  t.ok(r2.expiresAt !== undefined, 'still a lease')
   if (raw.renewable === true) {
-    t.equal(r2.version, r1.version, 'a renewable lease is renewed: same credential, same version')
+    t.equal(r2.changed, false, 'a renewable lease is renewed: same credential, same version')
     t.ok((r2.expiresAt as number) >= (r1.expiresAt as number), 'with a new expiry')
   } else {
-    t.not(r2.version, r1.version, 'a lease the engine does not renew is replaced by a new credential')
+    t.ok(r2.changed && r2.version !== r1.version, 'a lease the engine does not renew is replaced by a new credential')
   }
 })
 
