@@ -89,7 +89,7 @@ export class Refresher {
       backoff: o.config.backoff,
       jitter: o.config.jitter,
       coalesceMs: (key) => key === PUBLISH ? 0 : Math.min(COALESCE_MAX_MS, (this.#sources.get(key)?.intervalMs ?? 0) * o.config.jitter),
-      process: async (key, signal) => { key === PUBLISH ? await this.#publish() : await this.#sync(this.#sources.get(key) as Source, signal) },
+      process: async (key, signal) => { await (key === PUBLISH ? this.#publish() : this.#sync(this.#sources.get(key) as Source, signal)) },
     })
   }
 
