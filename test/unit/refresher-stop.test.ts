@@ -15,7 +15,7 @@ import { StatusBoard } from '../../agent/status-board.js'
 import { Publisher } from '../../agent/publisher.js'
 import { AtomicWriter } from '../../agent/writer.js'
 import { createMetrics } from '../../agent/metrics.js'
-import { captureLogger, eventually, tempDir } from '../helpers/agent.js'
+import { captureLogger, eventually, startTestAgent, tempDir } from '../helpers/agent.js'
 
 /** An HTTP server that takes every request and never answers: a hung Vault. */
 async function hungBackend (t: { teardown: (fn: () => unknown) => void }): Promise<{ url: string, seen: IncomingMessage[], closed: string[] }> {
@@ -65,4 +65,19 @@ t.test('close() aborts the sync in flight (the provider stays open) and the abor
   t.notOk(logs.some((l) => l.includes('secret refresh failed')), 'a stop is not logged as a backend failure')
   t.equal(board.status()[0]?.error, undefined, 'nor recorded as one')
   t.equal(served.get('k'), undefined, 'nothing was published')
+})
+
+t.test('stopping the agent during a hung backend call: close() returns, the call ends, no failure is reported', async (t) => {
+  const backend = await hungBackend(t)
+  process.env.SIDEKEY_TEST_HUNG_TOKEN = 'hvs.not-a-real-token'
+  const h = await startTestAgent(t, {
+    stores: { vault: { type: 'vault', address: backend.url, tokenEnv: 'SIDEKEY_TEST_HUNG_TOKEN', timeout: '5m' } },
+    secrets: [{ name: 'k', ref: 'vault:secret/data/app#k' }],
+  })
+  await eventually(() => backend.seen.length > 0, 'the backend call to arrive')
+  await h.agent.close()
+  await eventually(() => backend.closed.length > 0, 'the call\'s connection to close', 20_000)
+  await h.agent.synced
+  t.notOk(h.logs.some((l) => l.includes('secret refresh failed')), 'a stop is not logged as a backend failure')
+  t.equal(h.agent.board.status()[0]?.error, undefined, 'nor recorded as one')
 })
