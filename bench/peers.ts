@@ -97,7 +97,8 @@ function configFor (kind: Kind, dir: string, set: string, n: number, tok: string
   if (isSidekey(kind)) {
     const cfg = join(dir, 'agent.json')
     writeFileSync(cfg, JSON.stringify({
-      dir: out, apiTokenFile: join(dir, 'sidekey-token'), listen: { http: 0, grpc: 0 }, logLevel: 'warn',
+      // --before may be a build older than the apiTokenFile rename (it knows only tokenFile)
+      dir: out, [kind === 'before' ? 'tokenFile' : 'apiTokenFile']: join(dir, 'sidekey-token'), listen: { http: 0, grpc: 0 }, logLevel: 'warn',
       ...(o.refresh !== undefined ? { refresh: o.refresh } : {}),
       ...(o.initOnly === true ? { exitAfterSync: true } : {}),
       stores: { vault: { type: 'vault', address: openbao.addr, tokenEnv: 'PEERS_VAULT_TOKEN' } },
