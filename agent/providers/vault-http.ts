@@ -60,8 +60,7 @@ export class VaultHttp {
   private readonly transport: HttpClient
 
   constructor (private readonly opts: VaultHttpOptions) {
-    const require = createRequire(import.meta.url)
-    const nodeVault = require('node-vault') as (cfg: Record<string, unknown>) => RawClient
+    const nodeVault = createRequire(import.meta.url)('node-vault') as (cfg: Record<string, unknown>) => RawClient
     let ca: Buffer | undefined
     if (opts.caFile !== undefined) {
       try {

@@ -1,0 +1,62 @@
+// Bundles the compiled CLI (dist/bin/sidekey.js) into dist/bundle/: one entry
+// file plus chunks that load only when used (each provider, the cloud SDKs,
+// grpc-js, the webhook), so a start reads a few files instead of hundreds of
+// modules from node_modules, and the image needs no node_modules at all.
+//
+// Two things the bundler cannot see on its own:
+// - `createRequire(import.meta.url)('x')`, the lazy synchronous loads of
+//   handlebars, yaml and node-vault: rewritten to `require('x')`, which esbuild
+//   bundles (evaluated on first call, as before).
+// - runtime files found through import.meta.url: the gRPC .proto
+//   (agent/grpc-server.ts, '../../proto/...'). dist/bundle/ sits at the same
+//   depth as dist/agent/, so it resolves to the same <root>/proto (/app/proto
+//   in the image).
+// An ESM bundle has no `require`, `__filename` or `__dirname`; CommonJS
+// dependencies use them, so each chunk starts with a banner defining them.
+import { chmod, readFile, rm, writeFile } from 'node:fs/promises'
+import { build } from 'esbuild'
+
+const LAZY_REQUIRE = /\bcreateRequire\(import\.meta\.url\)\((['"][^'"]+['"])\)/g
+
+const lazyRequire = {
+  name: 'lazy-require',
+  setup (b) {
+    b.onLoad({ filter: /[\\/]dist[\\/].*\.js$/ }, async (args) => {
+      const src = await readFile(args.path, 'utf8')
+      if (!src.includes('createRequire(import.meta.url)')) return undefined
+      return { contents: src.replace(LAZY_REQUIRE, 'require($1)'), loader: 'js' }
+    })
+  },
+}
+
+await rm('dist/bundle', { recursive: true, force: true })
+const result = await build({
+  entryPoints: { sidekey: 'dist/bin/sidekey.js' },
+  outdir: 'dist/bundle',
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  splitting: true,
+  target: 'node20',
+  chunkNames: '[name]-[hash]',
+  // Node's ESM loader prefers the `module` entry of packages that have one.
+  mainFields: ['module', 'main'],
+  banner: {
+    js: [
+      "import { createRequire as __skCreateRequire } from 'node:module'",
+      "import { fileURLToPath as __skFileURLToPath } from 'node:url'",
+      "import { dirname as __skDirname } from 'node:path'",
+      'const require = __skCreateRequire(import.meta.url)',
+      'const __filename = __skFileURLToPath(import.meta.url)',
+      'const __dirname = __skDirname(__filename)',
+    ].join('\n'),
+  },
+  legalComments: 'none',
+  logLevel: 'warning',
+  metafile: true,
+  plugins: [lazyRequire],
+})
+// The chunks are ES modules whatever package.json sits above them (the image copies none).
+await writeFile('dist/bundle/package.json', '{ "type": "module" }\n')
+await chmod('dist/bundle/sidekey.js', 0o755)
+if (process.argv.includes('--meta')) console.log(JSON.stringify(result.metafile))
