@@ -21,6 +21,8 @@ export interface KeyedQueueOptions<K> {
   readonly process: (key: K, signal: AbortSignal) => Promise<void>
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1
+
 export class KeyedQueue<K> {
   readonly #o: KeyedQueueOptions<K>
   readonly #ready: K[] = []
@@ -133,7 +135,8 @@ export class KeyedQueue<K> {
     this.#timer = undefined
     this.#timerAt = next
     if (next === Infinity) return
-    this.#timer = setTimeout(() => this.#wake(), Math.max(0, next - Date.now()))
+    // setTimeout takes at most 2^31-1 ms (a longer delay fires at once): the wake re-arms for the rest.
+    this.#timer = setTimeout(() => this.#wake(), Math.min(MAX_TIMER_MS, Math.max(0, next - Date.now())))
     this.#timer.unref()
   }
 

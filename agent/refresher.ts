@@ -225,7 +225,16 @@ export class Refresher {
       const names = [...this.#dirty]
       this.#dirty.clear()
       const next = this.#nextGeneration(names)
-      if (next === undefined) return
+      if (next === undefined) {
+        // Nothing differs from the generation on disk (a retry whose secrets no longer render, say):
+        // the disk is the served set, so a failed write before it is over. Else publishing would stay in backoff for good.
+        if (this.#queue.failures(PUBLISH) > 0) {
+          this.#queue.forget(PUBLISH)
+          board.setWriteError(undefined)
+          if (board.ready) metrics.ready.set(1)
+        }
+        return
+      }
       let changed: readonly ServedSecret[]
       let rotated: readonly ServedSecret[]
       try {

@@ -138,13 +138,21 @@ export class AzureProvider implements Provider {
     const t = this.target(ref)
     const client = await this.client(t.vaultUrl)
     this.ctx.meter?.request('getSecret')
-    const timeout = AbortSignal.timeout(this.timeoutMs)
-    const abortSignal = signal !== undefined ? AbortSignal.any([signal, timeout]) : timeout
+    // One controller per call, aborted by the timeout or the caller's signal. Not AbortSignal.any:
+    // on Node 20 each call would leave an entry on the agent's long-lived stop signal.
+    const ac = new AbortController()
+    const onAbort = (): void => ac.abort(signal?.reason)
+    const timer = setTimeout(() => ac.abort(new DOMException('timed out', 'TimeoutError')), this.timeoutMs)
+    if (signal?.aborted === true) onAbort()
+    else signal?.addEventListener('abort', onAbort, { once: true })
     let secret: Awaited<ReturnType<SecretClient['getSecret']>>
     try {
-      secret = await client.getSecret(t.name, { ...(t.version !== undefined ? { version: t.version } : {}), abortSignal })
+      secret = await client.getSecret(t.name, { ...(t.version !== undefined ? { version: t.version } : {}), abortSignal: ac.signal })
     } catch (err) {
       throw this.mapError(err, ref, t)
+    } finally {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
     }
     if (secret.properties.enabled === false) throw new SidekeyError('SIDEKEY_E_NOT_FOUND', `${ref.raw}: the secret version is disabled`, { ref: ref.raw })
     if (typeof secret.value !== 'string') throw new SidekeyError('SIDEKEY_E_BACKEND', `${ref.raw}: Key Vault answered without a value`, { ref: ref.raw })

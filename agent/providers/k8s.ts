@@ -125,7 +125,7 @@ export class K8sProvider implements Provider {
     this.ctx.meter?.request('get')
     try {
       const p = api.readNamespacedSecret({ name, namespace })
-      return signal === undefined ? await p : await abortable(p, signal)
+      return await abortable(p, signal, GET_TIMEOUT_MS)
     } catch (err) {
       throw this.mapError(err, ref, namespace, name)
     }
@@ -258,12 +258,18 @@ export class K8sProvider implements Provider {
   }
 }
 
-async function abortable<T> (p: Promise<T>, signal: AbortSignal): Promise<T> {
+/** GET of one Secret: the client sets no timeout, and a half-open connection must not stall a source for good. */
+const GET_TIMEOUT_MS = 10_000
+
+/** Races the client's promise against the caller's signal and a timeout (the client takes neither). */
+async function abortable<T> (p: Promise<T>, signal: AbortSignal | undefined, ms: number): Promise<T> {
   return await new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => { reject(Object.assign(new Error('aborted'), { code: 'ERR_CANCELED' })) }
-    if (signal.aborted) { onAbort(); return }
-    signal.addEventListener('abort', onAbort, { once: true })
-    p.then((v) => { signal.removeEventListener('abort', onAbort); resolve(v) }, (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e) })
+    const done = (): void => { clearTimeout(timer); signal?.removeEventListener('abort', onAbort) }
+    const onAbort = (): void => { done(); reject(Object.assign(new Error('aborted'), { code: 'ERR_CANCELED' })) }
+    const timer = setTimeout(() => { done(); reject(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })) }, ms)
+    if (signal?.aborted === true) { onAbort(); return }
+    signal?.addEventListener('abort', onAbort, { once: true })
+    p.then((v) => { done(); resolve(v) }, (e: unknown) => { done(); reject(e) })
   })
 }
 

@@ -195,7 +195,8 @@ export class VaultProvider implements Provider {
 
   /** The renewed lease's new expiry, or undefined when it must be read anew. */
   private async renewLease (ref: SecretRef, lease: Lease, signal: AbortSignal | undefined): Promise<number | undefined> {
-    const ans = await this.authed({ method: 'PUT', path: 'sys/leases/renew', body: { lease_id: lease.leaseId, increment: Math.round(lease.durationMs / 1000) } }, ref, signal, false)
+    // quiet: a renewal the policy denies (403) falls through to reading a new credential, not an error.
+    const ans = await this.authed({ method: 'PUT', path: 'sys/leases/renew', body: { lease_id: lease.leaseId, increment: Math.round(lease.durationMs / 1000) } }, ref, signal, true)
     const b = ans.body as { lease_duration?: unknown, renewable?: unknown } | undefined
     const seconds = typeof b?.lease_duration === 'number' ? b.lease_duration : 0
     // A renewal cut short by max_ttl is not worth keeping: read a new credential instead.

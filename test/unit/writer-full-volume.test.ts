@@ -95,6 +95,29 @@ if (!isRoot) {
     t.ok(failures.every((f, i) => i === 0 || f.attempt > (failures[i - 1] as { attempt: number }).attempt), 'retries are counted (backoff grows with the attempt)')
   })
 
+  t.test('a value too large for the volume, then put back: the failed write is over, /ready recovers, later rotations are written', async (t) => {
+    const vol = smallTmpfs(t, '2m')
+    const src = tempDir(t)
+    const a1 = value('a1', 1000)
+    replace(join(src, 'a'), a1)
+    replace(join(src, 'b'), value('b1', 1000))
+    const h = await startTestAgent(t, {
+      secrets: [{ name: 'a', ref: `file:${join(src, 'a')}` }, { name: 'b', ref: `file:${join(src, 'b')}` }],
+      refresh: '200ms',
+      backoff: { initial: '50ms', max: '400ms' },
+      maxValueBytes: 4 * 1024 * 1024,
+    }, { root: vol })
+    await h.agent.synced
+    replace(join(src, 'a'), value('a2', 2500 * 1024)) // larger than the whole volume: the write fails
+    await eventually(async () => (await fetch(`${h.base}/ready`)).status === 503, '/ready to turn false')
+    // Put back: the retry now has nothing to write (the disk already holds a1). It must not stay in backoff for good.
+    replace(join(src, 'a'), a1)
+    await eventually(async () => (await fetch(`${h.base}/ready`)).status === 200, '/ready to recover')
+    replace(join(src, 'b'), value('b2', 1000))
+    await eventually(() => readFileSync(join(h.dir, 'b'), 'utf8').startsWith('b2-'), 'a later rotation to be written')
+    t.equal(readFileSync(join(h.dir, 'a'), 'utf8'), a1)
+  })
+
   t.test('a volume a previous run left full of failed generations is pruned on restart', async (t) => {
     const vol = smallTmpfs(t, '2m')
     const dir = join(vol, 'secrets')
