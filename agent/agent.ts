@@ -98,6 +98,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   // sooner, and the servers answer /ready with 503 until they do.
   const synced = refresher.start()
   synced.catch((err: unknown) => logger.error({ err: (err as Error).message }, 'initial sync failed'))
+  // Stops what runs before the servers: used by close(), and when a listener cannot bind.
   const abandon = async (): Promise<void> => {
     await refresher.close()
     await notify.close()
@@ -174,9 +175,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
     async close () {
       if (closed) return
       closed = true
-      await refresher.close()
-      await notify.close()
-      await Promise.all([...providers.values()].map(async (p) => await p.close?.()))
+      await abandon()
       http.closeAllConnections()
       await new Promise<void>((resolve) => http.close(() => resolve()))
       if (metricsServer !== undefined) {
