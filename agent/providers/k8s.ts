@@ -12,7 +12,7 @@ import { SidekeyError } from '../../core/errors.js'
 import type { SecretRef } from '../../core/reference.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
 import type { Have, SyncResult, Provider, ProviderContext } from './provider.js'
-import { checkSize, isNetworkError } from './secret-data.js'
+import { checkSize, isNetworkError, withSignal } from './secret-data.js'
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true })
 
@@ -125,7 +125,7 @@ export class K8sProvider implements Provider {
     this.ctx.meter?.request('get')
     try {
       const p = api.readNamespacedSecret({ name, namespace })
-      return await abortable(p, signal, GET_TIMEOUT_MS)
+      return await withSignal(p, signal, GET_TIMEOUT_MS)
     } catch (err) {
       throw this.mapError(err, ref, namespace, name)
     }
@@ -260,18 +260,6 @@ export class K8sProvider implements Provider {
 
 /** GET of one Secret: the client sets no timeout, and a half-open connection must not stall a source for good. */
 const GET_TIMEOUT_MS = 10_000
-
-/** Races the client's promise against the caller's signal and a timeout (the client takes neither). */
-async function abortable<T> (p: Promise<T>, signal: AbortSignal | undefined, ms: number): Promise<T> {
-  return await new Promise<T>((resolve, reject) => {
-    const done = (): void => { clearTimeout(timer); signal?.removeEventListener('abort', onAbort) }
-    const onAbort = (): void => { done(); reject(Object.assign(new Error('aborted'), { code: 'ERR_CANCELED' })) }
-    const timer = setTimeout(() => { done(); reject(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })) }, ms)
-    if (signal?.aborted === true) { onAbort(); return }
-    signal?.addEventListener('abort', onAbort, { once: true })
-    p.then((v) => { done(); resolve(v) }, (e: unknown) => { done(); reject(e) })
-  })
-}
 
 function readNamespace (): string | undefined {
   try {

@@ -75,14 +75,20 @@ export function checkPinnedContent (ref: SecretRef, version: string): void {
   }
 }
 
-/** Races a promise against an AbortSignal for clients that cannot take one. */
-export async function withSignal<T> (p: Promise<T>, signal: AbortSignal | undefined, ref: SecretRef): Promise<T> {
-  if (signal === undefined) return await p
-  if (signal.aborted) throw new SidekeyError('SIDEKEY_E_UNAVAILABLE', `request for ${ref.raw} was aborted`, { ref: ref.raw })
+/**
+ * Races a client's promise against the caller's signal and a timeout, for
+ * clients that take neither. Rejects with an error whose `code` is
+ * ERR_CANCELED or ETIMEDOUT (both network errors to isNetworkError), so the
+ * provider maps it like any other transport failure.
+ */
+export async function withSignal<T> (p: Promise<T>, signal: AbortSignal | undefined, ms: number): Promise<T> {
   return await new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => { reject(new SidekeyError('SIDEKEY_E_UNAVAILABLE', `request for ${ref.raw} was aborted`, { ref: ref.raw })) }
-    signal.addEventListener('abort', onAbort, { once: true })
-    p.then((v) => { signal.removeEventListener('abort', onAbort); resolve(v) }, (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e) })
+    const done = (): void => { clearTimeout(timer); signal?.removeEventListener('abort', onAbort) }
+    const onAbort = (): void => { done(); reject(Object.assign(new Error('aborted'), { code: 'ERR_CANCELED' })) }
+    const timer = setTimeout(() => { done(); reject(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })) }, ms)
+    if (signal?.aborted === true) { onAbort(); return }
+    signal?.addEventListener('abort', onAbort, { once: true })
+    p.then((v) => { done(); resolve(v) }, (e: unknown) => { done(); reject(e) })
   })
 }
 
