@@ -83,13 +83,3 @@ export function against (have: Have | undefined, read: Snapshot): SyncResult {
 export function renewAt (obtainedAt: number, expiresAt: number): number {
   return obtainedAt + (expiresAt - obtainedAt) * 2 / 3
 }
-
-/** A meter that counts by op, for tests and the agent's metrics. */
-export class RequestCounts implements RequestMeter {
-  readonly counts = new Map<string, number>()
-  constructor (private readonly next?: RequestMeter) {}
-  request (op: string): void {
-    this.counts.set(op, (this.counts.get(op) ?? 0) + 1)
-    this.next?.request(op)
-  }
-}
