@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, readdirSync, writeFileSync, symlinkSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
-import { startTestAgent, tempDir, eventually, replace } from '../helpers/agent.js'
+import { startTestAgent, tempDir, eventually, replace, type TestAgent } from '../helpers/agent.js'
 import { AtomicWriter } from '../../agent/writer.js'
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0
@@ -59,10 +59,12 @@ if (!isRoot) {
     t.notOk(h.logs.some((l) => l.includes('SIDEKEY_E_WRITE')), 'no write ever failed')
   })
 
-  t.test('a set that cannot fit: no half-written generation, /ready false with SIDEKEY_E_WRITE, recovery when it fits', async (t) => {
+  /** An agent serving two file secrets, a and b (1,000 bytes each), on a 2 MiB tmpfs, synced. */
+  async function twoFilesOnSmallVolume (t: Test): Promise<{ src: string, h: TestAgent, a1: string }> {
     const vol = smallTmpfs(t, '2m')
     const src = tempDir(t)
-    replace(join(src, 'a'), value('a1', 1000))
+    const a1 = value('a1', 1000)
+    replace(join(src, 'a'), a1)
     replace(join(src, 'b'), value('b1', 1000))
     const h = await startTestAgent(t, {
       secrets: [{ name: 'a', ref: `file:${join(src, 'a')}` }, { name: 'b', ref: `file:${join(src, 'b')}` }],
@@ -71,6 +73,11 @@ if (!isRoot) {
       maxValueBytes: 4 * 1024 * 1024,
     }, { root: vol })
     await h.agent.synced
+    return { src, h, a1 }
+  }
+
+  t.test('a set that cannot fit: no half-written generation, /ready false with SIDEKEY_E_WRITE, recovery when it fits', async (t) => {
+    const { src, h } = await twoFilesOnSmallVolume(t)
     t.equal((await fetch(`${h.base}/ready`)).status, 200)
     replace(join(src, 'a'), value('a2', 2500 * 1024)) // within maxValueBytes, larger than the whole 2 MiB volume
     replace(join(src, 'b'), value('b2', 2500 * 1024))
@@ -96,18 +103,7 @@ if (!isRoot) {
   })
 
   t.test('a value too large for the volume, then put back: the failed write is over, /ready recovers, later rotations are written', async (t) => {
-    const vol = smallTmpfs(t, '2m')
-    const src = tempDir(t)
-    const a1 = value('a1', 1000)
-    replace(join(src, 'a'), a1)
-    replace(join(src, 'b'), value('b1', 1000))
-    const h = await startTestAgent(t, {
-      secrets: [{ name: 'a', ref: `file:${join(src, 'a')}` }, { name: 'b', ref: `file:${join(src, 'b')}` }],
-      refresh: '200ms',
-      backoff: { initial: '50ms', max: '400ms' },
-      maxValueBytes: 4 * 1024 * 1024,
-    }, { root: vol })
-    await h.agent.synced
+    const { src, h, a1 } = await twoFilesOnSmallVolume(t)
     replace(join(src, 'a'), value('a2', 2500 * 1024)) // larger than the whole volume: the write fails
     await eventually(async () => (await fetch(`${h.base}/ready`)).status === 503, '/ready to turn false')
     // Put back: the retry now has nothing to write (the disk already holds a1). It must not stay in backoff for good.
