@@ -16,7 +16,11 @@
 //
 //   node dist/bench/peers.js [--runs 5] [--sizes 1,100,1000] [--idle 60] [--settle 15]
 //       [--rotations 10] [--no-defaults] [--sidekey path/to/dist/bin/sidekey.js]
-//       [--before path/to/an/older/dist/bin/sidekey.js]
+//       [--before path/to/an/older/dist/bin/sidekey.js] [--node path/to/node]
+//
+// Sidekey runs as the injector runs it: with the injector's default
+// agentNodeOptions as NODE_OPTIONS, on --node (default: this process's node;
+// the image's is Node 24, `scripts/node24` prints its directory).
 //
 // --before adds a third agent, an older Sidekey build, to every run (same
 // interleaving), so before and after are measured under the same load.
@@ -29,6 +33,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { useServers, stopServers } from '../test/helpers/testenv.js'
+import { injectorConfigSchema } from '../injector/config.js'
 
 process.env.TAP_TIMEOUT = '0'
 
@@ -42,6 +47,9 @@ const ROTATIONS = Number(opt('--rotations', '10'))
 const DEFAULTS = !args.includes('--no-defaults')
 const SIDEKEY = resolve(opt('--sidekey', 'dist/bin/sidekey.js'))
 const BEFORE = args.includes('--before') ? resolve(opt('--before', '')) : undefined
+const NODE = opt('--node', process.execPath)
+/** The agent container's NODE_OPTIONS, as the injector sets them by default. */
+const AGENT_NODE_OPTIONS = String((injectorConfigSchema.properties.agentNodeOptions as { default: string }).default)
 const BAO = opt('--bao', join(process.env.HOME ?? '', '.cache/sidekey/testenv/openbao-v2.4.0/bin/bao'))
 const CLK_TCK = 100
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
@@ -121,6 +129,11 @@ function configFor (kind: Kind, dir: string, set: string, n: number, tok: string
   return [BAO, 'agent', `-config=${cfg}`]
 }
 
+/** The environment of one agent: its token, and for Sidekey the injected NODE_OPTIONS. */
+function envFor (kind: Kind, tok: string): NodeJS.ProcessEnv {
+  return { ...process.env, PEERS_VAULT_TOKEN: tok, ...(isSidekey(kind) ? { NODE_OPTIONS: AGENT_NODE_OPTIONS } : {}) }
+}
+
 let seq = 0
 async function start (kind: Kind, set: string, n: number, o: { refresh?: string } = {}): Promise<Proc & { firstMs: number, allMs: number }> {
   const dir = mkdtempSync(join(work, `${kind}-`))
@@ -128,7 +141,7 @@ async function start (kind: Kind, set: string, n: number, o: { refresh?: string 
   const tok = await token(name)
   const argv = configFor(kind, dir, set, n, tok, o)
   const t0 = process.hrtime.bigint()
-  const p = spawn(isSidekey(kind) ? process.execPath : argv[0] as string, isSidekey(kind) ? argv : argv.slice(1), { env: { ...process.env, PEERS_VAULT_TOKEN: tok }, stdio: ['ignore', 'ignore', 'pipe'] })
+  const p = spawn(isSidekey(kind) ? NODE : argv[0] as string, isSidekey(kind) ? argv : argv.slice(1), { env: envFor(kind, tok), stdio: ['ignore', 'ignore', 'pipe'] })
   children.add(p)
   p.once('exit', () => children.delete(p))
   let stderr = ''
@@ -199,9 +212,9 @@ async function initOnly (kind: Kind, set: string): Promise<{ wallMs: number, cpu
   const dir = mkdtempSync(join(work, `${kind}-init-`))
   const tok = await token(`${kind}-init`)
   const argv = configFor(kind, dir, set, 1, tok, { initOnly: true })
-  const cmd = (isSidekey(kind) ? [process.execPath, ...argv] : argv).map((a) => `'${a}'`).join(' ')
+  const cmd = (isSidekey(kind) ? [NODE, ...argv] : argv).map((a) => `'${a}'`).join(' ')
   const t0 = process.hrtime.bigint()
-  const p = spawn('bash', ['-c', `${cmd} >/dev/null 2>&1; rc=$?; times >&2; exit $rc`], { env: { ...process.env, PEERS_VAULT_TOKEN: tok }, stdio: ['ignore', 'ignore', 'pipe'] })
+  const p = spawn('bash', ['-c', `${cmd} >/dev/null 2>&1; rc=$?; times >&2; exit $rc`], { env: envFor(kind, tok), stdio: ['ignore', 'ignore', 'pipe'] })
   let err = ''
   p.stderr?.on('data', (d: Buffer) => { err += d.toString() })
   const code = await new Promise<number>((resolve) => p.once('exit', (c) => resolve(c ?? -1)))
@@ -276,7 +289,7 @@ const fig: Record<Kind, Figures> = { sidekey: {}, before: {}, bao: {} }
 const add = (kind: Kind, key: string, v: number): void => { (fig[kind][key] ??= []).push(v) }
 const loads: number[] = []
 
-console.error(`peers: sidekey=${SIDEKEY} bao=${BAO} runs=${RUNS} sizes=${SIZES.join(',')} idle=${IDLE_S}s settle=${SETTLE_S}s load=${loadavg().map((x) => x.toFixed(2)).join(' ')}`)
+console.error(`peers: sidekey=${SIDEKEY} node=${NODE} NODE_OPTIONS=${AGENT_NODE_OPTIONS} bao=${BAO} runs=${RUNS} sizes=${SIZES.join(',')} idle=${IDLE_S}s settle=${SETTLE_S}s load=${loadavg().map((x) => x.toFixed(2)).join(' ')}`)
 // The agents read the same secrets, each with its own token (the audit log tells them apart).
 for (const n of SIZES) await putSecrets(`n${n}`, n)
 await putSecrets('init', 1)
