@@ -13,6 +13,12 @@
 //   in the image).
 // An ESM bundle has no `require`, `__filename` or `__dirname`; CommonJS
 // dependencies use them, so each chunk starts with a banner defining them.
+//
+// Whitespace and syntax are minified, names are not (stack traces keep them):
+// V8 holds every loaded chunk's source in the heap for as long as the process
+// runs, and the comments esbuild keeps otherwise carry non-ASCII characters
+// that make a whole chunk a two-byte string (undici's: 1.5 MiB instead of
+// 0.5). About 3 MiB less resident memory for the agent.
 import { chmod, readFile, rm, writeFile } from 'node:fs/promises'
 import { build } from 'esbuild'
 
@@ -52,6 +58,8 @@ const result = await build({
     ].join('\n'),
   },
   legalComments: 'none',
+  minifyWhitespace: true,
+  minifySyntax: true,
   logLevel: 'warning',
   metafile: true,
   plugins: [lazyRequire],
