@@ -4,10 +4,12 @@
 // Finding a process by name needs a shared process namespace in the pod.
 // HTTP hooks go through undici (agent/http-client.ts): one keep-alive pool,
 // at most 2 connections per app origin, 5 s connect/headers/body timeouts.
+// undici loads with the first http hook's first notification, not before: an
+// agent without http hooks whose stores do not use it never holds its code.
 import { readdir, readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import type { OnChangeSpec } from '../core/config/load.js'
-import { HttpClient, type PoolOptions } from './http-client.js'
+import type { HttpClient, PoolOptions } from './http-client.js'
 import type { AgentMetrics } from './metrics.js'
 import type { ServedSecret } from './served.js'
 
@@ -63,7 +65,8 @@ export interface Notifier {
 export function createNotifier (specs: readonly OnChangeSpec[], logger: Logger, metrics: AgentMetrics, opts: NotifierOptions = {}): Notifier {
   // One keep-alive pool for every http hook: a rotation reuses the connection
   // the previous one opened, and a hung app holds at most `connections` sockets.
-  const client = new HttpClient({ connections: 2, connectTimeoutMs: 5_000, headersTimeoutMs: 5_000, bodyTimeoutMs: 5_000, ...opts.http })
+  let client: Promise<HttpClient> | undefined
+  const pool = async (): Promise<HttpClient> => await (client ??= import('./http-client.js').then(({ HttpClient }) => new HttpClient({ connections: 2, connectTimeoutMs: 5_000, headersTimeoutMs: 5_000, bodyTimeoutMs: 5_000, ...opts.http })))
   const attempts = opts.attempts ?? 3
   const backoffMs = opts.backoffMs ?? 200
   const notify = async (changed: readonly ServedSecret[]): Promise<void> => {
@@ -71,7 +74,7 @@ export function createNotifier (specs: readonly OnChangeSpec[], logger: Logger, 
     await Promise.all(specs.map(async (spec) => {
       try {
         if (spec.kind === 'http') {
-          await postWithRetry(client, spec.url, body, attempts, backoffMs)
+          await postWithRetry(await pool(), spec.url, body, attempts, backoffMs)
         } else {
           const pids = await findPids(spec.target)
           if (pids.length === 0) throw new Error(`no process named ${spec.target}`)
@@ -85,5 +88,5 @@ export function createNotifier (specs: readonly OnChangeSpec[], logger: Logger, 
     }))
   }
   // On shutdown a notification still in flight is moot: the connections close now.
-  return Object.assign(notify, { close: async () => { await client.destroy() } })
+  return Object.assign(notify, { close: async () => { if (client !== undefined) await (await client).destroy() } })
 }
