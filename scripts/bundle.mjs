@@ -19,6 +19,7 @@
 // runs, and the comments esbuild keeps otherwise carry non-ASCII characters
 // that make a whole chunk a two-byte string (undici's: 1.5 MiB instead of
 // 0.5). About 3 MiB less resident memory for the agent.
+import { builtinModules } from 'node:module'
 import { chmod, readFile, rm, writeFile } from 'node:fs/promises'
 import { build } from 'esbuild'
 
@@ -32,6 +33,23 @@ const lazyRequire = {
       if (!src.includes('createRequire(import.meta.url)')) return undefined
       return { contents: src.replace(LAZY_REQUIRE, 'require($1)'), loader: 'js' }
     })
+  },
+}
+
+// `import { x } from 'node:http'` in an ES module makes Node build the whole
+// namespace of the built-in, which runs every lazy getter on it: node:http's
+// WebSocket, CloseEvent and MessageEvent load Node's internal undici, crypto's
+// webcrypto, util's and fs's lazy parts load theirs. A require() touches only
+// the properties the code reads. So every static import of a built-in becomes
+// a require() of it (the chunk's banner defines `require`), evaluated where
+// the import was. Node 24, agent with the file store: 76 modules and about
+// 3 MiB less resident memory.
+const BUILTIN = new RegExp(`^(node:)?(${builtinModules.map((m) => m.replace(/[/]/g, '\\/')).join('|')})$`)
+const builtinsByRequire = {
+  name: 'builtins-by-require',
+  setup (b) {
+    b.onResolve({ filter: BUILTIN }, (args) => args.kind === 'import-statement' ? { path: args.path, namespace: 'builtin-by-require' } : undefined)
+    b.onLoad({ filter: /.*/, namespace: 'builtin-by-require' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)})`, loader: 'js' }))
   },
 }
 
@@ -62,7 +80,7 @@ const result = await build({
   minifySyntax: true,
   logLevel: 'warning',
   metafile: true,
-  plugins: [lazyRequire],
+  plugins: [lazyRequire, builtinsByRequire],
 })
 // The chunks are ES modules whatever package.json sits above them (the image copies none).
 await writeFile('dist/bundle/package.json', '{ "type": "module" }\n')
