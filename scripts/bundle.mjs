@@ -5,15 +5,22 @@
 //
 // Two things the bundler cannot see on its own:
 // - `createRequire(import.meta.url)('x')`, the lazy synchronous loads of
-//   handlebars, yaml and node-vault: rewritten to `require('x')`, which esbuild
+//   handlebars and yaml: rewritten to `require('x')`, which esbuild
 //   bundles (evaluated on first call, as before).
 // - runtime files found through import.meta.url: the gRPC .proto
 //   (agent/grpc-server.ts, '../../proto/...'). dist/bundle/ sits at the same
 //   depth as dist/agent/, so it resolves to the same <root>/proto (/app/proto
 //   in the image).
+// - Node's built-in modules: an ESM `import` of one makes Node build its ESM
+//   facade, which reads every export, lazy getters included. On Node 24
+//   `node:http`'s WebSocket getter loads Node's own undici (about 50 ms of CPU)
+//   and `node:crypto`'s webcrypto getter the Web Crypto classes. The bundle
+//   takes built-ins through `require` instead (esbuild's interop object reads
+//   a property only when the code uses it).
 // An ESM bundle has no `require`, `__filename` or `__dirname`; CommonJS
 // dependencies use them, so each chunk starts with a banner defining them.
 import { chmod, readFile, rm, writeFile } from 'node:fs/promises'
+import { builtinModules } from 'node:module'
 import { build } from 'esbuild'
 
 const LAZY_REQUIRE = /\bcreateRequire\(import\.meta\.url\)\((['"][^'"]+['"])\)/g
@@ -21,11 +28,27 @@ const LAZY_REQUIRE = /\bcreateRequire\(import\.meta\.url\)\((['"][^'"]+['"])\)/g
 const lazyRequire = {
   name: 'lazy-require',
   setup (b) {
-    b.onLoad({ filter: /[\\/]dist[\\/].*\.js$/ }, async (args) => {
+    b.onLoad({ filter: /[\\/]dist[\\/].*\.js$/, namespace: 'file' }, async (args) => {
       const src = await readFile(args.path, 'utf8')
       if (!src.includes('createRequire(import.meta.url)')) return undefined
       return { contents: src.replace(LAZY_REQUIRE, 'require($1)'), loader: 'js' }
     })
+  },
+}
+
+const builtinsByRequire = {
+  name: 'builtins-by-require',
+  setup (b) {
+    const builtin = new Set(builtinModules)
+    b.onResolve({ filter: /^[a-z_:/]+$/ }, (args) => {
+      const name = args.path.replace(/^node:/, '')
+      if (!builtin.has(name)) return undefined
+      if (args.kind === 'require-call') return { path: args.path, external: true }
+      // One wrapper per importing file, so it sits in that file's chunk: a
+      // wrapper shared by several would get a chunk file of its own.
+      return { path: `${args.importer} -> ${args.path}`, namespace: 'builtin', pluginData: args.path }
+    })
+    b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.pluginData)})`, loader: 'js' }))
   },
 }
 
@@ -54,7 +77,7 @@ const result = await build({
   legalComments: 'none',
   logLevel: 'warning',
   metafile: true,
-  plugins: [lazyRequire],
+  plugins: [lazyRequire, builtinsByRequire],
 })
 // The chunks are ES modules whatever package.json sits above them (the image copies none).
 await writeFile('dist/bundle/package.json', '{ "type": "module" }\n')
