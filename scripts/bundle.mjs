@@ -4,9 +4,12 @@
 // modules from node_modules, and the image needs no node_modules at all.
 //
 // Two things the bundler cannot see on its own:
-// - `createRequire(import.meta.url)('x')`, the lazy synchronous loads of
-//   handlebars and yaml: rewritten to `require('x')`, which esbuild
-//   bundles (evaluated on first call, as before).
+// - `createRequire(import.meta.url)('x')`, synchronous loads on first use:
+//   rewritten to `require('x')`, which esbuild bundles (evaluated on first
+//   call, as before). Two of them, handlebars (templates) and yaml (format
+//   yaml), are half a megabyte of code that most agents never run: each is a
+//   CommonJS file of its own beside the chunks (vendor-<name>.cjs), read by
+//   that `require` on first use, so a start parses none of it.
 // - runtime files found through import.meta.url: the gRPC .proto
 //   (agent/grpc-server.ts, '../../proto/...'). dist/bundle/ sits at the same
 //   depth as dist/agent/, so it resolves to the same <root>/proto (/app/proto
@@ -25,14 +28,20 @@ import { build } from 'esbuild'
 
 const LAZY_REQUIRE = /\bcreateRequire\(import\.meta\.url\)\((['"][^'"]+['"])\)/g
 
+const VENDOR = ['handlebars', 'yaml']
+const vendorFile = (name) => `./vendor-${name}.cjs`
+
 const lazyRequire = {
   name: 'lazy-require',
   setup (b) {
     b.onLoad({ filter: /[\\/]dist[\\/].*\.js$/, namespace: 'file' }, async (args) => {
       const src = await readFile(args.path, 'utf8')
       if (!src.includes('createRequire(import.meta.url)')) return undefined
-      return { contents: src.replace(LAZY_REQUIRE, 'require($1)'), loader: 'js' }
+      const contents = src.replace(LAZY_REQUIRE, (_, q) => VENDOR.includes(q.slice(1, -1)) ? `require(${JSON.stringify(vendorFile(q.slice(1, -1)))})` : `require(${q})`)
+      return { contents, loader: 'js' }
     })
+    // Resolved at run time, from the chunk's own directory (the banner's `require`).
+    b.onResolve({ filter: /^\.\/vendor-[a-z-]+\.cjs$/ }, (args) => ({ path: args.path, external: true }))
   },
 }
 
@@ -78,6 +87,17 @@ const result = await build({
   logLevel: 'warning',
   metafile: true,
   plugins: [lazyRequire, builtinsByRequire],
+})
+await build({
+  entryPoints: Object.fromEntries(VENDOR.map((name) => [vendorFile(name).slice(2, -4), name])),
+  outdir: 'dist/bundle',
+  outExtension: { '.js': '.cjs' },
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  legalComments: 'none',
+  logLevel: 'warning',
 })
 // The chunks are ES modules whatever package.json sits above them (the image copies none).
 await writeFile('dist/bundle/package.json', '{ "type": "module" }\n')
