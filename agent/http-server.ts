@@ -21,6 +21,8 @@ export interface HttpServerOptions {
   readonly served: ServedSet
   /** Readiness and per-secret status. */
   readonly board: StatusBoard
+  /** False until every listener of the agent is up: /ready waits for it as well as for the files. Default: up. */
+  readonly listening?: () => boolean
   readonly checkToken: (t: string | undefined) => 'ok' | 'missing' | 'wrong'
   readonly metrics: AgentMetrics
   readonly audit: Logger
@@ -187,7 +189,7 @@ export function createHttpServer (o: HttpServerOptions): Server {
     switch (path) {
       case '/healthz': return { route: path, status: sendJson(res, 200, { status: 'ok' }) }
       case '/ready': {
-        if (board.ready) return { route: path, status: sendJson(res, 200, { ready: true }) }
+        if (board.ready && (o.listening?.() ?? true)) return { route: path, status: sendJson(res, 200, { ready: true }) }
         // With the token: names and error codes/messages (never values), so the probe can say why.
         // Without it: a count only; a page that reached the port learns nothing.
         const reasons = board.missingReasons()
