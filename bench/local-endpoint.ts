@@ -1,6 +1,6 @@
 // bench/local-endpoint: the local GET (a notebook's one `GET` on localhost for
 // a secret) against a bare Node http server answering the same body, in the
-// same run, interleaved, with the audit trail on (logLevel info; the agent's
+// same run (the same request, token header included), interleaved, with the audit trail on (logLevel info; the agent's
 // stdout, where audit lines go, is a file as a container log would be).
 //
 //   node dist/bench/local-endpoint.js [--rounds 5] [--seconds 4] [--rate 1000]
@@ -163,6 +163,8 @@ async function main (): Promise<void> {
       procs.push(t.proc)
       targets.push(t)
     }
+    // The bare server gets the same request (it ignores the token): the client's work per request is the same.
+    targets[0] = { ...targets[0] as Target, headers: (targets[1] as Target).headers }
     const nodeVersion = (await new Promise<string>((resolve) => { const p = spawn(NODE, ['-v']); let s = ''; p.stdout.on('data', (b: Buffer) => { s += b.toString() }); p.on('close', () => resolve(s.trim())) }))
     console.error(`local endpoint: ${ROUNDS} rounds, ${SECONDS}s each, servers on node ${nodeVersion}, agent NODE_OPTIONS=${AGENT_NODE_OPTIONS}; load ${load0}`)
     for (const t of targets) await saturate(t, 2) // warm-up

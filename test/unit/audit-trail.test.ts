@@ -42,3 +42,22 @@ t.test('the timer writes within the interval and is armed only by an access', as
   for (let i = 0; i < 200 && lines.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10))
   t.match(lines, [{ api: 'grpc', route: 'Get', status: 'OK', secret: 'k', version: '1', count: 1 }])
 })
+
+t.test('interleaved callers and outcomes each keep their own count, across flushes', async (t) => {
+  const { lines, log } = capture()
+  const trail = new AuditTrail(log, () => undefined, 3_600_000)
+  const a = { api: 'http', caller: '127.0.0.1:1', route: '/v1/secrets/:name', secret: 's', version: '1' } as const
+  const b = { ...a, caller: '127.0.0.1:2' }
+  for (const x of [{ ...a, status: 200 }, { ...b, status: 200 }, { ...a, status: 200 }, { ...a, status: 304 }, { ...a, status: 200 }, { ...a, status: 200, version: '2' }, { ...a, status: 200 }]) trail.record(x)
+  trail.flush()
+  const count = (caller: string, status: number, version: string): unknown => lines.find((l) => l.caller === caller && l.status === status && l.version === version)?.count
+  t.equal(count(a.caller, 200, '1'), 4)
+  t.equal(count(a.caller, 304, '1'), 1)
+  t.equal(count(a.caller, 200, '2'), 1)
+  t.equal(count(b.caller, 200, '1'), 1)
+  t.equal(lines.length, 4)
+  trail.record({ ...a, status: 200 })
+  trail.flush()
+  t.equal(lines.length, 5, 'after a flush the same access starts a new line')
+  t.equal(lines[4]?.count, 1)
+})
