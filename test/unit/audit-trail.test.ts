@@ -65,3 +65,22 @@ t.test('the audit destination has no timer of its own: idle, it writes nothing; 
   t.match(JSON.parse(readFileSync(file, 'utf8').trim()), { audit: true, component: 'audit', secret: 's', count: 1 }, 'the trail\'s flush writes its batch out')
   t.equal(writes, 1, 'in one write')
 })
+
+t.test('interleaved callers and outcomes each keep their own count, across flushes', async (t) => {
+  const { lines, log } = capture()
+  const trail = new AuditTrail(log, () => undefined, 3_600_000)
+  const a = { api: 'http', caller: '127.0.0.1:1', route: '/v1/secrets/:name', secret: 's', version: '1' } as const
+  const b = { ...a, caller: '127.0.0.1:2' }
+  for (const x of [{ ...a, status: 200 }, { ...b, status: 200 }, { ...a, status: 200 }, { ...a, status: 304 }, { ...a, status: 200 }, { ...a, status: 200, version: '2' }, { ...a, status: 200 }]) trail.record(x)
+  trail.flush()
+  const count = (caller: string, status: number, version: string): unknown => lines.find((l) => l.caller === caller && l.status === status && l.version === version)?.count
+  t.equal(count(a.caller, 200, '1'), 4)
+  t.equal(count(a.caller, 304, '1'), 1)
+  t.equal(count(a.caller, 200, '2'), 1)
+  t.equal(count(b.caller, 200, '1'), 1)
+  t.equal(lines.length, 4)
+  trail.record({ ...a, status: 200 })
+  trail.flush()
+  t.equal(lines.length, 5, 'after a flush the same access starts a new line')
+  t.equal(lines[4]?.count, 1)
+})
