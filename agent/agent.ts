@@ -52,10 +52,6 @@ export interface RunningAgent {
 }
 
 export async function startAgent (config: AgentConfig, opts: StartOptions = {}): Promise<RunningAgent> {
-  // gRPC (grpc-js, the proto) is the heaviest load of the agent: it is read
-  // while the first fetches are in flight, and not at all when it is off.
-  const grpcModule = config.listen.grpcEnabled ? import('./grpc-server.js') : undefined
-  grpcModule?.catch(() => { /* awaited below */ })
   const logger = opts.logger ?? createLogger(config.logLevel)
   for (const d of config.deprecations) logger.warn({ field: d.field, use: d.use }, d.message)
   const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? true })
@@ -108,7 +104,9 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   // One cap on watches and one on long-polls, shared by the HTTP and gRPC APIs.
   const watchers = new Slots(config.limits.watchers)
   const waiters = new Slots(config.limits.waiters)
-  const http: Server = createHttpServer({ served, board, checkToken, metrics, audit, trail, limits: config.limits, watchers, waiters, compat: compatRoutes(config, served, checkToken) })
+  // /ready answers 200 only once every listener is up, not just the files.
+  let listening = false
+  const http: Server = createHttpServer({ served, board, listening: () => listening, checkToken, metrics, audit, trail, limits: config.limits, watchers, waiters, compat: compatRoutes(config, served, checkToken) })
   try {
     await new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
@@ -127,9 +125,25 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
 
   let grpcServer: grpc.Server | undefined
   let grpcPort: number | undefined
-  if (grpcModule !== undefined) {
-    const { createGrpcServer, bindGrpc } = await grpcModule
-    grpcServer = createGrpcServer({ served, board, checkToken, metrics, audit, trail, limits: config.limits, watchers, waiters })
+  // An init-only agent (exitAfterSync) has no local endpoint for gRPC: it exits
+  // before any app container starts.
+  if (config.listen.grpcEnabled && !config.exitAfterSync) {
+    // gRPC (grpc-js, protobufjs, the proto) is the heaviest load of the agent,
+    // about a third of its start-up CPU: it waits for the first publish, so the
+    // first files do not wait for it (a backend slower than GRPC_WAIT_MS to
+    // answer does not hold the API back longer than that).
+    await Promise.race([synced.catch(() => {}), new Promise((resolve) => setTimeout(resolve, GRPC_WAIT_MS).unref())])
+    let bindGrpc: typeof import('./grpc-server.js').bindGrpc
+    try {
+      const mod = await import('./grpc-server.js')
+      bindGrpc = mod.bindGrpc
+      grpcServer = mod.createGrpcServer({ served, board, checkToken, metrics, audit, trail, limits: config.limits, watchers, waiters })
+    } catch (err) {
+      // (an unreadable .proto): stop what runs, or the refresher would keep the process alive
+      http.close()
+      await abandon()
+      throw err
+    }
     try {
       grpcPort = await bindGrpc(grpcServer, config.listen.grpc)
     } catch (err) {
@@ -158,6 +172,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
     metricsPort = (ms.address() as AddressInfo).port
   }
 
+  listening = true
   // Ready is announced only once the endpoint listens: a port clash must not
   // be preceded by a "ready" line (a previous run's files make the store ready early).
   const announceReady = (): void => {
@@ -192,6 +207,9 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
     },
   }
 }
+
+/** The longest the gRPC server waits for the first publish before it loads anyway. */
+const GRPC_WAIT_MS = 1_000
 
 /** A metric label for a backend request: the API call, without a path (bounded, and a path is data). */
 function opLabel (op: string): string {

@@ -17,6 +17,11 @@ export interface Access {
   readonly version?: string | undefined
 }
 
+/** Equal for the audit trail: every field of the group key. */
+function same (x: Access, y: Access): boolean {
+  return x.api === y.api && x.caller === y.caller && x.agent === y.agent && x.route === y.route && x.status === y.status && x.secret === y.secret && x.version === y.version
+}
+
 interface Group { readonly access: Access, count: number, readonly first: number, last: number }
 
 export class AuditTrail {
@@ -24,6 +29,8 @@ export class AuditTrail {
   readonly #refsOf: (secret: string) => readonly string[] | undefined
   readonly #flushMs: number
   #groups = new Map<string, Group>()
+  /** Each caller's latest group: a connection repeating the same access (the usual case) skips building the key. */
+  #latest = new Map<string, Group>()
   #timer: NodeJS.Timeout | undefined
 
   constructor (log: Logger, refsOf: (secret: string) => readonly string[] | undefined, flushMs = AUDIT_FLUSH_MS) {
@@ -33,15 +40,23 @@ export class AuditTrail {
   }
 
   record (a: Access): void {
-    const key = `${a.api}\n${a.caller}\n${a.agent ?? ''}\n${a.route}\n${a.status}\n${a.secret ?? ''}\n${a.version ?? ''}`
     const now = Date.now()
-    const g = this.#groups.get(key)
+    const latest = this.#latest.get(a.caller)
+    if (latest !== undefined && same(latest.access, a)) {
+      latest.count++
+      latest.last = now
+      return // its group is in this window, so the timer is armed
+    }
+    const key = `${a.api}\n${a.caller}\n${a.agent ?? ''}\n${a.route}\n${a.status}\n${a.secret ?? ''}\n${a.version ?? ''}`
+    let g = this.#groups.get(key)
     if (g !== undefined) {
       g.count++
       g.last = now
     } else {
-      this.#groups.set(key, { access: a, count: 1, first: now, last: now })
+      g = { access: a, count: 1, first: now, last: now }
+      this.#groups.set(key, g)
     }
+    this.#latest.set(a.caller, g)
     // Armed by an access only: an agent nobody calls never wakes for its audit.
     this.#timer ??= setTimeout(() => this.flush(), this.#flushMs)
   }
@@ -53,6 +68,7 @@ export class AuditTrail {
     const groups = this.#groups
     if (groups.size === 0) return
     this.#groups = new Map()
+    this.#latest = new Map()
     for (const { access: a, count, first, last } of groups.values()) {
       const refs = a.secret !== undefined ? this.#refsOf(a.secret) : undefined
       this.#log.info({
@@ -63,5 +79,7 @@ export class AuditTrail {
         count, first: new Date(first).toISOString(), last: new Date(last).toISOString(),
       }, 'access')
     }
+    // The destination buffers (one write for a batch of lines) and has no timer of its own.
+    this.#log.flush()
   }
 }

@@ -75,7 +75,7 @@ export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
   const watchers = o.watchers ?? new Slots(limits.watchers)
   const waiters = o.waiters ?? new Slots(limits.waiters)
   const denied = (peer: string, route: string, status: string): void => {
-    metrics.requests.inc({ api: 'grpc', route, status })
+    metrics.countRequest('grpc', route, status)
     o.trail.record({ api: 'grpc', caller: peer, route, status })
   }
   const server = new grpc.Server({
@@ -84,7 +84,7 @@ export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
     'grpc.max_concurrent_streams': limits.grpcMaxConcurrentStreams,
   })
   const record = (call: { getPeer: () => string }, route: string, status: string, secret?: string): void => {
-    metrics.requests.inc({ api: 'grpc', route, status })
+    metrics.countRequest('grpc', route, status)
     const version = status === 'OK' && secret !== undefined ? served.get(secret)?.version : undefined
     o.trail.record({ api: 'grpc', caller: call.getPeer(), route, status, secret, version })
   }

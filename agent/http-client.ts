@@ -7,7 +7,19 @@
 // Errors name the method, the URL's origin and path and undici's code, never a
 // request header or body: those carry tokens (X-Vault-Token, the login JWT,
 // X-Sidekey-Token) and secret values.
-import { Agent, type Dispatcher } from 'undici'
+import { createRequire } from 'node:module'
+import type { Agent as UndiciAgent, Dispatcher } from 'undici'
+
+// undici's index loads all of undici: fetch, WebSocket, EventSource, the mock
+// and proxy agents, interceptors (about 45 ms of CPU at every start on Node 24).
+// Sidekey uses one Agent and Dispatcher#request: those two, taken directly
+// (undici 6 has no exports map). The index does the same assignment.
+const Agent = createRequire(import.meta.url)('undici/lib/dispatcher/agent.js') as typeof UndiciAgent
+Object.assign(
+  (createRequire(import.meta.url)('undici/lib/dispatcher/dispatcher.js') as { prototype: object }).prototype,
+  createRequire(import.meta.url)('undici/lib/api/index.js') as object,
+)
+type Agent = UndiciAgent
 
 export interface PoolOptions {
   /** Connections per origin; requests beyond it queue. Default 4. */

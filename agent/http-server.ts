@@ -3,6 +3,7 @@
 // and times. Every /v1 request needs the token; X-Forwarded-For is refused
 // because only the pod itself may call, never a proxy in front of it.
 import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { ERRORS, type SidekeyError } from '../core/errors.js'
 // Every error this server answers goes through the one HTTP renderer.
@@ -12,7 +13,7 @@ import type { AgentMetrics } from './metrics.js'
 import type { ServedSecret, ServedSet } from './served.js'
 import type { StatusBoard } from './status-board.js'
 import { presentedToken } from './access-token.js'
-import type { CompatRoute } from './compat/route.js'
+import type { CompatRoute, RouteOutcome } from './compat/route.js'
 import { DEFAULT_LIMITS, SECRET_NAME_RE, Slots, shortName, type LocalLimits } from '../core/limits.js'
 import type { AuditTrail } from './audit-trail.js'
 
@@ -21,6 +22,8 @@ export interface HttpServerOptions {
   readonly served: ServedSet
   /** Readiness and per-secret status. */
   readonly board: StatusBoard
+  /** False until every listener of the agent is up: /ready waits for it as well as for the files. Default: up. */
+  readonly listening?: () => boolean
   readonly checkToken: (t: string | undefined) => 'ok' | 'missing' | 'wrong'
   readonly metrics: AgentMetrics
   readonly audit: Logger
@@ -38,6 +41,11 @@ export interface HttpServerOptions {
 /** Headers a proxy adds; the local endpoint serves only the pod's own containers. */
 const PROXY_HEADERS = ['x-forwarded-for', 'forwarded', 'x-real-ip', 'x-forwarded-host'] as const
 
+function forwarded (headers: IncomingMessage['headers']): boolean {
+  for (const h of PROXY_HEADERS) if (headers[h] !== undefined) return true
+  return false
+}
+
 /** A Host a browser on a DNS-rebound page cannot send: loopback literals and localhost only. */
 const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?$/i
 
@@ -53,6 +61,26 @@ export function clientErrorAnswer (err: NodeJS.ErrnoException): { status: number
 }
 
 const MAX_WAIT_DEFAULT = 300_000
+
+/** What a request's metrics and audit line say: a fixed route label, the status, the secret and version answered. */
+type Outcome = RouteOutcome
+const SECRET_ROUTE = '/v1/secrets/:name'
+
+/** The query of a request without one: the routes only read it. */
+const NO_QUERY = new URLSearchParams()
+
+// The audit line's caller is one connection: address:port, built once a socket.
+const callers = new WeakMap<Socket, string>()
+function callerOf (socket: Socket): string {
+  let c = callers.get(socket)
+  if (c === undefined) {
+    c = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`
+    // Not kept before the peer is known (a socket already closed has no address).
+    if (socket.remoteAddress !== undefined) callers.set(socket, c)
+  }
+  return c
+}
+const agentOf = (ua: string | undefined): string | undefined => ua !== undefined ? shortName(ua) : undefined
 const etagOf = (e: ServedSecret): string => `"${e.version}"`
 
 function sendJson (res: ServerResponse, status: number, obj: unknown): number {
@@ -117,35 +145,46 @@ export function createHttpServer (o: HttpServerOptions): Server {
   const limits = o.limits ?? DEFAULT_LIMITS
   const watchers = o.watchers ?? new Slots(limits.watchers)
   const waiters = o.waiters ?? new Slots(limits.waiters)
+  const compat = o.compat ?? []
 
-  async function secrets (req: IncomingMessage, res: ServerResponse, name: string, query: URLSearchParams): Promise<number> {
-    if (!served.specs.has(name)) return sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no secret named "${shortName(name)}"; GET /v1/secrets lists the names`)
+  /** The value, 304 or an error, synchronously; a long-poll (?wait=) only returns a promise. */
+  function secrets (req: IncomingMessage, res: ServerResponse, name: string, query: URLSearchParams | undefined): Outcome | Promise<Outcome> {
+    if (!served.specs.has(name)) return { route: SECRET_ROUTE, secret: name, status: sendError(res, 'SIDEKEY_E_SECRET_UNKNOWN', `no secret named "${shortName(name)}"; GET /v1/secrets lists the names`) }
     const inm = req.headers['if-none-match']
-    const waitRaw = query.get('wait')
-    let entry = served.get(name)
+    const waitRaw = query?.get('wait') ?? null
+    const entry = served.get(name)
     if (waitRaw !== null) {
       let ms: number
       try {
         ms = Math.min(parseDuration(waitRaw, 'wait'), maxWait)
       } catch (err) {
-        return sendError(res, 'SIDEKEY_E_BAD_REQUEST', (err as SidekeyError).message)
+        return { route: SECRET_ROUTE, secret: name, status: sendError(res, 'SIDEKEY_E_BAD_REQUEST', (err as SidekeyError).message) }
       }
       const current = entry !== undefined && matches(inm, entry) ? entry.version : (entry === undefined ? undefined : ifNoneMatchVersion(inm) ?? '\0none')
-      if (entry === undefined || entry.version === current) {
-        const release = waiters.take()
-        if (release === undefined) return sendError(res, 'SIDEKEY_E_CAPACITY', `${waiters.max} long-polls are waiting, the agent's limit (limits.waiters); retry without ?wait= or later`, true)
-        const ac = new AbortController()
-        res.once('close', () => ac.abort())
-        try {
-          entry = await served.waitForChange(name, current, ms, ac.signal)
-        } finally {
-          release()
-        }
-      }
+      if (entry === undefined || entry.version === current) return longPoll(res, name, inm, current, ms)
     }
-    if (entry === undefined) return sendError(res, 'SIDEKEY_E_NOT_READY', `secret "${name}" has not been fetched yet; retry, or add ?wait=30s to wait for it`)
-    if (matches(inm, entry)) return sendNotModified(res, entry)
-    return sendValue(res, entry)
+    return answer(res, name, inm, entry)
+  }
+
+  /** The audit line names the version answered (200 or 304). */
+  function answer (res: ServerResponse, name: string, inm: string | undefined, entry: ServedSecret | undefined): Outcome {
+    if (entry === undefined) return { route: SECRET_ROUTE, secret: name, status: sendError(res, 'SIDEKEY_E_NOT_READY', `secret "${name}" has not been fetched yet; retry, or add ?wait=30s to wait for it`) }
+    if (matches(inm, entry)) return { route: SECRET_ROUTE, secret: name, version: entry.version, status: sendNotModified(res, entry) }
+    return { route: SECRET_ROUTE, secret: name, version: entry.version, status: sendValue(res, entry) }
+  }
+
+  async function longPoll (res: ServerResponse, name: string, inm: string | undefined, current: string | undefined, ms: number): Promise<Outcome> {
+    const release = waiters.take()
+    if (release === undefined) return { route: SECRET_ROUTE, secret: name, status: sendError(res, 'SIDEKEY_E_CAPACITY', `${waiters.max} long-polls are waiting, the agent's limit (limits.waiters); retry without ?wait= or later`, true) }
+    const ac = new AbortController()
+    res.once('close', () => ac.abort())
+    let entry: ServedSecret | undefined
+    try {
+      entry = await served.waitForChange(name, current, ms, ac.signal)
+    } finally {
+      release()
+    }
+    return answer(res, name, inm, entry)
   }
 
   function watch (req: IncomingMessage, res: ServerResponse): number {
@@ -168,7 +207,8 @@ export function createHttpServer (o: HttpServerOptions): Server {
     return 200
   }
 
-  async function handle (req: IncomingMessage, res: ServerResponse): Promise<{ route: string, status: number, secret?: string }> {
+  /** Answers a request; only a long-poll, /metrics or a compatible route that waits return a promise. */
+  function handle (req: IncomingMessage, res: ServerResponse): Outcome | Promise<Outcome> {
     const url = req.url ?? '/'
     const q = url.indexOf('?')
     const path = q === -1 ? url : url.slice(0, q)
@@ -176,7 +216,7 @@ export function createHttpServer (o: HttpServerOptions): Server {
     if (host !== undefined && !LOOPBACK_HOST.test(host)) {
       return { route: 'host', status: sendError(res, 'SIDEKEY_E_HOST', 'the Host header must be 127.0.0.1, localhost or [::1]: the local endpoint does not answer other names (DNS rebinding)', true) }
     }
-    if (PROXY_HEADERS.some((h) => req.headers[h] !== undefined)) {
+    if (forwarded(req.headers)) {
       return { route: 'forwarded', status: sendError(res, 'SIDEKEY_E_FORWARDED', 'requests with X-Forwarded-For, Forwarded, X-Real-IP or X-Forwarded-Host are refused: the local endpoint serves only containers of this pod, not a proxy') }
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -187,7 +227,7 @@ export function createHttpServer (o: HttpServerOptions): Server {
     switch (path) {
       case '/healthz': return { route: path, status: sendJson(res, 200, { status: 'ok' }) }
       case '/ready': {
-        if (board.ready) return { route: path, status: sendJson(res, 200, { ready: true }) }
+        if (board.ready && (o.listening?.() ?? true)) return { route: path, status: sendJson(res, 200, { ready: true }) }
         // With the token: names and error codes/messages (never values), so the probe can say why.
         // Without it: a count only; a page that reached the port learns nothing.
         const reasons = board.missingReasons()
@@ -198,19 +238,22 @@ export function createHttpServer (o: HttpServerOptions): Server {
         return { route: path, status: sendJson(res, ERRORS.SIDEKEY_E_NOT_READY.status, { ready: false, ...detail, ...(we !== undefined ? { error: { code: we.code } } : {}) }) }
       }
     }
-    for (const route of o.compat ?? []) {
-      const claimed = route(req, res, path, new URLSearchParams(q === -1 ? '' : url.slice(q + 1)))
-      if (claimed !== undefined) return await claimed
+    // Parsed once, and only when there is a query; the routes only read it.
+    const query = q === -1 ? NO_QUERY : new URLSearchParams(url.slice(q + 1))
+    for (const route of compat) {
+      const claimed = route(req, res, path, query)
+      if (claimed !== undefined) return claimed
     }
     if (path !== '/metrics' && !path.startsWith('/v1/')) return { route: 'unknown', status: sendError(res, 'SIDEKEY_E_ROUTE', `no route ${shortName(path)}; see GET /v1/secrets`) }
     if (auth === 'missing') return { route: 'auth', status: sendError(res, 'SIDEKEY_E_UNAUTHENTICATED', 'send the token from SIDEKEY_TOKEN_FILE in X-Sidekey-Token or Authorization: Bearer') }
     if (auth === 'wrong') return { route: 'auth', status: sendError(res, 'SIDEKEY_E_FORBIDDEN', 'the token does not match; read it again from SIDEKEY_TOKEN_FILE') }
     if (path === '/metrics') {
       // Labels carry secret names: the token is needed, as for /v1.
-      const body = await metrics.registry.metrics()
-      res.writeHead(200, { 'content-type': metrics.registry.contentType })
-      res.end(body)
-      return { route: path, status: 200 }
+      return metrics.registry.metrics().then((body) => {
+        res.writeHead(200, { 'content-type': metrics.registry.contentType })
+        res.end(body)
+        return { route: '/metrics', status: 200 }
+      })
     }
     if (path === '/v1/secrets') {
       const we = board.writeError
@@ -222,26 +265,33 @@ export function createHttpServer (o: HttpServerOptions): Server {
       try {
         name = decodeURIComponent(path.slice('/v1/secrets/'.length))
       } catch {
-        return { route: '/v1/secrets/:name', status: sendError(res, 'SIDEKEY_E_BAD_REQUEST', 'the secret name in the path is not valid percent-encoding') }
+        return { route: SECRET_ROUTE, status: sendError(res, 'SIDEKEY_E_BAD_REQUEST', 'the secret name in the path is not valid percent-encoding') }
       }
       // Refused before any lookup, and never echoed: a name of another shape is not a secret name.
-      if (!SECRET_NAME_RE.test(name)) return { route: '/v1/secrets/:name', status: sendError(res, 'SIDEKEY_E_BAD_REQUEST', `the secret name (${name.length} chars, not shown) is not a secret name: letters, digits, ".", "_", "-", at most 253`) }
-      const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1))
-      return { route: '/v1/secrets/:name', secret: name, status: await secrets(req, res, name, query) }
+      if (!SECRET_NAME_RE.test(name)) return { route: SECRET_ROUTE, status: sendError(res, 'SIDEKEY_E_BAD_REQUEST', `the secret name (${name.length} chars, not shown) is not a secret name: letters, digits, ".", "_", "-", at most 253`) }
+      return secrets(req, res, name, q === -1 ? undefined : query)
     }
     return { route: 'unknown', status: sendError(res, 'SIDEKEY_E_ROUTE', `no route ${shortName(path)}; see GET /v1/secrets`) }
   }
 
-  // Counter children per (route, status): label hashing once, not per request.
-  const counted = new Map<string, { inc: () => void }>()
-  const count = (route: string, status: number): void => {
-    const k = `${route} ${status}`
-    let c = counted.get(k)
-    if (c === undefined) {
-      c = metrics.requests.labels({ api: 'http', route, status })
-      counted.set(k, c)
+  const done = (req: IncomingMessage, { route, status, secret, version }: Outcome): void => {
+    metrics.countRequest('http', route, status)
+    if (secret !== undefined || route === '/v1/secrets' || route === '/v1/watch' || route === 'auth' || route === 'forwarded' || route === 'host' || /^[a-z]+:\//.test(route)) {
+      o.trail.record({
+        api: 'http',
+        caller: callerOf(req.socket),
+        agent: agentOf(req.headers['user-agent']),
+        route,
+        status,
+        secret: secret === undefined || SECRET_NAME_RE.test(secret) ? secret : `(invalid, ${secret.length} chars)`,
+        version,
+      })
     }
-    c.inc()
+  }
+  const failed = (res: ServerResponse, err: unknown): void => {
+    audit.error({ err: (err as Error).message, route: 'error' }, 'request failed')
+    if (!res.headersSent) sendError(res, 'SIDEKEY_E_INTERNAL', 'the request could not be handled; the agent log has the cause')
+    else res.destroy()
   }
 
   const server = createServer({
@@ -252,40 +302,32 @@ export function createHttpServer (o: HttpServerOptions): Server {
     connectionsCheckingInterval: 1000,
     maxHeaderSize: 16 * 1024,
   }, (req, res) => {
-    handle(req, res).then(({ route, status, secret }) => {
-      count(route, status)
-      if (secret !== undefined || route === '/v1/secrets' || route === '/v1/watch' || route === 'auth' || route === 'forwarded' || route === 'host' || /^[a-z]+:\//.test(route)) {
-        const ua = req.headers['user-agent']
-        const version = res.getHeader('x-sidekey-version')
-        o.trail.record({
-          api: 'http',
-          caller: `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? ''}`,
-          agent: ua !== undefined ? shortName(ua) : undefined,
-          route,
-          status,
-          secret: secret === undefined || SECRET_NAME_RE.test(secret) ? secret : `(invalid, ${secret.length} chars)`,
-          version: typeof version === 'string' ? version : undefined,
-        })
-      }
-    }, (err: unknown) => {
-      audit.error({ err: (err as Error).message, route: 'error' }, 'request failed')
-      if (!res.headersSent) sendError(res, 'SIDEKEY_E_INTERNAL', 'the request could not be handled; the agent log has the cause')
-      else res.destroy()
-    })
+    // Most requests are answered synchronously: no promise, no microtask.
+    let out: Outcome | Promise<Outcome>
+    try {
+      out = handle(req, res)
+    } catch (err) {
+      failed(res, err)
+      return
+    }
+    if (out instanceof Promise) out.then((r) => done(req, r), (err: unknown) => failed(res, err))
+    else done(req, out)
   })
   server.maxConnections = limits.connections
   // Node's headersTimeout starts at a request's first byte: a socket that sends
   // nothing at all would live until keepAliveTimeout. It gets the same bound.
+  // Whether a byte came is read from bytesRead when the timer fires: a 'data'
+  // listener would take the socket from Node's HTTP parser (it "unconsumes"
+  // it), and every request on the connection would then be read through a
+  // JavaScript stream, a Buffer a read: about a third more CPU per request.
   server.on('connection', (socket) => {
-    const timer = setTimeout(() => socket.destroy(), limits.headersTimeoutMs)
+    const timer = setTimeout(() => { if (socket.bytesRead === 0) socket.destroy() }, limits.headersTimeoutMs)
     timer.unref()
-    const clear = (): void => clearTimeout(timer)
-    socket.once('data', clear)
-    socket.once('close', clear)
+    socket.once('close', () => clearTimeout(timer))
   })
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     const answer = clientErrorAnswer(err)
-    count('client-error', answer.status)
+    metrics.countRequest('http', 'client-error', answer.status)
     if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return }
     socket.end(answer.text)
   })

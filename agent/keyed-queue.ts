@@ -10,6 +10,8 @@
 //   forget(k)          a success: the key's backoff starts over
 //   close()            no more runs; aborts those in flight and waits for them
 
+import { setMaxListeners } from 'node:events'
+
 export interface KeyedQueueOptions<K> {
   /** Keys processed at the same time; the rest wait their turn in order. */
   readonly concurrency: number
@@ -39,6 +41,9 @@ export class KeyedQueue<K> {
 
   constructor (o: KeyedQueueOptions<K>) {
     this.#o = o
+    // Every run listens on the one signal while its calls are in flight (a few listeners each, removed
+    // when they end): at 32 runs that is past Node's default of 10, which is a warning, not a leak.
+    setMaxListeners(Math.max(10, o.concurrency * 8), this.#ac.signal)
   }
 
   /** Aborted by close(): every run gets it. */

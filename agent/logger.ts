@@ -6,9 +6,11 @@
 // warnings, errors) are written synchronously: in a pod stdout is a pipe, and
 // an agent that cannot reach its backend must show why in `kubectl logs` at
 // once, and keep those lines through a SIGKILL or an OOM kill. Audit lines (one
-// per local API request) go through a buffered sonic-boom destination that
-// pino flushes every AUDIT_FLUSH_MS (sonic-boom's periodicFlush) and on exit
-// (pino registers its on-exit flush for asynchronous destinations).
+// per group of equal accesses, agent/audit-trail.ts) go through a buffered
+// sonic-boom destination: the trail writes its lines at most every
+// AUDIT_FLUSH_MS and then flushes the destination, and pino flushes it on exit
+// (its on-exit flush for asynchronous destinations). No periodic flush: an
+// idle agent must not wake every second to write nothing.
 import { pino, type Logger, type DestinationStream, type LoggerOptions } from 'pino'
 
 // Top-level and one known nesting only: wildcard paths cost a scan of every
@@ -18,7 +20,7 @@ export const REDACT_PATHS = [
   'headers.authorization', 'headers["x-sidekey-token"]',
 ]
 
-/** Longest time an audit line may wait in the buffer. */
+/** Longest time an access waits for its audit line (the trail's timer). */
 export const AUDIT_FLUSH_MS = 1000
 /** Audit bytes gathered before a write, so a burst of requests costs few syscalls. */
 export const AUDIT_BUFFER_BYTES = 4096
@@ -38,13 +40,14 @@ export function createLogger (level: string, stream?: DestinationStream): Logger
 }
 
 /**
- * The audit logger: buffered, flushed at least every AUDIT_FLUSH_MS and on
- * exit. Audit lines are built from names, references, routes and statuses
+ * The audit logger: buffered, flushed by the audit trail after each batch
+ * (at most every AUDIT_FLUSH_MS) and on exit; `dest` is stdout unless a test
+ * names a file. Audit lines are built from names, references, routes and statuses
  * only, so they skip the redaction pass (about a third of a line's price).
  */
-export function createAuditLogger (level: string, stream?: DestinationStream): Logger {
-  const dest = stream ?? pino.destination({ dest: 1, sync: false, minLength: AUDIT_BUFFER_BYTES, periodicFlush: AUDIT_FLUSH_MS })
-  return pino({ ...baseOptions(level), base: { app: 'sidekey', component: 'audit' } }, dest)
+export function createAuditLogger (level: string, stream?: DestinationStream, dest: number | string = 1): Logger {
+  const out = stream ?? pino.destination({ dest, sync: false, minLength: AUDIT_BUFFER_BYTES })
+  return pino({ ...baseOptions(level), base: { app: 'sidekey', component: 'audit' } }, out)
 }
 
 export type { Logger }

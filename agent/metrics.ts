@@ -9,6 +9,12 @@ export interface AgentMetrics {
   readonly backendRequests: Counter<'store' | 'op'>
   readonly rotations: Counter<'secret'>
   readonly requests: Counter<'route' | 'status' | 'api'>
+  /**
+   * Counts one local API request in sidekey_requests_total. The count is kept
+   * in a plain number and handed to prom-client when the registry is read: a
+   * labelled inc() hashes and validates its labels on every call.
+   */
+  readonly countRequest: (api: 'http' | 'grpc', route: string, status: number | string) => void
   readonly onChangeErrors: Counter<'kind'>
   readonly ready: Gauge
   setAgeSource (fn: () => Iterable<[name: string, updatedAtMs: number]>): void
@@ -18,6 +24,9 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): AgentMe
   const registry = new Registry()
   if (opts.defaultMetrics !== false) registerProcessMetrics(registry)
   let ageSource: () => Iterable<[string, number]> = () => []
+  // route -> status -> requests not yet added to the counter, per api.
+  interface Pending { readonly labels: { api: string, route: string, status: number | string }, n: number }
+  const pending = { http: new Map<string, Map<number | string, Pending>>(), grpc: new Map<string, Map<number | string, Pending>>() }
   const m: AgentMetrics = {
     registry,
     fetchDuration: new Histogram({
@@ -30,7 +39,30 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): AgentMe
     fetchErrors: new Counter({ name: 'sidekey_fetch_errors_total', help: 'Failed backend calls by store and error code.', labelNames: ['store', 'code'], registers: [registry] }),
     backendRequests: new Counter({ name: 'sidekey_backend_requests_total', help: 'Requests sent to the backend by store and API call (GetSecretValue, DescribeSecret, getSecret, GET, ...).', labelNames: ['store', 'op'], registers: [registry] }),
     rotations: new Counter({ name: 'sidekey_rotations_total', help: 'Times a secret changed on disk after the first write.', labelNames: ['secret'], registers: [registry] }),
-    requests: new Counter({ name: 'sidekey_requests_total', help: 'Local API requests by api (http, grpc), route and status.', labelNames: ['api', 'route', 'status'], registers: [registry] }),
+    requests: new Counter({
+      name: 'sidekey_requests_total',
+      help: 'Local API requests by api (http, grpc), route and status.',
+      labelNames: ['api', 'route', 'status'],
+      registers: [registry],
+      collect () {
+        for (const byRoute of Object.values(pending)) {
+          for (const byStatus of byRoute.values()) {
+            for (const p of byStatus.values()) {
+              if (p.n > 0) this.inc(p.labels, p.n)
+              p.n = 0
+            }
+          }
+        }
+      },
+    }),
+    countRequest (api, route, status) {
+      const byRoute = pending[api]
+      let byStatus = byRoute.get(route)
+      if (byStatus === undefined) byRoute.set(route, byStatus = new Map())
+      const p = byStatus.get(status)
+      if (p !== undefined) p.n++
+      else byStatus.set(status, { labels: { api, route, status }, n: 1 })
+    },
     onChangeErrors: new Counter({ name: 'sidekey_on_change_errors_total', help: 'onChange notifications that could not be delivered.', labelNames: ['kind'], registers: [registry] }),
     ready: new Gauge({ name: 'sidekey_ready', help: '1 once every required secret has been written.', registers: [registry] }),
     setAgeSource (fn) { ageSource = fn },

@@ -48,8 +48,6 @@ export interface RefresherOptions {
 }
 
 const MIN_LEASE_REFETCH_MS = 1000
-/** Checks due within this much of each other run on one wake-up (only ever early). */
-const COALESCE_MAX_MS = 1000
 /** Backend calls in flight at once: the first sync of 1,000 secrets does not open 1,000 requests. */
 export const MAX_IN_FLIGHT = 32
 /** The queue key of the publish step; never a source key (those are `store:path`). */
@@ -88,7 +86,9 @@ export class Refresher {
       concurrency: MAX_IN_FLIGHT,
       backoff: o.config.backoff,
       jitter: o.config.jitter,
-      coalesceMs: (key) => key === PUBLISH ? 0 : Math.min(COALESCE_MAX_MS, (this.#sources.get(key)?.intervalMs ?? 0) * o.config.jitter),
+      // A wake-up runs every source due within its jitter band (it may run that much early anyway):
+      // the checks of one interval fall due together, one wake-up and, for a Vault folder, one listing.
+      coalesceMs: (key) => key === PUBLISH ? 0 : (this.#sources.get(key)?.intervalMs ?? 0) * o.config.jitter,
       process: async (key, signal) => { await (key === PUBLISH ? this.#publish() : this.#sync(this.#sources.get(key) as Source, signal)) },
     })
   }

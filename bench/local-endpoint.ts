@@ -1,15 +1,51 @@
-// Cached GET /v1/secrets/:name with keep-alive over loopback, against a bare
-// Node http server answering a fixed body, in the same run. Prints figures and
-// ends with one JSON line. Goal: >= 0.8x the bare server; p99 < 1 ms at 1,000 req/s.
+// bench/local-endpoint: the local GET (a notebook's one `GET` on localhost for
+// a secret) against a bare Node http server answering the same body, in the
+// same run (the same request, token header included), interleaved, with the audit trail on (logLevel info; the agent's
+// stdout, where audit lines go, is a file as a container log would be).
+//
+//   node dist/bench/local-endpoint.js [--rounds 5] [--seconds 4] [--rate 1000]
+//       [--connections 10] [--node path/to/node] [--before path/to/older/dist/bin/sidekey.js]
+//
+// Each round, in an order that rotates from round to round:
+//   - saturation: autocannon, --connections keep-alive connections, --seconds
+//     each; req/s, and the server process's CPU (user + system, /proc) per request
+//   - paced: --rate requests/s over keep-alive connections, each timed with
+//     hrtime from send to last byte (autocannon reports whole milliseconds)
+// Printed: the median over rounds (min-max), the median of the per-round
+// ratios sidekey/bare, the load average. Goals (issue 12): paced p99 <= 0.5 ms,
+// saturation >= 0.9x bare.
+//
+// Sidekey runs as the injector runs it: the injector's default agentNodeOptions
+// as NODE_OPTIONS, on --node (default this process's node; the image's is Node
+// 24). The bare server runs on the same node with no options. --before adds an
+// older build to every round (same interleaving).
+//
+// Accounting: at the end the agent's own request counter for 200 answers on
+// /v1/secrets/:name is read, the agent is stopped (SIGTERM), and the counts of
+// its audit lines must add up to it: no access is lost, on exit included.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus, loadavg, tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
 import http from 'node:http'
 import autocannon from 'autocannon'
+import { injectorConfigSchema } from '../injector/config.js'
 
-const DURATION = Number(process.env.BENCH_SECONDS ?? 8)
+const args = process.argv.slice(2)
+const opt = (name: string, def: string): string => { const i = args.indexOf(name); return i !== -1 && args[i + 1] !== undefined ? args[i + 1] as string : def }
+const ROUNDS = Number(opt('--rounds', '5'))
+const SECONDS = Number(opt('--seconds', process.env.BENCH_SECONDS ?? '4'))
+const RATE = Number(opt('--rate', '1000'))
+const CONNECTIONS = Number(opt('--connections', '10'))
+const NODE = opt('--node', process.execPath)
+const SIDEKEY = resolve(opt('--sidekey', 'dist/bin/sidekey.js'))
+const BEFORE = args.includes('--before') ? resolve(opt('--before', '')) : undefined
+/** The agent container's NODE_OPTIONS, as the injector sets them by default. */
+const AGENT_NODE_OPTIONS = String((injectorConfigSchema.properties.agentNodeOptions as { default: string }).default)
 const BODY = 'sk-bench-' + 'x'.repeat(40)
+const CLK_TCK = 100
+
+interface Target { name: string, url: string, headers: Record<string, string>, proc: ChildProcess, out?: string }
 
 async function waitFor (url: string, headers: Record<string, string> = {}): Promise<void> {
   for (let i = 0; i < 200; i++) {
@@ -23,83 +59,146 @@ async function waitFor (url: string, headers: Record<string, string> = {}): Prom
   throw new Error(`${url} did not come up`)
 }
 
-async function load (url: string, headers: Record<string, string>, rate?: number): Promise<autocannon.Result> {
-  return await autocannon({ url, headers, connections: rate !== undefined ? 4 : 32, pipelining: 1, duration: DURATION, ...(rate !== undefined ? { overallRate: rate } : {}) })
+/** user + system CPU seconds of a process, from /proc. */
+function cpuSeconds (pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK
+}
+
+async function saturate (t: Target, seconds: number): Promise<{ rps: number, cpuUsPerReq: number, errors: number, n: number }> {
+  const c0 = cpuSeconds(t.proc.pid as number)
+  const r = await autocannon({ url: t.url, headers: t.headers, connections: CONNECTIONS, pipelining: 1, duration: seconds })
+  const c1 = cpuSeconds(t.proc.pid as number)
+  const n = r.requests.total
+  return { rps: n / seconds, cpuUsPerReq: (c1 - c0) * 1e6 / Math.max(1, n), errors: r.errors + r.non2xx + r.timeouts, n: r['2xx'] }
 }
 
 /**
- * Fixed-rate latency with microsecond resolution (autocannon reports whole
- * milliseconds): `rate` requests per second over keep-alive connections, each
- * request timed with hrtime from send to the last byte.
+ * `rate` requests per second for `seconds`, each timed with hrtime from send
+ * to the last byte. The schedule is absolute: a late tick sends what is due.
  */
-async function latencyAtRate (url: string, headers: Record<string, string>, rate: number, seconds: number): Promise<{ p50: number, p99: number, max: number, n: number, rate: number }> {
+async function paced (t: Target, rate: number, seconds: number): Promise<{ p50: number, p99: number, max: number, n: number, rate: number, errors: number }> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 8 })
   const samples: number[] = []
-  const one = async (): Promise<void> => await new Promise((resolve, reject) => {
+  let errors = 0
+  const one = async (): Promise<void> => await new Promise((resolve) => {
     const t0 = process.hrtime.bigint()
-    http.get(url, { agent, headers }, (res) => {
+    http.get(t.url, { agent, headers: t.headers }, (res) => {
+      if (res.statusCode !== 200) errors++
       res.on('data', () => {})
       res.on('end', () => { samples.push(Number(process.hrtime.bigint() - t0) / 1000); resolve() })
-    }).on('error', reject)
+    }).on('error', () => { errors++; resolve() })
   })
-  const tickMs = 1
-  const perTick = Math.max(1, Math.round(rate * tickMs / 1000))
   const inflight: Array<Promise<void>> = []
-  const start = Date.now()
-  let ticks = 0
-  while (Date.now() - start < seconds * 1000) {
-    for (let i = 0; i < perTick; i++) inflight.push(one())
-    ticks++
-    const next = start + ticks * tickMs
-    await new Promise((resolve) => setTimeout(resolve, Math.max(0, next - Date.now())))
+  const start = performance.now()
+  const total = Math.round(rate * seconds)
+  let sent = 0
+  while (sent < total) {
+    const due = Math.min(total, Math.floor((performance.now() - start) * rate / 1000) + 1)
+    for (; sent < due; sent++) inflight.push(one())
+    await new Promise((resolve) => setTimeout(resolve, 1))
   }
   await Promise.all(inflight)
+  const elapsed = (performance.now() - start) / 1000
   agent.destroy()
   samples.sort((a, b) => a - b)
   const q = (p: number): number => Math.round(samples[Math.min(samples.length - 1, Math.floor(p * samples.length))] as number)
-  return { p50: q(0.5), p99: q(0.99), max: Math.round(samples[samples.length - 1] as number), n: samples.length, rate: Math.round(samples.length / ((Date.now() - start) / 1000)) }
+  return { p50: q(0.5), p99: q(0.99), max: Math.round(samples[samples.length - 1] as number), n: samples.length, rate: Math.round(samples.length / elapsed), errors }
 }
 
-function line (what: string, r: autocannon.Result): string {
-  return `${what.padEnd(28)} ${Math.round(r.requests.average).toString().padStart(7)} req/s   p50 ${r.latency.p50} ms  p99 ${r.latency.p99} ms  errors ${r.errors + r.non2xx}`
+const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m] as number : ((s[m - 1] as number) + (s[m] as number)) / 2 }
+const spread = (xs: number[], digits = 0): string => `${median(xs).toFixed(digits)} [${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)}]`
+const rotate = <T>(xs: T[], k: number): T[] => xs.map((_, i) => xs[(i + k) % xs.length] as T)
+const load = (): string => loadavg().map((x) => x.toFixed(2)).join(' ')
+
+async function startAgent (name: string, script: string, dir: string, port: number): Promise<Target> {
+  mkdirSync(dir, { recursive: true })
+  const cfg = { dir: join(dir, 'secrets'), apiTokenFile: join(dir, 'token'), listen: { http: port, grpc: 0 }, secrets: [{ name: 'openai', ref: 'env:BENCH_VALUE' }], refresh: '30s' }
+  writeFileSync(join(dir, 'agent.json'), JSON.stringify(cfg))
+  const out = join(dir, 'stdout.log')
+  const fd = openSync(out, 'w')
+  const proc = spawn(NODE, [script, 'agent', '--config', join(dir, 'agent.json')], { env: { ...process.env, BENCH_VALUE: BODY, NODE_OPTIONS: AGENT_NODE_OPTIONS }, stdio: ['ignore', fd, 'inherit'] })
+  closeSync(fd)
+  await waitFor(`http://127.0.0.1:${port}/ready`)
+  const headers = { 'x-sidekey-token': readFileSync(join(dir, 'token'), 'utf8').trim() }
+  const url = `http://127.0.0.1:${port}/v1/secrets/openai`
+  const got = await fetch(url, { headers })
+  if ((await got.text()) !== BODY) throw new Error(`${name} does not serve the bench value`)
+  return { name, url, headers, proc, out }
+}
+
+/** Stops an agent and checks that its audit lines count every 200 its request counter counted. */
+async function accounting (t: Target): Promise<string> {
+  const m = await (await fetch(t.url.replace(/\/v1\/secrets\/.*/, '/metrics'), { headers: t.headers })).text()
+  const served = Number(/^sidekey_requests_total\{[^}]*route="\/v1\/secrets\/:name"[^}]*status="200"[^}]*\} (\d+)/m.exec(m)?.[1] ?? NaN)
+  const exited = new Promise((resolve) => t.proc.once('exit', resolve))
+  t.proc.kill('SIGTERM')
+  await exited
+  let counted = 0
+  let lines = 0
+  for (const l of readFileSync(t.out as string, 'utf8').split('\n')) {
+    if (!l.includes('"audit":true')) continue
+    const j = JSON.parse(l) as { route?: string, status?: number, count?: number }
+    if (j.route === '/v1/secrets/:name' && j.status === 200) { counted += j.count ?? 1; lines++ }
+  }
+  const ok = counted === served
+  if (!ok) process.exitCode = 1
+  return `${t.name}: ${served} answered 200 (its request counter), ${counted} in ${lines} audit lines: ${ok ? 'all accounted for' : 'MISMATCH'}`
 }
 
 async function main (): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'sidekey-bench-'))
   const procs: ChildProcess[] = []
+  process.on('exit', () => { for (const p of procs) p.kill('SIGKILL') })
   try {
-    const bare = spawn(process.execPath, ['-e', `require('http').createServer((q,s)=>{s.writeHead(200,{'content-type':'application/octet-stream','content-length':${BODY.length}});s.end(${JSON.stringify(BODY)})}).listen(18199,'127.0.0.1')`], { stdio: 'ignore' })
-    procs.push(bare)
-    const config = { dir: join(dir, 'secrets'), apiTokenFile: join(dir, 'token'), listen: { http: 18198, grpc: 0 }, secrets: [{ name: 'openai', ref: 'env:BENCH_VALUE' }], refresh: '30s' }
-    writeFileSync(join(dir, 'agent.json'), JSON.stringify(config))
-    // Audit lines go to a file as they would to the container log.
-    const agent = spawn(process.execPath, ['dist/bin/sidekey.js', 'agent', '--config', join(dir, 'agent.json')], { env: { ...process.env, BENCH_VALUE: BODY }, stdio: ['ignore', 'ignore', 'inherit'] })
-    procs.push(agent)
+    const load0 = load()
+    const bareProc = spawn(NODE, ['-e', `require('http').createServer((q,s)=>{s.writeHead(200,{'content-type':'application/octet-stream','content-length':${BODY.length}});s.end(${JSON.stringify(BODY)})}).listen(18199,'127.0.0.1')`], { stdio: 'ignore', env: { ...process.env, NODE_OPTIONS: '' } })
+    procs.push(bareProc)
     await waitFor('http://127.0.0.1:18199/')
-    await waitFor('http://127.0.0.1:18198/ready')
-    const headers = { 'x-sidekey-token': readFileSync(join(dir, 'token'), 'utf8').trim() }
-    const agentUrl = 'http://127.0.0.1:18198/v1/secrets/openai'
-    const check = await fetch(agentUrl, { headers })
-    if ((await check.text()) !== BODY) throw new Error('agent does not serve the bench value')
+    const targets: Target[] = [{ name: 'bare', url: 'http://127.0.0.1:18199/', headers: {}, proc: bareProc }]
+    for (const [name, script, port] of [['sidekey', SIDEKEY, 18198], ...(BEFORE !== undefined ? [['before', BEFORE, 18197]] : [])] as Array<[string, string, number]>) {
+      const d = join(dir, name)
+      const t = await startAgent(name, script, d, port)
+      procs.push(t.proc)
+      targets.push(t)
+    }
+    // The bare server gets the same request (it ignores the token): the client's work per request is the same.
+    targets[0] = { ...targets[0] as Target, headers: (targets[1] as Target).headers }
+    const nodeVersion = (await new Promise<string>((resolve) => { const p = spawn(NODE, ['-v']); let s = ''; p.stdout.on('data', (b: Buffer) => { s += b.toString() }); p.on('close', () => resolve(s.trim())) }))
+    console.error(`local endpoint: ${ROUNDS} rounds, ${SECONDS}s each, servers on node ${nodeVersion}, agent NODE_OPTIONS=${AGENT_NODE_OPTIONS}; load ${load0}`)
+    for (const t of targets) await saturate(t, 2) // warm-up
 
-    await load('http://127.0.0.1:18199/', {}) // warm-up
-    await load(agentUrl, headers)
-    const bareSat = await load('http://127.0.0.1:18199/', {})
-    const agentSat = await load(agentUrl, headers)
-    const agentRate = await load(agentUrl, headers, 1000)
-    const bareRate = await load('http://127.0.0.1:18199/', {}, 1000)
-    const agentLat = await latencyAtRate(agentUrl, headers, 1000, DURATION)
-    const bareLat = await latencyAtRate('http://127.0.0.1:18199/', {}, 1000, DURATION)
-    const ratio = agentSat.requests.average / bareSat.requests.average
-    console.log(`local endpoint, ${DURATION}s per run, keep-alive, loopback, 2 processes on ${(await import('node:os')).cpus().length} cores`)
-    console.log(line('bare node http (saturation)', bareSat))
-    console.log(line('sidekey GET (saturation)', agentSat))
-    console.log(line('bare node http @1000/s', bareRate))
-    console.log(line('sidekey GET @1000/s', agentRate))
-    console.log(`bare node http, paced (µs)   p50 ${bareLat.p50}  p99 ${bareLat.p99}  max ${bareLat.max}  (${bareLat.n} requests at ${bareLat.rate}/s, hrtime per request)`)
-    console.log(`sidekey GET, paced (µs)      p50 ${agentLat.p50}  p99 ${agentLat.p99}  max ${agentLat.max}  (${agentLat.n} requests at ${agentLat.rate}/s)`)
-    console.log(`throughput ratio sidekey/bare: ${ratio.toFixed(2)} (goal >= 0.80); p99 at 1000/s: ${(agentLat.p99 / 1000).toFixed(3)} ms (goal < 1 ms)`)
-    console.log(JSON.stringify({ bench: 'local-endpoint', bare_rps: Math.round(bareSat.requests.average), sidekey_rps: Math.round(agentSat.requests.average), ratio: Number(ratio.toFixed(3)), p50_us_at_1000: agentLat.p50, p99_us_at_1000: agentLat.p99, bare_p99_us_at_1000: bareLat.p99, autocannon_p99_ms_at_1000: agentRate.latency.p99, errors: agentSat.errors + agentSat.non2xx }))
+    const sat = new Map<string, Array<Awaited<ReturnType<typeof saturate>>>>(targets.map((t) => [t.name, []]))
+    const pac = new Map<string, Array<Awaited<ReturnType<typeof paced>>>>(targets.map((t) => [t.name, []]))
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const t of rotate(targets, r)) sat.get(t.name)?.push(await saturate(t, SECONDS))
+      for (const t of rotate(targets, r)) pac.get(t.name)?.push(await paced(t, RATE, SECONDS))
+      console.error(`round ${r + 1}: ` + targets.map((t) => { const s = sat.get(t.name)?.[r]; const p = pac.get(t.name)?.[r]; return `${t.name} ${Math.round(s?.rps ?? 0)}/s ${Math.round(s?.cpuUsPerReq ?? 0)}µs cpu/req, paced p50/p99 ${p?.p50}/${p?.p99}µs` }).join('; ') + ` (load ${load()})`)
+    }
+
+    const load1 = load()
+    console.log(`local endpoint GET, node ${nodeVersion}, agent NODE_OPTIONS=${AGENT_NODE_OPTIONS}, audit on; ${ROUNDS} rounds x ${SECONDS}s, interleaved; ${cpus().length} cores, load ${load0} -> ${load1}`)
+    console.log(`medians [min-max] over rounds       saturation (${CONNECTIONS} conns) req/s   server CPU µs/req   paced ${RATE}/s p50 µs   p99 µs`)
+    for (const t of targets) {
+      const s = sat.get(t.name) ?? []
+      const p = pac.get(t.name) ?? []
+      const errors = s.reduce((n, x) => n + x.errors, 0) + p.reduce((n, x) => n + x.errors, 0)
+      console.log(`${t.name.padEnd(36)} ${spread(s.map((x) => x.rps)).padEnd(34)} ${spread(s.map((x) => x.cpuUsPerReq), 1).padEnd(19)} ${spread(p.map((x) => x.p50)).padEnd(18)} ${spread(p.map((x) => x.p99))}${errors > 0 ? `  ERRORS ${errors}` : ''}`)
+    }
+    const bare = sat.get('bare') ?? []
+    const summary: Record<string, unknown> = { bench: 'local-endpoint', node: nodeVersion, rounds: ROUNDS, seconds: SECONDS, connections: CONNECTIONS, load: [load0, load1] }
+    for (const t of targets.slice(1)) {
+      const s = sat.get(t.name) ?? []
+      const p = pac.get(t.name) ?? []
+      const ratios = s.map((x, i) => x.rps / (bare[i]?.rps ?? NaN))
+      const p99 = median(p.map((x) => x.p99))
+      console.log(`${t.name}/bare saturation ratio: ${spread(ratios, 2)} (goal >= 0.90); paced p99 ${(p99 / 1000).toFixed(3)} ms (goal <= 0.5 ms), bare's ${(median(pac.get('bare')?.map((x) => x.p99) ?? []) / 1000).toFixed(3)} ms`)
+      summary[t.name] = { rps: Math.round(median(s.map((x) => x.rps))), ratio: Number(median(ratios).toFixed(3)), cpu_us_per_req: Number(median(s.map((x) => x.cpuUsPerReq)).toFixed(1)), p50_us: median(p.map((x) => x.p50)), p99_us: p99 }
+    }
+    summary.bare = { rps: Math.round(median(bare.map((x) => x.rps))), cpu_us_per_req: Number(median(bare.map((x) => x.cpuUsPerReq)).toFixed(1)), p50_us: median(pac.get('bare')?.map((x) => x.p50) ?? []), p99_us: median(pac.get('bare')?.map((x) => x.p99) ?? []) }
+    for (const t of targets.slice(1)) console.log(await accounting(t))
+    console.log(JSON.stringify(summary))
   } finally {
     for (const p of procs) p.kill('SIGTERM')
     rmSync(dir, { recursive: true, force: true })

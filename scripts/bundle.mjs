@@ -4,13 +4,22 @@
 // modules from node_modules, and the image needs no node_modules at all.
 //
 // Two things the bundler cannot see on its own:
-// - `createRequire(import.meta.url)('x')`, the lazy synchronous loads of
-//   handlebars, yaml and node-vault: rewritten to `require('x')`, which esbuild
-//   bundles (evaluated on first call, as before).
+// - `createRequire(import.meta.url)('x')`, synchronous loads on first use:
+//   rewritten to `require('x')`, which esbuild bundles (evaluated on first
+//   call, as before). Two of them, handlebars (templates) and yaml (format
+//   yaml), are half a megabyte of code that most agents never run: each is a
+//   CommonJS file of its own beside the chunks (vendor-<name>.cjs), read by
+//   that `require` on first use, so a start parses none of it.
 // - runtime files found through import.meta.url: the gRPC .proto
 //   (agent/grpc-server.ts, '../../proto/...'). dist/bundle/ sits at the same
 //   depth as dist/agent/, so it resolves to the same <root>/proto (/app/proto
 //   in the image).
+// - Node's built-in modules: an ESM `import` of one makes Node build its ESM
+//   facade, which reads every export, lazy getters included. On Node 24
+//   `node:http`'s WebSocket getter loads Node's own undici (about 50 ms of CPU)
+//   and `node:crypto`'s webcrypto getter the Web Crypto classes. The bundle
+//   takes built-ins through `require` instead (esbuild's interop object reads
+//   a property only when the code uses it).
 // An ESM bundle has no `require`, `__filename` or `__dirname`; CommonJS
 // dependencies use them, so each chunk starts with a banner defining them.
 //
@@ -19,37 +28,42 @@
 // runs, and the comments esbuild keeps otherwise carry non-ASCII characters
 // that make a whole chunk a two-byte string (undici's: 1.5 MiB instead of
 // 0.5). About 3 MiB less resident memory for the agent.
-import { builtinModules } from 'node:module'
 import { chmod, readFile, rm, writeFile } from 'node:fs/promises'
+import { builtinModules } from 'node:module'
 import { build } from 'esbuild'
 
 const LAZY_REQUIRE = /\bcreateRequire\(import\.meta\.url\)\((['"][^'"]+['"])\)/g
 
+const VENDOR = ['handlebars', 'yaml']
+const vendorFile = (name) => `./vendor-${name}.cjs`
+
 const lazyRequire = {
   name: 'lazy-require',
   setup (b) {
-    b.onLoad({ filter: /[\\/]dist[\\/].*\.js$/ }, async (args) => {
+    b.onLoad({ filter: /[\\/]dist[\\/].*\.js$/, namespace: 'file' }, async (args) => {
       const src = await readFile(args.path, 'utf8')
       if (!src.includes('createRequire(import.meta.url)')) return undefined
-      return { contents: src.replace(LAZY_REQUIRE, 'require($1)'), loader: 'js' }
+      const contents = src.replace(LAZY_REQUIRE, (_, q) => VENDOR.includes(q.slice(1, -1)) ? `require(${JSON.stringify(vendorFile(q.slice(1, -1)))})` : `require(${q})`)
+      return { contents, loader: 'js' }
     })
+    // Resolved at run time, from the chunk's own directory (the banner's `require`).
+    b.onResolve({ filter: /^\.\/vendor-[a-z-]+\.cjs$/ }, (args) => ({ path: args.path, external: true }))
   },
 }
 
-// `import { x } from 'node:http'` in an ES module makes Node build the whole
-// namespace of the built-in, which runs every lazy getter on it: node:http's
-// WebSocket, CloseEvent and MessageEvent load Node's internal undici, crypto's
-// webcrypto, util's and fs's lazy parts load theirs. A require() touches only
-// the properties the code reads. So every static import of a built-in becomes
-// a require() of it (the chunk's banner defines `require`), evaluated where
-// the import was. Node 24, agent with the file store: 76 modules and about
-// 3 MiB less resident memory.
-const BUILTIN = new RegExp(`^(node:)?(${builtinModules.map((m) => m.replace(/[/]/g, '\\/')).join('|')})$`)
 const builtinsByRequire = {
   name: 'builtins-by-require',
   setup (b) {
-    b.onResolve({ filter: BUILTIN }, (args) => args.kind === 'import-statement' ? { path: args.path, namespace: 'builtin-by-require' } : undefined)
-    b.onLoad({ filter: /.*/, namespace: 'builtin-by-require' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)})`, loader: 'js' }))
+    const builtin = new Set(builtinModules)
+    b.onResolve({ filter: /^[a-z_:/]+$/ }, (args) => {
+      const name = args.path.replace(/^node:/, '')
+      if (!builtin.has(name)) return undefined
+      if (args.kind === 'require-call') return { path: args.path, external: true }
+      // One wrapper per importing file, so it sits in that file's chunk: a
+      // wrapper shared by several would get a chunk file of its own.
+      return { path: `${args.importer} -> ${args.path}`, namespace: 'builtin', pluginData: args.path }
+    })
+    b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.pluginData)})`, loader: 'js' }))
   },
 }
 
@@ -81,6 +95,19 @@ const result = await build({
   logLevel: 'warning',
   metafile: true,
   plugins: [lazyRequire, builtinsByRequire],
+})
+await build({
+  entryPoints: Object.fromEntries(VENDOR.map((name) => [vendorFile(name).slice(2, -4), name])),
+  outdir: 'dist/bundle',
+  outExtension: { '.js': '.cjs' },
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  legalComments: 'none',
+  minifyWhitespace: true,
+  minifySyntax: true,
+  logLevel: 'warning',
 })
 // The chunks are ES modules whatever package.json sits above them (the image copies none).
 await writeFile('dist/bundle/package.json', '{ "type": "module" }\n')

@@ -106,6 +106,6 @@ export function awsSecretsManagerRoute (o: AwsCompatOptions): CompatRoute {
       VersionStages: meta.versionStages ?? (versionStage !== undefined ? [versionStage] : []),
       CreatedDate: (meta.createdDate ?? first.updatedAt) / 1000,
     }
-    return { route: ROUTE, secret: served[0]?.name as string, status: sendBody(res, 200, body) }
+    return { route: ROUTE, secret: served[0]?.name as string, version: first.version, status: sendBody(res, 200, body) }
   }
 }

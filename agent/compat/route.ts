@@ -8,6 +8,8 @@ export interface RouteOutcome {
   readonly status: number
   /** The Sidekey secret served, for the audit line. */
   readonly secret?: string
+  /** The version of the secret whose value was answered, for the audit line. */
+  readonly version?: string
 }
 
 export type CompatRoute = (req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams) => Promise<RouteOutcome> | RouteOutcome | undefined

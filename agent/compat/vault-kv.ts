@@ -115,7 +115,7 @@ export function vaultKvRoute (o: VaultCompatOptions): CompatRoute {
       data = Object.fromEntries(served.map((b, i) => [b.spec.ref?.key as string, (entries[i] as ServedSecret).value.toString('utf8')]))
     }
     const first = entries[0] as ServedSecret
-    if ((served[0] as Bound).kv === 1) return { route, secret: name, status: sendBody(res, 200, envelope(data, 'kv')) }
+    if ((served[0] as Bound).kv === 1) return { route, secret: name, version: first.version, status: sendBody(res, 200, envelope(data, 'kv')) }
     const md = (first.meta as VaultMeta | undefined)?.metadata ?? {}
     const metadata = {
       created_time: typeof md.created_time === 'string' ? md.created_time : new Date(first.updatedAt).toISOString(),
@@ -124,6 +124,6 @@ export function vaultKvRoute (o: VaultCompatOptions): CompatRoute {
       destroyed: md.destroyed === true,
       version: typeof md.version === 'number' ? md.version : Number(first.version),
     }
-    return { route, secret: name, status: sendBody(res, 200, envelope({ data, metadata }, 'kv')) }
+    return { route, secret: name, version: first.version, status: sendBody(res, 200, envelope({ data, metadata }, 'kv')) }
   }
 }

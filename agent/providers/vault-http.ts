@@ -1,18 +1,17 @@
-// The one place Sidekey talks HTTP to Vault/OpenBao, through node-vault:
-// TLS (CA file, server name), namespace header, a timeout, and answers as
-// {status, body} so callers map statuses to Sidekey codes. node-vault's own
-// debug output is silenced: it prints request bodies (the login JWT).
+// The one place Sidekey talks HTTP to Vault/OpenBao: `<address>/v1/<path>`,
+// X-Vault-Token and X-Vault-Namespace, a JSON body, and answers as
+// {status, body} so callers map statuses to Sidekey codes.
 //
-// node-vault builds the URL and headers; the request itself goes through
-// undici (node-vault's `request-promise` option takes the function that sends
-// a request): one keep-alive pool per store, with the store's CA and server
-// name, at most 4 connections, and the store's timeout as the connect, headers
-// and body timeouts. node-vault's own axios transport is not used, so
-// VAULT_SKIP_VERIFY in the environment cannot turn certificate checks off.
+// Requests go through undici: one keep-alive pool per store, with the store's
+// CA and server name, at most 4 connections, and the store's timeout as the
+// connect, headers and body timeouts. Nothing is read from the environment
+// (VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE, VAULT_SKIP_VERIFY): a store's
+// config is the whole of it. (A client library such as node-vault would load
+// axios and its dependencies, about a quarter of the agent's start-up CPU, to
+// build what is one URL and two headers.)
 import { readFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import { SidekeyError } from '../../core/errors.js'
-import { HttpClient, HttpTransportError } from '../http-client.js'
+import { HttpClient, HttpTransportError, type HttpAnswer } from '../http-client.js'
 import type { RequestMeter } from './provider.js'
 
 export interface VaultHttpOptions {
@@ -39,28 +38,12 @@ export interface VaultAnswer {
   readonly body: unknown
 }
 
-/** What node-vault hands its `request-promise` transport, and what it expects back. */
-interface RpOptions {
-  method: string
-  uri: string
-  headers?: Record<string, string>
-  json?: unknown
-  signal?: AbortSignal
-}
-
-interface RpAnswer { statusCode: number, body: unknown, request: { path: string } }
-
-interface RawClient {
-  handleVaultResponse: (r: unknown) => Promise<unknown>
-  request: (o: Record<string, unknown>) => Promise<{ statusCode: number, body: unknown }>
-}
-
 export class VaultHttp {
-  private readonly client: RawClient
   private readonly transport: HttpClient
+  /** `<address>/v1/`, the address without a trailing slash. */
+  private readonly base: string
 
   constructor (private readonly opts: VaultHttpOptions) {
-    const nodeVault = createRequire(import.meta.url)('node-vault') as (cfg: Record<string, unknown>) => RawClient
     let ca: Buffer | undefined
     if (opts.caFile !== undefined) {
       try {
@@ -76,45 +59,33 @@ export class VaultHttp {
       bodyTimeoutMs: opts.timeoutMs,
       tls: { ...(ca !== undefined ? { ca } : {}), ...(opts.tlsServerName !== undefined ? { servername: opts.tlsServerName } : {}) },
     })
-    const send = async (o: RpOptions): Promise<RpAnswer> => {
-      const headers: Record<string, string> = { ...o.headers }
-      let body: string | undefined
-      if (o.json !== undefined && o.json !== null && typeof o.json === 'object') {
-        body = JSON.stringify(o.json)
-        headers['content-type'] = 'application/json'
-      }
-      const r = await this.transport.request({ method: o.method, url: o.uri, headers, ...(body !== undefined ? { body } : {}), ...(o.signal !== undefined ? { signal: o.signal } : {}) })
-      const text = r.body.toString('utf8')
-      let parsed: unknown = text
-      if (text !== '') {
-        try { parsed = JSON.parse(text) } catch { /* not JSON: the text, as axios gave it */ }
-      }
-      return { statusCode: r.status, body: parsed, request: { path: new URL(o.uri).pathname } }
-    }
-    this.client = nodeVault({
-      endpoint: opts.address,
-      apiVersion: 'v1',
-      // node-vault falls back to VAULT_TOKEN / VAULT_NAMESPACE from the environment; Sidekey passes both explicitly.
-      token: '',
-      ...(opts.namespace !== undefined && opts.namespace !== '' ? { namespace: opts.namespace } : {}),
-      'request-promise': { defaults: () => send },
-      debug: () => {},
-    })
-    this.client.handleVaultResponse = async (r) => r
+    this.base = `${opts.address.replace(/\/$/, '')}/v1/`
   }
 
   async call (c: VaultCall, signal: AbortSignal | undefined): Promise<VaultAnswer> {
     this.opts.meter?.request(`${c.method} ${c.path.split('?')[0] ?? ''}`)
     if (signal?.aborted === true) throw this.unavailable(c, undefined)
+    // The token and namespace are the store's only: never VAULT_TOKEN / VAULT_NAMESPACE from the agent's environment.
     const headers: Record<string, string> = { 'X-Vault-Request': 'true' }
     if (c.token !== undefined) headers['X-Vault-Token'] = c.token
+    if (this.opts.namespace !== undefined && this.opts.namespace !== '') headers['X-Vault-Namespace'] = this.opts.namespace
+    let body: string | undefined
+    if (c.body !== undefined) {
+      body = JSON.stringify(c.body)
+      headers['content-type'] = 'application/json'
+    }
+    let r: HttpAnswer
     try {
-      const r = await this.client.request({ method: c.method, path: '/' + c.path, headers, ...(c.body !== undefined ? { json: c.body } : {}), ...(signal !== undefined ? { signal } : {}) })
-      return { status: r.statusCode, body: r.body }
+      r = await this.transport.request({ method: c.method, url: this.base + c.path, headers, ...(body !== undefined ? { body } : {}), ...(signal !== undefined ? { signal } : {}) })
     } catch (err) {
-      if (err instanceof SidekeyError) throw err
       throw this.unavailable(c, err)
     }
+    const text = r.body.toString('utf8')
+    let parsed: unknown = text
+    if (text !== '') {
+      try { parsed = JSON.parse(text) } catch { /* not JSON: the text itself */ }
+    }
+    return { status: r.status, body: parsed }
   }
 
   /** Closes the store's connections; calls in flight fail. */

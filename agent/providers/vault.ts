@@ -17,6 +17,7 @@ import { against, renewAt, type Have, type Provider, type ProviderContext, type 
 import { checkSize, contentVersion, mapFromObject } from './secret-data.js'
 import { VaultHttp, type VaultAnswer, type VaultCall } from './vault-http.js'
 import { VaultAuth } from './vault-auth.js'
+import { KvVersionLists, type KvKey } from './vault-kv-lists.js'
 
 export type VaultStoreConfig = StoreConfigOf<'vault'>
 
@@ -27,6 +28,8 @@ interface Target {
   readonly path: string
   readonly kv2: boolean
   readonly metadataPath?: string
+  /** KV v2 (unpinned reads only): the folder and name its version check may list. */
+  readonly kvKey?: KvKey
   /** POST body for write-style reads (`?a=b`). */
   readonly body?: Record<string, string>
 }
@@ -48,6 +51,8 @@ export class VaultProvider implements Provider {
   private readonly leases = new Map<string, Lease>()
   /** Refs whose KV v2 metadata the policy does not allow: checked by reading the value. */
   private readonly noMetadata = new Set<string>()
+  /** KV v2 checks answered by one folder listing where OpenBao offers one. */
+  private readonly lists: KvVersionLists
 
   constructor (private readonly config: VaultStoreConfig, private readonly ctx: ProviderContext) {
     const store = ctx.storeName
@@ -76,6 +81,8 @@ export class VaultProvider implements Provider {
       tokenFile: config.tokenFile ?? DEFAULT_TOKEN_FILE,
       ...(staticToken !== undefined ? { staticToken } : {}),
     })
+    // A listing is an optimisation: its 403 means "check one by one", never a new login.
+    this.lists = new KvVersionLists({ storeName: store, logger: ctx.logger, call: async (c, signal) => await this.http.call({ ...c, token: (await this.auth.token()).token }, signal) })
   }
 
   target (ref: SecretRef): Target {
@@ -86,6 +93,7 @@ export class VaultProvider implements Provider {
     const segs = rawPath.split('/')
     let kv2 = false
     let metadataPath: string | undefined
+    let kvKey: KvKey | undefined
     let path = rawPath
     if (body === undefined && this.config.kvVersion !== 1) {
       const i = segs.indexOf('data', 1)
@@ -99,13 +107,16 @@ export class VaultProvider implements Provider {
       if (kv2) {
         const j = segs.indexOf('data', 1)
         metadataPath = [...segs.slice(0, j), 'metadata', ...segs.slice(j + 1)].join('/')
+        const rest = segs.slice(j + 1)
+        if (ref.version === undefined) kvKey = { mount: segs.slice(0, j).join('/'), dir: rest.slice(0, -1).map((s) => s + '/').join(''), name: rest[rest.length - 1] as string }
       }
     }
-    return { path, kv2, ...(metadataPath !== undefined ? { metadataPath } : {}), ...(body !== undefined ? { body } : {}) }
+    return { path, kv2, ...(metadataPath !== undefined ? { metadataPath, ...(kvKey !== undefined ? { kvKey } : {}) } : {}), ...(body !== undefined ? { body } : {}) }
   }
 
   async sync (ref: SecretRef, have: Have | undefined, signal?: AbortSignal): Promise<SyncResult> {
     const t = this.target(ref)
+    if (t.kvKey !== undefined && !this.noMetadata.has(ref.raw)) this.lists.note(t.kvKey)
     if (have !== undefined) {
       if (t.kv2 && ref.version !== undefined && have.version === this.pinnedKvVersion(ref)) return { changed: false }
       const lease = this.leases.get(ref.raw)
@@ -128,6 +139,10 @@ export class VaultProvider implements Provider {
   /** KV v2 `current_version` from the metadata (no value); undefined when the path has none or the policy denies it. */
   private async metadataVersion (ref: SecretRef, t: Target, signal: AbortSignal | undefined): Promise<string | undefined> {
     if (!t.kv2 || t.metadataPath === undefined || this.noMetadata.has(ref.raw)) return undefined
+    if (t.kvKey !== undefined) {
+      const listed = await this.lists.version(t.kvKey, signal)
+      if (listed !== undefined) return String(listed)
+    }
     const ans = await this.authed({ method: 'GET', path: t.metadataPath }, ref, signal, true)
     if (ans.status === 200) {
       const v = (ans.body as { data?: { current_version?: unknown } } | undefined)?.data?.current_version
@@ -251,6 +266,7 @@ export class VaultProvider implements Provider {
   async close (): Promise<void> {
     this.auth.close()
     this.leases.clear()
+    this.lists.clear()
     await this.http.close()
   }
 }

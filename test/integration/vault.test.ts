@@ -3,6 +3,7 @@
 // minted by the API server (TokenRequest, audience "vault") and OpenBao
 // reviews it with TokenReview. Request counts come from OpenBao's audit log.
 import t from 'tap'
+import { getEventListeners } from 'node:events'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -10,6 +11,7 @@ import { X509Certificate } from 'node:crypto'
 import { pino } from 'pino'
 import { useServers } from '../helpers/testenv.js'
 import { VaultProvider, createVaultProvider } from '../../agent/providers/vault.js'
+import { FRESH_MS, MIN_WASTE_KEYS } from '../../agent/providers/vault-kv-lists.js'
 import { parseRef } from '../../core/reference.js'
 import { read, syncFrom, meter } from '../helpers/provider.js'
 import { startAuditedOpenBao, auditRequests, startRelay, startHarness, eventually, WAIT, trackProviders, errorCollector, outageRoundTrip } from './backend-harness.js'
@@ -56,6 +58,12 @@ await api('PUT', 'sys/policies/acl/app-read', {
 path "secret/data/app/*" { capabilities = ["read"] }
 path "secret/metadata/app/*" { capabilities = ["read"] }
 path "secret/data/nometa/*" { capabilities = ["read"] }
+path "secret/data/many/*" { capabilities = ["read"] }
+path "secret/metadata/many/*" { capabilities = ["read"] }
+path "secret/detailed-metadata/many*" { capabilities = ["list"] }
+path "secret/data/crowd/*" { capabilities = ["read"] }
+path "secret/metadata/crowd/*" { capabilities = ["read"] }
+path "secret/detailed-metadata/crowd*" { capabilities = ["list"] }
 path "kv1/app/*" { capabilities = ["read"] }
 path "pki/issue/web" { capabilities = ["update"] }
 `,
@@ -106,6 +114,63 @@ t.test('provider: Kubernetes login, KV v2 read, metadata check, version pin', as
   t.equal(p.auth.stats.logins, 1, 'one login for all of it')
   // kvVersion 2 accepts the short form
   t.equal(mapOf(await read(provider({ kvVersion: 2 }), parseRef('vault:secret/app/openai'))).api_key, V2)
+})
+
+t.test('provider: the checks of one folder are one listing (OpenBao detailed-metadata), a value read only on change', async (t) => {
+  for (const n of ['a', 'b', 'c']) await api('POST', `secret/data/many/${n}`, { data: { k: `${V3}-${n}` } })
+  const m = meter()
+  const p = provider({}, { ...ctx, meter: m })
+  const refs = ['a', 'b', 'c'].map((n) => parseRef(`vault:secret/data/many/${n}`))
+  const first = await Promise.all(refs.map(async (r) => await read(p, r)))
+  t.same(first.map((r) => r.version), ['1', '1', '1'])
+  m.counts.clear()
+  t.same(await Promise.all(refs.map(async (r) => await syncFrom(p, r, '1'))), ['unchanged', 'unchanged', 'unchanged'])
+  t.same([...m.counts], [['LIST secret/detailed-metadata/many/', 1]], 'three checks due together: one LIST, no metadata GET, no value read')
+  await api('POST', 'secret/data/many/b', { data: { k: V2 } })
+  // a listing answers only the checks of its own wake-up (FRESH_MS after it arrived), not later ones
+  await new Promise((resolve) => setTimeout(resolve, FRESH_MS + 50))
+  m.counts.clear()
+  const again = await Promise.all(refs.map(async (r) => await p.sync(r, { version: '1' })))
+  t.same(again.map((r) => r.changed ? r.version : 'unchanged'), ['unchanged', '2', 'unchanged'], 'the write is seen by the next listing')
+  t.equal(again[1]?.changed === true ? mapOf(again[1]).k : undefined, V2)
+  t.same([...m.counts], [['LIST secret/detailed-metadata/many/', 1], ['GET secret/data/many/b', 1]], 'one LIST, then the one changed value')
+  t.equal(p.auth.stats.logins, 1)
+  // the refresher hands every sync one long-lived signal: a call must not leave its abort listener on it
+  const ac = new AbortController()
+  await new Promise((resolve) => setTimeout(resolve, FRESH_MS + 50))
+  for (let round = 0; round < 3; round++) await Promise.all(refs.map(async (r) => await p.sync(r, { version: '1' }, ac.signal)))
+  t.ok(getEventListeners(ac.signal, 'abort').length <= 1, 'at most the last call\'s listener, about to go')
+  await eventually(() => getEventListeners(ac.signal, 'abort').length === 0, 'no abort listener left on the signal after the calls', WAIT)
+  t.pass('no abort listener left on the signal after the calls')
+})
+
+t.test('provider: a folder the policy may not list, or mostly of other keys, is checked one secret at a time', async (t) => {
+  // app/ has read on data and metadata, no list on detailed-metadata
+  for (const n of ['pair-1', 'pair-2']) await api('POST', `secret/data/app/${n}`, { data: { k: V1 } })
+  const m = meter()
+  const p = provider({}, { ...ctx, meter: m })
+  const refs = ['pair-1', 'pair-2'].map((n) => parseRef(`vault:secret/data/app/${n}`))
+  for (const r of refs) await read(p, r)
+  m.counts.clear()
+  t.same(await Promise.all(refs.map(async (r) => await syncFrom(p, r, '1'))), ['unchanged', 'unchanged'])
+  t.same([...m.counts].sort(), [['GET secret/metadata/app/pair-1', 1], ['GET secret/metadata/app/pair-2', 1], ['LIST secret/detailed-metadata/app/', 1]], 'the denied LIST is tried once; each check reads its metadata')
+  m.counts.clear()
+  await new Promise((resolve) => setTimeout(resolve, FRESH_MS + 50))
+  t.same(await Promise.all(refs.map(async (r) => await syncFrom(p, r, '1'))), ['unchanged', 'unchanged'])
+  t.same([...m.counts].sort(), [['GET secret/metadata/app/pair-1', 1], ['GET secret/metadata/app/pair-2', 1]], 'and never again')
+  t.equal(p.auth.stats.logins, 1, 'a denied listing is no reason to log in again')
+
+  // crowd/ holds many more keys than the two read here
+  for (let i = 0; i < MIN_WASTE_KEYS + 1; i += 20) await Promise.all(Array.from({ length: Math.min(20, MIN_WASTE_KEYS + 1 - i) }, async (_, j) => await api('POST', `secret/data/crowd/k${i + j}`, { data: { k: 'x' } })))
+  const crowd = ['k0', 'k1'].map((n) => parseRef(`vault:secret/data/crowd/${n}`))
+  for (const r of crowd) await read(p, r)
+  m.counts.clear()
+  t.same(await Promise.all(crowd.map(async (r) => await syncFrom(p, r, '1'))), ['unchanged', 'unchanged'], 'the first listing still answers')
+  t.same([...m.counts], [['LIST secret/detailed-metadata/crowd/', 1]])
+  m.counts.clear()
+  await new Promise((resolve) => setTimeout(resolve, FRESH_MS + 50))
+  t.same(await Promise.all(crowd.map(async (r) => await syncFrom(p, r, '1'))), ['unchanged', 'unchanged'])
+  t.same([...m.counts].sort(), [['GET secret/metadata/crowd/k0', 1], ['GET secret/metadata/crowd/k1', 1]], `a listing of ${MIN_WASTE_KEYS + 1} keys for 2 secrets is not asked again`)
 })
 
 t.test('provider: KV v1 (no metadata: a sync reads the value once and compares)', async (t) => {

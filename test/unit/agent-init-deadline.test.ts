@@ -4,6 +4,7 @@
 import t from 'tap'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { createServer, type AddressInfo } from 'node:net'
 import type { V1Container } from '@kubernetes/client-node'
 import { tempDir } from '../helpers/agent.js'
 import { runCli } from '../helpers/cli.js'
@@ -54,6 +55,17 @@ t.test('success still exits 0 and writes no termination message', async (t) => {
   t.equal((await run.exited).code, 0)
   t.equal(readFileSync(join(root, 'secrets', 'a'), 'utf8'), 'value-init-123456')
   t.throws(() => readFileSync(term))
+})
+
+t.test('init-only has no gRPC endpoint: a taken gRPC port does not stop it', async (t) => {
+  const root = tempDir(t)
+  const taken = createServer()
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { taken.close() })
+  const port = (taken.address() as AddressInfo).port
+  const run = runCli(t, ['agent', '--config', initConfig(root, [{ name: 'a', ref: 'env:SK_INIT_SET' }], { listen: { http: 0, grpc: port } })], { SK_INIT_SET: 'value-init-123456' })
+  t.equal((await run.exited).code, 0, run.err.join('\n'))
+  t.equal(readFileSync(join(root, 'secrets', 'a'), 'utf8'), 'value-init-123456')
 })
 
 const envOf = (c: V1Container | undefined, name: string): string | undefined => c?.env?.find((e) => e.name === name)?.value

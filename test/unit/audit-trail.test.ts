@@ -3,7 +3,11 @@
 // timer, and flush (the agent's close) writes what is still counted.
 import t from 'tap'
 import { pino } from 'pino'
+import fs, { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { AuditTrail } from '../../agent/audit-trail.js'
+import { AUDIT_FLUSH_MS, createAuditLogger } from '../../agent/logger.js'
 
 function capture (): { lines: Array<Record<string, unknown>>, log: pino.Logger } {
   const lines: Array<Record<string, unknown>> = []
@@ -41,4 +45,42 @@ t.test('the timer writes within the interval and is armed only by an access', as
   trail.record({ api: 'grpc', caller: 'ipv4:127.0.0.1:5000', route: 'Get', status: 'OK', secret: 'k', version: '1' })
   for (let i = 0; i < 200 && lines.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10))
   t.match(lines, [{ api: 'grpc', route: 'Get', status: 'OK', secret: 'k', version: '1', count: 1 }])
+})
+
+t.test('the audit destination has no timer of its own: idle, it writes nothing; a batch is written when the trail flushes', async (t) => {
+  const file = join(mkdtempSync(join(tmpdir(), 'sidekey-audit-')), 'audit.log')
+  // sonic-boom writes with fs.write: count its calls (an empty periodic flush is one too)
+  const write = fs.write
+  let writes = 0
+  fs.write = ((...a: Parameters<typeof fs.write>) => { writes++; return (write as (...x: unknown[]) => unknown)(...a) }) as typeof fs.write
+  t.teardown(() => { fs.write = write })
+  const log = createAuditLogger('info', undefined, file)
+  const trail = new AuditTrail(log, () => undefined, 3_600_000)
+  await new Promise((resolve) => setTimeout(resolve, AUDIT_FLUSH_MS * 2.5))
+  t.equal(writes, 0, 'no write while nothing was accessed')
+  trail.record({ api: 'http', caller: '127.0.0.1:1', route: '/v1/secrets/:name', status: 200, secret: 's', version: '1' })
+  trail.flush()
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  for (let i = 0; i < 100 && !readFileSync(file, 'utf8').includes('"access"'); i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.match(JSON.parse(readFileSync(file, 'utf8').trim()), { audit: true, component: 'audit', secret: 's', count: 1 }, 'the trail\'s flush writes its batch out')
+  t.equal(writes, 1, 'in one write')
+})
+
+t.test('interleaved callers and outcomes each keep their own count, across flushes', async (t) => {
+  const { lines, log } = capture()
+  const trail = new AuditTrail(log, () => undefined, 3_600_000)
+  const a = { api: 'http', caller: '127.0.0.1:1', route: '/v1/secrets/:name', secret: 's', version: '1' } as const
+  const b = { ...a, caller: '127.0.0.1:2' }
+  for (const x of [{ ...a, status: 200 }, { ...b, status: 200 }, { ...a, status: 200 }, { ...a, status: 304 }, { ...a, status: 200 }, { ...a, status: 200, version: '2' }, { ...a, status: 200 }]) trail.record(x)
+  trail.flush()
+  const count = (caller: string, status: number, version: string): unknown => lines.find((l) => l.caller === caller && l.status === status && l.version === version)?.count
+  t.equal(count(a.caller, 200, '1'), 4)
+  t.equal(count(a.caller, 304, '1'), 1)
+  t.equal(count(a.caller, 200, '2'), 1)
+  t.equal(count(b.caller, 200, '1'), 1)
+  t.equal(lines.length, 4)
+  trail.record({ ...a, status: 200 })
+  trail.flush()
+  t.equal(lines.length, 5, 'after a flush the same access starts a new line')
+  t.equal(lines[4]?.count, 1)
 })

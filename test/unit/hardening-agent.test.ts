@@ -181,3 +181,24 @@ t.test('finding 14: a signal hook by process name never reaches pid 1', async (t
   t.same(await findPids('1'), [], 'nor does the number')
   t.notOk((await findPids('node')).includes(process.pid), 'nor the agent itself')
 })
+
+t.test('a keep-alive connection that sent a request outlives headersTimeout (only a silent socket is cut)', async (t) => {
+  const h = await startTestAgent(t, { secrets, limits: { headersTimeout: '200ms' } })
+  await h.agent.synced
+  const s = connect(h.agent.httpPort, '127.0.0.1')
+  t.teardown(() => s.destroy())
+  let text = ''
+  let closed = false
+  s.on('data', (b: Buffer) => { text += b.toString('latin1') })
+  s.on('close', () => { closed = true })
+  s.on('error', () => {})
+  const ask = (): void => { s.write(`GET /v1/secrets/k HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Sidekey-Token: ${h.token}\r\n\r\n`) }
+  ask()
+  await eventually(() => (text.match(/HTTP\/1\.1 200/g) ?? []).length === 1, 'the first answer')
+  // Well past the silent-socket timer (headersTimeout after connect), below keepAliveTimeout.
+  await new Promise((resolve) => setTimeout(resolve, 700))
+  t.notOk(closed, 'the connection is still open')
+  ask()
+  await eventually(() => (text.match(/HTTP\/1\.1 200/g) ?? []).length === 2, 'a second answer on the same connection')
+  t.notOk(closed)
+})

@@ -1,4 +1,4 @@
-// The Vault provider's transport (undici under node-vault): one keep-alive
+// The Vault provider's transport (undici): one keep-alive
 // pool per store and the store's timeout as a headers timeout. The protocol
 // itself is tested against a real OpenBao in test/integration/vault.test.ts;
 // here a plain HTTP server counts sockets and plays a hung Vault.
@@ -68,4 +68,31 @@ t.test('an abort signal ends a call in flight', async (t) => {
   ac.abort()
   const e = await p as { code?: string }
   t.equal(e.code, 'SIDEKEY_E_UNAVAILABLE', 'aborted, as unavailable')
+})
+
+t.test('the store config is the whole of it: VAULT_TOKEN, VAULT_NAMESPACE and VAULT_PREFIX in the environment are not used', async (t) => {
+  const seen: Array<{ url: string, headers: IncomingMessage['headers'] }> = []
+  const srv = createServer((req, res) => { seen.push({ url: req.url ?? '', headers: req.headers }); req.resume(); res.end('{}') })
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => { srv.closeAllConnections(); await new Promise<void>((resolve) => srv.close(() => resolve())) })
+  const addr = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`
+  const saved = { VAULT_TOKEN: process.env.VAULT_TOKEN, VAULT_NAMESPACE: process.env.VAULT_NAMESPACE, VAULT_PREFIX: process.env.VAULT_PREFIX }
+  Object.assign(process.env, { VAULT_TOKEN: 'hvs.from-the-environment', VAULT_NAMESPACE: 'ns-from-env', VAULT_PREFIX: '/prefix-from-env' })
+  t.teardown(() => { for (const [k, v] of Object.entries(saved)) { if (v === undefined) Reflect.deleteProperty(process.env, k); else process.env[k] = v } })
+
+  const plain = new VaultHttp({ storeName: 'vault', address: addr + '/', timeoutMs: 5_000 })
+  t.teardown(async () => { await plain.close() })
+  await plain.call({ method: 'POST', path: 'auth/kubernetes/login', body: { role: 'r', jwt: 'j' } }, undefined)
+  t.equal(seen[0]?.url, '/v1/auth/kubernetes/login', 'the address (its trailing slash dropped), /v1/ and the path; no prefix')
+  t.equal(seen[0]?.headers['x-vault-token'], undefined, 'a login carries no token')
+  t.equal(seen[0]?.headers['x-vault-namespace'], undefined, 'no namespace unless the store names one')
+  t.equal(seen[0]?.headers['content-type'], 'application/json')
+
+  const withNs = new VaultHttp({ storeName: 'vault', address: addr, namespace: 'team-a', timeoutMs: 5_000 })
+  t.teardown(async () => { await withNs.close() })
+  await withNs.call({ method: 'GET', path: 'secret/data/x', token: 'hvs.store-token' }, undefined)
+  t.equal(seen[1]?.url, '/v1/secret/data/x')
+  t.equal(seen[1]?.headers['x-vault-token'], 'hvs.store-token')
+  t.equal(seen[1]?.headers['x-vault-namespace'], 'team-a', 'the store\'s namespace')
+  t.equal(seen[1]?.headers['x-vault-request'], 'true')
 })

@@ -1,0 +1,122 @@
+// KV v2 version checks, many secrets per request where the server allows it.
+// OpenBao lists a folder's keys with their metadata (`LIST <mount>/detailed-
+// metadata/<folder>`: `keys` and `key_info.<key>.current_version`), so the
+// checks of every secret of one folder that fall due together cost one
+// request instead of one each. A listing answers the checks that start while
+// it is in flight and for FRESH_MS after it arrived (the rest of the same
+// wake-up), never later ones: a rotation is seen as soon as with one GET each.
+//
+// A folder is listed only when at least two of its secrets are checked. It
+// goes back to one metadata GET per secret, for good, when the server has no
+// such endpoint (HashiCorp Vault answers 404/405), the policy does not allow
+// the list (403), or the listing is mostly keys nobody here reads (more than
+// max(MIN_WASTE_KEYS, WASTE_FACTOR x ours)). Any other failure falls back for
+// that one check; the secret's own GET then reports the error.
+import type { Logger } from 'pino'
+import type { VaultAnswer, VaultCall } from './vault-http.js'
+
+/** Where a KV v2 secret's metadata sits: `<mount>/metadata/<dir><name>`. */
+export interface KvKey {
+  readonly mount: string
+  /** The folder within the mount, '' or ending in '/'. */
+  readonly dir: string
+  readonly name: string
+}
+
+export const FRESH_MS = 200
+export const MIN_WASTE_KEYS = 64
+export const WASTE_FACTOR = 4
+
+interface Listing {
+  /** Set when the answer arrived. */
+  doneAt?: number
+  readonly versions: Promise<ReadonlyMap<string, number> | undefined>
+}
+
+export interface KvListsOptions {
+  readonly storeName: string
+  readonly logger: Logger
+  /** Sends one call with the store's current token. */
+  readonly call: (c: VaultCall, signal: AbortSignal | undefined) => Promise<VaultAnswer>
+  readonly now?: () => number
+}
+
+export class KvVersionLists {
+  readonly #o: KvListsOptions
+  readonly #now: () => number
+  /** Names checked per folder (`mount\0dir`). */
+  readonly #ours = new Map<string, Set<string>>()
+  /** Folders that are not listed any more. */
+  readonly #off = new Set<string>()
+  readonly #listings = new Map<string, Listing>()
+
+  constructor (o: KvListsOptions) {
+    this.#o = o
+    this.#now = o.now ?? Date.now
+  }
+
+  /** Records that `k` is checked here (a folder is listed once two of its secrets are). */
+  note (k: KvKey): void {
+    const fk = folderKey(k)
+    let names = this.#ours.get(fk)
+    if (names === undefined) this.#ours.set(fk, names = new Set())
+    names.add(k.name)
+  }
+
+  /** The secret's current version from a listing of its folder, or undefined: check its own metadata. */
+  async version (k: KvKey, signal: AbortSignal | undefined): Promise<number | undefined> {
+    const fk = folderKey(k)
+    if (this.#off.has(fk) || (this.#ours.get(fk)?.size ?? 0) < 2) return undefined
+    const now = this.#now()
+    let l = this.#listings.get(fk)
+    if (l === undefined || (l.doneAt !== undefined && now - l.doneAt > FRESH_MS)) {
+      const fresh: Listing = { versions: this.#list(k, fk, signal).finally(() => { fresh.doneAt = this.#now() }) }
+      this.#listings.set(fk, l = fresh)
+    }
+    return (await l.versions)?.get(k.name)
+  }
+
+  /** Forgets the listings (the store closes). */
+  clear (): void {
+    this.#listings.clear()
+  }
+
+  async #list (k: KvKey, fk: string, signal: AbortSignal | undefined): Promise<ReadonlyMap<string, number> | undefined> {
+    const path = `${k.mount}/detailed-metadata/${k.dir}`
+    let ans: VaultAnswer
+    try {
+      ans = await this.#o.call({ method: 'LIST', path }, signal)
+    } catch {
+      return undefined // unreachable, aborted...: each check's own GET says what went wrong
+    }
+    if (ans.status === 403 || ans.status === 404 || ans.status === 405) {
+      this.#off.add(fk)
+      this.#listings.delete(fk)
+      this.#o.logger.info({ store: this.#o.storeName, folder: `${k.mount}/${k.dir}`, status: ans.status },
+        ans.status === 403
+          ? `vault policy denies listing the folder's metadata; checking each secret's metadata (grant "list" on ${path} for one request per folder)`
+          : 'vault has no detailed-metadata listing (an OpenBao endpoint); checking each secret\'s metadata')
+      return undefined
+    }
+    if (ans.status !== 200) return undefined
+    const data = (ans.body as { data?: { keys?: unknown, key_info?: unknown } } | undefined)?.data
+    const keys = Array.isArray(data?.keys) ? data.keys : []
+    const info = (typeof data?.key_info === 'object' && data.key_info !== null ? data.key_info : {}) as Record<string, { current_version?: unknown } | undefined>
+    const versions = new Map<string, number>()
+    for (const key of keys) {
+      if (typeof key !== 'string' || key.endsWith('/')) continue
+      const v = info[key]?.current_version
+      if (typeof v === 'number') versions.set(key, v)
+    }
+    const ours = this.#ours.get(fk)?.size ?? 0
+    if (keys.length > Math.max(MIN_WASTE_KEYS, WASTE_FACTOR * ours)) {
+      this.#off.add(fk)
+      this.#o.logger.info({ store: this.#o.storeName, folder: `${k.mount}/${k.dir}`, keys: keys.length, ours }, 'the folder holds many more secrets than this agent reads; checking each secret\'s metadata instead of listing it')
+    }
+    return versions
+  }
+}
+
+function folderKey (k: KvKey): string {
+  return `${k.mount}\0${k.dir}`
+}
