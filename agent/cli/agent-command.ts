@@ -12,18 +12,19 @@ import { seedDemo } from './demo.js'
 import { DEFAULT_TERMINATION_MESSAGE_PATH, awaitInitialSync, writeTerminationMessage } from '../init-sync.js'
 
 /**
- * V8 flags for the agent process. Ignition and Sparkplug only, no Maglev and
- * no TurboFan: the agent's work is I/O and native code (JSON, crypto,
- * sockets); optimizing compilers only add their own code pages and compiled
- * code to the resident set (about 8 MiB at 1,000 secrets on Node 24). And
- * WebAssembly (undici's HTTP parser, llhttp) stays on Liftoff: tiering it up
- * to TurboFan after a few hundred responses costs a one-time ~20 MiB of
- * compiler memory that glibc keeps (Node 24, vault store, 1,000 secrets:
- * steady RSS 102 -> 92 MiB). Set at run time: NODE_OPTIONS may not carry
- * them, and no function is hot yet (--liftoff-only alone is read at start-up;
- * the two tier-up flags make it hold when set later).
+ * V8 flags for the agent process: WebAssembly (undici's HTTP parser, llhttp)
+ * stays on Liftoff. Tiering it up to TurboFan after a few hundred responses
+ * costs a one-time ~20 MiB of compiler memory that glibc keeps (Node 24,
+ * vault store, 1,000 secrets: steady RSS 102 -> 92 MiB), and the background
+ * tier-up compiles kept a V8 worker busy while the agent was idle (1 Vault
+ * secret, Node 24: ~43 ms of CPU a minute on that thread, ~0.2 ms with these
+ * flags; perf stat per thread). JavaScript keeps Maglev and TurboFan: without
+ * them the local GET serves 9.4k instead of 48k requests/s. Set at run time:
+ * NODE_OPTIONS may not carry them, and no wasm function is hot yet
+ * (--liftoff-only alone is read at start-up; the two tier-up flags make it
+ * hold when set later).
  */
-export const AGENT_V8_FLAGS = '--no-turbofan --no-maglev --liftoff-only --no-wasm-tier-up --no-wasm-dynamic-tiering'
+export const AGENT_V8_FLAGS = '--liftoff-only --no-wasm-tier-up --no-wasm-dynamic-tiering'
 
 /**
  * V8's memory saver mode (V8 13, Node 24; Node 20's V8 has no such flag and
