@@ -79,7 +79,5 @@ export class AuditTrail {
         count, first: new Date(first).toISOString(), last: new Date(last).toISOString(),
       }, 'access')
     }
-    // The destination buffers (one write for a batch of lines) and has no timer of its own.
-    this.#log.flush()
   }
 }

@@ -5,12 +5,13 @@
 // Two destinations on stdout. Operational lines (startup, refresh failures,
 // warnings, errors) are written synchronously: in a pod stdout is a pipe, and
 // an agent that cannot reach its backend must show why in `kubectl logs` at
-// once, and keep those lines through a SIGKILL or an OOM kill. Audit lines (one
-// per group of equal accesses, agent/audit-trail.ts) go through a buffered
-// sonic-boom destination: the trail writes its lines at most every
-// AUDIT_FLUSH_MS and then flushes the destination, and pino flushes it on exit
-// (its on-exit flush for asynchronous destinations). No periodic flush: an
-// idle agent must not wake every second to write nothing.
+// once, and keep those lines through a SIGKILL or an OOM kill. Audit lines
+// are written synchronously too: the audit trail (agent/audit-trail.ts)
+// already gathers equal accesses into one line with a count and writes its
+// lines at most every AUDIT_FLUSH_MS, so there is no per-request write left
+// to buffer, and a buffer would hold lines back (a batch's tail past its
+// threshold, an error line) until the next access or exit. No timer either:
+// an idle agent must not wake every second to write nothing.
 import { pino, type Logger, type DestinationStream, type LoggerOptions } from 'pino'
 
 // Top-level and one known nesting only: wildcard paths cost a scan of every
@@ -22,9 +23,6 @@ export const REDACT_PATHS = [
 
 /** Longest time an access waits for its audit line (the trail's timer). */
 export const AUDIT_FLUSH_MS = 1000
-/** Audit bytes gathered before a write, so a burst of requests costs few syscalls. */
-export const AUDIT_BUFFER_BYTES = 4096
-
 function baseOptions (level: string): LoggerOptions {
   return {
     level,
@@ -40,13 +38,13 @@ export function createLogger (level: string, stream?: DestinationStream): Logger
 }
 
 /**
- * The audit logger: buffered, flushed by the audit trail after each batch
- * (at most every AUDIT_FLUSH_MS) and on exit; `dest` is stdout unless a test
- * names a file. Audit lines are built from names, references, routes and statuses
- * only, so they skip the redaction pass (about a third of a line's price).
+ * The audit logger: written synchronously, like the operational one, but
+ * without the redaction pass (about a third of a line's price): audit lines
+ * are built from names, references, routes and statuses only. `dest` is
+ * stdout unless a test names a file.
  */
 export function createAuditLogger (level: string, stream?: DestinationStream, dest: number | string = 1): Logger {
-  const out = stream ?? pino.destination({ dest, sync: false, minLength: AUDIT_BUFFER_BYTES })
+  const out = stream ?? pino.destination({ dest, sync: true })
   return pino({ ...baseOptions(level), base: { app: 'sidekey', component: 'audit' } }, out)
 }
 

@@ -2,7 +2,8 @@
 // (store + path + version pin) that one or more secrets select fields from.
 // Sources are keys of one keyed queue (keyed-queue.ts): a source syncs with
 // what it has (`Provider.sync(ref, have, signal)`), then comes back after its
-// interval (jittered, only ever earlier), at 2/3 of a lease, or after its
+// interval (a wake-up runs it up to jitter x interval early with the others
+// due then: coalesceWindow), at 2/3 of a lease, or after its
 // backoff on errors; a backend's watch pushes it sooner. The last good data
 // is kept through outages. Changed secrets are rendered into the next
 // generation, published as one set by the queue's publish key, which backs off
@@ -32,6 +33,8 @@ interface Source {
   expiresAt?: number | undefined
   /** When the current lease or value was obtained (for the 2/3 rule). */
   obtainedAt?: number
+  /** The delay scheduled after the last successful sync (its coalescing window is jitter x this). */
+  delayMs?: number
   stopWatch?: () => void
 }
 
@@ -52,6 +55,18 @@ const MIN_LEASE_REFETCH_MS = 1000
 export const MAX_IN_FLIGHT = 32
 /** The queue key of the publish step; never a source key (those are `store:path`). */
 const PUBLISH = ''
+
+/**
+ * How far ahead of its own due time a source may run on another source's
+ * wake-up. Each source is scheduled at its whole interval (or its lease's
+ * 2/3 point), never later; a wake-up also runs every source due within
+ * jitter x that delay, so the checks of one interval fall due together (one
+ * wake-up and, for a Vault folder, one listing) and a wait is cut by at most
+ * jitter x interval, as documented. A source in backoff keeps its retry delay.
+ */
+export function coalesceWindow (o: { delayMs: number | undefined, jitter: number, failures: number }): number {
+  return o.failures > 0 || o.delayMs === undefined ? 0 : Math.round(o.delayMs * o.jitter)
+}
 
 const sourceKey = (r: SecretRef): string => `${r.store}:${r.path}${r.version !== undefined ? '@' + r.version : ''}`
 
@@ -86,9 +101,11 @@ export class Refresher {
       concurrency: MAX_IN_FLIGHT,
       backoff: o.config.backoff,
       jitter: o.config.jitter,
-      // A wake-up runs every source due within its jitter band (it may run that much early anyway):
-      // the checks of one interval fall due together, one wake-up and, for a Vault folder, one listing.
-      coalesceMs: (key) => key === PUBLISH ? 0 : (this.#sources.get(key)?.intervalMs ?? 0) * o.config.jitter,
+      coalesceMs: (key) => {
+        const s = key === PUBLISH ? undefined : this.#sources.get(key)
+        if (s === undefined) return 0
+        return coalesceWindow({ delayMs: s.delayMs, jitter: o.config.jitter, failures: this.#queue.failures(key) })
+      },
       process: async (key, signal) => { await (key === PUBLISH ? this.#publish() : this.#sync(this.#sources.get(key) as Source, signal)) },
     })
   }
@@ -134,9 +151,10 @@ export class Refresher {
         s.obtainedAt = now
       }
       for (const d of s.dependents) board.markFetched(d, now)
-      let delay = this.#queue.jittered(s.intervalMs)
+      let delay = s.intervalMs
       // A lease already past 2/3 (or a zero TTL) must not turn into a busy loop.
       if (s.expiresAt !== undefined) delay = Math.max(MIN_LEASE_REFETCH_MS, Math.min(delay, renewAt(s.obtainedAt ?? now, s.expiresAt) - now))
+      s.delayMs = delay
       this.#queue.addAfter(s.key, delay)
     } catch (e) {
       if (signal.aborted) return // stopping: the abort is not a backend error

@@ -28,6 +28,7 @@ export const MIN_WASTE_KEYS = 64
 export const WASTE_FACTOR = 4
 
 interface Listing {
+  readonly startedAt: number
   /** Set when the answer arrived. */
   doneAt?: number
   readonly versions: Promise<ReadonlyMap<string, number> | undefined>
@@ -52,7 +53,8 @@ export class KvVersionLists {
 
   constructor (o: KvListsOptions) {
     this.#o = o
-    this.#now = o.now ?? Date.now
+    // A monotonic clock: a wall-clock step back must not stretch a listing's freshness.
+    this.#now = o.now ?? (() => performance.now())
   }
 
   /** Records that `k` is checked here (a folder is listed once two of its secrets are). */
@@ -69,8 +71,9 @@ export class KvVersionLists {
     if (this.#off.has(fk) || (this.#ours.get(fk)?.size ?? 0) < 2) return undefined
     const now = this.#now()
     let l = this.#listings.get(fk)
-    if (l === undefined || (l.doneAt !== undefined && now - l.doneAt > FRESH_MS)) {
-      const fresh: Listing = { versions: this.#list(k, fk, signal).finally(() => { fresh.doneAt = this.#now() }) }
+    // Joined while in flight only if sent within FRESH_MS (a slow answer may predate this check), reused for FRESH_MS after.
+    if (l === undefined || now - (l.doneAt ?? l.startedAt) > FRESH_MS) {
+      const fresh: Listing = { startedAt: now, versions: this.#list(k, fk, signal).finally(() => { fresh.doneAt = this.#now() }) }
       this.#listings.set(fk, l = fresh)
     }
     return (await l.versions)?.get(k.name)
@@ -102,15 +105,18 @@ export class KvVersionLists {
     const data = (ans.body as { data?: { keys?: unknown, key_info?: unknown } } | undefined)?.data
     const keys = Array.isArray(data?.keys) ? data.keys : []
     const info = (typeof data?.key_info === 'object' && data.key_info !== null ? data.key_info : {}) as Record<string, { current_version?: unknown } | undefined>
+    // Only the versions of our own secrets are kept (a folder may hold many more).
+    const names = this.#ours.get(fk)
     const versions = new Map<string, number>()
     for (const key of keys) {
-      if (typeof key !== 'string' || key.endsWith('/')) continue
+      if (typeof key !== 'string' || names?.has(key) !== true) continue
       const v = info[key]?.current_version
       if (typeof v === 'number') versions.set(key, v)
     }
-    const ours = this.#ours.get(fk)?.size ?? 0
+    const ours = names?.size ?? 0
     if (keys.length > Math.max(MIN_WASTE_KEYS, WASTE_FACTOR * ours)) {
       this.#off.add(fk)
+      this.#listings.delete(fk)
       this.#o.logger.info({ store: this.#o.storeName, folder: `${k.mount}/${k.dir}`, keys: keys.length, ours }, 'the folder holds many more secrets than this agent reads; checking each secret\'s metadata instead of listing it')
     }
     return versions

@@ -47,23 +47,27 @@ t.test('the timer writes within the interval and is armed only by an access', as
   t.match(lines, [{ api: 'grpc', route: 'Get', status: 'OK', secret: 'k', version: '1', count: 1 }])
 })
 
-t.test('the audit destination has no timer of its own: idle, it writes nothing; a batch is written when the trail flushes', async (t) => {
+t.test('the audit destination writes each batch at once, whole (over 4 KiB too), and nothing while idle', async (t) => {
   const file = join(mkdtempSync(join(tmpdir(), 'sidekey-audit-')), 'audit.log')
-  // sonic-boom writes with fs.write: count its calls (an empty periodic flush is one too)
+  // count every write the destination makes (an empty periodic flush is one too)
   const write = fs.write
+  const writeSync = fs.writeSync
   let writes = 0
   fs.write = ((...a: Parameters<typeof fs.write>) => { writes++; return (write as (...x: unknown[]) => unknown)(...a) }) as typeof fs.write
-  t.teardown(() => { fs.write = write })
+  fs.writeSync = ((...a: Parameters<typeof fs.writeSync>) => { writes++; return (writeSync as (...x: unknown[]) => number)(...a) }) as typeof fs.writeSync
+  t.teardown(() => { fs.write = write; fs.writeSync = writeSync })
   const log = createAuditLogger('info', undefined, file)
   const trail = new AuditTrail(log, () => undefined, 3_600_000)
   await new Promise((resolve) => setTimeout(resolve, AUDIT_FLUSH_MS * 2.5))
   t.equal(writes, 0, 'no write while nothing was accessed')
-  trail.record({ api: 'http', caller: '127.0.0.1:1', route: '/v1/secrets/:name', status: 200, secret: 's', version: '1' })
+  // 20 groups of ~300 bytes: more than a 4 KiB buffer would send on its own
+  for (let i = 0; i < 20; i++) trail.record({ api: 'http', caller: `127.0.0.1:${1000 + i}`, agent: 'x'.repeat(80), route: '/v1/secrets/:name', status: 200, secret: `s${i}`, version: '1' })
   trail.flush()
-  await new Promise((resolve) => setTimeout(resolve, 50))
-  for (let i = 0; i < 100 && !readFileSync(file, 'utf8').includes('"access"'); i++) await new Promise((resolve) => setTimeout(resolve, 20))
-  t.match(JSON.parse(readFileSync(file, 'utf8').trim()), { audit: true, component: 'audit', secret: 's', count: 1 }, 'the trail\'s flush writes its batch out')
-  t.equal(writes, 1, 'in one write')
+  const lines = readFileSync(file, 'utf8').trim().split('\n')
+  t.equal(lines.length, 20, 'every line of the batch is in the file when flush() returns')
+  t.match(JSON.parse(lines[19] as string), { audit: true, component: 'audit', secret: 's19', count: 1 })
+  log.error({ code: 'SIDEKEY_E_INTERNAL' }, 'request failed')
+  t.match(readFileSync(file, 'utf8'), /request failed/, 'a line logged outside a batch is written at once too')
 })
 
 t.test('interleaved callers and outcomes each keep their own count, across flushes', async (t) => {
