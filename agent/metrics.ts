@@ -8,7 +8,6 @@ export interface AgentMetrics {
   readonly fetchErrors: Counter<'store' | 'code'>
   readonly backendRequests: Counter<'store' | 'op'>
   readonly rotations: Counter<'secret'>
-  readonly requests: Counter<'route' | 'status' | 'api'>
   /**
    * Counts one local API request in sidekey_requests_total. The count is kept
    * in a plain number and handed to prom-client when the registry is read: a
@@ -27,6 +26,24 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): AgentMe
   // route -> status -> requests not yet added to the counter, per api.
   interface Pending { readonly labels: { api: string, route: string, status: number | string }, n: number }
   const pending = { http: new Map<string, Map<number | string, Pending>>(), grpc: new Map<string, Map<number | string, Pending>>() }
+  // sidekey_requests_total: countRequest() keeps the counts, the registry reads them here.
+  // eslint-disable-next-line no-new
+  new Counter({
+    name: 'sidekey_requests_total',
+    help: 'Local API requests by api (http, grpc), route and status.',
+    labelNames: ['api', 'route', 'status'],
+    registers: [registry],
+    collect () {
+      for (const byRoute of Object.values(pending)) {
+        for (const byStatus of byRoute.values()) {
+          for (const p of byStatus.values()) {
+            if (p.n > 0) this.inc(p.labels, p.n)
+            p.n = 0
+          }
+        }
+      }
+    },
+  })
   const m: AgentMetrics = {
     registry,
     fetchDuration: new Histogram({
@@ -39,22 +56,6 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): AgentMe
     fetchErrors: new Counter({ name: 'sidekey_fetch_errors_total', help: 'Failed backend calls by store and error code.', labelNames: ['store', 'code'], registers: [registry] }),
     backendRequests: new Counter({ name: 'sidekey_backend_requests_total', help: 'Requests sent to the backend by store and API call (GetSecretValue, DescribeSecret, getSecret, GET, ...).', labelNames: ['store', 'op'], registers: [registry] }),
     rotations: new Counter({ name: 'sidekey_rotations_total', help: 'Times a secret changed on disk after the first write.', labelNames: ['secret'], registers: [registry] }),
-    requests: new Counter({
-      name: 'sidekey_requests_total',
-      help: 'Local API requests by api (http, grpc), route and status.',
-      labelNames: ['api', 'route', 'status'],
-      registers: [registry],
-      collect () {
-        for (const byRoute of Object.values(pending)) {
-          for (const byStatus of byRoute.values()) {
-            for (const p of byStatus.values()) {
-              if (p.n > 0) this.inc(p.labels, p.n)
-              p.n = 0
-            }
-          }
-        }
-      },
-    }),
     countRequest (api, route, status) {
       const byRoute = pending[api]
       let byStatus = byRoute.get(route)

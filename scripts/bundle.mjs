@@ -3,7 +3,7 @@
 // grpc-js, the webhook), so a start reads a few files instead of hundreds of
 // modules from node_modules, and the image needs no node_modules at all.
 //
-// Two things the bundler cannot see on its own:
+// Three things the bundler cannot see on its own:
 // - `createRequire(import.meta.url)('x')`, synchronous loads on first use:
 //   rewritten to `require('x')`, which esbuild bundles (evaluated on first
 //   call, as before). Two of them, handlebars (templates) and yaml (format
@@ -67,15 +67,24 @@ const builtinsByRequire = {
   },
 }
 
-await rm('dist/bundle', { recursive: true, force: true })
-const result = await build({
-  entryPoints: { sidekey: 'dist/bin/sidekey.js' },
+/** What the agent's bundle and the vendor files share. */
+const common = {
   outdir: 'dist/bundle',
   bundle: true,
   platform: 'node',
+  target: 'node20',
+  legalComments: 'none',
+  minifyWhitespace: true,
+  minifySyntax: true,
+  logLevel: 'warning',
+}
+
+await rm('dist/bundle', { recursive: true, force: true })
+const result = await build({
+  ...common,
+  entryPoints: { sidekey: 'dist/bin/sidekey.js' },
   format: 'esm',
   splitting: true,
-  target: 'node20',
   chunkNames: '[name]-[hash]',
   // Node's ESM loader prefers the `module` entry of packages that have one.
   mainFields: ['module', 'main'],
@@ -89,25 +98,14 @@ const result = await build({
       'const __dirname = __skDirname(__filename)',
     ].join('\n'),
   },
-  legalComments: 'none',
-  minifyWhitespace: true,
-  minifySyntax: true,
-  logLevel: 'warning',
   metafile: true,
   plugins: [lazyRequire, builtinsByRequire],
 })
 await build({
+  ...common,
   entryPoints: Object.fromEntries(VENDOR.map((name) => [vendorFile(name).slice(2, -4), name])),
-  outdir: 'dist/bundle',
   outExtension: { '.js': '.cjs' },
-  bundle: true,
-  platform: 'node',
   format: 'cjs',
-  target: 'node20',
-  legalComments: 'none',
-  minifyWhitespace: true,
-  minifySyntax: true,
-  logLevel: 'warning',
 })
 // The chunks are ES modules whatever package.json sits above them (the image copies none).
 await writeFile('dist/bundle/package.json', '{ "type": "module" }\n')
