@@ -55,6 +55,8 @@ export interface NotifierOptions {
   readonly http?: PoolOptions
   readonly attempts?: number
   readonly backoffMs?: number
+  /** Loads the transport (default: `import('./http-client.js')`); a failed load is tried again at the next notification. */
+  readonly loadHttpClient?: () => Promise<{ HttpClient: typeof HttpClient }>
 }
 
 export interface Notifier {
@@ -65,8 +67,12 @@ export interface Notifier {
 export function createNotifier (specs: readonly OnChangeSpec[], logger: Logger, metrics: AgentMetrics, opts: NotifierOptions = {}): Notifier {
   // One keep-alive pool for every http hook: a rotation reuses the connection
   // the previous one opened, and a hung app holds at most `connections` sockets.
+  // A load that failed (EMFILE, ENOMEM...) is not kept: the next notification loads again.
   let client: Promise<HttpClient> | undefined
-  const pool = async (): Promise<HttpClient> => await (client ??= import('./http-client.js').then(({ HttpClient }) => new HttpClient({ connections: 2, connectTimeoutMs: 5_000, headersTimeoutMs: 5_000, bodyTimeoutMs: 5_000, ...opts.http })))
+  const load = opts.loadHttpClient ?? (async () => await import('./http-client.js'))
+  const pool = async (): Promise<HttpClient> => await (client ??= load()
+    .then(({ HttpClient }) => new HttpClient({ connections: 2, connectTimeoutMs: 5_000, headersTimeoutMs: 5_000, bodyTimeoutMs: 5_000, ...opts.http }))
+    .catch((err: unknown) => { client = undefined; throw err }))
   const attempts = opts.attempts ?? 3
   const backoffMs = opts.backoffMs ?? 200
   const notify = async (changed: readonly ServedSecret[]): Promise<void> => {
@@ -88,5 +94,5 @@ export function createNotifier (specs: readonly OnChangeSpec[], logger: Logger, 
     }))
   }
   // On shutdown a notification still in flight is moot: the connections close now.
-  return Object.assign(notify, { close: async () => { if (client !== undefined) await (await client).destroy() } })
+  return Object.assign(notify, { close: async () => { if (client !== undefined) await (await client.catch(() => undefined))?.destroy() } })
 }

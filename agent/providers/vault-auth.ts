@@ -50,6 +50,9 @@ export class VaultAuth {
 
   get isStatic (): boolean { return this.opts.staticToken !== undefined }
 
+  /** The token in use, if any, without logging in. */
+  get currentToken (): string | undefined { return this.state?.token }
+
   /** A valid token, logging in when there is none or it is (nearly) expired. */
   async token (): Promise<TokenState> {
     const s = this.state

@@ -9,9 +9,15 @@
 // A folder is listed only when at least two of its secrets are checked. It
 // goes back to one metadata GET per secret, for good, when the server has no
 // such endpoint (HashiCorp Vault answers 404/405), the policy does not allow
-// the list (403), or the listing is mostly keys nobody here reads (more than
-// max(MIN_WASTE_KEYS, WASTE_FACTOR x ours)). Any other failure falls back for
-// that one check; the secret's own GET then reports the error.
+// the list, or the listing is mostly keys nobody here reads (more than
+// max(MIN_WASTE_KEYS, WASTE_FACTOR x ours)). Vault answers 403 to an expired
+// token as to a missing grant, so a 403 turns the folder off only when the
+// token it was sent with is still the current one at the next check (the
+// checks' own GETs went through with it); after a re-login the folder is
+// listed again. A busy or unreachable server (429, 502-504, no answer) fails
+// every check the listing answers, with one request: N GETs would only add
+// load. Any other status falls back for that one check; the secret's own GET
+// then reports the error.
 import type { Logger } from 'pino'
 import type { VaultAnswer, VaultCall } from './vault-http.js'
 
@@ -31,14 +37,25 @@ interface Listing {
   readonly startedAt: number
   /** Set when the answer arrived. */
   doneAt?: number
-  readonly versions: Promise<ReadonlyMap<string, number> | undefined>
+  readonly versions: Promise<Listed>
+}
+
+/** A listing's outcome: our keys' versions, a status every check it answers fails with, or nothing (check one by one). */
+type Listed = ReadonlyMap<string, number> | { readonly unavailable: number } | undefined
+
+/** An answer, and the token it was sent with (kept only to compare with the current one). */
+export interface ListAnswer {
+  readonly answer: VaultAnswer
+  readonly sentWith: string
 }
 
 export interface KvListsOptions {
   readonly storeName: string
   readonly logger: Logger
   /** Sends one call with the store's current token. */
-  readonly call: (c: VaultCall, signal: AbortSignal | undefined) => Promise<VaultAnswer>
+  readonly call: (c: VaultCall, signal: AbortSignal | undefined) => Promise<ListAnswer>
+  /** The store's current token, without logging in (a renewal keeps it, a login replaces it). */
+  readonly currentToken: () => string | undefined
   readonly now?: () => number
 }
 
@@ -50,6 +67,8 @@ export class KvVersionLists {
   /** Folders that are not listed any more. */
   readonly #off = new Set<string>()
   readonly #listings = new Map<string, Listing>()
+  /** Folders whose last listing was denied, with the token it was sent with. */
+  readonly #denied = new Map<string, string>()
 
   constructor (o: KvListsOptions) {
     this.#o = o
@@ -65,10 +84,22 @@ export class KvVersionLists {
     names.add(k.name)
   }
 
-  /** The secret's current version from a listing of its folder, or undefined: check its own metadata. */
-  async version (k: KvKey, signal: AbortSignal | undefined): Promise<number | undefined> {
+  /**
+   * The secret's current version from a listing of its folder, undefined (check
+   * its own metadata), or `{ unavailable: status }`: the server is busy, fail the check.
+   */
+  async version (k: KvKey, signal: AbortSignal | undefined): Promise<number | { readonly unavailable: number } | undefined> {
     const fk = folderKey(k)
     if (this.#off.has(fk) || (this.#ours.get(fk)?.size ?? 0) < 2) return undefined
+    const deniedWith = this.#denied.get(fk)
+    if (deniedWith !== undefined) {
+      if (deniedWith === this.#o.currentToken()) {
+        this.#turnOff(fk, { store: this.#o.storeName, folder: `${k.mount}/${k.dir}`, status: 403 },
+          `vault policy denies listing the folder's metadata; checking each secret's metadata (grant "list" on ${listPath(k)} for one request per folder)`)
+        return undefined
+      }
+      this.#denied.delete(fk) // a new token since: the 403 may have been the old one's expiry
+    }
     const now = this.#now()
     let l = this.#listings.get(fk)
     // Joined while in flight only if sent within FRESH_MS (a slow answer may predate this check), reused for FRESH_MS after.
@@ -76,31 +107,36 @@ export class KvVersionLists {
       const fresh: Listing = { startedAt: now, versions: this.#list(k, fk, signal).finally(() => { fresh.doneAt = this.#now() }) }
       this.#listings.set(fk, l = fresh)
     }
-    return (await l.versions)?.get(k.name)
+    const listed = await l.versions
+    return listed instanceof Map ? listed.get(k.name) : listed as { readonly unavailable: number } | undefined
   }
 
   /** Forgets the listings (the store closes). */
   clear (): void {
     this.#listings.clear()
+    this.#denied.clear()
   }
 
-  async #list (k: KvKey, fk: string, signal: AbortSignal | undefined): Promise<ReadonlyMap<string, number> | undefined> {
-    const path = `${k.mount}/detailed-metadata/${k.dir}`
-    let ans: VaultAnswer
-    try {
-      ans = await this.#o.call({ method: 'LIST', path }, signal)
-    } catch {
-      return undefined // unreachable, aborted...: each check's own GET says what went wrong
-    }
-    if (ans.status === 403 || ans.status === 404 || ans.status === 405) {
-      this.#off.add(fk)
+  #turnOff (fk: string, fields: Record<string, unknown>, msg: string): void {
+    this.#off.add(fk)
+    this.#listings.delete(fk)
+    this.#denied.delete(fk)
+    this.#o.logger.info(fields, msg)
+  }
+
+  async #list (k: KvKey, fk: string, signal: AbortSignal | undefined): Promise<Listed> {
+    // Unreachable or aborted: the error fails every check this listing answers (one request, not one each).
+    const { answer: ans, sentWith } = await this.#o.call({ method: 'LIST', path: listPath(k) }, signal)
+    if (ans.status === 403) {
+      this.#denied.set(fk, sentWith)
       this.#listings.delete(fk)
-      this.#o.logger.info({ store: this.#o.storeName, folder: `${k.mount}/${k.dir}`, status: ans.status },
-        ans.status === 403
-          ? `vault policy denies listing the folder's metadata; checking each secret's metadata (grant "list" on ${path} for one request per folder)`
-          : 'vault has no detailed-metadata listing (an OpenBao endpoint); checking each secret\'s metadata')
       return undefined
     }
+    if (ans.status === 404 || ans.status === 405) {
+      this.#turnOff(fk, { store: this.#o.storeName, folder: `${k.mount}/${k.dir}`, status: ans.status }, 'vault has no detailed-metadata listing (an OpenBao endpoint); checking each secret\'s metadata')
+      return undefined
+    }
+    if (ans.status === 429 || (ans.status >= 502 && ans.status <= 504)) return { unavailable: ans.status }
     if (ans.status !== 200) return undefined
     const data = (ans.body as { data?: { keys?: unknown, key_info?: unknown } } | undefined)?.data
     const keys = Array.isArray(data?.keys) ? data.keys : []
@@ -115,12 +151,14 @@ export class KvVersionLists {
     }
     const ours = names?.size ?? 0
     if (keys.length > Math.max(MIN_WASTE_KEYS, WASTE_FACTOR * ours)) {
-      this.#off.add(fk)
-      this.#listings.delete(fk)
-      this.#o.logger.info({ store: this.#o.storeName, folder: `${k.mount}/${k.dir}`, keys: keys.length, ours }, 'the folder holds many more secrets than this agent reads; checking each secret\'s metadata instead of listing it')
+      this.#turnOff(fk, { store: this.#o.storeName, folder: `${k.mount}/${k.dir}`, keys: keys.length, ours }, 'the folder holds many more secrets than this agent reads; checking each secret\'s metadata instead of listing it')
     }
     return versions
   }
+}
+
+function listPath (k: KvKey): string {
+  return `${k.mount}/detailed-metadata/${k.dir}`
 }
 
 function folderKey (k: KvKey): string {

@@ -82,7 +82,15 @@ export class VaultProvider implements Provider {
       ...(staticToken !== undefined ? { staticToken } : {}),
     })
     // A listing is an optimisation: its 403 means "check one by one", never a new login.
-    this.lists = new KvVersionLists({ storeName: store, logger: ctx.logger, call: async (c, signal) => await this.http.call({ ...c, token: (await this.auth.token()).token }, signal) })
+    this.lists = new KvVersionLists({
+      storeName: store,
+      logger: ctx.logger,
+      call: async (c, signal) => {
+        const { token } = await this.auth.token()
+        return { answer: await this.http.call({ ...c, token }, signal), sentWith: token }
+      },
+      currentToken: () => this.auth.currentToken,
+    })
   }
 
   target (ref: SecretRef): Target {
@@ -141,7 +149,8 @@ export class VaultProvider implements Provider {
     if (!t.kv2 || t.metadataPath === undefined || this.noMetadata.has(ref.raw)) return undefined
     if (t.kvKey !== undefined) {
       const listed = await this.lists.version(t.kvKey, signal)
-      if (listed !== undefined) return String(listed)
+      if (typeof listed === 'number') return String(listed)
+      if (listed !== undefined) throw this.statusError({ status: listed.unavailable, body: undefined }, ref, t)
     }
     const ans = await this.authed({ method: 'GET', path: t.metadataPath }, ref, signal, true)
     if (ans.status === 200) {

@@ -64,6 +64,9 @@ path "secret/detailed-metadata/many*" { capabilities = ["list"] }
 path "secret/data/crowd/*" { capabilities = ["read"] }
 path "secret/metadata/crowd/*" { capabilities = ["read"] }
 path "secret/detailed-metadata/crowd*" { capabilities = ["list"] }
+path "secret/data/busy/*" { capabilities = ["read"] }
+path "secret/metadata/busy/*" { capabilities = ["read"] }
+path "secret/detailed-metadata/busy*" { capabilities = ["list"] }
 path "kv1/app/*" { capabilities = ["read"] }
 path "pki/issue/web" { capabilities = ["update"] }
 `,
@@ -171,6 +174,58 @@ t.test('provider: a folder the policy may not list, or mostly of other keys, is 
   await new Promise((resolve) => setTimeout(resolve, FRESH_MS + 50))
   t.same(await Promise.all(crowd.map(async (r) => await syncFrom(p, r, '1'))), ['unchanged', 'unchanged'])
   t.same([...m.counts].sort(), [['GET secret/metadata/crowd/k0', 1], ['GET secret/metadata/crowd/k1', 1]], `a listing of ${MIN_WASTE_KEYS + 1} keys for 2 secrets is not asked again`)
+})
+
+t.test('provider: a listing denied to a token that has since expired is tried again after the new login', async (t) => {
+  for (const n of ['a', 'b', 'c']) await api('POST', `secret/data/many/${n}`, { data: { k: `${V3}-${n}` } })
+  const m = meter()
+  const p = provider({}, { ...ctx, meter: m })
+  const refs = ['a', 'b', 'c'].map((n) => parseRef(`vault:secret/data/many/${n}`))
+  const versions = (await Promise.all(refs.map(async (r) => await read(p, r)))).map((r) => r.version)
+  // The token is revoked (as one past its TTL): Vault answers 403 to it, as to a missing grant.
+  await api('POST', 'auth/token/revoke', { token: p.auth.currentToken })
+  m.counts.clear()
+  t.same(await Promise.all(refs.map(async (r, i) => await syncFrom(p, r, versions[i] as string))), ['unchanged', 'unchanged', 'unchanged'], 'the checks go through after one new login')
+  t.equal(p.auth.stats.logins, 2)
+  t.equal(m.counts.get('LIST secret/detailed-metadata/many/'), 1, 'the listing was denied once')
+  m.counts.clear()
+  await new Promise((resolve) => setTimeout(resolve, FRESH_MS + 50))
+  t.same(await Promise.all(refs.map(async (r, i) => await syncFrom(p, r, versions[i] as string))), ['unchanged', 'unchanged', 'unchanged'])
+  t.same([...m.counts], [['LIST secret/detailed-metadata/many/', 1]], 'with the new token the folder is listed again: one request for three checks')
+  t.equal(p.auth.stats.logins, 2)
+})
+
+t.test('provider: a busy or unreachable server fails the checks a listing answers with one request, not one each', async (t) => {
+  for (const n of ['a', 'b', 'c']) await api('POST', `secret/data/busy/${n}`, { data: { k: V1 } })
+  const m = meter()
+  const p = provider({}, { ...ctx, meter: m })
+  const refs = ['a', 'b', 'c'].map((n) => parseRef(`vault:secret/data/busy/${n}`))
+  for (const r of refs) await read(p, r)
+  // OpenBao's own rate limit: one listing of busy/ an hour, used up here.
+  await api('POST', 'sys/quotas/rate-limit/sidekey-busy', { path: 'secret/detailed-metadata/busy', rate: 1, interval: '1h' })
+  t.teardown(async () => { await api('DELETE', 'sys/quotas/rate-limit/sidekey-busy') })
+  await api('LIST', 'secret/detailed-metadata/busy/')
+  m.counts.clear()
+  const busy = await Promise.allSettled(refs.map(async (r) => await p.sync(r, { version: '1' })))
+  t.same(busy.map((r) => r.status === 'rejected' ? (r.reason as { code?: string }).code : 'fulfilled'), ['SIDEKEY_E_UNAVAILABLE', 'SIDEKEY_E_UNAVAILABLE', 'SIDEKEY_E_UNAVAILABLE'], 'a 429 on the listing fails each check as unavailable (the refresher backs off)')
+  t.match(busy[0]?.status === 'rejected' ? String((busy[0].reason as Error).message) : '', /HTTP 429/)
+  t.same([...m.counts], [['LIST secret/detailed-metadata/busy/', 1]], 'one request: no metadata GET per secret on a rate-limited server')
+
+  await new Promise((resolve) => setTimeout(resolve, FRESH_MS + 50))
+  await api('DELETE', 'sys/quotas/rate-limit/sidekey-busy')
+  relay.cut()
+  try {
+    m.counts.clear()
+    const down = await Promise.allSettled(refs.map(async (r) => await p.sync(r, { version: '1' })))
+    t.same(down.map((r) => r.status === 'rejected' ? (r.reason as { code?: string }).code : 'fulfilled'), ['SIDEKEY_E_UNAVAILABLE', 'SIDEKEY_E_UNAVAILABLE', 'SIDEKEY_E_UNAVAILABLE'])
+    t.same([...m.counts], [['LIST secret/detailed-metadata/busy/', 1]], 'an unreachable server: one attempt for the three checks')
+  } finally {
+    relay.restore()
+  }
+  await new Promise((resolve) => setTimeout(resolve, FRESH_MS + 50))
+  m.counts.clear()
+  t.same(await Promise.all(refs.map(async (r) => await syncFrom(p, r, '1'))), ['unchanged', 'unchanged', 'unchanged'], 'back: the listing answers again')
+  t.same([...m.counts], [['LIST secret/detailed-metadata/busy/', 1]])
 })
 
 t.test('provider: KV v1 (no metadata: a sync reads the value once and compares)', async (t) => {

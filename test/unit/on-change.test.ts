@@ -58,6 +58,26 @@ t.test('rotations reuse one keep-alive connection to the app', async (t) => {
   t.notOk(log.text().includes(value), 'no value in the logs')
 })
 
+t.test('a transport that failed to load is loaded again at the next rotation', async (t) => {
+  const app = await serve(t, (_req, res) => { res.end('ok') })
+  const log = capture()
+  let loads = 0
+  const notify = createNotifier(parseOnChange([`http:POST http://127.0.0.1:${app.port}/reload`]), log.logger, createMetrics(), {
+    loadHttpClient: async () => {
+      if (++loads === 1) throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' })
+      return await import('../../agent/http-client.js')
+    },
+  })
+  t.teardown(async () => { await notify.close() })
+  await notify([entry('1')])
+  t.equal(app.requests(), 0, 'the first rotation could not be sent')
+  t.match(log.text(), /could not notify the app of a rotation/)
+  await notify([entry('2')])
+  t.equal(loads, 2, 'the failed load was not kept')
+  t.equal(app.requests(), 1, 'the next rotation reaches the app')
+  t.notMatch(log.text(), value, 'no value in the log')
+})
+
 t.test('many hooks on one app share a bounded pool', async (t) => {
   // Each answer is held until the next request arrives or a short while
   // passes, so unbounded clients would open one socket per hook.
