@@ -9,6 +9,7 @@ import { createAuditLogger, createLogger } from '../logger.js'
 import { startAgent } from '../agent.js'
 import { seedDemo } from './demo.js'
 import { DEFAULT_TERMINATION_MESSAGE_PATH, awaitInitialSync, writeTerminationMessage } from '../init-sync.js'
+import { setAgentMemorySaver } from './v8-flags.js'
 
 export async function main (argv: string[]): Promise<number> {
   const cmd = new Command('sidekey agent')
@@ -50,6 +51,7 @@ export async function main (argv: string[]): Promise<number> {
   process.once('SIGINT', () => { void stop('SIGINT') })
 
   await agent.synced
+  if (!config.exitAfterSync) setAgentMemorySaver()
   if (opts.localDemo === true) {
     const name = config.secrets[0]?.name ?? 'openai'
     process.stderr.write([
