@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { basename, dirname, join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import type * as DockerfileModule from '../../scripts/image-dockerfile.mjs'
 import { tempDir } from '../helpers/agent.js'
@@ -59,6 +59,25 @@ t.test('a Vault agent over http loads neither http2 nor tls, https or zlib befor
   t.ok(builtins.has('http'), 'the list is the real one (the agent serves http)')
   // undici's HTTP/2 client (never used: no allowH2) and prom-client's Pushgateway.
   for (const m of ['http2', 'tls', 'https', 'zlib']) t.notOk(builtins.has(m), `node:${m} not loaded`)
+})
+
+/** The chunks a bundle file imports statically, itself included, transitively. */
+function staticGraph (file: string, seen = new Set<string>()): Set<string> {
+  if (seen.has(file)) return seen
+  seen.add(file)
+  for (const m of readFileSync(file, 'utf8').matchAll(/\bfrom\s*"(\.\/[^"]+\.js)"/g)) staticGraph(join(dirname(file), m[1] as string), seen)
+  return seen
+}
+
+t.test('the agent command\'s code does not carry commander (the other commands\' option parser)', async (t) => {
+  const entry = readFileSync(BUNDLE, 'utf8')
+  const agentChunk = /import\("(\.\/agent-command-[^"]+\.js)"\)/.exec(entry)?.[1]
+  if (agentChunk === undefined) throw new Error('no agent-command chunk imported by the bundle entry: update this test')
+  const graph = [...staticGraph(join(dirname(BUNDLE), agentChunk))]
+  t.ok(graph.length > 3, `the agent's static graph: ${graph.length} files`)
+  t.same(graph.filter((f) => readFileSync(f, 'utf8').includes('node_modules/commander/')).map((f) => basename(f)), [], 'no chunk of it holds commander')
+  const getChunk = /import\("(\.\/get-command-[^"]+\.js)"\)/.exec(entry)?.[1] as string
+  t.ok([...staticGraph(join(dirname(BUNDLE), getChunk))].some((f) => readFileSync(f, 'utf8').includes('node_modules/commander/')), 'while `sidekey get` still has it (the check finds it)')
 })
 
 /** Node 24 (the image's, from scripts/node24), or undefined where it cannot be had. */
