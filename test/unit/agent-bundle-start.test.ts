@@ -118,10 +118,26 @@ t.test('the compile cache the Dockerfile warms serves the agent and its probe wi
   t.equal(agent.code, 0, 'the agent synced')
   const probe = await run(node, [BUNDLE, 'get', '--ready'], debug)
   t.equal(probe.code, 1, 'the probe fails: no agent')
-  for (const [what, r] of [['agent', agent], ['probe', probe]] as const) {
-    const lines = r.err.split('\n')
+  // A serving agent: its HTTP and gRPC servers load after the first publish.
+  const serving = spawn(node, [BUNDLE, 'agent'], {
+    env: { ...process.env, ...debug, SK_TEST_VALUE: VALUE, SIDEKEY_CONFIG: JSON.stringify({ dir: join(dir, 'serve'), apiTokenFile: join(dir, 'token'), listen: { http: 0, grpc: 0 }, logLevel: 'info', stores: { env: { type: 'env' } }, secrets: [{ name: 'a', ref: 'env:SK_TEST_VALUE' }] }) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  t.teardown(() => { serving.kill('SIGKILL') })
+  let servingErr = ''
+  serving.stderr.on('data', (c: Buffer) => { servingErr += c.toString() })
+  await new Promise<void>((resolve) => {
+    let out = ''
+    serving.stdout.on('data', (c: Buffer) => { out += c.toString(); if (out.includes('"agent listening"')) resolve() })
+    serving.once('exit', () => resolve())
+  })
+  serving.kill('SIGTERM')
+  t.equal(await new Promise<number | null>((resolve) => serving.once('exit', resolve)), 0, 'the serving agent stops on SIGTERM')
+  for (const [what, err] of [['agent', agent.err], ['probe', probe.err], ['serving agent', servingErr]] as const) {
+    const lines = err.split('\n')
     t.ok(lines.some((l) => / was accepted/.test(l)), `${what}: entries of the cache were used`)
     t.same(lines.filter((l) => / was rejected/.test(l)), [], `${what}: no entry rejected`)
+    t.same(lines.filter((l) => / not initialized/.test(l)).map((l) => l.replace(/.*bundle\//, '')), [], `${what}: no file the warm-up missed`)
   }
 })
 
