@@ -17,8 +17,6 @@ import { createProvider } from './providers/index.js'
 import type { Provider } from './providers/provider.js'
 import { compose, timed } from './providers/compose.js'
 import { loadOrCreateToken, makeTokenCheck } from './access-token.js'
-import { createHttpServer } from './http-server.js'
-import { createMetricsServer } from './metrics-server.js'
 import { createNotifier } from './on-change.js'
 import { compatRoutes } from './compat/index.js'
 import { Slots } from '../core/limits.js'
@@ -34,7 +32,8 @@ export interface StartOptions {
 
 export interface RunningAgent {
   readonly config: AgentConfig
-  readonly httpPort: number
+  /** The local HTTP API's port; undefined for an init-only agent (exitAfterSync), which has no local endpoint. */
+  readonly httpPort: number | undefined
   readonly grpcPort: number | undefined
   /** The opt-in metrics listener's port (all interfaces), when listen.metrics is set. */
   readonly metricsPort: number | undefined
@@ -106,33 +105,50 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   const waiters = new Slots(config.limits.waiters)
   // /ready answers 200 only once every listener is up, not just the files.
   let listening = false
-  const http: Server = createHttpServer({ served, board, listening: () => listening, checkToken, metrics, audit, trail, limits: config.limits, watchers, waiters, compat: compatRoutes(config, served, checkToken) })
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void => {
-        reject(new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.http: cannot listen on ${config.listen.host}:${config.listen.http} (${err.code ?? 'error'}); pick a free port`, { field: 'listen.http' }, { cause: err }))
-      }
-      http.once('error', onError)
-      http.listen(config.listen.http, config.listen.host, () => { http.off('error', onError); resolve() })
-    })
-  } catch (err) {
-    await abandon()
-    throw err
+  // An init-only agent (exitAfterSync) has no local endpoint: it exits before
+  // any app container starts. A serving agent's endpoint waits for the first
+  // publish: node:http, the HTTP server, and gRPC (grpc-js, protobufjs, the
+  // proto: about a third of the agent's start-up CPU) would otherwise sit
+  // between the start and the first files. Before that publish the API has
+  // nothing to serve (/ready is 503, the startup probe fails either way); a
+  // backend slower than GRPC_WAIT_MS to answer does not hold the API back
+  // longer, and the files a previous run left (a restart) are served at once.
+  const serving = !config.exitAfterSync
+  const firstPublish = serving ? Promise.race([synced.catch(() => {}), new Promise((resolve) => setTimeout(resolve, GRPC_WAIT_MS).unref())]) : undefined
+  let http: Server | undefined
+  let httpPort: number | undefined
+  if (serving) {
+    if (adopted === 0) await firstPublish
+    let server: Server
+    try {
+      const { createHttpServer } = await import('./http-server.js')
+      server = createHttpServer({ served, board, listening: () => listening, checkToken, metrics, audit, trail, limits: config.limits, watchers, waiters, compat: compatRoutes(config, served, checkToken) })
+    } catch (err) {
+      await abandon()
+      throw err
+    }
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const onError = (err: NodeJS.ErrnoException): void => {
+          reject(new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.http: cannot listen on ${config.listen.host}:${config.listen.http} (${err.code ?? 'error'}); pick a free port`, { field: 'listen.http' }, { cause: err }))
+        }
+        server.once('error', onError)
+        server.listen(config.listen.http, config.listen.host, () => { server.off('error', onError); resolve() })
+      })
+    } catch (err) {
+      await abandon()
+      throw err
+    }
+    // After listen, an accept error (EMFILE under many long-polls) is logged, not fatal.
+    server.on('error', (err: NodeJS.ErrnoException) => logger.error({ code: err.code, err: err.message }, 'local HTTP server error'))
+    http = server
+    httpPort = (server.address() as AddressInfo).port
   }
-  // After listen, an accept error (EMFILE under many long-polls) is logged, not fatal.
-  http.on('error', (err: NodeJS.ErrnoException) => logger.error({ code: err.code, err: err.message }, 'local HTTP server error'))
-  const httpPort = (http.address() as AddressInfo).port
 
   let grpcServer: grpc.Server | undefined
   let grpcPort: number | undefined
-  // An init-only agent (exitAfterSync) has no local endpoint for gRPC: it exits
-  // before any app container starts.
-  if (config.listen.grpcEnabled && !config.exitAfterSync) {
-    // gRPC (grpc-js, protobufjs, the proto) is the heaviest load of the agent,
-    // about a third of its start-up CPU: it waits for the first publish, so the
-    // first files do not wait for it (a backend slower than GRPC_WAIT_MS to
-    // answer does not hold the API back longer than that).
-    await Promise.race([synced.catch(() => {}), new Promise((resolve) => setTimeout(resolve, GRPC_WAIT_MS).unref())])
+  if (config.listen.grpcEnabled && serving) {
+    await firstPublish
     let bindGrpc: typeof import('./grpc-server.js').bindGrpc
     try {
       const mod = await import('./grpc-server.js')
@@ -140,14 +156,14 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
       grpcServer = mod.createGrpcServer({ served, board, checkToken, metrics, audit, trail, limits: config.limits, watchers, waiters })
     } catch (err) {
       // (an unreadable .proto): stop what runs, or the refresher would keep the process alive
-      http.close()
+      http?.close()
       await abandon()
       throw err
     }
     try {
       grpcPort = await bindGrpc(grpcServer, config.listen.grpc)
     } catch (err) {
-      http.close()
+      http?.close()
       await abandon()
       throw new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.grpc: cannot listen on ${config.listen.host}:${config.listen.grpc} (${(err as Error).message.split('\n')[0] ?? 'error'}); pick a free port`, { field: 'listen.grpc' }, { cause: err })
     }
@@ -155,6 +171,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   let metricsServer: Server | undefined
   let metricsPort: number | undefined
   if (config.listen.metrics !== undefined) {
+    const { createMetricsServer } = await import('./metrics-server.js')
     const ms = createMetricsServer(metrics)
     try {
       await new Promise<void>((resolve, reject) => {
@@ -162,7 +179,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
         ms.listen(config.listen.metrics, '0.0.0.0', () => { ms.off('error', reject); resolve() })
       })
     } catch (err) {
-      http.close()
+      http?.close()
       grpcServer?.forceShutdown()
       await abandon()
       throw new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.metrics: cannot listen on 0.0.0.0:${config.listen.metrics} (${(err as NodeJS.ErrnoException).code ?? 'error'}); pick a free port (sidekey.dev/metrics-port)`, { field: 'listen.metrics' }, { cause: err })
@@ -181,7 +198,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   }
   if (board.ready) announceReady()
   else board.once('ready', announceReady)
-  logger.info({ http: `${config.listen.host}:${httpPort}`, grpc: grpcPort !== undefined ? `${config.listen.host}:${grpcPort}` : 'off', metrics: metricsPort !== undefined ? `0.0.0.0:${metricsPort}` : 'off', secrets: config.secrets.length, dir: config.dir }, 'agent listening')
+  logger.info({ http: httpPort !== undefined ? `${config.listen.host}:${httpPort}` : 'off', grpc: grpcPort !== undefined ? `${config.listen.host}:${grpcPort}` : 'off', metrics: metricsPort !== undefined ? `0.0.0.0:${metricsPort}` : 'off', secrets: config.secrets.length, dir: config.dir }, 'agent listening')
 
   let closed = false
   return {
@@ -191,8 +208,11 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
       if (closed) return
       closed = true
       await abandon()
-      http.closeAllConnections()
-      await new Promise<void>((resolve) => http.close(() => resolve()))
+      if (http !== undefined) {
+        const h = http
+        h.closeAllConnections()
+        await new Promise<void>((resolve) => h.close(() => resolve()))
+      }
       if (metricsServer !== undefined) {
         const m = metricsServer
         m.closeAllConnections()
@@ -208,7 +228,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   }
 }
 
-/** The longest the gRPC server waits for the first publish before it loads anyway. */
+/** The longest the local endpoint (HTTP and gRPC) waits for the first publish before it starts anyway. */
 const GRPC_WAIT_MS = 1_000
 
 /** A metric label for a backend request: the API call, without a path (bounded, and a path is data). */

@@ -5,6 +5,7 @@
 import module from 'node:module'
 import { SidekeyError } from '../core/errors.js'
 import { reportCliError, usageError } from '../core/error-answers.js'
+import { setAgentV8Flags } from '../agent/cli/v8-flags.js'
 
 // V8's compile cache (Node >= 22.1; the image runs 24, a host may run 20):
 // code compiled once is reused by the next start. NODE_COMPILE_CACHE picks the
@@ -12,9 +13,11 @@ import { reportCliError, usageError } from '../core/error-answers.js'
 // dir. A read-only or missing directory only means no cache, never an error.
 ;(module as { enableCompileCache?: () => unknown }).enableCompileCache?.()
 
-const commands: Record<string, { help: string, run: () => Promise<(argv: string[]) => Promise<number>> }> = {
-  agent: { help: 'run the in-pod agent (--config FILE or env SIDEKEY_CONFIG)', run: async () => (await import('../agent/cli/agent-command.js')).main },
-  get: { help: 'print a secret from the local endpoint (SIDEKEY_ADDR, SIDEKEY_TOKEN_FILE)', run: async () => (await import('../agent/cli/get-command.js')).main },
+// `agentV8`: the commands of the agent's container run with the agent's V8
+// flags, set before their code loads (agent/cli/v8-flags.ts says why).
+const commands: Record<string, { help: string, agentV8?: true, run: () => Promise<(argv: string[]) => Promise<number>> }> = {
+  agent: { help: 'run the in-pod agent (--config FILE or env SIDEKEY_CONFIG)', agentV8: true, run: async () => (await import('../agent/cli/agent-command.js')).main },
+  get: { help: 'print a secret from the local endpoint (SIDEKEY_ADDR, SIDEKEY_TOKEN_FILE)', agentV8: true, run: async () => (await import('../agent/cli/get-command.js')).main },
   local: { help: 'manage the encrypted local store: put NAME (stdin), rm NAME, list', run: async () => (await import('../agent/cli/local-command.js')).main },
   injector: { help: 'run the mutating admission webhook', run: async () => (await import('../injector/cli.js')).injectorMain },
   inject: { help: 'offline: read pods/workloads (-f FILE|-), print them mutated', run: async () => (await import('../injector/cli.js')).injectMain },
@@ -36,6 +39,7 @@ async function run (): Promise<number> {
     process.stderr.write(usage() + '\n')
     return code
   }
+  if (cmd.agentV8 === true) setAgentV8Flags()
   const main = await cmd.run()
   return await main(rest)
 }

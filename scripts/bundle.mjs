@@ -3,7 +3,7 @@
 // grpc-js, the webhook), so a start reads a few files instead of hundreds of
 // modules from node_modules, and the image needs no node_modules at all.
 //
-// Three things the bundler cannot see on its own:
+// Four things the bundler cannot see on its own (or should not do as written):
 // - `createRequire(import.meta.url)('x')`, synchronous loads on first use:
 //   rewritten to `require('x')`, which esbuild bundles (evaluated on first
 //   call, as before). Two of them, handlebars (templates) and yaml (format
@@ -20,6 +20,11 @@
 //   and `node:crypto`'s webcrypto getter the Web Crypto classes. The bundle
 //   takes built-ins through `require` instead (esbuild's interop object reads
 //   a property only when the code uses it).
+// - undici's HTTP/2 client: undici's Client requires it at load, and it loads
+//   `node:http2` and with it `node:tls` (about 15 ms of CPU at every agent
+//   start, Node 24). Sidekey never enables allowH2, so no connection
+//   negotiates h2 and the code never runs: the require moves into the call
+//   (esbuild still bundles the file, evaluated on first call).
 // An ESM bundle has no `require`, `__filename` or `__dirname`; CommonJS
 // dependencies use them, so each chunk starts with a banner defining them.
 //
@@ -48,6 +53,20 @@ const lazyRequire = {
     })
     // Resolved at run time, from the chunk's own directory (the banner's `require`).
     b.onResolve({ filter: /^\.\/vendor-[a-z-]+\.cjs$/ }, (args) => ({ path: args.path, external: true }))
+  },
+}
+
+const UNDICI_H2 = "const connectH2 = require('./client-h2.js')"
+
+const lazyUndiciH2 = {
+  name: 'lazy-undici-h2',
+  setup (b) {
+    b.onLoad({ filter: /[\\/]node_modules[\\/]undici[\\/]lib[\\/]dispatcher[\\/]client\.js$/ }, async (args) => {
+      const src = await readFile(args.path, 'utf8')
+      // A newer undici that no longer has this line fails the build instead of loading http2 again unnoticed.
+      if (!src.includes(UNDICI_H2)) throw new Error(`${args.path}: no "${UNDICI_H2}" to defer; check scripts/bundle.mjs against this undici`)
+      return { contents: src.replace(UNDICI_H2, "const connectH2 = (client, socket) => require('./client-h2.js')(client, socket)"), loader: 'js' }
+    })
   },
 }
 
@@ -99,7 +118,7 @@ const result = await build({
     ].join('\n'),
   },
   metafile: true,
-  plugins: [lazyRequire, builtinsByRequire],
+  plugins: [lazyRequire, lazyUndiciH2, builtinsByRequire],
 })
 await build({
   ...common,

@@ -1,50 +1,53 @@
 // `sidekey agent --config FILE` (or env SIDEKEY_CONFIG): run the agent until
 // SIGTERM; with exitAfterSync (init-only), write once and exit.
 import { resolve } from 'node:path'
-import { setFlagsFromString } from 'node:v8'
-import { Command } from 'commander'
+import { parseArgs } from 'node:util'
 import { loadConfig, loadConfigFile, parseJson, type AgentConfig } from '../../core/config/load.js'
 import { SidekeyError } from '../../core/errors.js'
-import { QUIET_USAGE_ERRORS } from '../../core/error-answers.js'
 import { createAuditLogger, createLogger } from '../logger.js'
 import { startAgent } from '../agent.js'
 import { seedDemo } from './demo.js'
 import { DEFAULT_TERMINATION_MESSAGE_PATH, awaitInitialSync, writeTerminationMessage } from '../init-sync.js'
+import { setAgentMemorySaver } from './v8-flags.js'
+
+const HELP = `Usage: sidekey agent [options]
+
+run the in-pod agent
+
+Options:
+  -c, --config <file>  agent config JSON (default: env SIDEKEY_CONFIG)
+  --local-demo         seed the example local store with a demo secret and
+                       print how to fetch it
+  -h, --help           display help for command
+`
 
 /**
- * V8 flags for the agent process: WebAssembly (undici's HTTP parser, llhttp)
- * stays on Liftoff. Tiering it up to TurboFan after a few hundred responses
- * costs a one-time ~20 MiB of compiler memory that glibc keeps (Node 24,
- * vault store, 1,000 secrets: steady RSS 102 -> 92 MiB), and the background
- * tier-up compiles kept a V8 worker busy while the agent was idle (1 Vault
- * secret, Node 24: ~43 ms of CPU a minute on that thread, ~0.2 ms with these
- * flags; perf stat per thread). JavaScript keeps Maglev and TurboFan: without
- * them the local GET serves 9.4k instead of 48k requests/s. Set at run time:
- * NODE_OPTIONS may not carry them, and no wasm function is hot yet
- * (--liftoff-only alone is read at start-up; the two tier-up flags make it
- * hold when set later).
+ * The agent's two options, read with Node's own parser: commander (the other
+ * commands' parser) and the node:child_process it loads cost the agent about
+ * 5 ms of CPU at every start for these two flags. Words that are not options
+ * are ignored, as before.
  */
-export const AGENT_V8_FLAGS = '--liftoff-only --no-wasm-tier-up --no-wasm-dynamic-tiering'
-
-/**
- * V8's memory saver mode (V8 13, Node 24; Node 20's V8 has no such flag and
- * would print an error): the heap grown by the first sync's burst of
- * responses shrinks back instead of staying at its high-water mark. Node 24,
- * aws store, 1,000 secrets: steady RSS 116 -> 86 MiB.
- */
-export const AGENT_V8_FLAGS_NODE24 = '--memory-saver-mode'
+function parseAgentArgs (argv: string[]): { config?: string, localDemo: boolean, help: boolean } {
+  try {
+    const { values } = parseArgs({
+      args: argv,
+      options: { config: { type: 'string', short: 'c' }, 'local-demo': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: true,
+    })
+    return { ...(values.config !== undefined ? { config: values.config } : {}), localDemo: values['local-demo'] === true, help: values.help === true }
+  } catch (err) {
+    // Node's message, first sentence: "Unknown option '--x'", "Option '-c, --config <value>' argument missing".
+    const first = (err as Error).message.split('. ')[0] ?? 'bad arguments'
+    throw new SidekeyError('SIDEKEY_E_USAGE', `${first.charAt(0).toLowerCase()}${first.slice(1)}; sidekey agent --help lists the options`)
+  }
+}
 
 export async function main (argv: string[]): Promise<number> {
-  setFlagsFromString(AGENT_V8_FLAGS)
-  if (Number(process.versions.node.split('.')[0]) >= 24) setFlagsFromString(AGENT_V8_FLAGS_NODE24)
-  const cmd = new Command('sidekey agent')
-    .description('run the in-pod agent')
-    .option('-c, --config <file>', 'agent config JSON (default: env SIDEKEY_CONFIG)')
-    .option('--local-demo', 'seed the example local store with a demo secret and print how to fetch it')
-    .exitOverride()
-    .configureOutput(QUIET_USAGE_ERRORS)
-  cmd.parse(argv, { from: 'user' })
-  const opts = cmd.opts<{ config?: string, localDemo?: boolean }>()
+  const opts = parseAgentArgs(argv)
+  if (opts.help) {
+    process.stdout.write(HELP)
+    return 0
+  }
 
   let config: AgentConfig
   if (opts.config !== undefined) config = loadConfigFile(opts.config)
@@ -76,6 +79,7 @@ export async function main (argv: string[]): Promise<number> {
   process.once('SIGINT', () => { void stop('SIGINT') })
 
   await agent.synced
+  if (!config.exitAfterSync) setAgentMemorySaver()
   if (opts.localDemo === true) {
     const name = config.secrets[0]?.name ?? 'openai'
     process.stderr.write([

@@ -68,6 +68,17 @@ t.test('init-only has no gRPC endpoint: a taken gRPC port does not stop it', asy
   t.equal(readFileSync(join(root, 'secrets', 'a'), 'utf8'), 'value-init-123456')
 })
 
+t.test('init-only has no HTTP endpoint either: a taken HTTP port does not stop it', async (t) => {
+  const root = tempDir(t)
+  const taken = createServer()
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { taken.close() })
+  const port = (taken.address() as AddressInfo).port
+  const run = runCli(t, ['agent', '--config', initConfig(root, [{ name: 'a', ref: 'env:SK_INIT_SET' }], { listen: { http: port, grpcEnabled: false } })], { SK_INIT_SET: 'value-init-123456' })
+  t.equal((await run.exited).code, 0, run.err.join('\n'))
+  t.equal(readFileSync(join(root, 'secrets', 'a'), 'utf8'), 'value-init-123456')
+})
+
 const envOf = (c: V1Container | undefined, name: string): string | undefined => c?.env?.find((e) => e.name === name)?.value
 
 t.test('the injector passes sidekey.dev/sync-deadline and points the termination message at the container\'s path', async (t) => {

@@ -56,7 +56,7 @@ t.test('finding 4: gRPC checks the token before the message and bounds message s
 t.test('finding 4: HTTP connections, slow senders, watchers and waiters are capped', async (t) => {
   const h = await startTestAgent(t, { secrets, limits: { connections: 8, watchers: 2, waiters: 1, headersTimeout: '500ms' } })
   await h.agent.synced
-  const port = h.agent.httpPort
+  const port = h.agent.httpPort as number
 
   const socks: Socket[] = []
   const closed = new Set<number>()
@@ -116,7 +116,7 @@ t.test('finding 4: HTTP connections, slow senders, watchers and waiters are capp
 t.test('finding 8: only loopback Host names; no names without the token', async (t) => {
   const h = await startTestAgent(t, { secrets: [...secrets, { name: 'never', ref: 'env:SIDEKEY_TEST_UNSET_HARDEN' }] })
   await h.agent.synced
-  const port = h.agent.httpPort
+  const port = h.agent.httpPort as number
   for (const host of ['evil.example', 'evil.example:' + String(port), '127.0.0.1.nip.io']) {
     const r = await get(port, '/ready', { host })
     t.equal(r.status, 421, `Host ${host} -> 421`)
@@ -153,7 +153,7 @@ t.test('finding 10: names outside the grammar are refused before lookup and neve
 
 t.test('finding 11: Node\'s own 400 and 431 answers carry a JSON body', async (t) => {
   const h = await startTestAgent(t, { secrets })
-  const port = h.agent.httpPort
+  const port = h.agent.httpPort as number
   const bad = await raw(port, 'NOT HTTP AT ALL\r\n\r\n')
   t.match(bad, /^HTTP\/1\.1 400 /)
   t.match(bad, /\r\n\r\n\{"error":\{"code":"SIDEKEY_E_BAD_REQUEST","message":"[^"]+"\}\}$/)
@@ -185,7 +185,7 @@ t.test('finding 14: a signal hook by process name never reaches pid 1', async (t
 t.test('a keep-alive connection that sent a request outlives headersTimeout (only a silent socket is cut)', async (t) => {
   const h = await startTestAgent(t, { secrets, limits: { headersTimeout: '200ms' } })
   await h.agent.synced
-  const s = connect(h.agent.httpPort, '127.0.0.1')
+  const s = connect(h.agent.httpPort as number, '127.0.0.1')
   t.teardown(() => s.destroy())
   let text = ''
   let closed = false

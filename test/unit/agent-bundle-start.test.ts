@@ -1,0 +1,170 @@
+// What the bundled agent (dist/bundle, what the image runs) does before its
+// first file: which of Node's built-in modules it loads, and whether the
+// image's compile cache, warmed as the Dockerfile warms it, serves its starts.
+// Start-up times are measured by bench/peers, never asserted here.
+import t, { type Test } from 'tap'
+import { spawn, spawnSync } from 'node:child_process'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { basename, dirname, join, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import type * as DockerfileModule from '../../scripts/image-dockerfile.mjs'
+import { tempDir } from '../helpers/agent.js'
+import { injectorConfigSchema } from '../../injector/config.js'
+
+const root = process.cwd()
+const BUNDLE = join(root, 'dist/bundle/sidekey.js')
+const VALUE = 'bundle-start-value-7f3a'
+/** The agent container's NODE_OPTIONS, as the injector sets them by default. */
+const AGENT_NODE_OPTIONS = String((injectorConfigSchema.properties.agentNodeOptions as { default: string }).default)
+
+/** A Vault that answers every KV v2 read with one version of {k: VALUE}. */
+async function fakeVault (t: Test): Promise<string> {
+  const srv = createServer((req, res) => {
+    res.setHeader('content-type', 'application/json')
+    res.end(JSON.stringify({ data: { data: { k: VALUE }, metadata: { version: 1, created_time: '2026-01-01T00:00:00Z' } } }))
+  })
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => { srv.closeAllConnections(); await new Promise<void>((resolve) => srv.close(() => resolve())) })
+  return `http://127.0.0.1:${(srv.address() as AddressInfo).port}`
+}
+
+function vaultConfig (dir: string, address: string): string {
+  return JSON.stringify({
+    dir: join(dir, 'secrets'), apiTokenFile: join(dir, 'token'), listen: { http: 0 }, logLevel: 'warn', exitAfterSync: true,
+    stores: { vault: { type: 'vault', address, tokenEnv: 'SK_TEST_VAULT_TOKEN' } },
+    secrets: [{ name: 'a', ref: 'vault:secret/data/a#k' }],
+  })
+}
+
+async function run (node: string, args: string[], env: Record<string, string>): Promise<{ code: number | null, err: string }> {
+  const child = spawn(node, args, { env: { ...process.env, SK_TEST_VAULT_TOKEN: 'test-token', ...env }, stdio: ['ignore', 'ignore', 'pipe'] })
+  let err = ''
+  child.stderr.on('data', (c: Buffer) => { err += c.toString() })
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  return { code, err }
+}
+
+t.test('a Vault agent over http loads neither http2 nor tls, https or zlib before it exits', async (t) => {
+  const dir = tempDir(t)
+  const address = await fakeVault(t)
+  // Written at exit by the agent process itself: the built-in modules it loaded.
+  const preload = join(dir, 'loaded.cjs')
+  writeFileSync(preload, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(join(dir, 'loaded.txt'))}, process.moduleLoadList.join('\\n')))\n`)
+  const r = await run(process.execPath, ['--require', preload, BUNDLE, 'agent'], { SIDEKEY_CONFIG: vaultConfig(dir, address), NODE_OPTIONS: AGENT_NODE_OPTIONS })
+  t.equal(r.code, 0, r.err)
+  t.equal(readFileSync(join(dir, 'secrets', 'a'), 'utf8'), VALUE, 'the secret is on disk')
+  const builtins = new Set(readFileSync(join(dir, 'loaded.txt'), 'utf8').split('\n').filter((l) => l.startsWith('NativeModule ')).map((l) => l.slice('NativeModule '.length)))
+  t.ok(builtins.has('http'), 'the list is the real one (the agent serves http)')
+  // undici's HTTP/2 client (never used: no allowH2) and prom-client's Pushgateway.
+  for (const m of ['http2', 'tls', 'https', 'zlib']) t.notOk(builtins.has(m), `node:${m} not loaded`)
+})
+
+/** The chunks a bundle file imports statically, itself included, transitively. */
+function staticGraph (file: string, seen = new Set<string>()): Set<string> {
+  if (seen.has(file)) return seen
+  seen.add(file)
+  for (const m of readFileSync(file, 'utf8').matchAll(/\bfrom\s*"(\.\/[^"]+\.js)"/g)) staticGraph(join(dirname(file), m[1] as string), seen)
+  return seen
+}
+
+t.test('the agent command\'s code does not carry commander (the other commands\' option parser)', async (t) => {
+  const entry = readFileSync(BUNDLE, 'utf8')
+  const agentChunk = /import\("(\.\/agent-command-[^"]+\.js)"\)/.exec(entry)?.[1]
+  if (agentChunk === undefined) throw new Error('no agent-command chunk imported by the bundle entry: update this test')
+  const graph = [...staticGraph(join(dirname(BUNDLE), agentChunk))]
+  t.ok(graph.length > 3, `the agent's static graph: ${graph.length} files`)
+  t.same(graph.filter((f) => readFileSync(f, 'utf8').includes('node_modules/commander/')).map((f) => basename(f)), [], 'no chunk of it holds commander')
+  const getChunk = /import\("(\.\/get-command-[^"]+\.js)"\)/.exec(entry)?.[1] as string
+  t.ok([...staticGraph(join(dirname(BUNDLE), getChunk))].some((f) => readFileSync(f, 'utf8').includes('node_modules/commander/')), 'while `sidekey get` still has it (the check finds it)')
+})
+
+/** Node 24 (the image's, from scripts/node24), or undefined where it cannot be had. */
+function node24 (): string | undefined {
+  if (Number(process.versions.node.split('.')[0]) >= 24) return process.execPath
+  const r = spawnSync(join(root, 'scripts/node24'), { encoding: 'utf8' })
+  return r.status === 0 ? join(r.stdout.trim(), 'node') : undefined
+}
+
+t.test('the compile cache the Dockerfile warms serves the agent and its probe without a rejected entry', async (t) => {
+  const node = node24()
+  if (node === undefined) {
+    t.pass('SKIP: no Node 24 here (scripts/node24 failed), and Node 20 has no compile cache')
+    return
+  }
+  const df = await import(pathToFileURL(resolve(root, 'scripts/image-dockerfile.mjs')).href) as typeof DockerfileModule
+  const stage = df.parseDockerfile(readFileSync(join(root, 'Dockerfile'), 'utf8')).at(-1)
+  const cacheEnv = stage?.steps.flatMap((s) => s.op === 'ENV' ? s.pairs : []).find(([k]) => k === 'NODE_COMPILE_CACHE')?.[1]
+  const warm = stage?.steps.find((s) => s.op === 'RUN' && s.command.includes('sidekey agent'))
+  if (cacheEnv === undefined || warm?.op !== 'RUN') throw new Error('the Dockerfile no longer warms NODE_COMPILE_CACHE with `sidekey agent`: update this test')
+  const dir = tempDir(t)
+  const cache = join(dir, 'compile-cache')
+  mkdirSync(cache)
+  // `sidekey` on PATH is the bundle, run by Node 24 (its shebang is `env node`).
+  const bin = join(dir, 'bin')
+  mkdirSync(bin)
+  symlinkSync(BUNDLE, join(bin, 'sidekey'))
+  symlinkSync(node, join(bin, 'node'))
+  // The image's build runs have no NODE_OPTIONS (the test runner's own are not passed on).
+  const env = { PATH: `${bin}:${process.env.PATH ?? ''}`, NODE_COMPILE_CACHE: cache, NODE_OPTIONS: '' }
+  const w = spawnSync('sh', ['-c', warm.command.replaceAll(cacheEnv, cache)], { encoding: 'utf8', env: { ...process.env, ...env } })
+  t.equal(w.status, 0, `the Dockerfile's warm-up: ${w.stderr}`)
+
+  // A pod: the agent with the injector's NODE_OPTIONS, then its startup probe.
+  const address = await fakeVault(t)
+  const debug = { ...env, NODE_DEBUG_NATIVE: 'COMPILE_CACHE', NODE_OPTIONS: AGENT_NODE_OPTIONS }
+  const agent = await run(node, [BUNDLE, 'agent'], { ...debug, SIDEKEY_CONFIG: vaultConfig(dir, address) })
+  t.equal(agent.code, 0, 'the agent synced')
+  const probe = await run(node, [BUNDLE, 'get', '--ready'], debug)
+  t.equal(probe.code, 1, 'the probe fails: no agent')
+  // A serving agent: its HTTP and gRPC servers load after the first publish.
+  const serving = spawn(node, [BUNDLE, 'agent'], {
+    env: { ...process.env, ...debug, SK_TEST_VALUE: VALUE, SIDEKEY_CONFIG: JSON.stringify({ dir: join(dir, 'serve'), apiTokenFile: join(dir, 'token'), listen: { http: 0, grpc: 0 }, logLevel: 'info', stores: { env: { type: 'env' } }, secrets: [{ name: 'a', ref: 'env:SK_TEST_VALUE' }] }) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  t.teardown(() => { serving.kill('SIGKILL') })
+  let servingErr = ''
+  serving.stderr.on('data', (c: Buffer) => { servingErr += c.toString() })
+  await new Promise<void>((resolve) => {
+    let out = ''
+    serving.stdout.on('data', (c: Buffer) => { out += c.toString(); if (out.includes('"agent listening"')) resolve() })
+    serving.once('exit', () => resolve())
+  })
+  serving.kill('SIGTERM')
+  t.equal(await new Promise<number | null>((resolve) => serving.once('exit', resolve)), 0, 'the serving agent stops on SIGTERM')
+  for (const [what, err] of [['agent', agent.err], ['probe', probe.err], ['serving agent', servingErr]] as const) {
+    const lines = err.split('\n')
+    t.ok(lines.some((l) => / was accepted/.test(l)), `${what}: entries of the cache were used`)
+    t.same(lines.filter((l) => / was rejected/.test(l)), [], `${what}: no entry rejected`)
+    t.same(lines.filter((l) => / not initialized/.test(l)).map((l) => l.replace(/.*bundle\//, '')), [], `${what}: no file the warm-up missed`)
+  }
+})
+
+t.test('a serving agent turns on V8\'s memory saver mode once its files are written, not before', async (t) => {
+  const node = node24()
+  if (node === undefined) {
+    t.pass('SKIP: no Node 24 here (scripts/node24 failed); Node 20 has no memory saver mode')
+    return
+  }
+  const dir = tempDir(t)
+  const address = await fakeVault(t)
+  // The agent's own V8 flag calls, each with whether the secret file existed then.
+  const preload = join(dir, 'flags.cjs')
+  const file = join(dir, 'secrets', 'a')
+  writeFileSync(preload, [
+    "const v8 = require('v8'), fs = require('fs'), set = v8.setFlagsFromString",
+    `v8.setFlagsFromString = (f) => { fs.appendFileSync(${JSON.stringify(join(dir, 'flags.txt'))}, JSON.stringify([f, fs.existsSync(${JSON.stringify(file)})]) + '\\n'); return set(f) }`,
+  ].join('\n'))
+  const cfg = { ...JSON.parse(vaultConfig(dir, address)) as Record<string, unknown>, exitAfterSync: false, listen: { http: 0, grpcEnabled: false } }
+  const child = spawn(node, ['--require', preload, BUNDLE, 'agent'], { env: { ...process.env, SK_TEST_VAULT_TOKEN: 'test-token', NODE_OPTIONS: AGENT_NODE_OPTIONS, SIDEKEY_CONFIG: JSON.stringify(cfg) }, stdio: 'ignore' })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+  t.teardown(() => { child.kill('SIGKILL') })
+  const calls = (): Array<[string, boolean]> => { try { return readFileSync(join(dir, 'flags.txt'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as [string, boolean]) } catch { return [] } }
+  for (let i = 0; i < 300 && !calls().some(([f]) => f.includes('memory-saver')); i++) await new Promise((resolve) => setTimeout(resolve, 50))
+  child.kill('SIGTERM')
+  t.equal(await exited, 0, 'the agent stops on SIGTERM')
+  const got = calls()
+  t.match(got[0], ['--liftoff-only --no-wasm-tier-up --no-wasm-dynamic-tiering', false], 'the WebAssembly flags first, before anything is written')
+  t.same(got.filter(([f]) => f.includes('memory-saver')), [['--memory-saver-mode', true]], 'the memory saver mode once, with the file on disk')
+})
