@@ -3,6 +3,8 @@
 // @kubernetes/client-node, whose import alone costs an agent about 40 MiB of RSS
 // (every API model of the generated client). Only a kubeconfig loads it, to read it.
 // A resolve hook records every module of the library this process resolves.
+// Over HTTPS the watches are HTTP/2 streams on a few connections, not a TLS
+// connection each (~100 KiB of OpenSSL buffers apiece).
 import t from 'tap'
 import { register } from 'node:module'
 import { MessageChannel } from 'node:worker_threads'
@@ -12,7 +14,7 @@ import { join } from 'node:path'
 import { pino } from 'pino'
 import { useServers } from '../helpers/testenv.js'
 import { parseRef } from '../../core/reference.js'
-import { eventually, WAIT } from './backend-harness.js'
+import { eventually, startRelay, WAIT } from './backend-harness.js'
 
 const loaded: string[] = []
 const { port1, port2 } = new MessageChannel()
@@ -62,4 +64,22 @@ await t.test('a kubeconfig is read with @kubernetes/client-node (the hook sees t
   t.ok(r.changed && r.data.kind === 'map' && r.data.map.k === 'k8s-client-value-7f3a', 'the value, with the kubeconfig\'s client certificate')
   await settle()
   t.ok(loaded.length > 0, 'the library was loaded for the kubeconfig')
+})
+
+await t.test('150 watches share HTTP/2 connections (at most 100 streams each)', async (t) => {
+  const N = 150
+  for (let i = 0; i < N; i += 50) {
+    await Promise.all(Array.from({ length: Math.min(50, N - i) }, async (_, j) => await kube.request('POST', `/api/v1/namespaces/${NS}/secrets`, { apiVersion: 'v1', kind: 'Secret', metadata: { name: `w${i + j}` }, data: { k: Buffer.from(`v${i + j}`).toString('base64') } })))
+  }
+  const relay = await startRelay(t, kube.port)
+  const p = createK8sProvider({ type: 'k8s', server: `https://127.0.0.1:${relay.port}`, tokenFile, caFile: kube.caFile, namespace: NS }, ctx)
+  t.teardown(async () => { await p.close?.() })
+  const seen = new Set<number>()
+  const stops = Array.from({ length: N }, (_, i) => p.watch?.(parseRef(`k8s:w${i}#k`), () => { seen.add(i) }))
+  t.teardown(() => { for (const s of stops) s?.() })
+  await eventually(() => seen.size === N, 'every watch\'s first event', WAIT)
+  t.equal(relay.connections(), 2, `${N} watches on 2 connections`)
+  const r = await p.sync(parseRef('k8s:w149#k'), undefined)
+  t.ok(r.changed && r.data.kind === 'map' && r.data.map.k === 'v149', 'a check is answered from its watch')
+  t.equal(relay.connections(), 2, 'without a GET')
 })
