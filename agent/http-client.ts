@@ -8,6 +8,7 @@
 // request header or body: those carry tokens (X-Vault-Token, the login JWT,
 // X-Sidekey-Token) and secret values.
 import { createRequire } from 'node:module'
+import { createSecureContext } from 'node:tls'
 import type { Agent as UndiciAgent, Dispatcher } from 'undici'
 
 // undici's index loads all of undici: fetch, WebSocket, EventSource, the mock
@@ -22,8 +23,8 @@ Object.assign(
 type Agent = UndiciAgent
 
 export interface PoolOptions {
-  /** Connections per origin; requests beyond it queue. Default 4. */
-  readonly connections?: number
+  /** Connections per origin; requests beyond it queue. Default 4; null: no limit (long-lived requests such as watches, one connection each). */
+  readonly connections?: number | null
   /** TCP (+TLS) connect. Default 5 s. */
   readonly connectTimeoutMs?: number
   /** From the request sent to the response's headers. Default 10 s. */
@@ -32,26 +33,36 @@ export interface PoolOptions {
   readonly bodyTimeoutMs?: number
   /** How long an idle connection stays open. Default 30 s. */
   readonly keepAliveTimeoutMs?: number
-  /** TLS options for the connections (e.g. a CA bundle and a server name). */
-  readonly tls?: { readonly ca?: string | Buffer, readonly servername?: string }
+  /**
+   * TLS options for the connections (a CA bundle, a client certificate, a server name). The CA and
+   * certificate become one TLS context that every connection of the pool shares (given as `ca`, each
+   * connection would parse the bundle into a context of its own: about 100 KiB a connection).
+   */
+  readonly tls?: { readonly ca?: string | Buffer, readonly cert?: string | Buffer, readonly key?: string | Buffer, readonly servername?: string, readonly rejectUnauthorized?: boolean }
 }
 
 export const POOL_DEFAULTS = { connections: 4, connectTimeoutMs: 5_000, headersTimeoutMs: 10_000, bodyTimeoutMs: 10_000, keepAliveTimeoutMs: 30_000 } as const
 
 export function createPool (o: PoolOptions = {}): Agent {
   const keepAlive = o.keepAliveTimeoutMs ?? POOL_DEFAULTS.keepAliveTimeoutMs
+  const t = o.tls
+  const context = t?.ca !== undefined || t?.cert !== undefined || t?.key !== undefined
+    ? createSecureContext({ ...(t.ca !== undefined ? { ca: t.ca } : {}), ...(t.cert !== undefined ? { cert: t.cert } : {}), ...(t.key !== undefined ? { key: t.key } : {}) })
+    : undefined
+  const connect = {
+    timeout: o.connectTimeoutMs ?? POOL_DEFAULTS.connectTimeoutMs,
+    ...(context !== undefined ? { secureContext: context } : {}),
+    ...(t?.servername !== undefined ? { servername: t.servername } : {}),
+    ...(t?.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+  }
   return new Agent({
-    connections: o.connections ?? POOL_DEFAULTS.connections,
+    connections: o.connections === undefined ? POOL_DEFAULTS.connections : o.connections,
     pipelining: 1,
     keepAliveTimeout: keepAlive,
     keepAliveMaxTimeout: Math.max(keepAlive, 60_000),
     headersTimeout: o.headersTimeoutMs ?? POOL_DEFAULTS.headersTimeoutMs,
     bodyTimeout: o.bodyTimeoutMs ?? POOL_DEFAULTS.bodyTimeoutMs,
-    connect: {
-      timeout: o.connectTimeoutMs ?? POOL_DEFAULTS.connectTimeoutMs,
-      ...(o.tls?.ca !== undefined ? { ca: o.tls.ca } : {}),
-      ...(o.tls?.servername !== undefined ? { servername: o.tls.servername } : {}),
-    },
+    connect,
   })
 }
 

@@ -33,7 +33,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { useServers, stopServers } from '../test/helpers/testenv.js'
-import { injectorConfigSchema } from '../injector/config.js'
+import { AGENT_NODE_OPTIONS, agentEnv } from './agent-process.js'
 
 process.env.TAP_TIMEOUT = '0'
 
@@ -48,8 +48,6 @@ const DEFAULTS = !args.includes('--no-defaults')
 const SIDEKEY = resolve(opt('--sidekey', 'dist/bin/sidekey.js'))
 const BEFORE = args.includes('--before') ? resolve(opt('--before', '')) : undefined
 const NODE = opt('--node', process.execPath)
-/** The agent container's NODE_OPTIONS, as the injector sets them by default. */
-const AGENT_NODE_OPTIONS = String((injectorConfigSchema.properties.agentNodeOptions as { default: string }).default)
 const BAO = opt('--bao', join(process.env.HOME ?? '', '.cache/sidekey/testenv/openbao-v2.4.0/bin/bao'))
 const CLK_TCK = 100
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
@@ -131,7 +129,7 @@ function configFor (kind: Kind, dir: string, set: string, n: number, tok: string
 
 /** The environment of one agent: its token, and for Sidekey the injected NODE_OPTIONS. */
 function envFor (kind: Kind, tok: string): NodeJS.ProcessEnv {
-  return { ...process.env, PEERS_VAULT_TOKEN: tok, ...(isSidekey(kind) ? { NODE_OPTIONS: AGENT_NODE_OPTIONS } : {}) }
+  return isSidekey(kind) ? agentEnv({ PEERS_VAULT_TOKEN: tok }) : { ...process.env, PEERS_VAULT_TOKEN: tok }
 }
 
 let seq = 0

@@ -10,6 +10,8 @@
 // compared with what the caller has; a pinned version the caller already
 // has is immutable and needs no request at all.
 import { readFileSync } from 'node:fs'
+import { Agent as HttpsAgent } from 'node:https'
+import { createSecureContext } from 'node:tls'
 import { SidekeyError, type ErrorCode } from '../../core/errors.js'
 import type { SecretRef } from '../../core/reference.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
@@ -30,6 +32,7 @@ export class AzureProvider implements Provider {
   private kv: KV | undefined
   private credential: TokenCredential | undefined
   private readonly clients = new Map<string, SecretClient>()
+  private agent: HttpsAgent | undefined
   private readonly ca: Buffer | undefined
   private readonly timeoutMs: number
 
@@ -80,14 +83,26 @@ export class AzureProvider implements Provider {
     if (c !== undefined) return c
     this.kv ??= await import('@azure/keyvault-secrets')
     this.credential ??= await this.makeCredential()
-    const tls = this.ca !== undefined ? { tlsOptions: { ca: this.ca } } : {}
     c = new this.kv.SecretClient(vaultUrl, this.credential, {
-      ...tls,
+      ...this.transport(),
       disableChallengeResourceVerification: this.config.disableChallengeResourceVerification === true,
       retryOptions: { maxRetries: 1, retryDelayInMs: 200, maxRetryDelayInMs: 1000 },
     })
     this.clients.set(vaultUrl, c)
     return c
+  }
+
+  /**
+   * The Key Vault clients' connections: at most KV_SOCKETS, kept alive, one TLS context for all
+   * (the SDK's own agent opens a connection for each request in flight, up to the refresher's 32,
+   * each with a context of its own built from the CA: ~100 KiB apiece that stay open). With a
+   * proxy in the environment the SDK's proxy agent is used instead (it takes no custom agent).
+   */
+  private transport (): { agent: HttpsAgent } | { tlsOptions: { ca: Buffer } } | Record<string, never> {
+    const proxied = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy'].some((k) => (process.env[k] ?? '') !== '')
+    if (proxied) return this.ca !== undefined ? { tlsOptions: { ca: this.ca } } : {}
+    this.agent ??= new HttpsAgent({ keepAlive: true, maxSockets: KV_SOCKETS, secureContext: createSecureContext(this.ca !== undefined ? { ca: this.ca } : {}) })
+    return { agent: this.agent }
   }
 
   private async makeCredential (): Promise<TokenCredential> {
@@ -197,8 +212,13 @@ export class AzureProvider implements Provider {
 
   async close (): Promise<void> {
     this.clients.clear()
+    this.agent?.destroy()
+    this.agent = undefined
   }
 }
+
+/** Connections to Key Vault at once (requests beyond wait for one); each costs ~100 KiB while open. */
+const KV_SOCKETS = 8
 
 export function createAzureProvider (config: AzureStoreConfig, ctx: ProviderContext): Provider {
   return new AzureProvider(config, ctx)

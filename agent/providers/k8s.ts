@@ -7,30 +7,127 @@
 // of the Secret current, so rotation checks and fetches cost no API request;
 // the watch reconnects with backoff after errors, drops the copy while
 // disconnected (checks fall back to GET) and tells the refresher to resync.
+// GETs go through the agent's undici pool (agent/http-client.ts). Over HTTPS
+// the watches are HTTP/2 streams, up to 100 on a connection (a watch on its
+// own HTTP/1.1 TLS connection costs ~100 KiB of OpenSSL buffers: 1,000 Secrets
+// were +103 MiB, as streams +18 MiB); over plain HTTP, one undici connection each.
 import { existsSync, readFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { connect as h2connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
+import { createSecureContext, type SecureContext } from 'node:tls'
+import type { Dispatcher } from 'undici'
 import { SidekeyError } from '../../core/errors.js'
 import type { SecretRef } from '../../core/reference.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
+import { createPool, HttpClient, HttpTransportError, type PoolOptions } from '../http-client.js'
 import type { Have, SyncResult, Provider, ProviderContext } from './provider.js'
 import { checkSize, isNetworkError, withSignal } from './secret-data.js'
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true })
 
-type K8s = typeof import('@kubernetes/client-node')
-type KubeConfig = InstanceType<K8s['KubeConfig']>
-type CoreV1Api = InstanceType<K8s['CoreV1Api']>
-type V1Secret = import('@kubernetes/client-node').V1Secret
-
 export type K8sStoreConfig = StoreConfigOf<'k8s'>
 
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount'
+
+/** The part of a Secret the provider reads (a watch keeps only this of each event). */
+interface SecretObject { resourceVersion: string, data: Record<string, string> }
+
+/**
+ * How to reach the API server: its URL, the request headers (the bearer token, read
+ * at each request: the kubelet rotates the projected token), a pool for GETs and one
+ * for watches (a watch holds its connection: no limit, one TLS context shared by all).
+ */
+interface Connection {
+  readonly server: string
+  headers (): Promise<Record<string, string>>
+  readonly http: HttpClient
+  readonly watches: WatchTransport
+}
+
+/** An open watch: its HTTP status and the body, one JSON event a line. */
+interface WatchResponse { readonly status: number, readonly body: AsyncIterable<Buffer>, discard (): void }
+interface WatchTransport {
+  open (path: string, headers: Record<string, string>, signal: AbortSignal): Promise<WatchResponse>
+  destroy (): Promise<void>
+}
+
+/** Watches over undici, one HTTP/1.1 connection each (a plain-HTTP server: no HTTP/2 without TLS). */
+function h1Watches (server: string, pool: Dispatcher): WatchTransport {
+  return {
+    async open (path, headers, signal) {
+      const res = await pool.request({ origin: server, path, method: 'GET', headers, signal })
+      return { status: res.statusCode, body: res.body as AsyncIterable<Buffer>, discard: () => { res.body.resume() } }
+    },
+    async destroy () { await pool.destroy() },
+  }
+}
+
+/**
+ * Watches as HTTP/2 streams, up to WATCH_STREAMS on a connection (the API server allows 100 or
+ * more), connections opened as needed and closed when their last watch ends. A connection that
+ * fails ends its watches with the error; they reconnect through the provider's backoff.
+ */
+class H2Watches implements WatchTransport {
+  private readonly sessions = new Map<ClientHttp2Session, number>()
+  private readonly context: SecureContext
+
+  constructor (private readonly server: string, private readonly tls: NonNullable<PoolOptions['tls']>) {
+    this.context = createSecureContext({ ...(tls.ca !== undefined ? { ca: tls.ca } : {}), ...(tls.cert !== undefined ? { cert: tls.cert } : {}), ...(tls.key !== undefined ? { key: tls.key } : {}) })
+  }
+
+  private session (): ClientHttp2Session {
+    // The server's own limit once its settings arrived (a stream beyond it would wait unanswered).
+    const limit = (s: ClientHttp2Session): number => Math.min(WATCH_STREAMS, s.connecting ? WATCH_STREAMS : (s.remoteSettings.maxConcurrentStreams ?? WATCH_STREAMS))
+    for (const [s, n] of this.sessions) if (n < limit(s) && !s.closed && !s.destroyed) return s
+    const s = h2connect(this.server, {
+      secureContext: this.context,
+      ...(this.tls.servername !== undefined ? { servername: this.tls.servername } : {}),
+      ...(this.tls.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+    })
+    this.sessions.set(s, 0)
+    const drop = (): void => { this.sessions.delete(s) }
+    s.once('close', drop)
+    s.once('goaway', drop)
+    s.on('error', drop) // each stream gets the error too
+    const t = setTimeout(() => { if (!s.connecting) return; s.destroy(Object.assign(new Error('the API server did not accept the connection'), { code: 'ETIMEDOUT' })) }, CONNECT_TIMEOUT_MS)
+    t.unref()
+    s.once('connect', () => { clearTimeout(t) })
+    return s
+  }
+
+  async open (path: string, headers: Record<string, string>, signal: AbortSignal): Promise<WatchResponse> {
+    const s = this.session()
+    const stream: ClientHttp2Stream = s.request({ ':method': 'GET', ':path': path, ...headers }, { signal })
+    this.sessions.set(s, (this.sessions.get(s) ?? 0) + 1)
+    stream.once('close', () => {
+      const n = (this.sessions.get(s) ?? 1) - 1
+      if (!this.sessions.has(s)) return
+      this.sessions.set(s, n)
+      if (n === 0) { this.sessions.delete(s); s.close() }
+    })
+    // A connection gone silent (no bookmark, no end) is given up after WATCH_BODY_TIMEOUT_MS.
+    stream.setTimeout(WATCH_BODY_TIMEOUT_MS, () => { stream.destroy(Object.assign(new Error('the watch went silent'), { code: 'UND_ERR_BODY_TIMEOUT' })) })
+    const status = await new Promise<number>((resolve, reject) => {
+      const headersTimer = setTimeout(() => { stream.destroy(Object.assign(new Error('the API server did not answer'), { code: 'UND_ERR_HEADERS_TIMEOUT' })) }, GET_TIMEOUT_MS)
+      headersTimer.unref()
+      stream.once('response', (h) => { clearTimeout(headersTimer); stream.off('error', reject); resolve(Number(h[':status'])) })
+      stream.once('error', (err) => { clearTimeout(headersTimer); reject(err) })
+    })
+    return { status, body: stream as AsyncIterable<Buffer>, discard: () => { stream.close(h2.NGHTTP2_CANCEL) } }
+  }
+
+  async destroy (): Promise<void> {
+    for (const s of this.sessions.keys()) s.destroy()
+    this.sessions.clear()
+  }
+}
 
 interface Watched {
   readonly namespace: string
   readonly name: string
   readonly listeners: Set<() => void>
   /** The Secret as the watch last saw it; undefined while disconnected or before the first event. */
-  secret?: V1Secret | undefined
+  secret?: SecretObject | undefined
   /** The watch saw the Secret deleted (or it does not exist yet). */
   live: boolean
   controller?: AbortController | undefined
@@ -39,11 +136,14 @@ interface Watched {
   stopped: boolean
 }
 
+/** An answer of the API server other than 2xx. */
+class ApiStatus extends Error {
+  constructor (readonly statusCode: number) { super(`the API server answered HTTP ${statusCode}`) }
+}
+
 export class K8sProvider implements Provider {
   readonly type = 'k8s'
-  private lib: K8s | undefined
-  private kc: KubeConfig | undefined
-  private api: CoreV1Api | undefined
+  private conn: Promise<Connection> | undefined
   private readonly namespace: string
   private readonly watched = new Map<string, Watched>()
 
@@ -51,36 +151,81 @@ export class K8sProvider implements Provider {
     this.namespace = config.namespace ?? readNamespace() ?? 'default'
   }
 
-  private async client (): Promise<{ lib: K8s, kc: KubeConfig, api: CoreV1Api }> {
-    if (this.lib !== undefined && this.kc !== undefined && this.api !== undefined) return { lib: this.lib, kc: this.kc, api: this.api }
-    const lib = await import('@kubernetes/client-node')
-    const kc = new lib.KubeConfig()
+  private async connection (): Promise<Connection> {
+    const p = this.conn ??= this.connect0()
+    p.catch(() => { if (this.conn === p) this.conn = undefined })
+    return await p
+  }
+
+  /**
+   * The API server, token and CA: the store's server/tokenFile/caFile, else in-cluster
+   * (the service-account mount). Only a kubeconfig (local development) loads
+   * @kubernetes/client-node, to read it: the library loads every API model (about
+   * 40 MiB of RSS) and opens a TLS context per watch.
+   */
+  private async connect0 (): Promise<Connection> {
     const c = this.config
     const store = this.ctx.storeName
+    const pools = (server: string, tls: NonNullable<PoolOptions['tls']>): { server: string, http: HttpClient, watches: WatchTransport } => ({
+      server: server.replace(/\/+$/, ''),
+      http: new HttpClient({ tls, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: GET_TIMEOUT_MS }),
+      watches: server.startsWith('https:')
+        ? new H2Watches(new URL(server).origin, tls)
+        : h1Watches(new URL(server).origin, createPool({ tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: WATCH_BODY_TIMEOUT_MS })),
+    })
     try {
-      if (c.kubeconfig !== undefined) {
-        kc.loadFromFile(c.kubeconfig)
-      } else if (c.server !== undefined || c.tokenFile !== undefined) {
-        const server = c.server ?? inClusterServer()
-        if (server === undefined) throw new SidekeyError('SIDEKEY_E_CONFIG', `config.stores.${store}.server: not set and KUBERNETES_SERVICE_HOST is not in the environment`, { field: `stores.${store}.server` })
-        const caFile = c.caFile ?? (existsSync(`${SA_DIR}/ca.crt`) ? `${SA_DIR}/ca.crt` : undefined)
-        kc.loadFromClusterAndUser(
-          { name: 'sidekey', server, skipTLSVerify: false, ...(caFile !== undefined ? { caFile } : {}) },
-          { name: 'sidekey', authProvider: { name: 'tokenFile', config: { tokenFile: c.tokenFile ?? `${SA_DIR}/token` } } },
-        )
-      } else if (process.env.KUBERNETES_SERVICE_HOST !== undefined) {
-        kc.loadFromCluster()
-      } else {
-        kc.loadFromDefault()
+      if (c.kubeconfig !== undefined || (c.server === undefined && c.tokenFile === undefined && process.env.KUBERNETES_SERVICE_HOST === undefined)) {
+        return await this.fromKubeconfig(pools)
       }
+      const server = c.server ?? inClusterServer()
+      if (server === undefined) throw new SidekeyError('SIDEKEY_E_CONFIG', `config.stores.${store}.server: not set and KUBERNETES_SERVICE_HOST is not in the environment`, { field: `stores.${store}.server` })
+      const caFile = c.caFile ?? (existsSync(`${SA_DIR}/ca.crt`) ? `${SA_DIR}/ca.crt` : undefined)
+      const ca = caFile !== undefined ? readFileSync(caFile) : undefined
+      const tokenFile = c.tokenFile ?? `${SA_DIR}/token`
+      const headers = async (): Promise<Record<string, string>> => {
+        let token: string
+        try {
+          token = (await readFile(tokenFile, 'utf8')).trim()
+        } catch (err) {
+          throw new SidekeyError('SIDEKEY_E_AUTH', `config.stores.${store}.tokenFile: cannot read the service-account token (${String((err as { code?: unknown }).code ?? 'error')})`, { field: `stores.${store}.tokenFile` })
+        }
+        return { authorization: `Bearer ${token}`, accept: 'application/json' }
+      }
+      return { headers, ...pools(server, ca !== undefined ? { ca } : {}) }
     } catch (err) {
       if (err instanceof SidekeyError) throw err
       throw new SidekeyError('SIDEKEY_E_CONFIG', `config.stores.${store}: cannot load the Kubernetes client settings (${(err as Error).name}); set server/tokenFile/caFile or kubeconfig`, { field: `stores.${store}` })
     }
-    this.lib = lib
-    this.kc = kc
-    this.api = kc.makeApiClient(lib.CoreV1Api)
-    return { lib, kc, api: this.api }
+  }
+
+  private async fromKubeconfig (pools: (server: string, tls: NonNullable<PoolOptions['tls']>) => { server: string, http: HttpClient, watches: WatchTransport }): Promise<Connection> {
+    const store = this.ctx.storeName
+    const { KubeConfig } = await import('@kubernetes/client-node')
+    const kc = new KubeConfig()
+    if (this.config.kubeconfig !== undefined) kc.loadFromFile(this.config.kubeconfig)
+    else kc.loadFromDefault()
+    const cluster = kc.getCurrentCluster()
+    if (cluster === null) throw new SidekeyError('SIDEKEY_E_CONFIG', `config.stores.${store}.kubeconfig: no current cluster`, { field: `stores.${store}.kubeconfig` })
+    if (cluster.proxyUrl !== undefined) throw new SidekeyError('SIDEKEY_E_CONFIG', `config.stores.${store}.kubeconfig: proxy-url is not supported`, { field: `stores.${store}.kubeconfig` })
+    // The library applies the user's credentials (token, client certificate, exec or auth provider) to request options.
+    const apply = async (): Promise<{ ca?: Buffer, cert?: Buffer, key?: Buffer, headers?: Record<string, unknown>, rejectUnauthorized?: boolean }> => {
+      const o: { ca?: Buffer, cert?: Buffer, key?: Buffer, headers?: Record<string, unknown>, rejectUnauthorized?: boolean } = {}
+      await kc.applyToHTTPSOptions(o as never)
+      return o
+    }
+    const first = await apply()
+    const tls = {
+      ...(first.ca !== undefined ? { ca: first.ca } : {}),
+      ...(first.cert !== undefined ? { cert: first.cert } : {}),
+      ...(first.key !== undefined ? { key: first.key } : {}),
+      ...(cluster.tlsServerName !== undefined ? { servername: cluster.tlsServerName } : {}),
+      ...(cluster.skipTLSVerify ? { rejectUnauthorized: false } : {}),
+    }
+    const headers = async (): Promise<Record<string, string>> => {
+      const h = (await apply()).headers ?? {}
+      return { ...Object.fromEntries(Object.entries(h).map(([k, v]) => [k.toLowerCase(), String(v)])), accept: 'application/json' }
+    }
+    return { headers, ...pools(cluster.server, tls) }
   }
 
   private locate (ref: SecretRef): { namespace: string, name: string } {
@@ -98,13 +243,13 @@ export class K8sProvider implements Provider {
   /** The Secret from the watch cache (or one GET); decoded only when its resourceVersion differs from `have`. */
   async sync (ref: SecretRef, have: Have | undefined, signal?: AbortSignal): Promise<SyncResult> {
     const secret = await this.secret(ref, signal)
-    const version = secret.metadata?.resourceVersion ?? ''
+    const version = secret.resourceVersion
     if (ref.version !== undefined && ref.version !== version) {
       throw new SidekeyError('SIDEKEY_E_NOT_FOUND', `${ref.raw}: Kubernetes keeps no history; the Secret is at resourceVersion ${version}, not ${ref.version}`, { ref: ref.raw })
     }
     if (have !== undefined && have.version === version) return { changed: false }
     const map: Record<string, string> = {}
-    for (const [k, v] of Object.entries(secret.data ?? {})) {
+    for (const [k, v] of Object.entries(secret.data)) {
       try {
         map[k] = UTF8.decode(Buffer.from(v, 'base64'))
       } catch {
@@ -117,15 +262,22 @@ export class K8sProvider implements Provider {
   }
 
   /** The Secret from the live watch when there is one, else one GET. */
-  private async secret (ref: SecretRef, signal: AbortSignal | undefined): Promise<V1Secret> {
+  private async secret (ref: SecretRef, signal: AbortSignal | undefined): Promise<SecretObject> {
     const { namespace, name } = this.locate(ref)
     const w = this.watched.get(`${namespace}/${name}`)
     if (w?.live === true && w.secret !== undefined) return w.secret
-    const { api } = await this.client()
     this.ctx.meter?.request('get')
     try {
-      const p = api.readNamespacedSecret({ name, namespace })
-      return await withSignal(p, signal, GET_TIMEOUT_MS)
+      const conn = await this.connection()
+      const p = conn.headers().then(async (headers) => await conn.http.request({
+        method: 'GET',
+        url: `${conn.server}/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`,
+        headers,
+        ...(signal !== undefined ? { signal } : {}),
+      }))
+      const r = await withSignal(p, signal, GET_TIMEOUT_MS)
+      if (r.status !== 200) throw new ApiStatus(r.status)
+      return secretObject(JSON.parse(r.body.toString('utf8')))
     } catch (err) {
       throw this.mapError(err, ref, namespace, name)
     }
@@ -133,7 +285,7 @@ export class K8sProvider implements Provider {
 
   private mapError (err: unknown, ref: SecretRef, namespace: string, name: string): SidekeyError {
     if (err instanceof SidekeyError) return err
-    const status = (err as { code?: unknown }).code
+    const status = err instanceof ApiStatus ? err.statusCode : undefined
     const details = { ref: ref.raw, store: this.ctx.storeName, namespace, name, ...(typeof status === 'number' ? { status } : {}) }
     if (typeof status === 'number') {
       if (status === 404) return new SidekeyError('SIDEKEY_E_NOT_FOUND', `${ref.raw}: there is no Secret ${name} in namespace ${namespace}`, details)
@@ -142,7 +294,7 @@ export class K8sProvider implements Provider {
       if (status === 429 || status >= 500) return new SidekeyError('SIDEKEY_E_UNAVAILABLE', `${ref.raw}: the API server is unavailable (HTTP ${status})`, details)
       return new SidekeyError('SIDEKEY_E_BACKEND', `${ref.raw}: the API server answered HTTP ${status}`, details)
     }
-    if (isNetworkError(err) || (err as { type?: unknown }).type === 'system') {
+    if (err instanceof HttpTransportError || isNetworkError(err)) {
       return new SidekeyError('SIDEKEY_E_UNAVAILABLE', `${ref.raw}: cannot reach the Kubernetes API server (${String((err as { code?: unknown }).code ?? 'network error')})`, details)
     }
     return new SidekeyError('SIDEKEY_E_BACKEND', `${ref.raw}: reading the Secret failed (${(err as Error).name})`, details)
@@ -180,15 +332,17 @@ export class K8sProvider implements Provider {
 
   private async connect (w: Watched): Promise<void> {
     if (w.stopped) return
-    let lib: K8s, kc: KubeConfig
+    let conn: Connection
+    let headers: Record<string, string>
     try {
-      ({ lib, kc } = await this.client())
+      conn = await this.connection()
+      headers = await conn.headers()
     } catch (err) {
       this.ctx.logger.warn({ store: this.ctx.storeName, code: (err as { code?: unknown }).code }, 'k8s watch cannot start: client settings')
       return
     }
-    const watch = new lib.Watch(kc)
-    const path = `/api/v1/namespaces/${encodeURIComponent(w.namespace)}/secrets`
+    const query = new URLSearchParams({ watch: 'true', fieldSelector: `metadata.name=${w.name}`, allowWatchBookmarks: 'true', timeoutSeconds: String(WATCH_SECONDS) })
+    const path = `/api/v1/namespaces/${encodeURIComponent(w.namespace)}/secrets?${query.toString()}`
     let ended = false
     let sawEvent = false
     const resync = w.failures > 0
@@ -214,25 +368,34 @@ export class K8sProvider implements Provider {
       w.timer = setTimeout(() => { w.timer = undefined; void this.connect(w) }, delay)
       w.timer.unref()
     }
+    const event = (line: string): void => {
+      if (ended || w.stopped || line.trim() === '') return
+      const { type: phase, object: obj } = JSON.parse(line) as { type?: string, object?: unknown }
+      if (phase === 'BOOKMARK') return
+      if (phase === 'ERROR') {
+        // e.g. 410 Gone: start over (a new watch lists the current state first).
+        w.controller?.abort()
+        done(Object.assign(new Error('watch error event'), { statusCode: (obj as { code?: unknown } | undefined)?.code }))
+        return
+      }
+      sawEvent = true
+      w.failures = 0
+      if (phase === 'DELETED') w.secret = undefined
+      else w.secret = secretObject(obj)
+      this.notify(w)
+    }
+    const controller = new AbortController()
+    w.controller = controller
     try {
-      w.controller = await watch.watch(path, { fieldSelector: `metadata.name=${w.name}`, allowWatchBookmarks: true, timeoutSeconds: 300 }, (phase: string, obj: unknown) => {
-        if (ended || w.stopped) return
-        if (phase === 'BOOKMARK') return
-        if (phase === 'ERROR') {
-          // e.g. 410 Gone: start over (a new watch lists the current state first).
-          w.controller?.abort()
-          done(Object.assign(new Error('watch error event'), { statusCode: (obj as { code?: unknown } | undefined)?.code }))
-          return
-        }
-        sawEvent = true
-        w.failures = 0
-        if (phase === 'DELETED') w.secret = undefined
-        else w.secret = obj as V1Secret
-        this.notify(w)
-      }, done)
-      // stop() may have run while the watch was being opened: it could not abort it then.
+      const res = await conn.watches.open(path, headers, controller.signal)
+      if (res.status !== 200) {
+        res.discard()
+        throw Object.assign(new Error('watch refused'), { statusCode: res.status })
+      }
+      // stop() may have run while the watch was being opened.
       if (w.stopped) {
-        w.controller.abort()
+        controller.abort()
+        res.discard()
         return
       }
       if (!ended) {
@@ -240,6 +403,16 @@ export class K8sProvider implements Provider {
         // After an outage the refresher re-checks: the value may have changed meanwhile.
         if (resync) this.notify(w)
       }
+      // One JSON event a line; a line may span chunks.
+      let rest = ''
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        const lines = (rest + chunk.toString('utf8')).split('\n')
+        rest = lines.pop() ?? ''
+        for (const line of lines) event(line)
+        if (ended) return
+      }
+      event(rest)
+      done(null)
     } catch (err) {
       done(err)
     }
@@ -255,11 +428,27 @@ export class K8sProvider implements Provider {
 
   async close (): Promise<void> {
     for (const [k, w] of [...this.watched]) this.stop(k, w)
+    const conn = await this.conn?.catch(() => undefined)
+    this.conn = undefined
+    if (conn !== undefined) await Promise.all([conn.http.destroy(), conn.watches.destroy()])
   }
 }
 
-/** GET of one Secret: the client sets no timeout, and a half-open connection must not stall a source for good. */
+/** GET of one Secret: a half-open connection must not stall a source for good. */
 const GET_TIMEOUT_MS = 10_000
+/** A watch asks the server to end it after this long, and gives up on a silent connection a minute later. */
+const WATCH_SECONDS = 300
+const WATCH_BODY_TIMEOUT_MS = (WATCH_SECONDS + 60) * 1000
+/** Watches on one HTTP/2 connection: under the API server's stream limit (--http2-max-streams-per-connection, 100 or more). */
+const WATCH_STREAMS = 100
+const CONNECT_TIMEOUT_MS = 5_000
+
+/** resourceVersion and data of a Secret as the API server sends it. */
+function secretObject (o: unknown): SecretObject {
+  const s = o as { metadata?: { resourceVersion?: unknown }, data?: unknown } | null
+  const data = s?.data !== null && typeof s?.data === 'object' ? s.data as Record<string, string> : {}
+  return { resourceVersion: typeof s?.metadata?.resourceVersion === 'string' ? s.metadata.resourceVersion : '', data }
+}
 
 function readNamespace (): string | undefined {
   try {

@@ -171,24 +171,26 @@ export async function startServer (t: Tap, name: 'openbao' | 'kube' | 'moto' | '
 }
 
 /** A TCP relay in front of a real server, so a test can take the server off the network and back. */
-export interface Relay { port: number, cut (): void, restore (): void, close (): Promise<void> }
+export interface Relay { port: number, cut (): void, restore (): void, close (): Promise<void>, /** Client connections open through it now. */ connections (): number }
 
 export async function startRelay (t: Tap, targetPort: number): Promise<Relay> {
   const net = await import('node:net')
   const sockets = new Set<import('node:net').Socket>()
+  const clients = new Set<import('node:net').Socket>()
   let open = true
   const server = net.createServer((c) => {
     if (!open) { c.destroy(); return }
     const u = net.connect(targetPort, '127.0.0.1')
-    sockets.add(c); sockets.add(u)
+    sockets.add(c); sockets.add(u); clients.add(c)
     c.pipe(u); u.pipe(c)
-    const end = (): void => { c.destroy(); u.destroy(); sockets.delete(c); sockets.delete(u) }
+    const end = (): void => { c.destroy(); u.destroy(); sockets.delete(c); sockets.delete(u); clients.delete(c) }
     c.on('error', end); u.on('error', end); c.on('close', end); u.on('close', end)
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const port = (server.address() as AddressInfo).port
   const relay: Relay = {
     port,
+    connections: () => clients.size,
     cut () {
       open = false
       for (const s of sockets) s.destroy()

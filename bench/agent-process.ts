@@ -1,0 +1,20 @@
+// How the benches run a Sidekey agent the way the injector runs it: the
+// injector's default agentNodeOptions as NODE_OPTIONS, on the image's Node
+// (scripts/node24 installs it; default here when installed).
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { injectorConfigSchema } from '../injector/config.js'
+
+/** The agent container's NODE_OPTIONS, as the injector sets them by default. */
+export const AGENT_NODE_OPTIONS = String((injectorConfigSchema.properties.agentNodeOptions as { default: string }).default)
+
+/** The image's Node (scripts/node24's install) when present, else this process's. */
+export function imageNode (): string {
+  const n = join(process.env.HOME ?? '', '.cache/sidekey/tools', `node-v${process.env.SIDEKEY_NODE24_VERSION ?? '24.22.3'}`, 'bin/node')
+  return existsSync(n) ? n : process.execPath
+}
+
+/** The environment of an agent process: `extra` and the injected NODE_OPTIONS. */
+export function agentEnv (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { ...process.env, ...extra, NODE_OPTIONS: AGENT_NODE_OPTIONS }
+}
