@@ -92,21 +92,23 @@ function sendJson (res: ServerResponse, status: number, obj: unknown): number {
 
 // Headers and body are prepared once per value, not once per request. The body
 // goes out as a latin1 string (byte-for-byte the value): Node then sends head
-// and body in one write instead of a writev of two buffers.
-interface Prepared { readonly headers: Record<string, string | number>, readonly body: string }
+// and body in one write instead of a writev of two buffers. The headers are a
+// flat [name, value, ...] list of strings: Node reads it by index, where an
+// object is walked key by key with an own-property check each.
+interface Prepared { readonly headers: string[], readonly body: string }
 const prepared = new WeakMap<ServedSecret, Prepared>()
 function prepare (e: ServedSecret): Prepared {
   let p = prepared.get(e)
   if (p === undefined) {
     p = {
-      headers: {
-        'content-type': 'application/octet-stream',
-        'content-length': e.value.length,
-        etag: etagOf(e),
-        'x-sidekey-version': e.version,
-        'last-modified': new Date(e.updatedAt).toUTCString(),
-        'cache-control': 'no-store',
-      },
+      headers: [
+        'content-type', 'application/octet-stream',
+        'content-length', String(e.value.length),
+        'etag', etagOf(e),
+        'x-sidekey-version', e.version,
+        'last-modified', new Date(e.updatedAt).toUTCString(),
+        'cache-control', 'no-store',
+      ],
       body: e.value.toString('latin1'),
     }
     prepared.set(e, p)
@@ -146,6 +148,8 @@ export function createHttpServer (o: HttpServerOptions): Server {
   const watchers = o.watchers ?? new Slots(limits.watchers)
   const waiters = o.waiters ?? new Slots(limits.waiters)
   const compat = o.compat ?? []
+  /** A Host header value LOOPBACK_HOST accepted. */
+  let loopbackHost: string | undefined
 
   /** The value, 304 or an error, synchronously; a long-poll (?wait=) only returns a promise. */
   function secrets (req: IncomingMessage, res: ServerResponse, name: string, query: URLSearchParams | undefined): Outcome | Promise<Outcome> {
@@ -213,8 +217,10 @@ export function createHttpServer (o: HttpServerOptions): Server {
     const q = url.indexOf('?')
     const path = q === -1 ? url : url.slice(0, q)
     const host = req.headers.host
-    if (host !== undefined && !LOOPBACK_HOST.test(host)) {
-      return { route: 'host', status: sendError(res, 'SIDEKEY_E_HOST', 'the Host header must be 127.0.0.1, localhost or [::1]: the local endpoint does not answer other names (DNS rebinding)', true) }
+    // The last Host that passed is compared as a string first: a client sends the same one each time.
+    if (host !== undefined && host !== loopbackHost) {
+      if (!LOOPBACK_HOST.test(host)) return { route: 'host', status: sendError(res, 'SIDEKEY_E_HOST', 'the Host header must be 127.0.0.1, localhost or [::1]: the local endpoint does not answer other names (DNS rebinding)', true) }
+      loopbackHost = host
     }
     if (forwarded(req.headers)) {
       return { route: 'forwarded', status: sendError(res, 'SIDEKEY_E_FORWARDED', 'requests with X-Forwarded-For, Forwarded, X-Real-IP or X-Forwarded-Host are refused: the local endpoint serves only containers of this pod, not a proxy') }
@@ -261,9 +267,11 @@ export function createHttpServer (o: HttpServerOptions): Server {
     }
     if (path === '/v1/watch') return { route: path, status: watch(req, res) }
     if (path.startsWith('/v1/secrets/')) {
+      const raw = path.slice('/v1/secrets/'.length)
       let name: string
       try {
-        name = decodeURIComponent(path.slice('/v1/secrets/'.length))
+        // Without a '%' there is nothing to decode (decodeURIComponent would return it as it is).
+        name = raw.includes('%') ? decodeURIComponent(raw) : raw
       } catch {
         return { route: SECRET_ROUTE, status: sendError(res, 'SIDEKEY_E_BAD_REQUEST', 'the secret name in the path is not valid percent-encoding') }
       }
@@ -283,7 +291,8 @@ export function createHttpServer (o: HttpServerOptions): Server {
         agent: agentOf(req.headers['user-agent']),
         route,
         status,
-        secret: secret === undefined || SECRET_NAME_RE.test(secret) ? secret : `(invalid, ${secret.length} chars)`,
+        // A name on the /v1 route passed SECRET_NAME_RE before its lookup; a compatible route's is checked here.
+        secret: secret === undefined || route === SECRET_ROUTE || SECRET_NAME_RE.test(secret) ? secret : `(invalid, ${secret.length} chars)`,
         version,
       })
     }
