@@ -70,3 +70,24 @@ t.test('a Host that passed once does not let another through on the same connect
   t.equal(await get('localhost.evil.example'), 421)
   t.equal(await get('localhost'), 200)
 })
+
+t.test('Node looks for slow requests every half of headersTimeout, never more often than every second', async (t) => {
+  const { createHttpServer } = await import('../../agent/http-server.js')
+  const { ServedSet } = await import('../../agent/served.js')
+  const { StatusBoard } = await import('../../agent/status-board.js')
+  const { createMetrics } = await import('../../agent/metrics.js')
+  const { AuditTrail } = await import('../../agent/audit-trail.js')
+  const { makeTokenCheck } = await import('../../agent/access-token.js')
+  const { DEFAULT_LIMITS } = await import('../../core/limits.js')
+  const { default: pino } = await import('pino')
+  const served = new ServedSet([])
+  const audit = pino({ level: 'silent' })
+  const server = (headersTimeoutMs: number): { connectionsCheckingInterval: number } => createHttpServer({
+    served, board: new StatusBoard(served), checkToken: makeTokenCheck('t'.repeat(32)), metrics: createMetrics({ defaultMetrics: false }),
+    audit, trail: new AuditTrail(audit, () => undefined), limits: { ...DEFAULT_LIMITS, headersTimeoutMs },
+  }) as unknown as { connectionsCheckingInterval: number }
+  t.equal(DEFAULT_LIMITS.headersTimeoutMs, 5000)
+  t.equal(server(5000).connectionsCheckingInterval, 2500, 'the default: every 2.5 s (was every second: the idle process woke each second)')
+  t.equal(server(500).connectionsCheckingInterval, 1000, 'a short headersTimeout: every second, as before')
+  t.equal(server(60_000).connectionsCheckingInterval, 30_000)
+})
