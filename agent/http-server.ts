@@ -62,6 +62,20 @@ export function clientErrorAnswer (err: NodeJS.ErrnoException): { status: number
 
 const MAX_WAIT_DEFAULT = 300_000
 
+/**
+ * How often Node looks for requests past headersTimeout (or 2x for the whole
+ * request): every half of headersTimeout, at least every second (Node's
+ * default is 30 s). The check wakes the process even when nobody calls; at
+ * the default 5 s it runs every 2.5 s instead of every second (an idle agent
+ * with one secret: ~15 -> ~9 wake-ups per 10 s), and a slow sender is cut
+ * within 1.5x headersTimeout of its first byte (7.5 s) instead of 6 s. A
+ * socket that sends nothing is not left to it: the silent-socket timer below
+ * closes it at headersTimeout exactly. Connections stay capped either way.
+ */
+export function checkingInterval (headersTimeoutMs: number): number {
+  return Math.max(1000, Math.floor(headersTimeoutMs / 2))
+}
+
 /** What a request's metrics and audit line say: a fixed route label, the status, the secret and version answered. */
 type Outcome = RouteOutcome
 const SECRET_ROUTE = '/v1/secrets/:name'
@@ -92,21 +106,23 @@ function sendJson (res: ServerResponse, status: number, obj: unknown): number {
 
 // Headers and body are prepared once per value, not once per request. The body
 // goes out as a latin1 string (byte-for-byte the value): Node then sends head
-// and body in one write instead of a writev of two buffers.
-interface Prepared { readonly headers: Record<string, string | number>, readonly body: string }
+// and body in one write instead of a writev of two buffers. The headers are a
+// flat [name, value, ...] list of strings: Node reads it by index, where an
+// object is walked key by key with an own-property check each.
+interface Prepared { readonly headers: string[], readonly body: string }
 const prepared = new WeakMap<ServedSecret, Prepared>()
 function prepare (e: ServedSecret): Prepared {
   let p = prepared.get(e)
   if (p === undefined) {
     p = {
-      headers: {
-        'content-type': 'application/octet-stream',
-        'content-length': e.value.length,
-        etag: etagOf(e),
-        'x-sidekey-version': e.version,
-        'last-modified': new Date(e.updatedAt).toUTCString(),
-        'cache-control': 'no-store',
-      },
+      headers: [
+        'content-type', 'application/octet-stream',
+        'content-length', String(e.value.length),
+        'etag', etagOf(e),
+        'x-sidekey-version', e.version,
+        'last-modified', new Date(e.updatedAt).toUTCString(),
+        'cache-control', 'no-store',
+      ],
       body: e.value.toString('latin1'),
     }
     prepared.set(e, p)
@@ -146,6 +162,8 @@ export function createHttpServer (o: HttpServerOptions): Server {
   const watchers = o.watchers ?? new Slots(limits.watchers)
   const waiters = o.waiters ?? new Slots(limits.waiters)
   const compat = o.compat ?? []
+  /** A Host header value LOOPBACK_HOST accepted. */
+  let loopbackHost: string | undefined
 
   /** The value, 304 or an error, synchronously; a long-poll (?wait=) only returns a promise. */
   function secrets (req: IncomingMessage, res: ServerResponse, name: string, query: URLSearchParams | undefined): Outcome | Promise<Outcome> {
@@ -213,8 +231,10 @@ export function createHttpServer (o: HttpServerOptions): Server {
     const q = url.indexOf('?')
     const path = q === -1 ? url : url.slice(0, q)
     const host = req.headers.host
-    if (host !== undefined && !LOOPBACK_HOST.test(host)) {
-      return { route: 'host', status: sendError(res, 'SIDEKEY_E_HOST', 'the Host header must be 127.0.0.1, localhost or [::1]: the local endpoint does not answer other names (DNS rebinding)', true) }
+    // The last Host that passed is compared as a string first: a client sends the same one each time.
+    if (host !== undefined && host !== loopbackHost) {
+      if (!LOOPBACK_HOST.test(host)) return { route: 'host', status: sendError(res, 'SIDEKEY_E_HOST', 'the Host header must be 127.0.0.1, localhost or [::1]: the local endpoint does not answer other names (DNS rebinding)', true) }
+      loopbackHost = host
     }
     if (forwarded(req.headers)) {
       return { route: 'forwarded', status: sendError(res, 'SIDEKEY_E_FORWARDED', 'requests with X-Forwarded-For, Forwarded, X-Real-IP or X-Forwarded-Host are refused: the local endpoint serves only containers of this pod, not a proxy') }
@@ -261,9 +281,11 @@ export function createHttpServer (o: HttpServerOptions): Server {
     }
     if (path === '/v1/watch') return { route: path, status: watch(req, res) }
     if (path.startsWith('/v1/secrets/')) {
+      const raw = path.slice('/v1/secrets/'.length)
       let name: string
       try {
-        name = decodeURIComponent(path.slice('/v1/secrets/'.length))
+        // Without a '%' there is nothing to decode (decodeURIComponent would return it as it is).
+        name = raw.includes('%') ? decodeURIComponent(raw) : raw
       } catch {
         return { route: SECRET_ROUTE, status: sendError(res, 'SIDEKEY_E_BAD_REQUEST', 'the secret name in the path is not valid percent-encoding') }
       }
@@ -283,7 +305,8 @@ export function createHttpServer (o: HttpServerOptions): Server {
         agent: agentOf(req.headers['user-agent']),
         route,
         status,
-        secret: secret === undefined || SECRET_NAME_RE.test(secret) ? secret : `(invalid, ${secret.length} chars)`,
+        // A name on the /v1 route passed SECRET_NAME_RE before its lookup; a compatible route's is checked here.
+        secret: secret === undefined || route === SECRET_ROUTE || SECRET_NAME_RE.test(secret) ? secret : `(invalid, ${secret.length} chars)`,
         version,
       })
     }
@@ -296,10 +319,10 @@ export function createHttpServer (o: HttpServerOptions): Server {
 
   const server = createServer({
     keepAliveTimeout: 65_000,
-    // A slow or silent sender is cut off after headersTimeout, checked every second (Node's default is 30 s).
+    // A slow sender is cut off after headersTimeout, checked every half of it (see checkingInterval).
     headersTimeout: limits.headersTimeoutMs,
     requestTimeout: limits.headersTimeoutMs * 2,
-    connectionsCheckingInterval: 1000,
+    connectionsCheckingInterval: checkingInterval(limits.headersTimeoutMs),
     maxHeaderSize: 16 * 1024,
   }, (req, res) => {
     // Most requests are answered synchronously: no promise, no microtask.

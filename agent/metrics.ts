@@ -42,6 +42,8 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): AgentMe
   // route -> status -> requests not yet added to the counter, per api.
   interface Pending { readonly labels: { api: string, route: string, status: number | string }, n: number }
   const pending = { http: new Map<string, Map<number | string, Pending>>(), grpc: new Map<string, Map<number | string, Pending>>() }
+  /** The entry countRequest() counted last; entries stay in `pending` (collect() only zeroes them). */
+  let last: Pending | undefined
   // sidekey_requests_total: countRequest() keeps the counts, the registry reads them here.
   // eslint-disable-next-line no-new
   new Counter({
@@ -73,12 +75,18 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): AgentMe
     backendRequests: new Counter({ name: 'sidekey_backend_requests_total', help: 'Requests sent to the backend by store and API call (GetSecretValue, DescribeSecret, getSecret, GET, ...).', labelNames: ['store', 'op'], registers: [registry] }),
     rotations: new Counter({ name: 'sidekey_rotations_total', help: 'Times a secret changed on disk after the first write.', labelNames: ['secret'], registers: [registry] }),
     countRequest (api, route, status) {
+      // A run of the same outcome (the usual case under load) skips the two lookups.
+      if (last !== undefined && route === last.labels.route && status === last.labels.status && api === last.labels.api) {
+        last.n++
+        return
+      }
       const byRoute = pending[api]
       let byStatus = byRoute.get(route)
       if (byStatus === undefined) byRoute.set(route, byStatus = new Map())
-      const p = byStatus.get(status)
+      let p = byStatus.get(status)
       if (p !== undefined) p.n++
-      else byStatus.set(status, { labels: { api, route, status }, n: 1 })
+      else byStatus.set(status, p = { labels: { api, route, status }, n: 1 })
+      last = p
     },
     onChangeErrors: new Counter({ name: 'sidekey_on_change_errors_total', help: 'onChange notifications that could not be delivered.', labelNames: ['kind'], registers: [registry] }),
     ready: new Gauge({ name: 'sidekey_ready', help: '1 once every required secret has been written.', registers: [registry] }),
