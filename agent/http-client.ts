@@ -8,7 +8,7 @@
 // request header or body: those carry tokens (X-Vault-Token, the login JWT,
 // X-Sidekey-Token) and secret values.
 import { createRequire } from 'node:module'
-import { createSecureContext } from 'node:tls'
+import type * as Tls from 'node:tls'
 import type { Agent as UndiciAgent, Dispatcher } from 'undici'
 
 // undici's index loads all of undici: fetch, WebSocket, EventSource, the mock
@@ -47,7 +47,8 @@ export function createPool (o: PoolOptions = {}): Agent {
   const keepAlive = o.keepAliveTimeoutMs ?? POOL_DEFAULTS.keepAliveTimeoutMs
   const t = o.tls
   const context = t?.ca !== undefined || t?.cert !== undefined || t?.key !== undefined
-    ? createSecureContext({ ...(t.ca !== undefined ? { ca: t.ca } : {}), ...(t.cert !== undefined ? { cert: t.cert } : {}), ...(t.key !== undefined ? { key: t.key } : {}) })
+    // node:tls only for a pool that needs a context (an agent over plain http never loads it)
+    ? (createRequire(import.meta.url)('node:tls') as typeof Tls).createSecureContext({ ...(t.ca !== undefined ? { ca: t.ca } : {}), ...(t.cert !== undefined ? { cert: t.cert } : {}), ...(t.key !== undefined ? { key: t.key } : {}) })
     : undefined
   const connect = {
     timeout: o.connectTimeoutMs ?? POOL_DEFAULTS.connectTimeoutMs,
