@@ -171,8 +171,17 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   let metricsServer: Server | undefined
   let metricsPort: number | undefined
   if (config.listen.metrics !== undefined) {
-    const { createMetricsServer } = await import('./metrics-server.js')
-    const ms = createMetricsServer(metrics)
+    let ms: Server
+    try {
+      const { createMetricsServer } = await import('./metrics-server.js')
+      ms = createMetricsServer(metrics)
+    } catch (err) {
+      // A chunk that cannot load (EMFILE, a broken install): stop what started, as for a taken port.
+      http?.close()
+      grpcServer?.forceShutdown()
+      await abandon()
+      throw err
+    }
     try {
       await new Promise<void>((resolve, reject) => {
         ms.once('error', reject)

@@ -37,7 +37,7 @@ function parseAgentArgs (argv: string[]): { config?: string, localDemo: boolean,
     return { ...(values.config !== undefined ? { config: values.config } : {}), localDemo: values['local-demo'] === true, help: values.help === true }
   } catch (err) {
     // Node's message, first sentence: "Unknown option '--x'", "Option '-c, --config <value>' argument missing".
-    const first = (err as Error).message.split('. ')[0] ?? 'bad arguments'
+    const first = (err as Error).message.split(/\.\s/)[0] ?? 'bad arguments'
     throw new SidekeyError('SIDEKEY_E_USAGE', `${first.charAt(0).toLowerCase()}${first.slice(1)}; sidekey agent --help lists the options`)
   }
 }

@@ -11,10 +11,10 @@
 // such endpoint (HashiCorp Vault answers 404/405), the policy does not allow
 // the list, or the listing is mostly keys nobody here reads (more than
 // max(MIN_WASTE_KEYS, WASTE_FACTOR x ours)). Vault answers 403 to an expired
-// token as to a missing grant, so a 403 turns the folder off only when the
-// token it was sent with is still the current one at the next check (the
-// checks' own GETs went through with it); after a re-login the folder is
-// listed again. A busy or unreachable server (429, 502-504, no answer) fails
+// token as to a missing grant, so a 403 turns the folder off only once a
+// metadata GET succeeds with the token the listing was denied to
+// (confirmDenied); until then the folder's checks read their own metadata,
+// and after a re-login the folder is listed again. A busy or unreachable server (429, 502-504, no answer) fails
 // every check the listing answers, with one request: N GETs would only add
 // load. Any other status falls back for that one check; the secret's own GET
 // then reports the error.
@@ -93,11 +93,8 @@ export class KvVersionLists {
     if (this.#off.has(fk) || (this.#ours.get(fk)?.size ?? 0) < 2) return undefined
     const deniedWith = this.#denied.get(fk)
     if (deniedWith !== undefined) {
-      if (deniedWith === this.#o.currentToken()) {
-        this.#turnOff(fk, { store: this.#o.storeName, folder: `${k.mount}/${k.dir}`, status: 403 },
-          `vault policy denies listing the folder's metadata; checking each secret's metadata (grant "list" on ${listPath(k)} for one request per folder)`)
-        return undefined
-      }
+      // Denied, and the same token is in use: wait for a metadata GET to tell (confirmDenied).
+      if (deniedWith === this.#o.currentToken()) return undefined
       this.#denied.delete(fk) // a new token since: the 403 may have been the old one's expiry
     }
     const now = this.#now()
@@ -109,6 +106,19 @@ export class KvVersionLists {
     }
     const listed = await l.versions
     return listed instanceof Map ? listed.get(k.name) : listed as { readonly unavailable: number } | undefined
+  }
+
+  /**
+   * A metadata GET of `k` succeeded with `token`. If the folder's listing was
+   * denied to that same token, the policy denies it: the folder is not listed
+   * again. (A listing denied to a token that then fails its GETs too was an
+   * expired token: the new login's token lists the folder again.)
+   */
+  confirmDenied (k: KvKey, token: string | undefined): void {
+    const fk = folderKey(k)
+    if (token === undefined || this.#denied.get(fk) !== token) return
+    this.#turnOff(fk, { store: this.#o.storeName, folder: `${k.mount}/${k.dir}`, status: 403 },
+      `vault policy denies listing the folder's metadata; checking each secret's metadata (grant "list" on ${listPath(k)} for one request per folder)`)
   }
 
   /** Forgets the listings (the store closes). */

@@ -134,6 +134,10 @@ t.test('CLI: one line `sidekey: CODE: message`, exit 2 for usage, 1 otherwise', 
   const agentMissing = cli(['agent', '--config'])
   t.equal(agentMissing.code, 2)
   t.match(agentMissing.err, /^sidekey: SIDEKEY_E_USAGE: option '-c, --config <value>' argument missing; sidekey agent --help lists the options\n$/)
+  // Node's message for it is three sentences on three lines: one line here.
+  const agentAmbiguous = cli(['agent', '-c', '--local-demo'])
+  t.equal(agentAmbiguous.code, 2)
+  t.match(agentAmbiguous.err, /^sidekey: SIDEKEY_E_USAGE: option '-c' argument is ambiguous; sidekey agent --help lists the options\n$/)
   const agentHelp = spawnSync(process.execPath, [BIN, 'agent', '-h'], { encoding: 'utf8' })
   t.equal(agentHelp.status, 0)
   t.match(agentHelp.stdout, /^Usage: sidekey agent \[options\]\n[\s\S]*-c, --config <file>[\s\S]*--local-demo/)
