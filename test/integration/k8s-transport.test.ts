@@ -67,7 +67,7 @@ const forwardable = (h: Record<string, unknown>): Record<string, string | string
  * node:https server. Only paths under `prefix` are forwarded (without it), others get 404.
  * `resetWatches` watch streams are reset (RST_STREAM NO_ERROR) before any answer.
  */
-async function startProxy (t: Tap, o: { h2: boolean, cert: { key: Buffer, cert: Buffer }, prefix?: string, resetWatches?: number, port?: number }): Promise<Proxy> {
+async function startProxy (t: Tap, o: { h2: boolean, cert: { key: Buffer, cert: Buffer }, prefix?: string, resetWatches?: number, port?: number, alpn?: string[] }): Promise<Proxy> {
   const prefix = o.prefix ?? ''
   let resets = o.resetWatches ?? 0
   const paths: string[] = []
@@ -92,7 +92,7 @@ async function startProxy (t: Tap, o: { h2: boolean, cert: { key: Buffer, cert: 
     req.pipe(up)
   }
   const tls = { key: o.cert.key, cert: o.cert.cert }
-  const server = o.h2 ? createSecureServer({ ...tls, allowHTTP1: true }, handle) : createHttpsServer(tls, handle)
+  const server = o.h2 ? createSecureServer({ ...tls, allowHTTP1: true }, handle) : createHttpsServer({ ...tls, ...(o.alpn !== undefined ? { ALPNProtocols: o.alpn } : {}) }, handle)
   server.on('connection', (s: Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)) })
   await new Promise<void>((resolve) => server.listen(o.port ?? 0, '127.0.0.1', resolve))
   const proxy: Proxy = {
@@ -176,18 +176,24 @@ t.test('a server URL with a path prefix (a proxy such as Rancher\'s): watches ke
   t.same(proxy.paths.filter((u) => !u.startsWith(`${prefix}/`)), [], 'every request, watches included, under the prefix')
 })
 
-t.test('an HTTPS server without HTTP/2 (ALPN http/1.1 only): watches fall back to HTTP/1.1', async (t) => {
-  await putSecret('h1only', { k: 'v1' })
-  const cert = makeCert('h1only')
-  const proxy = await startProxy(t, { h2: false, cert })
-  const { logger, records } = recordingLogger()
-  const p = provider({ server: `https://127.0.0.1:${proxy.port}`, caFile: cert.certFile }, logger)
-  const changes = watch(t, p, 'h1only')
-  await eventually(() => changes() >= 1, 'the watch\'s first event over HTTP/1.1', WAIT)
-  await seesChange(t, p, 'h1only', changes, 'v2')
-  t.same([...proxy.versions], ['1.1'], 'the server only ever spoke HTTP/1.1')
-  t.ok(records.some((r) => r.code === 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL'), 'the fallback is logged with the TLS error code')
-})
+for (const [alpn, errCode, what] of [
+  [undefined, 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL', 'ALPN http/1.1 only: the h2 offer is refused'],
+  [[], 'ERR_HTTP2_NOT_NEGOTIATED', 'no ALPN at all: TLS is up, no protocol negotiated'],
+] as const) {
+  t.test(`an HTTPS server without HTTP/2 (${what}): watches fall back to HTTP/1.1`, async (t) => {
+    const name = `h1only-${alpn === undefined ? 'alert' : 'none'}`
+    await putSecret(name, { k: 'v1' })
+    const cert = makeCert(name)
+    const proxy = await startProxy(t, { h2: false, cert, ...(alpn !== undefined ? { alpn: [...alpn] } : {}) })
+    const { logger, records } = recordingLogger()
+    const p = provider({ server: `https://127.0.0.1:${proxy.port}`, caFile: cert.certFile }, logger)
+    const changes = watch(t, p, name)
+    await eventually(() => changes() >= 1, 'the watch\'s first event over HTTP/1.1', WAIT)
+    await seesChange(t, p, name, changes, 'v2')
+    t.same([...proxy.versions], ['1.1'], 'the server only ever spoke HTTP/1.1')
+    t.ok(records.some((r) => r.code === errCode), `the fallback is logged with the code (${errCode})`)
+  })
+}
 
 t.test('a watch event larger than the bound fails the watch with a clear error (and it retries)', async (t) => {
   await putSecret('huge', { k: 'x'.repeat(200 * 1024) })
