@@ -10,7 +10,12 @@
 // GETs go through the agent's undici pool (agent/http-client.ts). Over HTTPS
 // the watches are HTTP/2 streams, up to 100 on a connection (a watch on its
 // own HTTP/1.1 TLS connection costs ~100 KiB of OpenSSL buffers: 1,000 Secrets
-// were +103 MiB, as streams +18 MiB); over plain HTTP, one undici connection each.
+// were +103 MiB, as streams +18 MiB); over plain HTTP, or HTTPS without HTTP/2
+// (no ALPN h2), one undici connection each. A stream closed before its answer,
+// settings not readable yet (token, CA, exec plugin), a silent peer (HTTP/2 PING
+// every 30 s while watches run) or an oversized event fail the watch, which
+// reconnects with backoff. Watch paths keep the server URL's path prefix (a proxy
+// such as Rancher's). A CA file whose mtime changed builds a new connection.
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
