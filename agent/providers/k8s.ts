@@ -10,10 +10,16 @@
 // GETs go through the agent's undici pool (agent/http-client.ts). Over HTTPS
 // the watches are HTTP/2 streams, up to 100 on a connection (a watch on its
 // own HTTP/1.1 TLS connection costs ~100 KiB of OpenSSL buffers: 1,000 Secrets
-// were +103 MiB, as streams +18 MiB); over plain HTTP, one undici connection each.
-import { existsSync, readFileSync } from 'node:fs'
+// were +103 MiB, as streams +18 MiB); over plain HTTP, or HTTPS without HTTP/2
+// (no ALPN h2), one undici connection each. A stream closed before its answer,
+// settings not readable yet (token, CA, exec plugin), a silent peer (HTTP/2 PING
+// every 30 s while watches run) or an oversized event fail the watch, which
+// reconnects with backoff. Watch paths keep the server URL's path prefix (a proxy
+// such as Rancher's). A CA file whose mtime changed builds a new connection.
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
+import { StringDecoder } from 'node:string_decoder'
 import { createSecureContext, type SecureContext } from 'node:tls'
 import type { Dispatcher } from 'undici'
 import { SidekeyError } from '../../core/errors.js'
@@ -21,6 +27,7 @@ import type { SecretRef } from '../../core/reference.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
 import { createPool, HttpClient, HttpTransportError, type PoolOptions } from '../http-client.js'
 import type { Have, SyncResult, Provider, ProviderContext } from './provider.js'
+import type { Logger } from 'pino'
 import { checkSize, isNetworkError, withSignal } from './secret-data.js'
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true })
@@ -39,6 +46,8 @@ interface SecretObject { resourceVersion: string, data: Record<string, string> }
  */
 interface Connection {
   readonly server: string
+  /** The server URL's path (a proxy's, e.g. Rancher's /k8s/clusters/<id>), without a trailing slash: watch paths start with it. */
+  readonly prefix: string
   headers (): Promise<Record<string, string>>
   readonly http: HttpClient
   readonly watches: WatchTransport
@@ -48,6 +57,8 @@ interface Connection {
 interface WatchResponse { readonly status: number, readonly body: AsyncIterable<Buffer>, discard (): void }
 interface WatchTransport {
   open (path: string, headers: Record<string, string>, signal: AbortSignal): Promise<WatchResponse>
+  /** Lets the open watches run to their end, then closes the connections (a replaced Connection). */
+  close (): Promise<void>
   destroy (): Promise<void>
 }
 
@@ -58,8 +69,23 @@ function h1Watches (server: string, pool: Dispatcher): WatchTransport {
       const res = await pool.request({ origin: server, path, method: 'GET', headers, signal })
       return { status: res.statusCode, body: res.body as AsyncIterable<Buffer>, discard: () => { res.body.resume() } }
     },
+    async close () { await pool.close() },
     async destroy () { await pool.destroy() },
   }
+}
+
+/** A watch stream that closed before its response headers (RST_STREAM, GOAWAY, connection closed). */
+class StreamClosed extends Error {
+  readonly code = 'ERR_HTTP2_STREAM_CLOSED_BEFORE_RESPONSE'
+  constructor (readonly rstCode: number) { super(`the API server closed the watch stream before answering (HTTP/2 error code ${rstCode})`) }
+}
+
+/** The server does not speak HTTP/2 over TLS (ALPN refused, or no protocol negotiated). */
+function noH2 (err: unknown): string | undefined {
+  for (let e = err as { code?: unknown, cause?: unknown } | undefined, i = 0; e !== undefined && e !== null && i < 3; e = e.cause as typeof e, i++) {
+    if (e.code === 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL' || e.code === 'ERR_HTTP2_NOT_NEGOTIATED') return e.code
+  }
+  return undefined
 }
 
 /**
@@ -70,8 +96,11 @@ function h1Watches (server: string, pool: Dispatcher): WatchTransport {
 class H2Watches implements WatchTransport {
   private readonly sessions = new Map<ClientHttp2Session, number>()
   private readonly context: SecureContext
+  /** Set once the server turned out not to speak HTTP/2: watches then go over HTTP/1.1, one connection each. */
+  private h1: WatchTransport | undefined
+  private refusedH2: string | undefined
 
-  constructor (private readonly server: string, private readonly tls: NonNullable<PoolOptions['tls']>) {
+  constructor (private readonly server: string, private readonly tls: NonNullable<PoolOptions['tls']>, private readonly logger: Logger, private readonly store: string) {
     this.context = createSecureContext({ ...(tls.ca !== undefined ? { ca: tls.ca } : {}), ...(tls.cert !== undefined ? { cert: tls.cert } : {}), ...(tls.key !== undefined ? { key: tls.key } : {}) })
   }
 
@@ -88,16 +117,68 @@ class H2Watches implements WatchTransport {
     const drop = (): void => { this.sessions.delete(s) }
     s.once('close', drop)
     s.once('goaway', drop)
-    s.on('error', drop) // each stream gets the error too
+    s.on('error', (err) => { // each stream gets the error too
+      drop()
+      this.refusedH2 ??= noH2(err)
+    })
     const t = setTimeout(() => { if (!s.connecting) return; s.destroy(Object.assign(new Error('the API server did not accept the connection'), { code: 'ETIMEDOUT' })) }, CONNECT_TIMEOUT_MS)
     t.unref()
-    s.once('connect', () => { clearTimeout(t) })
+    s.once('connect', () => {
+      clearTimeout(t)
+      if (s.alpnProtocol !== 'h2') {
+        s.destroy(Object.assign(new Error('the API server did not negotiate HTTP/2'), { code: 'ERR_HTTP2_NOT_NEGOTIATED' }))
+        return
+      }
+      this.keepAlive(s)
+    })
     return s
   }
 
+  /**
+   * A dead peer (no FIN, no RST) would leave the watches "live" until their body timeout: while the
+   * session carries streams, a PING every PING_INTERVAL_MS must be answered within PING_TIMEOUT_MS.
+   * One unref'd timer per session; an idle agent has no session.
+   */
+  private keepAlive (s: ClientHttp2Session): void {
+    const tick = setInterval(() => {
+      if (s.destroyed || s.closed || (this.sessions.get(s) ?? 0) === 0) return
+      const dead = setTimeout(() => { s.destroy(Object.assign(new Error('the API server did not answer an HTTP/2 ping'), { code: 'ETIMEDOUT' })) }, PING_TIMEOUT_MS)
+      dead.unref()
+      try {
+        s.ping((err) => {
+          clearTimeout(dead)
+          if (err !== null && !s.destroyed) s.destroy(err)
+        })
+      } catch (err) {
+        clearTimeout(dead)
+        s.destroy(err as Error)
+      }
+    }, PING_INTERVAL_MS)
+    tick.unref()
+    s.once('close', () => { clearInterval(tick) })
+  }
+
   async open (path: string, headers: Record<string, string>, signal: AbortSignal): Promise<WatchResponse> {
+    if (this.h1 !== undefined) return await this.h1.open(path, headers, signal)
+    try {
+      return await this.stream(path, headers, signal)
+    } catch (err) {
+      const code = noH2(err) ?? this.refusedH2
+      if (code === undefined) throw err
+      if (this.h1 === undefined) {
+        this.logger.warn({ store: this.store, code }, 'k8s: the API server does not speak HTTP/2; watches use HTTP/1.1, one connection each')
+        this.h1 = h1Watches(this.server, createPool({ tls: this.tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: WATCH_BODY_TIMEOUT_MS }))
+      }
+      return await this.h1.open(path, headers, signal)
+    }
+  }
+
+  private async stream (path: string, headers: Record<string, string>, signal: AbortSignal): Promise<WatchResponse> {
     const s = this.session()
     const stream: ClientHttp2Stream = s.request({ ':method': 'GET', ':path': path, ...headers }, { signal })
+    // Errors reach the reader through the promise below or the body iterator (stream.errored);
+    // this listener only keeps one emitted in between from being an uncaught 'error' event.
+    stream.on('error', () => {})
     this.sessions.set(s, (this.sessions.get(s) ?? 0) + 1)
     stream.once('close', () => {
       const n = (this.sessions.get(s) ?? 1) - 1
@@ -108,19 +189,42 @@ class H2Watches implements WatchTransport {
     // A connection gone silent (no bookmark, no end) is given up after WATCH_BODY_TIMEOUT_MS.
     stream.setTimeout(WATCH_BODY_TIMEOUT_MS, () => { stream.destroy(Object.assign(new Error('the watch went silent'), { code: 'UND_ERR_BODY_TIMEOUT' })) })
     const status = await new Promise<number>((resolve, reject) => {
-      const headersTimer = setTimeout(() => { stream.destroy(Object.assign(new Error('the API server did not answer'), { code: 'UND_ERR_HEADERS_TIMEOUT' })) }, GET_TIMEOUT_MS)
-      headersTimer.unref()
-      stream.once('response', (h) => { clearTimeout(headersTimer); stream.off('error', reject); resolve(Number(h[':status'])) })
-      stream.once('error', (err) => { clearTimeout(headersTimer); reject(err) })
+      const settle = (f: () => void): void => {
+        clearTimeout(timer)
+        stream.off('response', onResponse)
+        stream.off('error', onError)
+        stream.off('close', onClose)
+        f()
+      }
+      const onResponse = (h: Record<string, unknown>): void => { settle(() => { resolve(Number(h[':status'])) }) }
+      const onError = (err: Error): void => { settle(() => { reject(err) }) }
+      // Closed with neither a response nor an error: RST_STREAM NO_ERROR, GOAWAY, the connection closed.
+      const onClose = (): void => { settle(() => { reject(stream.errored ?? new StreamClosed(stream.rstCode ?? h2.NGHTTP2_NO_ERROR)) }) }
+      const timer = setTimeout(() => {
+        settle(() => { reject(Object.assign(new Error('the API server did not answer'), { code: 'UND_ERR_HEADERS_TIMEOUT' })) })
+        stream.close(h2.NGHTTP2_CANCEL)
+      }, GET_TIMEOUT_MS)
+      timer.unref()
+      stream.once('response', onResponse)
+      stream.once('error', onError)
+      stream.once('close', onClose)
     })
     return { status, body: stream as AsyncIterable<Buffer>, discard: () => { stream.close(h2.NGHTTP2_CANCEL) } }
+  }
+
+  async close (): Promise<void> {
+    for (const s of this.sessions.keys()) s.close()
+    await this.h1?.close()
   }
 
   async destroy (): Promise<void> {
     for (const s of this.sessions.keys()) s.destroy()
     this.sessions.clear()
+    await this.h1?.destroy()
   }
 }
+
+type Pools = Omit<Connection, 'headers'>
 
 interface Watched {
   readonly namespace: string
@@ -136,6 +240,12 @@ interface Watched {
   stopped: boolean
 }
 
+/** A watch event longer than the provider accepts (a Secret beyond maxValueBytes, or not a watch). */
+class WatchLineTooLong extends Error {
+  readonly code = 'SIDEKEY_E_WATCH_EVENT_TOO_LARGE'
+  constructor (limit: number) { super(`a watch event exceeds ${limit} characters (2 x maxValueBytes + 64 KiB)`) }
+}
+
 /** An answer of the API server other than 2xx. */
 class ApiStatus extends Error {
   constructor (readonly statusCode: number) { super(`the API server answered HTTP ${statusCode}`) }
@@ -144,6 +254,8 @@ class ApiStatus extends Error {
 export class K8sProvider implements Provider {
   readonly type = 'k8s'
   private conn: Promise<Connection> | undefined
+  /** The CA file the connection was built with and its mtime: a rotated CA (in-cluster ca.crt) rebuilds the connection. */
+  private ca: { file: string, mtimeMs: number } | undefined
   private readonly namespace: string
   private readonly watched = new Map<string, Watched>()
 
@@ -152,6 +264,15 @@ export class K8sProvider implements Provider {
   }
 
   private async connection (): Promise<Connection> {
+    if (this.conn !== undefined && this.ca !== undefined && mtimeMs(this.ca.file) !== this.ca.mtimeMs) {
+      // The CA file changed: new requests and watches use a connection that trusts it; the open
+      // watches run to their end on the old one (then reconnect here), which then closes.
+      const old = this.conn
+      this.conn = undefined
+      this.ca = undefined
+      this.ctx.logger.info({ store: this.ctx.storeName }, 'k8s: the CA file changed; reconnecting with it')
+      void old.then(async (c) => await Promise.all([c.http.close(), c.watches.close()])).catch(() => {})
+    }
     const p = this.conn ??= this.connect0()
     p.catch(() => { if (this.conn === p) this.conn = undefined })
     return await p
@@ -166,13 +287,17 @@ export class K8sProvider implements Provider {
   private async connect0 (): Promise<Connection> {
     const c = this.config
     const store = this.ctx.storeName
-    const pools = (server: string, tls: NonNullable<PoolOptions['tls']>): { server: string, http: HttpClient, watches: WatchTransport } => ({
-      server: server.replace(/\/+$/, ''),
-      http: new HttpClient({ tls, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: GET_TIMEOUT_MS }),
-      watches: server.startsWith('https:')
-        ? new H2Watches(new URL(server).origin, tls)
-        : h1Watches(new URL(server).origin, createPool({ tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: WATCH_BODY_TIMEOUT_MS })),
-    })
+    const pools = (server: string, tls: NonNullable<PoolOptions['tls']>): Pools => {
+      const url = new URL(server)
+      return {
+        server: server.replace(/\/+$/, ''),
+        prefix: url.pathname.replace(/\/+$/, ''),
+        http: new HttpClient({ tls, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: GET_TIMEOUT_MS }),
+        watches: url.protocol === 'https:'
+          ? new H2Watches(url.origin, tls, this.ctx.logger, store)
+          : h1Watches(url.origin, createPool({ tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: WATCH_BODY_TIMEOUT_MS })),
+      }
+    }
     try {
       if (c.kubeconfig !== undefined || (c.server === undefined && c.tokenFile === undefined && process.env.KUBERNETES_SERVICE_HOST === undefined)) {
         return await this.fromKubeconfig(pools)
@@ -180,7 +305,9 @@ export class K8sProvider implements Provider {
       const server = c.server ?? inClusterServer()
       if (server === undefined) throw new SidekeyError('SIDEKEY_E_CONFIG', `config.stores.${store}.server: not set and KUBERNETES_SERVICE_HOST is not in the environment`, { field: `stores.${store}.server` })
       const caFile = c.caFile ?? (existsSync(`${SA_DIR}/ca.crt`) ? `${SA_DIR}/ca.crt` : undefined)
+      const stamp = caFile !== undefined ? mtimeMs(caFile) : undefined
       const ca = caFile !== undefined ? readFileSync(caFile) : undefined
+      this.ca = caFile !== undefined && stamp !== undefined ? { file: caFile, mtimeMs: stamp } : undefined
       const tokenFile = c.tokenFile ?? `${SA_DIR}/token`
       const headers = async (): Promise<Record<string, string>> => {
         let token: string
@@ -198,7 +325,7 @@ export class K8sProvider implements Provider {
     }
   }
 
-  private async fromKubeconfig (pools: (server: string, tls: NonNullable<PoolOptions['tls']>) => { server: string, http: HttpClient, watches: WatchTransport }): Promise<Connection> {
+  private async fromKubeconfig (pools: (server: string, tls: NonNullable<PoolOptions['tls']>) => Pools): Promise<Connection> {
     const store = this.ctx.storeName
     const { KubeConfig } = await import('@kubernetes/client-node')
     const kc = new KubeConfig()
@@ -332,15 +459,6 @@ export class K8sProvider implements Provider {
 
   private async connect (w: Watched): Promise<void> {
     if (w.stopped) return
-    let conn: Connection
-    let headers: Record<string, string>
-    try {
-      conn = await this.connection()
-      headers = await conn.headers()
-    } catch (err) {
-      this.ctx.logger.warn({ store: this.ctx.storeName, code: (err as { code?: unknown }).code }, 'k8s watch cannot start: client settings')
-      return
-    }
     const query = new URLSearchParams({ watch: 'true', fieldSelector: `metadata.name=${w.name}`, allowWatchBookmarks: 'true', timeoutSeconds: String(WATCH_SECONDS) })
     const path = `/api/v1/namespaces/${encodeURIComponent(w.namespace)}/secrets?${query.toString()}`
     let ended = false
@@ -356,8 +474,10 @@ export class K8sProvider implements Provider {
       if (w.stopped) return
       if (err !== null && err !== undefined) {
         w.failures++
-        const status = (err as { statusCode?: unknown }).statusCode
-        this.ctx.logger.warn({ store: this.ctx.storeName, namespace: w.namespace, secret: w.name, status, attempt: w.failures }, 'k8s watch failed; reconnecting with backoff (checks use GET meanwhile)')
+        const { statusCode: status, code } = err as { statusCode?: unknown, code?: unknown }
+        // Only the code and our own reasons: a message from elsewhere could carry anything.
+        const reason = err instanceof SidekeyError || err instanceof StreamClosed || err instanceof WatchLineTooLong ? (err as Error).message : undefined
+        this.ctx.logger.warn({ store: this.ctx.storeName, namespace: w.namespace, secret: w.name, status, code, reason, attempt: w.failures }, 'k8s watch failed; reconnecting with backoff (checks use GET meanwhile)')
       } else if (!sawEvent) {
         // Closed without a single event (server timeout on a missing Secret, or a proxy): back off gently.
         w.failures = Math.min(w.failures + 1, 3)
@@ -387,7 +507,11 @@ export class K8sProvider implements Provider {
     const controller = new AbortController()
     w.controller = controller
     try {
-      const res = await conn.watches.open(path, headers, controller.signal)
+      // Settings that cannot be read yet (token file, CA, exec plugin) are retried with the backoff.
+      const conn = await this.connection()
+      const headers = await conn.headers()
+      if (w.stopped) return
+      const res = await conn.watches.open(`${conn.prefix}${path}`, headers, controller.signal)
       if (res.status !== 200) {
         res.discard()
         throw Object.assign(new Error('watch refused'), { statusCode: res.status })
@@ -403,15 +527,32 @@ export class K8sProvider implements Provider {
         // After an outage the refresher re-checks: the value may have changed meanwhile.
         if (resync) this.notify(w)
       }
-      // One JSON event a line; a line may span chunks.
-      let rest = ''
+      // One JSON event a line; a line (and a UTF-8 character) may span chunks.
+      const limit = 2 * this.ctx.maxValueBytes + 64 * 1024
+      const decoder = new StringDecoder('utf8')
+      let parts: string[] = []
+      let size = 0
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
-        const lines = (rest + chunk.toString('utf8')).split('\n')
-        rest = lines.pop() ?? ''
-        for (const line of lines) event(line)
+        const text = decoder.write(chunk)
+        let from = 0
+        for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', from)) {
+          parts.push(text.slice(from, nl))
+          from = nl + 1
+          const line = parts.join('')
+          parts = []
+          size = 0
+          event(line)
+          if (ended) return
+        }
+        if (from < text.length) {
+          parts.push(text.slice(from))
+          size += text.length - from
+          if (size > limit) throw new WatchLineTooLong(limit)
+        }
         if (ended) return
       }
-      event(rest)
+      parts.push(decoder.end())
+      event(parts.join(''))
       done(null)
     } catch (err) {
       done(err)
@@ -442,6 +583,17 @@ const WATCH_BODY_TIMEOUT_MS = (WATCH_SECONDS + 60) * 1000
 /** Watches on one HTTP/2 connection: under the API server's stream limit (--http2-max-streams-per-connection, 100 or more). */
 const WATCH_STREAMS = 100
 const CONNECT_TIMEOUT_MS = 5_000
+/** While an HTTP/2 connection carries watches, a PING this often, answered within PING_TIMEOUT_MS or the connection is dropped. */
+const PING_INTERVAL_MS = 30_000
+const PING_TIMEOUT_MS = 10_000
+
+function mtimeMs (file: string): number | undefined {
+  try {
+    return statSync(file).mtimeMs
+  } catch {
+    return undefined
+  }
+}
 
 /** resourceVersion and data of a Secret as the API server sends it. */
 function secretObject (o: unknown): SecretObject {

@@ -171,17 +171,38 @@ export async function startServer (t: Tap, name: 'openbao' | 'kube' | 'moto' | '
 }
 
 /** A TCP relay in front of a real server, so a test can take the server off the network and back. */
-export interface Relay { port: number, cut (): void, restore (): void, close (): Promise<void>, /** Client connections open through it now. */ connections (): number }
+export interface Relay {
+  port: number
+  cut (): void
+  restore (): void
+  /** A peer gone silent: open connections stop forwarding (not closed), new ones are held unanswered. */
+  freeze (): void
+  /** Ends freeze(): the held connections are closed (the silent peer finally goes away), new ones forwarded again. */
+  thaw (): void
+  close (): Promise<void>
+  /** Client connections open through it now. */
+  connections (): number
+}
 
 export async function startRelay (t: Tap, targetPort: number): Promise<Relay> {
   const net = await import('node:net')
   const sockets = new Set<import('node:net').Socket>()
   const clients = new Set<import('node:net').Socket>()
+  const pairs = new Set<[import('node:net').Socket, import('node:net').Socket]>()
   let open = true
+  let frozen = false
   const server = net.createServer((c) => {
     if (!open) { c.destroy(); return }
+    if (frozen) {
+      sockets.add(c)
+      c.on('error', () => {}); c.on('close', () => { sockets.delete(c) })
+      return
+    }
     const u = net.connect(targetPort, '127.0.0.1')
     sockets.add(c); sockets.add(u); clients.add(c)
+    const pair: [import('node:net').Socket, import('node:net').Socket] = [c, u]
+    pairs.add(pair)
+    c.on('close', () => { pairs.delete(pair) })
     c.pipe(u); u.pipe(c)
     const end = (): void => { c.destroy(); u.destroy(); sockets.delete(c); sockets.delete(u); clients.delete(c) }
     c.on('error', end); u.on('error', end); c.on('close', end); u.on('close', end)
@@ -201,6 +222,15 @@ export async function startRelay (t: Tap, targetPort: number): Promise<Relay> {
     restore () {
       open = true
       if (!server.listening) server.listen(port, '127.0.0.1')
+    },
+    freeze () {
+      frozen = true
+      for (const [c, u] of pairs) { c.unpipe(u); u.unpipe(c); c.pause(); u.pause() }
+    },
+    thaw () {
+      frozen = false
+      for (const s of sockets) s.destroy()
+      sockets.clear()
     },
     async close () {
       for (const s of sockets) s.destroy()

@@ -1,0 +1,240 @@
+// How the Kubernetes store's watches survive the transport: a stream reset before its
+// answer, settings not readable yet, a proxy under a path prefix (Rancher), an HTTPS
+// server without HTTP/2, an oversized event, a rotated CA file, a peer gone silent.
+// The API server is the real kube-apiserver; the proxies in front of it are node:http2 /
+// node:https servers made here with an openssl certificate, forwarding every request.
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { createSecureServer, constants as h2, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2'
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { pino, type Logger } from 'pino'
+import { useServers } from '../helpers/testenv.js'
+import { parseRef } from '../../core/reference.js'
+import { createK8sProvider } from '../../agent/providers/k8s.js'
+import type { Provider } from '../../agent/providers/provider.js'
+import { syncFrom } from '../helpers/provider.js'
+import { eventually, startRelay, trackProviders, errorCollector, WAIT } from './backend-harness.js'
+
+const { kube } = await useServers(t, ['kube'])
+const NS = 'sidekey-k8s-transport'
+const work = mkdtempSync(join(tmpdir(), 'sidekey-k8s-transport-'))
+const b64 = (s: string): string => Buffer.from(s).toString('base64')
+
+async function putSecret (name: string, data: Record<string, string>): Promise<string> {
+  const body = { apiVersion: 'v1', kind: 'Secret', metadata: { name }, data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])) }
+  const r = await kube.request<{ metadata: { resourceVersion: string } }>('PUT', `/api/v1/namespaces/${NS}/secrets/${name}`, body)
+  if (r.status === 404) return (await kube.must<{ metadata: { resourceVersion: string } }>('POST', `/api/v1/namespaces/${NS}/secrets`, body)).metadata.resourceVersion
+  if (r.status >= 300) throw new Error(`PUT secret ${name}: ${r.status}`)
+  return r.body.metadata.resourceVersion
+}
+
+await kube.ensureNamespace(NS)
+await kube.createServiceAccount(NS, 'reader')
+await kube.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles`, { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'secret-reader' }, rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] }] })
+await kube.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings`, { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'reader' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'secret-reader' }, subjects: [{ kind: 'ServiceAccount', name: 'reader', namespace: NS }] })
+const token = await kube.tokenRequest({ namespace: NS, serviceAccount: 'reader', audiences: [kube.serviceAccountIssuer], expirationSeconds: 3600 })
+const tokenFile = join(work, 'token')
+writeFileSync(tokenFile, token)
+
+/** A certificate for 127.0.0.1, self-signed (its own CA), made with openssl as the other test servers' are. */
+function makeCert (name: string): { key: Buffer, cert: Buffer, certFile: string } {
+  const dir = mkdtempSync(join(work, `${name}-`))
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' })
+  return { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')), certFile: join(dir, 'cert.pem') }
+}
+
+interface Proxy {
+  port: number
+  /** The request paths it received. */
+  paths: string[]
+  /** Protocol versions of the requests ('2.0', '1.1'). */
+  versions: Set<string>
+  close (): Promise<void>
+}
+
+const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'http2-settings', 'host'])
+const forwardable = (h: Record<string, unknown>): Record<string, string | string[]> =>
+  Object.fromEntries(Object.entries(h).filter(([k, v]) => !k.startsWith(':') && !HOP.has(k) && v !== undefined)) as Record<string, string | string[]>
+
+/**
+ * A TLS proxy in front of the kube-apiserver: HTTP/2 (and HTTP/1.1) with `h2`, else an HTTP/1.1-only
+ * node:https server. Only paths under `prefix` are forwarded (without it), others get 404.
+ * `resetWatches` watch streams are reset (RST_STREAM NO_ERROR) before any answer.
+ */
+async function startProxy (t: Tap, o: { h2: boolean, cert: { key: Buffer, cert: Buffer }, prefix?: string, resetWatches?: number, port?: number, alpn?: string[] }): Promise<Proxy> {
+  const prefix = o.prefix ?? ''
+  let resets = o.resetWatches ?? 0
+  const paths: string[] = []
+  const versions = new Set<string>()
+  const sockets = new Set<Socket>()
+  const handle = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void => {
+    const url = req.url ?? '/'
+    paths.push(url)
+    versions.add(req.httpVersion)
+    if (!url.startsWith(`${prefix}/`)) { res.writeHead(404).end(); return }
+    if (resets > 0 && url.includes('watch=true') && 'stream' in req) {
+      resets--
+      req.stream.close(h2.NGHTTP2_NO_ERROR)
+      return
+    }
+    const up = httpsRequest({ host: '127.0.0.1', port: kube.port, ca: kube.ca, method: req.method, path: url.slice(prefix.length), headers: forwardable(req.headers) }, (r) => {
+      res.writeHead(r.statusCode ?? 502, forwardable(r.headers))
+      r.pipe(res as NodeJS.WritableStream)
+    })
+    up.on('error', () => { res.destroy() })
+    res.on('close', () => { up.destroy() })
+    req.pipe(up)
+  }
+  const tls = { key: o.cert.key, cert: o.cert.cert }
+  const server = o.h2 ? createSecureServer({ ...tls, allowHTTP1: true }, handle) : createHttpsServer({ ...tls, ...(o.alpn !== undefined ? { ALPNProtocols: o.alpn } : {}) }, handle)
+  server.on('connection', (s: Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)) })
+  await new Promise<void>((resolve) => server.listen(o.port ?? 0, '127.0.0.1', resolve))
+  const proxy: Proxy = {
+    port: (server.address() as AddressInfo).port,
+    paths,
+    versions,
+    async close () {
+      for (const s of sockets) s.destroy()
+      if (server.listening) await new Promise<void>((resolve) => server.close(() => { resolve() }))
+    },
+  }
+  t.teardown(async () => { await proxy.close() })
+  return proxy
+}
+type Tap = Parameters<Parameters<typeof t.test>[0]>[0]
+
+/** A logger that keeps its records (warnings and up) to look at. */
+function recordingLogger (): { logger: Logger, records: Array<Record<string, unknown>> } {
+  const records: Array<Record<string, unknown>> = []
+  const sink = new Writable({ write (chunk: Buffer, _enc, cb) { records.push(JSON.parse(chunk.toString('utf8')) as Record<string, unknown>); cb() } })
+  return { logger: pino({ level: 'info' }, sink), records }
+}
+
+const provider = trackProviders(t, (over: Record<string, unknown>, logger?: Logger, maxValueBytes?: number): Provider =>
+  createK8sProvider({ type: 'k8s', server: kube.server, tokenFile, caFile: kube.caFile, namespace: NS, ...over } as never, { storeName: 'k8s', logger: logger ?? pino({ level: 'silent' }), maxValueBytes: maxValueBytes ?? 1 << 20 }))
+
+/** Watches `name`; resolves the count of change notifications so far. */
+function watch (t: Tap, p: Provider, name: string): () => number {
+  let changes = 0
+  const stop = p.watch?.(parseRef(`k8s:${name}#k`), () => { changes++ })
+  t.teardown(() => stop?.())
+  return () => changes
+}
+
+/** The watch is live: a change made now is pushed, and a check is answered from it. */
+async function seesChange (t: Tap, p: Provider, name: string, changes: () => number, value: string): Promise<void> {
+  const before = changes()
+  const rv = await putSecret(name, { k: value })
+  await eventually(async () => changes() > before && await syncFrom(p, parseRef(`k8s:${name}#k`), rv) === 'unchanged', `the watch to push ${name}'s change`, WAIT)
+  t.pass(`the watch on ${name} pushed a change`)
+}
+
+const { code } = errorCollector()
+
+t.test('a watch stream reset before its answer (RST_STREAM NO_ERROR) reconnects', async (t) => {
+  await putSecret('reset', { k: 'v1' })
+  const cert = makeCert('reset')
+  const proxy = await startProxy(t, { h2: true, cert, resetWatches: 1 })
+  const p = provider({ server: `https://127.0.0.1:${proxy.port}`, caFile: cert.certFile })
+  const changes = watch(t, p, 'reset')
+  await eventually(() => changes() >= 1, 'the watch\'s first event, on a second stream', WAIT)
+  t.equal(proxy.paths.filter((u) => u.includes('watch=true')).length, 2, 'the reset stream, then a new watch')
+  t.ok(proxy.versions.has('2.0'), 'over HTTP/2')
+  await seesChange(t, p, 'reset', changes, 'v2')
+})
+
+t.test('a token file missing when the watch starts: the watch comes up once it is there', async (t) => {
+  await putSecret('late-token', { k: 'v1' })
+  const late = join(work, 'late-token')
+  const { logger, records } = recordingLogger()
+  const p = provider({ tokenFile: late }, logger)
+  const changes = watch(t, p, 'late-token')
+  await eventually(() => records.some((r) => r.code === 'SIDEKEY_E_AUTH'), 'the watch to fail on the token file', WAIT)
+  writeFileSync(late, token)
+  await eventually(() => changes() >= 1, 'the watch\'s first event once the token is readable', WAIT)
+  await seesChange(t, p, 'late-token', changes, 'v2')
+  t.notMatch(JSON.stringify(records), token, 'the token is never logged')
+})
+
+t.test('a server URL with a path prefix (a proxy such as Rancher\'s): watches keep it as GETs do', async (t) => {
+  await putSecret('prefixed', { k: 'v1' })
+  const cert = makeCert('prefix')
+  const prefix = '/k8s/clusters/c-x7'
+  const proxy = await startProxy(t, { h2: true, cert, prefix })
+  const p = provider({ server: `https://127.0.0.1:${proxy.port}${prefix}/`, caFile: cert.certFile })
+  const r = await p.sync(parseRef('k8s:prefixed#k'), undefined)
+  t.ok(r.changed && r.data.kind === 'map' && r.data.map.k === 'v1', 'a GET under the prefix')
+  const changes = watch(t, p, 'prefixed')
+  await eventually(() => changes() >= 1, 'the watch\'s first event under the prefix', WAIT)
+  await seesChange(t, p, 'prefixed', changes, 'v2')
+  t.same(proxy.paths.filter((u) => !u.startsWith(`${prefix}/`)), [], 'every request, watches included, under the prefix')
+})
+
+for (const [alpn, errCode, what] of [
+  [undefined, 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL', 'ALPN http/1.1 only: the h2 offer is refused'],
+  [[], 'ERR_HTTP2_NOT_NEGOTIATED', 'no ALPN at all: TLS is up, no protocol negotiated'],
+] as const) {
+  t.test(`an HTTPS server without HTTP/2 (${what}): watches fall back to HTTP/1.1`, async (t) => {
+    const name = `h1only-${alpn === undefined ? 'alert' : 'none'}`
+    await putSecret(name, { k: 'v1' })
+    const cert = makeCert(name)
+    const proxy = await startProxy(t, { h2: false, cert, ...(alpn !== undefined ? { alpn: [...alpn] } : {}) })
+    const { logger, records } = recordingLogger()
+    const p = provider({ server: `https://127.0.0.1:${proxy.port}`, caFile: cert.certFile }, logger)
+    const changes = watch(t, p, name)
+    await eventually(() => changes() >= 1, 'the watch\'s first event over HTTP/1.1', WAIT)
+    await seesChange(t, p, name, changes, 'v2')
+    t.same([...proxy.versions], ['1.1'], 'the server only ever spoke HTTP/1.1')
+    t.ok(records.some((r) => r.code === errCode), `the fallback is logged with the code (${errCode})`)
+  })
+}
+
+t.test('a watch event larger than the bound fails the watch with a clear error (and it retries)', async (t) => {
+  await putSecret('huge', { k: 'x'.repeat(200 * 1024) })
+  const { logger, records } = recordingLogger()
+  const p = provider({}, logger, 1024)
+  watch(t, p, 'huge')
+  await eventually(() => records.filter((r) => r.code === 'SIDEKEY_E_WATCH_EVENT_TOO_LARGE').length >= 2, 'the watch to fail on the oversized event, twice (a retry)', WAIT)
+  t.match(records.find((r) => r.code === 'SIDEKEY_E_WATCH_EVENT_TOO_LARGE')?.reason, /exceeds \d+ characters/)
+  t.equal(await code(p.sync(parseRef('k8s:huge#k'), undefined)), 'SIDEKEY_E_VALUE_TOO_LARGE', 'a check (GET) reports the size')
+})
+
+t.test('a rotated CA file is read again: the watch comes back on a server with the new certificate', async (t) => {
+  await putSecret('rotated', { k: 'v1' })
+  const a = makeCert('ca-a')
+  const b = makeCert('ca-b')
+  const caFile = join(work, 'rotating-ca.crt')
+  copyFileSync(a.certFile, caFile)
+  const first = await startProxy(t, { h2: true, cert: a })
+  const p = provider({ server: `https://127.0.0.1:${first.port}`, caFile })
+  const changes = watch(t, p, 'rotated')
+  await eventually(() => changes() >= 1, 'the watch\'s first event (certificate A)', WAIT)
+  // The server's certificate changes, then the CA file (as the kubelet updates ca.crt).
+  await first.close()
+  const second = await startProxy(t, { h2: true, cert: b, port: first.port })
+  writeFileSync(caFile, b.cert)
+  await seesChange(t, p, 'rotated', changes, 'v2')
+  t.ok(second.paths.some((u) => u.includes('watch=true')), 'the watch is on the server with certificate B')
+})
+
+t.test('a peer gone silent (no FIN, no RST): the HTTP/2 ping drops the connection and checks fall back to GET', async (t) => {
+  await putSecret('silent', { k: 'v1' })
+  const relay = await startRelay(t, kube.port)
+  const p = provider({ server: `https://127.0.0.1:${relay.port}` })
+  const changes = watch(t, p, 'silent')
+  await eventually(() => changes() >= 1, 'the watch\'s first event', WAIT)
+  const rv = await putSecret('silent', { k: 'v2' })
+  await eventually(async () => await syncFrom(p, parseRef('k8s:silent#k'), rv) === 'unchanged', 'the watch to be live', WAIT)
+  relay.freeze()
+  // Within a ping interval and its answer timeout the watch is given up; the GET then fails (it times out on the frozen relay).
+  await eventually(async () => await code(syncFrom(p, parseRef('k8s:silent#k'), rv)) === 'SIDEKEY_E_UNAVAILABLE', 'the watch to be dropped', { ...WAIT, ms: 120_000 })
+  t.pass('the watch no longer answers for the silent server')
+  relay.thaw()
+  await seesChange(t, p, 'silent', changes, 'v3')
+})
