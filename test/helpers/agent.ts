@@ -3,6 +3,7 @@
 // message or the metrics. Used by unit, integration and e2e tests alike.
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import * as grpc from '@grpc/grpc-js'
@@ -29,6 +30,15 @@ export interface TestAgent {
   metrics (): Promise<string>
   grpc (): SecretsClient
   metadata (): grpc.Metadata
+}
+
+/** A TCP port free at the moment (on every interface: the metrics listener binds 0.0.0.0). */
+export async function freePort (): Promise<number> {
+  const s = createServer()
+  await new Promise<void>((resolve) => s.listen(0, '0.0.0.0', resolve))
+  const port = (s.address() as AddressInfo).port
+  await new Promise<void>((resolve) => s.close(() => resolve()))
+  return port
 }
 
 export function tempDir (t: Test, prefix = 'sidekey-test-'): string {

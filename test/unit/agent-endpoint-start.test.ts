@@ -4,22 +4,15 @@
 // way; a previous run's files are served at once.
 import t from 'tap'
 import { createServer as createHttpServer } from 'node:http'
-import { connect, createServer, type AddressInfo } from 'node:net'
+import { connect, type AddressInfo } from 'node:net'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { loadConfig } from '../../core/config/load.js'
 import { startAgent } from '../../agent/agent.js'
-import { captureLogger, tempDir } from '../helpers/agent.js'
+import { captureLogger, freePort, tempDir } from '../helpers/agent.js'
 
 const VALUE = 'endpoint-start-value-5d1c'
 
-async function freePort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as AddressInfo).port
-  await new Promise<void>((resolve) => s.close(() => resolve()))
-  return port
-}
 
 /** Resolves true when something accepts a connection on the port, false when it is refused. */
 async function accepts (port: number): Promise<boolean> {

@@ -1,19 +1,11 @@
 // Issue 11 item 7: an opt-in metrics listener on the pod IP, /metrics only,
 // no token, no values; the injector adds the port and the scrape annotations.
 import t from 'tap'
-import { createServer } from 'node:net'
 import { networkInterfaces } from 'node:os'
-import { startTestAgent } from '../helpers/agent.js'
+import { freePort, startTestAgent } from '../helpers/agent.js'
 import { mutatePod } from '../../injector/mutate.js'
 import { pod, testConfig } from './injector-helpers.js'
 
-async function freePort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((resolve) => s.listen(0, '0.0.0.0', resolve))
-  const port = (s.address() as { port: number }).port
-  await new Promise<void>((resolve) => s.close(() => resolve()))
-  return port
-}
 
 /** An address of this host that is not loopback (the "pod IP"), if there is one. */
 const podIp = Object.values(networkInterfaces()).flat().find((a) => a !== undefined && a.family === 'IPv4' && !a.internal)?.address

@@ -6,15 +6,8 @@ import t from 'tap'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { loadConfig } from '../../core/config/load.js'
-import { tempDir } from '../helpers/agent.js'
+import { freePort, tempDir } from '../helpers/agent.js'
 
-async function freePort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as { port: number }).port
-  await new Promise<void>((resolve) => s.close(() => resolve()))
-  return port
-}
 
 async function canListen (port: number): Promise<boolean> {
   const s = createServer()
