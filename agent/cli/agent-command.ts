@@ -8,7 +8,6 @@ import { createAuditLogger, createLogger } from '../logger.js'
 import { startAgent } from '../agent.js'
 import { seedDemo } from './demo.js'
 import { DEFAULT_TERMINATION_MESSAGE_PATH, awaitInitialSync, writeTerminationMessage } from '../init-sync.js'
-import { setAgentMemorySaver } from './v8-flags.js'
 
 const HELP = `Usage: sidekey agent [options]
 
@@ -79,7 +78,6 @@ export async function main (argv: string[]): Promise<number> {
   process.once('SIGINT', () => { void stop('SIGINT') })
 
   await agent.synced
-  if (!config.exitAfterSync) setAgentMemorySaver()
   if (opts.localDemo === true) {
     const name = config.secrets[0]?.name ?? 'openai'
     process.stderr.write([

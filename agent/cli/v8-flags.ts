@@ -21,29 +21,20 @@ export const AGENT_V8_FLAGS = '--liftoff-only --no-wasm-tier-up --no-wasm-dynami
  * V8's memory saver mode (V8 13, Node 24; Node 20's V8 has no such flag and
  * would print an error): the heap grown by the first sync's burst of
  * responses shrinks back instead of staying at its high-water mark. Node 24,
- * aws store, 1,000 secrets: steady RSS 116 -> 86 MiB. A serving agent sets
- * it once its first generation is published (setAgentMemorySaver): during
- * that burst the mode ran a memory-reducing full GC and its incremental
- * marking (100 Vault secrets: 8-27 ms of pause, more in marking steps), work
- * that held the first files back; an init-only agent exits instead.
+ * aws store, 1,000 secrets: steady RSS 116 -> 86 MiB.
  */
 export const AGENT_V8_FLAGS_NODE24 = '--memory-saver-mode'
 
 /**
- * Sets AGENT_V8_FLAGS. They are part of the hash V8 stamps on the code it
+ * Sets the flags. They are part of the hash V8 stamps on the code it
  * compiles, and Node's compile cache (the image's /app/compile-cache) holds
  * one entry per file: code compiled with other flags is rejected and compiled
  * again. So every command of the agent's container sets them, at the same
  * point, before its own code loads: the undici chunk `sidekey get --ready`
  * compiled without them, as the image's last warm-up start, was rejected by
- * every agent. (The memory saver mode comes later, in a serving agent only:
- * what it compiles after that, it compiles so at every start.)
+ * every agent.
  */
 export function setAgentV8Flags (): void {
   setFlagsFromString(AGENT_V8_FLAGS)
-}
-
-/** Turns on the memory saver mode where V8 has it (Node >= 24). */
-export function setAgentMemorySaver (): void {
   if (Number(process.versions.node.split('.')[0]) >= 24) setFlagsFromString(AGENT_V8_FLAGS_NODE24)
 }

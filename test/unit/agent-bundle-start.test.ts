@@ -140,31 +140,3 @@ t.test('the compile cache the Dockerfile warms serves the agent and its probe wi
     t.same(lines.filter((l) => / not initialized/.test(l)).map((l) => l.replace(/.*bundle\//, '')), [], `${what}: no file the warm-up missed`)
   }
 })
-
-t.test('a serving agent turns on V8\'s memory saver mode once its files are written, not before', async (t) => {
-  const node = node24()
-  if (node === undefined) {
-    t.pass('SKIP: no Node 24 here (scripts/node24 failed); Node 20 has no memory saver mode')
-    return
-  }
-  const dir = tempDir(t)
-  const address = await fakeVault(t)
-  // The agent's own V8 flag calls, each with whether the secret file existed then.
-  const preload = join(dir, 'flags.cjs')
-  const file = join(dir, 'secrets', 'a')
-  writeFileSync(preload, [
-    "const v8 = require('v8'), fs = require('fs'), set = v8.setFlagsFromString",
-    `v8.setFlagsFromString = (f) => { fs.appendFileSync(${JSON.stringify(join(dir, 'flags.txt'))}, JSON.stringify([f, fs.existsSync(${JSON.stringify(file)})]) + '\\n'); return set(f) }`,
-  ].join('\n'))
-  const cfg = { ...JSON.parse(vaultConfig(dir, address)) as Record<string, unknown>, exitAfterSync: false, listen: { http: 0, grpcEnabled: false } }
-  const child = spawn(node, ['--require', preload, BUNDLE, 'agent'], { env: { ...process.env, SK_TEST_VAULT_TOKEN: 'test-token', NODE_OPTIONS: AGENT_NODE_OPTIONS, SIDEKEY_CONFIG: JSON.stringify(cfg) }, stdio: 'ignore' })
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
-  t.teardown(() => { child.kill('SIGKILL') })
-  const calls = (): Array<[string, boolean]> => { try { return readFileSync(join(dir, 'flags.txt'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as [string, boolean]) } catch { return [] } }
-  for (let i = 0; i < 300 && !calls().some(([f]) => f.includes('memory-saver')); i++) await new Promise((resolve) => setTimeout(resolve, 50))
-  child.kill('SIGTERM')
-  t.equal(await exited, 0, 'the agent stops on SIGTERM')
-  const got = calls()
-  t.match(got[0], ['--liftoff-only --no-wasm-tier-up --no-wasm-dynamic-tiering', false], 'the WebAssembly flags first, before anything is written')
-  t.same(got.filter(([f]) => f.includes('memory-saver')), [['--memory-saver-mode', true]], 'the memory saver mode once, with the file on disk')
-})
