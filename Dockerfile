@@ -39,14 +39,15 @@ RUN chmod 0755 /app/dist/bundle/sidekey.js \
 # (env: store), one with a Vault store (no Vault here: it loads the provider
 # and its HTTP client, then fails at its 1s deadline), a serving agent (its
 # HTTP and gRPC servers load after its first publish; stopped once the probe
-# finds it ready, at most 30 s) and the startup probe (no agent: fails). Another uid, or other code, simply
+# finds it ready, at most 300 tries, or when it exits) and the startup probe
+# (no agent: fails). Another uid, or other code, simply
 # misses the cache.
 ENV NODE_COMPILE_CACHE=/app/compile-cache
 USER 65532:65532
 RUN SK_WARM=x SIDEKEY_CONFIG='{"dir":"/tmp/sidekey-warm/env","apiTokenFile":"/tmp/sidekey-warm/token","listen":{"http":0},"logLevel":"warn","exitAfterSync":true,"stores":{"env":{"type":"env"}},"secrets":[{"name":"a","ref":"env:SK_WARM"}]}' sidekey agent \
  && { SK_WARM=x SIDEKEY_CONFIG='{"dir":"/tmp/sidekey-warm/vault","apiTokenFile":"/tmp/sidekey-warm/token","listen":{"http":0},"logLevel":"silent","exitAfterSync":true,"syncDeadline":"1s","stores":{"vault":{"type":"vault","address":"http://127.0.0.1:1","tokenEnv":"SK_WARM"}},"secrets":[{"name":"a","ref":"vault:secret/data/a#k"}]}' sidekey agent 2>/dev/null || true; } \
  && { SK_WARM=x SIDEKEY_CONFIG='{"dir":"/tmp/sidekey-warm/serve","apiTokenFile":"/tmp/sidekey-warm/token","listen":{"http":18099,"grpc":0},"logLevel":"warn","stores":{"env":{"type":"env"}},"secrets":[{"name":"a","ref":"env:SK_WARM"}]}' sidekey agent & pid=$!; i=0; \
-      until SIDEKEY_ADDR=http://127.0.0.1:18099 sidekey get --ready >/dev/null 2>&1 || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done; \
+      until SIDEKEY_ADDR=http://127.0.0.1:18099 sidekey get --ready >/dev/null 2>&1 || [ $i -ge 300 ] || ! kill -0 $pid 2>/dev/null; do sleep 0.1; i=$((i+1)); done; \
       kill -TERM $pid; wait $pid || true; } \
  && { sidekey get --ready 2>/dev/null || true; } \
  && rm -rf /tmp/sidekey-warm \

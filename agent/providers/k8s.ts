@@ -175,7 +175,18 @@ class H2Watches implements WatchTransport {
 
   private async stream (path: string, headers: Record<string, string>, signal: AbortSignal): Promise<WatchResponse> {
     const s = this.session()
-    const stream: ClientHttp2Stream = s.request({ ':method': 'GET', ':path': path, ...headers }, { signal })
+    let stream: ClientHttp2Stream
+    try {
+      stream = s.request({ ':method': 'GET', ':path': path, ...headers }, { signal })
+    } catch (err) {
+      // A request refused at once (GOAWAY received, a header HTTP/2 forbids): a session opened
+      // for it and left without streams is closed, not kept open.
+      if ((this.sessions.get(s) ?? 0) === 0) {
+        this.sessions.delete(s)
+        s.close()
+      }
+      throw err
+    }
     // Errors reach the reader through the promise below or the body iterator (stream.errored);
     // this listener only keeps one emitted in between from being an uncaught 'error' event.
     stream.on('error', () => {})
@@ -264,7 +275,9 @@ export class K8sProvider implements Provider {
   }
 
   private async connection (): Promise<Connection> {
-    if (this.conn !== undefined && this.ca !== undefined && mtimeMs(this.ca.file) !== this.ca.mtimeMs) {
+    // A CA file that cannot be read right now (mid-rotation) is no change: the next call looks again.
+    const caNow = this.ca !== undefined ? mtimeMs(this.ca.file) : undefined
+    if (this.conn !== undefined && this.ca !== undefined && caNow !== undefined && caNow !== this.ca.mtimeMs) {
       // The CA file changed: new requests and watches use a connection that trusts it; the open
       // watches run to their end on the old one (then reconnect here), which then closes.
       const old = this.conn
@@ -528,7 +541,9 @@ export class K8sProvider implements Provider {
         if (resync) this.notify(w)
       }
       // One JSON event a line; a line (and a UTF-8 character) may span chunks.
-      const limit = 2 * this.ctx.maxValueBytes + 64 * 1024
+      // An event carries the Secret's data base64-encoded (4/3), and `kubectl apply` repeats it in the
+      // last-applied-configuration annotation (at most 256 KiB), plus the rest of the metadata.
+      const limit = Math.max(2 * this.ctx.maxValueBytes + 64 * 1024, Math.ceil(4 * this.ctx.maxValueBytes / 3) + 384 * 1024)
       const decoder = new StringDecoder('utf8')
       let parts: string[] = []
       let size = 0

@@ -5,7 +5,7 @@
 // node:https servers made here with an openssl certificate, forwarding every request.
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createSecureServer, constants as h2, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2'
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -196,7 +196,7 @@ for (const [alpn, errCode, what] of [
 }
 
 t.test('a watch event larger than the bound fails the watch with a clear error (and it retries)', async (t) => {
-  await putSecret('huge', { k: 'x'.repeat(200 * 1024) })
+  await putSecret('huge', { k: 'x'.repeat(400 * 1024) })
   const { logger, records } = recordingLogger()
   const p = provider({}, logger, 1024)
   watch(t, p, 'huge')
@@ -221,6 +221,22 @@ t.test('a rotated CA file is read again: the watch comes back on a server with t
   writeFileSync(caFile, b.cert)
   await seesChange(t, p, 'rotated', changes, 'v2')
   t.ok(second.paths.some((u) => u.includes('watch=true')), 'the watch is on the server with certificate B')
+})
+
+t.test('a CA file missing for a moment (mid-rotation) keeps the connection that trusts the old one', async (t) => {
+  await putSecret('ca-gone', { k: 'v1' })
+  const a = makeCert('ca-gone')
+  const caFile = join(work, 'ca-gone.crt')
+  copyFileSync(a.certFile, caFile)
+  const proxy = await startProxy(t, { h2: true, cert: a })
+  const p = provider({ server: `https://127.0.0.1:${proxy.port}`, caFile, watch: false })
+  const ref = parseRef('k8s:ca-gone#k')
+  const first = await p.sync(ref, undefined)
+  t.ok(first.changed)
+  rmSync(caFile)
+  const during = await p.sync(ref, undefined).then((r) => r.changed ? 'read' : 'unchanged', (err: { code?: string }) => err.code)
+  t.equal(during, 'read', 'a GET while the file is gone goes through on the connection built with it')
+  copyFileSync(a.certFile, caFile)
 })
 
 t.test('a peer gone silent (no FIN, no RST): the HTTP/2 ping drops the connection and checks fall back to GET', async (t) => {
