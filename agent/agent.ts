@@ -117,6 +117,14 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   const firstPublish = serving ? Promise.race([synced.catch(() => {}), new Promise((resolve) => setTimeout(resolve, GRPC_WAIT_MS).unref())]) : undefined
   let http: Server | undefined
   let httpPort: number | undefined
+  let grpcServer: grpc.Server | undefined
+  let grpcPort: number | undefined
+  /** A start that fails midway stops what it had started: the listeners so far, the refresher and the stores. */
+  const failStart = async (): Promise<void> => {
+    http?.close()
+    grpcServer?.forceShutdown()
+    await abandon()
+  }
   if (serving) {
     if (adopted === 0) await firstPublish
     let server: Server
@@ -124,7 +132,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
       const { createHttpServer } = await import('./http-server.js')
       server = createHttpServer({ served, board, listening: () => listening, checkToken, metrics, audit, trail, limits: config.limits, watchers, waiters, compat: compatRoutes(config, served, checkToken) })
     } catch (err) {
-      await abandon()
+      await failStart()
       throw err
     }
     try {
@@ -136,7 +144,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
         server.listen(config.listen.http, config.listen.host, () => { server.off('error', onError); resolve() })
       })
     } catch (err) {
-      await abandon()
+      await failStart()
       throw err
     }
     // After listen, an accept error (EMFILE under many long-polls) is logged, not fatal.
@@ -145,8 +153,6 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
     httpPort = (server.address() as AddressInfo).port
   }
 
-  let grpcServer: grpc.Server | undefined
-  let grpcPort: number | undefined
   if (config.listen.grpcEnabled && serving) {
     await firstPublish
     let bindGrpc: typeof import('./grpc-server.js').bindGrpc
@@ -156,15 +162,13 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
       grpcServer = mod.createGrpcServer({ served, board, checkToken, metrics, audit, trail, limits: config.limits, watchers, waiters })
     } catch (err) {
       // (an unreadable .proto): stop what runs, or the refresher would keep the process alive
-      http?.close()
-      await abandon()
+      await failStart()
       throw err
     }
     try {
       grpcPort = await bindGrpc(grpcServer, config.listen.grpc)
     } catch (err) {
-      http?.close()
-      await abandon()
+      await failStart()
       throw new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.grpc: cannot listen on ${config.listen.host}:${config.listen.grpc} (${(err as Error).message.split('\n')[0] ?? 'error'}); pick a free port`, { field: 'listen.grpc' }, { cause: err })
     }
   }
@@ -177,9 +181,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
       ms = createMetricsServer(metrics)
     } catch (err) {
       // A chunk that cannot load (EMFILE, a broken install): stop what started, as for a taken port.
-      http?.close()
-      grpcServer?.forceShutdown()
-      await abandon()
+      await failStart()
       throw err
     }
     try {
@@ -188,9 +190,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
         ms.listen(config.listen.metrics, '0.0.0.0', () => { ms.off('error', reject); resolve() })
       })
     } catch (err) {
-      http?.close()
-      grpcServer?.forceShutdown()
-      await abandon()
+      await failStart()
       throw new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.metrics: cannot listen on 0.0.0.0:${config.listen.metrics} (${(err as NodeJS.ErrnoException).code ?? 'error'}); pick a free port (sidekey.dev/metrics-port)`, { field: 'listen.metrics' }, { cause: err })
     }
     ms.on('error', (err: NodeJS.ErrnoException) => logger.error({ code: err.code, err: err.message }, 'metrics listener error'))

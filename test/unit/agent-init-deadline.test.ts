@@ -57,27 +57,22 @@ t.test('success still exits 0 and writes no termination message', async (t) => {
   t.throws(() => readFileSync(term))
 })
 
-t.test('init-only has no gRPC endpoint: a taken gRPC port does not stop it', async (t) => {
-  const root = tempDir(t)
-  const taken = createServer()
-  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => { taken.close() })
-  const port = (taken.address() as AddressInfo).port
-  const run = runCli(t, ['agent', '--config', initConfig(root, [{ name: 'a', ref: 'env:SK_INIT_SET' }], { listen: { http: 0, grpc: port } })], { SK_INIT_SET: 'value-init-123456' })
-  t.equal((await run.exited).code, 0, run.err.join('\n'))
-  t.equal(readFileSync(join(root, 'secrets', 'a'), 'utf8'), 'value-init-123456')
-})
-
-t.test('init-only has no HTTP endpoint either: a taken HTTP port does not stop it', async (t) => {
-  const root = tempDir(t)
-  const taken = createServer()
-  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => { taken.close() })
-  const port = (taken.address() as AddressInfo).port
-  const run = runCli(t, ['agent', '--config', initConfig(root, [{ name: 'a', ref: 'env:SK_INIT_SET' }], { listen: { http: port, grpcEnabled: false } })], { SK_INIT_SET: 'value-init-123456' })
-  t.equal((await run.exited).code, 0, run.err.join('\n'))
-  t.equal(readFileSync(join(root, 'secrets', 'a'), 'utf8'), 'value-init-123456')
-})
+// An init-only agent has no local endpoint: a taken port, gRPC's or HTTP's, does not stop it.
+for (const [what, listen] of [
+  ['gRPC', (port: number) => ({ http: 0, grpc: port })],
+  ['HTTP', (port: number) => ({ http: port, grpcEnabled: false })],
+] as const) {
+  t.test(`init-only has no ${what} endpoint: a taken ${what} port does not stop it`, async (t) => {
+    const root = tempDir(t)
+    const taken = createServer()
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => { taken.close() })
+    const port = (taken.address() as AddressInfo).port
+    const run = runCli(t, ['agent', '--config', initConfig(root, [{ name: 'a', ref: 'env:SK_INIT_SET' }], { listen: listen(port) })], { SK_INIT_SET: 'value-init-123456' })
+    t.equal((await run.exited).code, 0, run.err.join('\n'))
+    t.equal(readFileSync(join(root, 'secrets', 'a'), 'utf8'), 'value-init-123456')
+  })
+}
 
 const envOf = (c: V1Container | undefined, name: string): string | undefined => c?.env?.find((e) => e.name === name)?.value
 
