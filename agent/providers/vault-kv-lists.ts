@@ -13,11 +13,14 @@
 // max(MIN_WASTE_KEYS, WASTE_FACTOR x ours)). Vault answers 403 to an expired
 // token as to a missing grant, so a 403 turns the folder off only once a
 // metadata GET succeeds with the token the listing was denied to
-// (confirmDenied); until then the folder's checks read their own metadata,
-// and after a re-login the folder is listed again. A busy or unreachable server (429, 502-504, no answer) fails
-// every check the listing answers, with one request: N GETs would only add
-// load. Any other status falls back for that one check; the secret's own GET
-// then reports the error.
+// (confirmDenied), a GET sent after the 403 came (one sent before may have
+// been served before the token expired); until then the folder's checks read
+// their own metadata, and after a re-login the folder is listed again. A busy
+// or unreachable server (429, 502-504, no answer) fails every check the
+// listing answers, with one request: N GETs would only add load. Any other
+// status falls back for that one check; the secret's own GET then reports the
+// error. A listing is shared: one check's abort (its own deadline) gives that
+// check up, and the listing is cut only when every check waiting on it has.
 import type { Logger } from 'pino'
 import type { VaultAnswer, VaultCall } from './vault-http.js'
 
@@ -38,6 +41,10 @@ interface Listing {
   /** Set when the answer arrived. */
   doneAt?: number
   readonly versions: Promise<Listed>
+  /** Cuts the request; aborted when every check waiting on it has given up, or the store closes. */
+  readonly abort: AbortController
+  /** Checks waiting on it. */
+  waiting: number
 }
 
 /** A listing's outcome: our keys' versions, a status every check it answers fails with, or nothing (check one by one). */
@@ -67,8 +74,10 @@ export class KvVersionLists {
   /** Folders that are not listed any more. */
   readonly #off = new Set<string>()
   readonly #listings = new Map<string, Listing>()
-  /** Folders whose last listing was denied, with the token it was sent with. */
-  readonly #denied = new Map<string, string>()
+  /** Folders whose last listing was denied: the token it was sent with, and the ticket count when the 403 came. */
+  readonly #denied = new Map<string, { readonly token: string, readonly at: number }>()
+  /** Tickets handed out so far (see ticket()). */
+  #tickets = 0
 
   constructor (o: KvListsOptions) {
     this.#o = o
@@ -91,21 +100,55 @@ export class KvVersionLists {
   async version (k: KvKey, signal: AbortSignal | undefined): Promise<number | { readonly unavailable: number } | undefined> {
     const fk = folderKey(k)
     if (this.#off.has(fk) || (this.#ours.get(fk)?.size ?? 0) < 2) return undefined
-    const deniedWith = this.#denied.get(fk)
-    if (deniedWith !== undefined) {
+    const denied = this.#denied.get(fk)
+    if (denied !== undefined) {
       // Denied, and the same token is in use: wait for a metadata GET to tell (confirmDenied).
-      if (deniedWith === this.#o.currentToken()) return undefined
+      if (denied.token === this.#o.currentToken()) return undefined
       this.#denied.delete(fk) // a new token since: the 403 may have been the old one's expiry
     }
+    signal?.throwIfAborted()
     const now = this.#now()
     let l = this.#listings.get(fk)
     // Joined while in flight only if sent within FRESH_MS (a slow answer may predate this check), reused for FRESH_MS after.
     if (l === undefined || now - (l.doneAt ?? l.startedAt) > FRESH_MS) {
-      const fresh: Listing = { startedAt: now, versions: this.#list(k, fk, signal).finally(() => { fresh.doneAt = this.#now() }) }
+      const abort = new AbortController()
+      const fresh: Listing = { startedAt: now, abort, waiting: 0, versions: this.#list(k, fk, abort.signal).finally(() => { fresh.doneAt = this.#now() }) }
+      fresh.versions.catch(() => {}) // an answer nobody waits for any more (each waiting check gets the error)
       this.#listings.set(fk, l = fresh)
     }
-    const listed = await l.versions
+    const listed = await this.#wait(l, signal)
     return listed instanceof Map ? listed.get(k.name) : listed as { readonly unavailable: number } | undefined
+  }
+
+  /** The listing's outcome, or the check's own abort; the last check to give up cuts the request. */
+  async #wait (l: Listing, signal: AbortSignal | undefined): Promise<Listed> {
+    if (signal === undefined) {
+      l.waiting++
+      try { return await l.versions } finally { l.waiting-- }
+    }
+    l.waiting++
+    let onAbort: (() => void) | undefined
+    try {
+      return await Promise.race([l.versions, new Promise<never>((_resolve, reject) => {
+        onAbort = () => { reject(signal.reason) }
+        signal.addEventListener('abort', onAbort, { once: true })
+      })])
+    } finally {
+      signal.removeEventListener('abort', onAbort as () => void)
+      if (--l.waiting === 0 && l.doneAt === undefined && signal.aborted) {
+        l.abort.abort(signal.reason)
+        // A check that comes later sends a listing of its own.
+        for (const [fk, cur] of this.#listings) if (cur === l) this.#listings.delete(fk)
+      }
+    }
+  }
+
+  /**
+   * A ticket for a metadata GET about to be sent: confirmDenied counts the GET
+   * only if it was sent after the listing's 403 came.
+   */
+  ticket (): number {
+    return ++this.#tickets
   }
 
   /**
@@ -114,15 +157,18 @@ export class KvVersionLists {
    * again. (A listing denied to a token that then fails its GETs too was an
    * expired token: the new login's token lists the folder again.)
    */
-  confirmDenied (k: KvKey, token: string | undefined): void {
+  confirmDenied (k: KvKey, token: string | undefined, ticket: number): void {
     const fk = folderKey(k)
-    if (token === undefined || this.#denied.get(fk) !== token) return
+    const denied = this.#denied.get(fk)
+    // A GET sent before the 403 came may have been served before the token expired.
+    if (token === undefined || denied?.token !== token || ticket <= denied.at) return
     this.#turnOff(fk, { store: this.#o.storeName, folder: `${k.mount}/${k.dir}`, status: 403 },
       `vault policy denies listing the folder's metadata; checking each secret's metadata (grant "list" on ${listPath(k)} for one request per folder)`)
   }
 
   /** Forgets the listings (the store closes). */
   clear (): void {
+    for (const l of this.#listings.values()) l.abort.abort(new Error('the store closed'))
     this.#listings.clear()
     this.#denied.clear()
   }
@@ -138,7 +184,7 @@ export class KvVersionLists {
     // Unreachable or aborted: the error fails every check this listing answers (one request, not one each).
     const { answer: ans, sentWith } = await this.#o.call({ method: 'LIST', path: listPath(k) }, signal)
     if (ans.status === 403) {
-      this.#denied.set(fk, sentWith)
+      this.#denied.set(fk, { token: sentWith, at: this.#tickets })
       this.#listings.delete(fk)
       return undefined
     }

@@ -153,10 +153,11 @@ export class VaultProvider implements Provider {
       if (listed !== undefined) throw this.statusError({ status: listed.unavailable, body: undefined }, ref, t)
     }
     const sentWith = this.auth.currentToken
+    const ticket = this.lists.ticket()
     const ans = await this.authed({ method: 'GET', path: t.metadataPath }, ref, signal, true)
     if (ans.status === 200) {
       // The token did not change across the call: it read the metadata, so a listing denied to it was the policy.
-      if (t.kvKey !== undefined && this.auth.currentToken === sentWith) this.lists.confirmDenied(t.kvKey, sentWith)
+      if (t.kvKey !== undefined && this.auth.currentToken === sentWith) this.lists.confirmDenied(t.kvKey, sentWith, ticket)
       const v = (ans.body as { data?: { current_version?: unknown } } | undefined)?.data?.current_version
       if (typeof v === 'number') return String(v)
       throw new SidekeyError('SIDEKEY_E_BACKEND', `store ${this.ctx.storeName}: KV v2 metadata for ${ref.raw} has no current_version; is ${t.path} a KV v2 path?`, { ref: ref.raw })
