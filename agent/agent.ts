@@ -121,9 +121,8 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   let grpcPort: number | undefined
   /** A start that fails midway stops what it had started: the listeners so far, the refresher and the stores. */
   const failStart = async (): Promise<void> => {
-    http?.close()
     grpcServer?.forceShutdown()
-    await abandon()
+    await Promise.all([abandon(), closeServer(http)])
   }
   if (serving) {
     if (adopted === 0) await firstPublish
@@ -217,16 +216,8 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
       if (closed) return
       closed = true
       await abandon()
-      if (http !== undefined) {
-        const h = http
-        h.closeAllConnections()
-        await new Promise<void>((resolve) => h.close(() => resolve()))
-      }
-      if (metricsServer !== undefined) {
-        const m = metricsServer
-        m.closeAllConnections()
-        await new Promise<void>((resolve) => m.close(() => resolve()))
-      }
+      await closeServer(http)
+      await closeServer(metricsServer)
       if (grpcServer !== undefined) {
         const g = grpcServer
         await new Promise<void>((resolve) => g.tryShutdown(() => resolve()))
@@ -243,4 +234,11 @@ const GRPC_WAIT_MS = 1_000
 /** A metric label for a backend request: the API call, without a path (bounded, and a path is data). */
 function opLabel (op: string): string {
   return op.includes('/') ? (op.split(' ')[0] ?? 'request') : op
+}
+
+/** Stops a listener and the connections it has, busy ones too (a watch, a long-poll): its close() alone keeps those. */
+async function closeServer (s: Server | undefined): Promise<void> {
+  if (s === undefined) return
+  s.closeAllConnections()
+  await new Promise<void>((resolve) => s.close(() => resolve()))
 }
