@@ -5,6 +5,14 @@
 import t from 'tap'
 import { request, Agent } from 'node:http'
 import { randomBytes } from 'node:crypto'
+import { pino } from 'pino'
+import { createHttpServer } from '../../agent/http-server.js'
+import { ServedSet } from '../../agent/served.js'
+import { StatusBoard } from '../../agent/status-board.js'
+import { createMetrics } from '../../agent/metrics.js'
+import { AuditTrail } from '../../agent/audit-trail.js'
+import { makeTokenCheck } from '../../agent/access-token.js'
+import { DEFAULT_LIMITS } from '../../core/limits.js'
 import { startTestAgent } from '../helpers/agent.js'
 
 process.env.SIDEKEY_TEST_HOT = 'sk-hot-' + randomBytes(8).toString('hex')
@@ -72,14 +80,6 @@ t.test('a Host that passed once does not let another through on the same connect
 })
 
 t.test('Node looks for slow requests every half of headersTimeout, never more often than every second', async (t) => {
-  const { createHttpServer } = await import('../../agent/http-server.js')
-  const { ServedSet } = await import('../../agent/served.js')
-  const { StatusBoard } = await import('../../agent/status-board.js')
-  const { createMetrics } = await import('../../agent/metrics.js')
-  const { AuditTrail } = await import('../../agent/audit-trail.js')
-  const { makeTokenCheck } = await import('../../agent/access-token.js')
-  const { DEFAULT_LIMITS } = await import('../../core/limits.js')
-  const { default: pino } = await import('pino')
   const served = new ServedSet([])
   const audit = pino({ level: 'silent' })
   const server = (headersTimeoutMs: number): { connectionsCheckingInterval: number } => createHttpServer({
