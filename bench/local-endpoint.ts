@@ -16,8 +16,8 @@
 // saturation >= 0.9x bare.
 //
 // Sidekey runs as the injector runs it: the injector's default agentNodeOptions
-// as NODE_OPTIONS, on --node (default this process's node; the image's is Node
-// 24). The bare server runs on the same node with no options. --before adds an
+// as NODE_OPTIONS (or $AGENT_NODE_OPTIONS, to weigh another default), on
+// --node (default this process's node; the image's is Node 24). The bare server runs on the same node with no options. --before adds an
 // older build to every round (same interleaving).
 //
 // Accounting: at the end the agent's own request counter for 200 answers on
@@ -41,7 +41,7 @@ const NODE = opt('--node', process.execPath)
 const SIDEKEY = resolve(opt('--sidekey', 'dist/bin/sidekey.js'))
 const BEFORE = args.includes('--before') ? resolve(opt('--before', '')) : undefined
 /** The agent container's NODE_OPTIONS, as the injector sets them by default. */
-const AGENT_NODE_OPTIONS = String((injectorConfigSchema.properties.agentNodeOptions as { default: string }).default)
+const AGENT_NODE_OPTIONS = process.env.AGENT_NODE_OPTIONS ?? String((injectorConfigSchema.properties.agentNodeOptions as { default: string }).default)
 const BODY = 'sk-bench-' + 'x'.repeat(40)
 const CLK_TCK = 100
 
