@@ -11,7 +11,8 @@
 // the watches are HTTP/2 streams, up to 100 on a connection (a watch on its
 // own HTTP/1.1 TLS connection costs ~100 KiB of OpenSSL buffers: 1,000 Secrets
 // were +103 MiB, as streams +18 MiB); over plain HTTP, or HTTPS without HTTP/2
-// (no ALPN h2), one undici connection each. A stream closed before its answer,
+// (no ALPN h2), one undici connection each (HTTPS: HTTP/2 is tried again 10 min
+// after such a fallback, and by a new connection after a CA change). A stream closed before its answer,
 // settings not readable yet (token, CA, exec plugin), a silent peer (HTTP/2 PING
 // every 30 s while watches run) or an oversized event fail the watch, which
 // reconnects with backoff. Watch paths keep the server URL's path prefix (a proxy
@@ -96,11 +97,17 @@ function noH2 (err: unknown): string | undefined {
 class H2Watches implements WatchTransport {
   private readonly sessions = new Map<ClientHttp2Session, number>()
   private readonly context: SecureContext
-  /** Set once the server turned out not to speak HTTP/2: watches then go over HTTP/1.1, one connection each. */
+  /**
+   * Set once the server turned out not to speak HTTP/2: watches then go over HTTP/1.1, one connection
+   * each, until a watch opened after h2RetryAt finds HTTP/2 again (a proxy in front of the API server
+   * replaced or reconfigured); a new transport (a CA change) starts with HTTP/2.
+   */
   private h1: WatchTransport | undefined
-  private refusedH2: string | undefined
+  private h2RetryAt = 0
+  /** Sessions on which the server refused HTTP/2: their streams may fail with a generic error. */
+  private readonly refused = new WeakMap<ClientHttp2Session, string>()
 
-  constructor (private readonly server: string, private readonly tls: NonNullable<PoolOptions['tls']>, private readonly logger: Logger, private readonly store: string) {
+  constructor (private readonly server: string, private readonly tls: NonNullable<PoolOptions['tls']>, private readonly logger: Logger, private readonly store: string, private readonly timings: K8sTimings) {
     this.context = createSecureContext({ ...(tls.ca !== undefined ? { ca: tls.ca } : {}), ...(tls.cert !== undefined ? { cert: tls.cert } : {}), ...(tls.key !== undefined ? { key: tls.key } : {}) })
   }
 
@@ -119,7 +126,8 @@ class H2Watches implements WatchTransport {
     s.once('goaway', drop)
     s.on('error', (err) => { // each stream gets the error too
       drop()
-      this.refusedH2 ??= noH2(err)
+      const code = noH2(err)
+      if (code !== undefined) this.refused.set(s, code)
     })
     const t = setTimeout(() => { if (!s.connecting) return; s.destroy(Object.assign(new Error('the API server did not accept the connection'), { code: 'ETIMEDOUT' })) }, CONNECT_TIMEOUT_MS)
     t.unref()
@@ -159,15 +167,29 @@ class H2Watches implements WatchTransport {
   }
 
   async open (path: string, headers: Record<string, string>, signal: AbortSignal): Promise<WatchResponse> {
-    if (this.h1 !== undefined) return await this.h1.open(path, headers, signal)
+    if (this.h1 !== undefined) {
+      if (performance.now() < this.h2RetryAt) return await this.h1.open(path, headers, signal)
+      // This watch tries HTTP/2 again; the others keep HTTP/1.1 until it has an answer.
+      this.h2RetryAt = performance.now() + this.timings.h2RetryMs
+    }
     try {
-      return await this.stream(path, headers, signal)
+      const res = await this.stream(path, headers, signal)
+      if (this.h1 !== undefined) {
+        // HTTP/2 is back: new watches use streams; the HTTP/1.1 ones run to their end (the server's timeout).
+        const old = this.h1
+        this.h1 = undefined
+        this.logger.info({ store: this.store }, 'k8s: the API server speaks HTTP/2 again; new watches use HTTP/2 streams')
+        void old.close().catch(() => {})
+      }
+      return res
     } catch (err) {
-      const code = noH2(err) ?? this.refusedH2
+      const code = noH2(err)
       if (code === undefined) throw err
       if (this.h1 === undefined) {
-        this.logger.warn({ store: this.store, code }, 'k8s: the API server does not speak HTTP/2; watches use HTTP/1.1, one connection each')
+        // One line per fallback, not per watch; a retry that finds HTTP/2 still refused says nothing.
+        this.logger.warn({ store: this.store, code, retryInMs: this.timings.h2RetryMs }, 'k8s: the API server does not speak HTTP/2; watches use HTTP/1.1, one connection each (HTTP/2 is tried again later)')
         this.h1 = h1Watches(this.server, createPool({ tls: this.tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: WATCH_BODY_TIMEOUT_MS }))
+        this.h2RetryAt = performance.now() + this.timings.h2RetryMs
       }
       return await this.h1.open(path, headers, signal)
     }
@@ -175,6 +197,16 @@ class H2Watches implements WatchTransport {
 
   private async stream (path: string, headers: Record<string, string>, signal: AbortSignal): Promise<WatchResponse> {
     const s = this.session()
+    try {
+      return await this.streamOn(s, path, headers, signal)
+    } catch (err) {
+      const refused = noH2(err) === undefined ? this.refused.get(s) : undefined
+      if (refused !== undefined) throw Object.assign(new Error('the API server does not speak HTTP/2'), { code: refused, cause: err })
+      throw err
+    }
+  }
+
+  private async streamOn (s: ClientHttp2Session, path: string, headers: Record<string, string>, signal: AbortSignal): Promise<WatchResponse> {
     let stream: ClientHttp2Stream
     try {
       stream = s.request({ ':method': 'GET', ':path': path, ...headers }, { signal })
@@ -270,7 +302,10 @@ export class K8sProvider implements Provider {
   private readonly namespace: string
   private readonly watched = new Map<string, Watched>()
 
-  constructor (private readonly config: K8sStoreConfig, private readonly ctx: ProviderContext) {
+  private readonly timings: K8sTimings
+
+  constructor (private readonly config: K8sStoreConfig, private readonly ctx: ProviderContext, timings: Partial<K8sTimings> = {}) {
+    this.timings = { ...TIMINGS, ...timings }
     this.namespace = config.namespace ?? readNamespace() ?? 'default'
   }
 
@@ -307,7 +342,7 @@ export class K8sProvider implements Provider {
         prefix: url.pathname.replace(/\/+$/, ''),
         http: new HttpClient({ tls, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: GET_TIMEOUT_MS }),
         watches: url.protocol === 'https:'
-          ? new H2Watches(url.origin, tls, this.ctx.logger, store)
+          ? new H2Watches(url.origin, tls, this.ctx.logger, store, this.timings)
           : h1Watches(url.origin, createPool({ tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: WATCH_BODY_TIMEOUT_MS })),
       }
     }
@@ -590,6 +625,13 @@ export class K8sProvider implements Provider {
   }
 }
 
+/** The transport's timings; tests shorten them (createK8sProvider's third argument). */
+export interface K8sTimings {
+  /** After a fallback to HTTP/1.1, how long until a watch tries HTTP/2 again. */
+  readonly h2RetryMs: number
+}
+const TIMINGS: K8sTimings = { h2RetryMs: 10 * 60_000 }
+
 /** GET of one Secret: a half-open connection must not stall a source for good. */
 const GET_TIMEOUT_MS = 10_000
 /** A watch asks the server to end it after this long, and gives up on a silent connection a minute later. */
@@ -633,6 +675,6 @@ function inClusterServer (): string | undefined {
   return `https://${host.includes(':') ? `[${host}]` : host}:${port}`
 }
 
-export function createK8sProvider (config: K8sStoreConfig, ctx: ProviderContext): Provider {
-  return new K8sProvider(config, ctx)
+export function createK8sProvider (config: K8sStoreConfig, ctx: ProviderContext, timings: Partial<K8sTimings> = {}): Provider {
+  return new K8sProvider(config, ctx, timings)
 }

@@ -16,7 +16,7 @@ import { Writable } from 'node:stream'
 import { pino, type Logger } from 'pino'
 import { useServers } from '../helpers/testenv.js'
 import { parseRef } from '../../core/reference.js'
-import { createK8sProvider } from '../../agent/providers/k8s.js'
+import { createK8sProvider, type K8sTimings } from '../../agent/providers/k8s.js'
 import type { Provider } from '../../agent/providers/provider.js'
 import { syncFrom } from '../helpers/provider.js'
 import { eventually, startRelay, trackProviders, errorCollector, WAIT } from './backend-harness.js'
@@ -55,6 +55,8 @@ interface Proxy {
   paths: string[]
   /** Protocol versions of the requests ('2.0', '1.1'). */
   versions: Set<string>
+  /** Each request's protocol version and path. */
+  requests: Array<{ version: string, path: string }>
   close (): Promise<void>
 }
 
@@ -72,11 +74,13 @@ async function startProxy (t: Tap, o: { h2: boolean, cert: { key: Buffer, cert: 
   let resets = o.resetWatches ?? 0
   const paths: string[] = []
   const versions = new Set<string>()
+  const requests: Proxy['requests'] = []
   const sockets = new Set<Socket>()
   const handle = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void => {
     const url = req.url ?? '/'
     paths.push(url)
     versions.add(req.httpVersion)
+    requests.push({ version: req.httpVersion, path: url })
     if (!url.startsWith(`${prefix}/`)) { res.writeHead(404).end(); return }
     if (resets > 0 && url.includes('watch=true') && 'stream' in req) {
       resets--
@@ -99,6 +103,7 @@ async function startProxy (t: Tap, o: { h2: boolean, cert: { key: Buffer, cert: 
     port: (server.address() as AddressInfo).port,
     paths,
     versions,
+    requests,
     async close () {
       for (const s of sockets) s.destroy()
       if (server.listening) await new Promise<void>((resolve) => server.close(() => { resolve() }))
@@ -116,8 +121,8 @@ function recordingLogger (): { logger: Logger, records: Array<Record<string, unk
   return { logger: pino({ level: 'info' }, sink), records }
 }
 
-const provider = trackProviders(t, (over: Record<string, unknown>, logger?: Logger, maxValueBytes?: number): Provider =>
-  createK8sProvider({ type: 'k8s', server: kube.server, tokenFile, caFile: kube.caFile, namespace: NS, ...over } as never, { storeName: 'k8s', logger: logger ?? pino({ level: 'silent' }), maxValueBytes: maxValueBytes ?? 1 << 20 }))
+const provider = trackProviders(t, (over: Record<string, unknown>, logger?: Logger, maxValueBytes?: number, timings: Partial<K8sTimings> = {}): Provider =>
+  createK8sProvider({ type: 'k8s', server: kube.server, tokenFile, caFile: kube.caFile, namespace: NS, ...over } as never, { storeName: 'k8s', logger: logger ?? pino({ level: 'silent' }), maxValueBytes: maxValueBytes ?? 1 << 20 }, timings))
 
 /** Watches `name`; resolves the count of change notifications so far. */
 function watch (t: Tap, p: Provider, name: string): () => number {
@@ -194,6 +199,34 @@ for (const [alpn, errCode, what] of [
     t.ok(records.some((r) => r.code === errCode), `the fallback is logged with the code (${errCode})`)
   })
 }
+
+t.test('after a fallback to HTTP/1.1, a later watch tries HTTP/2 again (one log line for all the watches)', async (t) => {
+  await putSecret('back-a', { k: 'v1' })
+  await putSecret('back-b', { k: 'v1' })
+  const cert = makeCert('h2-back')
+  const first = await startProxy(t, { h2: false, cert })
+  const { logger, records } = recordingLogger()
+  const retryMs = 1000
+  const p = provider({ server: `https://127.0.0.1:${first.port}`, caFile: cert.certFile }, logger, undefined, { h2RetryMs: retryMs })
+  const a = watch(t, p, 'back-a')
+  const b = watch(t, p, 'back-b')
+  await eventually(() => a() >= 1 && b() >= 1, 'both watches\' first events over HTTP/1.1', WAIT)
+  t.equal(records.filter((r) => r.code === 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL').length, 1, 'one fallback line for two watches')
+  // The proxy in front of the API server is replaced by one that speaks HTTP/2, after the retry delay.
+  await new Promise((resolve) => setTimeout(resolve, retryMs + 200))
+  await first.close()
+  const second = await startProxy(t, { h2: true, cert, port: first.port })
+  await eventually(() => second.requests.some((r) => r.version === '2.0' && r.path.includes('watch=true')), 'a watch over HTTP/2 again', WAIT)
+  t.ok(records.some((r) => /speaks HTTP\/2 again/.test(String(r.msg))), 'the return to HTTP/2 is logged')
+  await seesChange(t, p, 'back-a', a, 'v2')
+  await seesChange(t, p, 'back-b', b, 'v2')
+  // A watch started now goes over HTTP/2 at once.
+  await putSecret('back-c', { k: 'v1' })
+  const c = watch(t, p, 'back-c')
+  await eventually(() => c() >= 1, 'the new watch\'s first event', WAIT)
+  t.ok(second.requests.some((r) => r.version === '2.0' && r.path.includes('metadata.name%3Dback-c')), 'a new watch is an HTTP/2 stream')
+  t.equal(records.filter((r) => r.level === 40 && /HTTP\/2/.test(String(r.msg))).length, 1, 'still one fallback warning')
+})
 
 t.test('a watch event larger than the bound fails the watch with a clear error (and it retries)', async (t) => {
   await putSecret('huge', { k: 'x'.repeat(400 * 1024) })
