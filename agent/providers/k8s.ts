@@ -12,11 +12,12 @@
 // own HTTP/1.1 TLS connection costs ~100 KiB of OpenSSL buffers: 1,000 Secrets
 // were +103 MiB, as streams +18 MiB); over plain HTTP, or HTTPS without HTTP/2
 // (no ALPN h2), one undici connection each (HTTPS: HTTP/2 is tried again 10 min
-// after such a fallback, and by a new connection after a CA change). A stream closed before its answer,
-// settings not readable yet (token, CA, exec plugin), a silent peer (HTTP/2 PING
-// every 30 s while watches run) or an oversized event fail the watch, which
-// reconnects with backoff. Watch paths keep the server URL's path prefix (a proxy
-// such as Rancher's). A CA file whose mtime changed builds a new connection.
+// after such a fallback, and by a new connection after a CA change). A stream
+// closed before its answer, settings not readable yet (token, CA, exec plugin)
+// or a silent peer (HTTP/2 PING every 30 s while watches run) fail the watch,
+// which reconnects with backoff; an oversized event parks it (checks GET the
+// Secret until it fits again). Watch paths keep the server URL's path prefix (a
+// proxy such as Rancher's). A CA file whose mtime changed builds a new connection.
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
@@ -281,12 +282,17 @@ interface Watched {
   timer?: NodeJS.Timeout | undefined
   failures: number
   stopped: boolean
+  /**
+   * An event was over the line bound: the watch is not reconnected (each attempt would read the
+   * whole object again) and checks GET the Secret at the refresh interval, until a GET shows it fits.
+   */
+  parked: boolean
 }
 
 /** A watch event longer than the provider accepts (a Secret beyond maxValueBytes, or not a watch). */
 class WatchLineTooLong extends Error {
   readonly code = 'SIDEKEY_E_WATCH_EVENT_TOO_LARGE'
-  constructor (limit: number) { super(`a watch event exceeds ${limit} characters (2 x maxValueBytes + 64 KiB)`) }
+  constructor (readonly limit: number, maxValueBytes: number) { super(`a watch event exceeds ${limit} characters, the bound for maxValueBytes ${maxValueBytes}`) }
 }
 
 /** An answer of the API server other than 2xx. */
@@ -452,6 +458,12 @@ export class K8sProvider implements Provider {
       }))
       const r = await withSignal(p, signal, GET_TIMEOUT_MS)
       if (r.status !== 200) throw new ApiStatus(r.status)
+      // A parked watch resumes once the Secret fits an event (the object, its type and framing).
+      if (w?.parked === true && !w.stopped && r.body.length + 64 <= this.lineLimit()) {
+        w.parked = false
+        this.ctx.logger.info({ store: this.ctx.storeName, namespace, secret: name }, 'k8s: the Secret fits a watch event again; resuming its watch')
+        void this.connect(w)
+      }
       return secretObject(JSON.parse(r.body.toString('utf8')))
     } catch (err) {
       throw this.mapError(err, ref, namespace, name)
@@ -487,7 +499,7 @@ export class K8sProvider implements Provider {
     }
     let w = this.watched.get(key)
     if (w === undefined) {
-      w = { ...loc, listeners: new Set(), live: false, failures: 0, stopped: false }
+      w = { ...loc, listeners: new Set(), live: false, failures: 0, stopped: false, parked: false }
       this.watched.set(key, w)
       void this.connect(w)
     }
@@ -520,11 +532,20 @@ export class K8sProvider implements Provider {
       w.secret = undefined
       w.controller = undefined
       if (w.stopped) return
+      if (err instanceof WatchLineTooLong) {
+        // Reconnecting would read the same object again, forever: park the watch (checks GET the
+        // Secret; secret() resumes the watch once the Secret fits). One line per parking.
+        w.parked = true
+        w.failures = 0
+        this.ctx.logger.warn({ store: this.ctx.storeName, namespace: w.namespace, secret: w.name, code: err.code, limit: err.limit, maxValueBytes: this.ctx.maxValueBytes },
+          `k8s: a watch event of Secret ${w.namespace}/${w.name} exceeds ${err.limit} characters; its watch is paused and the Secret is read with GET at the refresh interval until it fits. Raise maxValueBytes or make the Secret smaller (its data, or its annotations: kubectl apply --server-side keeps the last-applied copy out)`)
+        return
+      }
       if (err !== null && err !== undefined) {
         w.failures++
         const { statusCode: status, code } = err as { statusCode?: unknown, code?: unknown }
         // Only the code and our own reasons: a message from elsewhere could carry anything.
-        const reason = err instanceof SidekeyError || err instanceof StreamClosed || err instanceof WatchLineTooLong ? (err as Error).message : undefined
+        const reason = err instanceof SidekeyError || err instanceof StreamClosed ? (err as Error).message : undefined
         this.ctx.logger.warn({ store: this.ctx.storeName, namespace: w.namespace, secret: w.name, status, code, reason, attempt: w.failures }, 'k8s watch failed; reconnecting with backoff (checks use GET meanwhile)')
       } else if (!sawEvent) {
         // Closed without a single event (server timeout on a missing Secret, or a proxy): back off gently.
@@ -576,9 +597,7 @@ export class K8sProvider implements Provider {
         if (resync) this.notify(w)
       }
       // One JSON event a line; a line (and a UTF-8 character) may span chunks.
-      // An event carries the Secret's data base64-encoded (4/3), and `kubectl apply` repeats it in the
-      // last-applied-configuration annotation (at most 256 KiB), plus the rest of the metadata.
-      const limit = Math.max(2 * this.ctx.maxValueBytes + 64 * 1024, Math.ceil(4 * this.ctx.maxValueBytes / 3) + 384 * 1024)
+      const limit = this.lineLimit()
       const decoder = new StringDecoder('utf8')
       let parts: string[] = []
       let size = 0
@@ -597,7 +616,7 @@ export class K8sProvider implements Provider {
         if (from < text.length) {
           parts.push(text.slice(from))
           size += text.length - from
-          if (size > limit) throw new WatchLineTooLong(limit)
+          if (size > limit) throw new WatchLineTooLong(limit, this.ctx.maxValueBytes)
         }
         if (ended) return
       }
@@ -607,6 +626,15 @@ export class K8sProvider implements Provider {
     } catch (err) {
       done(err)
     }
+  }
+
+  /**
+   * The longest watch event accepted, in characters: an event carries the Secret's data base64-encoded
+   * (4/3), and `kubectl apply` repeats it in the last-applied-configuration annotation (at most
+   * 256 KiB), plus the rest of the metadata.
+   */
+  private lineLimit (): number {
+    return Math.max(2 * this.ctx.maxValueBytes + 64 * 1024, Math.ceil(4 * this.ctx.maxValueBytes / 3) + 384 * 1024)
   }
 
   private stop (key: string, w: Watched): void {

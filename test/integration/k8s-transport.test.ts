@@ -228,14 +228,53 @@ t.test('after a fallback to HTTP/1.1, a later watch tries HTTP/2 again (one log 
   t.equal(records.filter((r) => r.level === 40 && /HTTP\/2/.test(String(r.msg))).length, 1, 'still one fallback warning')
 })
 
-t.test('a watch event larger than the bound fails the watch with a clear error (and it retries)', async (t) => {
-  await putSecret('huge', { k: 'x'.repeat(400 * 1024) })
+t.test('a watch event larger than the bound parks the watch: no reconnect loop, checks GET with a clear error, it resumes once the Secret fits', async (t) => {
+  const value = 'sk-huge-value-9c41-'.repeat(22 * 1024) // ~418 KiB: over the bound for maxValueBytes 1024 (394,582 characters)
+  await putSecret('huge', { k: value })
+  const cert = makeCert('huge')
+  const proxy = await startProxy(t, { h2: true, cert })
+  const watches = (): number => proxy.paths.filter((u) => u.includes('watch=true') && u.includes('metadata.name%3Dhuge')).length
   const { logger, records } = recordingLogger()
-  const p = provider({}, logger, 1024)
-  watch(t, p, 'huge')
-  await eventually(() => records.filter((r) => r.code === 'SIDEKEY_E_WATCH_EVENT_TOO_LARGE').length >= 2, 'the watch to fail on the oversized event, twice (a retry)', WAIT)
-  t.match(records.find((r) => r.code === 'SIDEKEY_E_WATCH_EVENT_TOO_LARGE')?.reason, /exceeds \d+ characters/)
-  t.equal(await code(p.sync(parseRef('k8s:huge#k'), undefined)), 'SIDEKEY_E_VALUE_TOO_LARGE', 'a check (GET) reports the size')
+  const p = provider({ server: `https://127.0.0.1:${proxy.port}`, caFile: cert.certFile }, logger, 1024)
+  const changes = watch(t, p, 'huge')
+  await eventually(() => records.some((r) => r.code === 'SIDEKEY_E_WATCH_EVENT_TOO_LARGE'), 'the watch to meet the oversized event', WAIT)
+  // Backoff would have retried at 0.5 s, 1.5 s and 3.5 s.
+  await new Promise((resolve) => setTimeout(resolve, 4000))
+  t.equal(watches(), 1, 'one watch request: the watch is parked, not reconnected')
+  const parked = records.filter((r) => r.code === 'SIDEKEY_E_WATCH_EVENT_TOO_LARGE')
+  t.equal(parked.length, 1, 'one log line')
+  t.match(parked[0]?.msg, /exceeds \d+ characters.*GET at the refresh interval.*Raise maxValueBytes or make the Secret smaller/, 'it says what happens and what to change')
+  const errors: string[] = []
+  const err = await p.sync(parseRef('k8s:huge#k'), undefined).then(() => undefined, (e: { code?: string, message?: string }) => e)
+  errors.push(String(err?.message))
+  t.equal(err?.code, 'SIDEKEY_E_VALUE_TOO_LARGE', 'a check GETs the Secret and reports its size')
+  t.match(err?.message, /raise maxValueBytes/)
+  t.equal(watches(), 1, 'the check did not restart the watch')
+  t.notMatch(JSON.stringify(records) + errors.join('\n'), 'sk-huge-value', 'no log line or error carries the value')
+  // The Secret is made smaller: the next check sees it fits and the watch resumes.
+  const rv = await putSecret('huge', { k: 'v-small' })
+  t.equal(await syncFrom(p, parseRef('k8s:huge#k'), 'none'), rv, 'a check reads the smaller Secret')
+  await eventually(() => watches() === 2 && changes() >= 1, 'the watch to resume', WAIT)
+  await seesChange(t, p, 'huge', changes, 'v2')
+})
+
+t.test('a Secret whose value fits but whose watch event does not (a large annotation): served by GET, the watch stays parked', async (t) => {
+  // JSON escapes each quote: 250 KiB of annotation is 500 KiB of event.
+  const body = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'annotated', annotations: { note: '"'.repeat(250 * 1024) } }, data: { k: b64('v1') } }
+  await kube.request('DELETE', `/api/v1/namespaces/${NS}/secrets/annotated`)
+  await kube.must('POST', `/api/v1/namespaces/${NS}/secrets`, body)
+  const cert = makeCert('annotated')
+  const proxy = await startProxy(t, { h2: true, cert })
+  const watches = (): number => proxy.paths.filter((u) => u.includes('watch=true')).length
+  const { logger, records } = recordingLogger()
+  const p = provider({ server: `https://127.0.0.1:${proxy.port}`, caFile: cert.certFile }, logger, 1024)
+  watch(t, p, 'annotated')
+  await eventually(() => records.some((r) => r.code === 'SIDEKEY_E_WATCH_EVENT_TOO_LARGE'), 'the watch to meet the oversized event', WAIT)
+  const r = await p.sync(parseRef('k8s:annotated#k'), undefined)
+  t.ok(r.changed && r.data.kind === 'map' && r.data.map.k === 'v1', 'a check reads the value with GET')
+  await new Promise((resolve) => setTimeout(resolve, 2000))
+  t.equal(watches(), 1, 'the watch stays parked: the GET showed the Secret still does not fit')
+  t.equal(records.filter((r) => r.code === 'SIDEKEY_E_WATCH_EVENT_TOO_LARGE').length, 1, 'one log line')
 })
 
 t.test('a rotated CA file is read again: the watch comes back on a server with the new certificate', async (t) => {
