@@ -53,6 +53,8 @@ interface Connection {
   headers (): Promise<Record<string, string>>
   readonly http: HttpClient
   readonly watches: WatchTransport
+  /** The provider's generation it was built in: an older one is retired (the CA file changed) and takes no new request. */
+  readonly generation: number
 }
 
 /** An open watch: its HTTP status and the body, one JSON event a line. */
@@ -96,7 +98,12 @@ function noH2 (err: unknown): string | undefined {
  * fails ends its watches with the error; they reconnect through the provider's backoff.
  */
 class H2Watches implements WatchTransport {
+  /** Open sessions and the watches on each, draining ones included (they are pinged while watches remain). */
   private readonly sessions = new Map<ClientHttp2Session, number>()
+  /** Sessions that take no new stream: GOAWAY received, or the transport retired. */
+  private readonly draining = new WeakSet<ClientHttp2Session>()
+  /** Retired (a replaced Connection): no new session, no new watch. */
+  private closed = false
   private readonly context: SecureContext
   /**
    * Set once the server turned out not to speak HTTP/2: watches then go over HTTP/1.1, one connection
@@ -115,7 +122,7 @@ class H2Watches implements WatchTransport {
   private session (): ClientHttp2Session {
     // The server's own limit once its settings arrived (a stream beyond it would wait unanswered).
     const limit = (s: ClientHttp2Session): number => Math.min(WATCH_STREAMS, s.connecting ? WATCH_STREAMS : (s.remoteSettings.maxConcurrentStreams ?? WATCH_STREAMS))
-    for (const [s, n] of this.sessions) if (n < limit(s) && !s.closed && !s.destroyed) return s
+    for (const [s, n] of this.sessions) if (n < limit(s) && !this.draining.has(s) && !s.closed && !s.destroyed) return s
     const s = h2connect(this.server, {
       secureContext: this.context,
       ...(this.tls.servername !== undefined ? { servername: this.tls.servername } : {}),
@@ -124,7 +131,8 @@ class H2Watches implements WatchTransport {
     this.sessions.set(s, 0)
     const drop = (): void => { this.sessions.delete(s) }
     s.once('close', drop)
-    s.once('goaway', drop)
+    // The open streams run to their end on it (node closes the session after them), pinged meanwhile.
+    s.once('goaway', () => { this.draining.add(s) })
     s.on('error', (err) => { // each stream gets the error too
       drop()
       const code = noH2(err)
@@ -145,13 +153,14 @@ class H2Watches implements WatchTransport {
 
   /**
    * A dead peer (no FIN, no RST) would leave the watches "live" until their body timeout: while the
-   * session carries streams, a PING every PING_INTERVAL_MS must be answered within PING_TIMEOUT_MS.
+   * session carries streams (draining or not), a PING every pingIntervalMs must be answered within pingTimeoutMs.
    * One unref'd timer per session; an idle agent has no session.
    */
   private keepAlive (s: ClientHttp2Session): void {
     const tick = setInterval(() => {
-      if (s.destroyed || s.closed || (this.sessions.get(s) ?? 0) === 0) return
-      const dead = setTimeout(() => { s.destroy(Object.assign(new Error('the API server did not answer an HTTP/2 ping'), { code: 'ETIMEDOUT' })) }, PING_TIMEOUT_MS)
+      // A draining session (GOAWAY received, transport retired) is closed but still carries its watches.
+      if (s.destroyed || (this.sessions.get(s) ?? 0) === 0) return
+      const dead = setTimeout(() => { s.destroy(Object.assign(new Error('the API server did not answer an HTTP/2 ping'), { code: 'ETIMEDOUT' })) }, this.timings.pingTimeoutMs)
       dead.unref()
       try {
         s.ping((err) => {
@@ -162,12 +171,14 @@ class H2Watches implements WatchTransport {
         clearTimeout(dead)
         s.destroy(err as Error)
       }
-    }, PING_INTERVAL_MS)
+    }, this.timings.pingIntervalMs)
     tick.unref()
     s.once('close', () => { clearInterval(tick) })
   }
 
   async open (path: string, headers: Record<string, string>, signal: AbortSignal): Promise<WatchResponse> {
+    // The provider does not hand out a retired transport; a watch that still reached it retries (backoff).
+    if (this.closed) throw Object.assign(new Error('the connection was replaced (the CA file changed)'), { code: 'ECONNRESET' })
     if (this.h1 !== undefined) {
       if (performance.now() < this.h2RetryAt) return await this.h1.open(path, headers, signal)
       // This watch tries HTTP/2 again; the others keep HTTP/1.1 until it has an answer.
@@ -257,7 +268,11 @@ class H2Watches implements WatchTransport {
   }
 
   async close (): Promise<void> {
-    for (const s of this.sessions.keys()) s.close()
+    this.closed = true
+    for (const s of this.sessions.keys()) {
+      this.draining.add(s)
+      s.close()
+    }
     await this.h1?.close()
   }
 
@@ -268,7 +283,7 @@ class H2Watches implements WatchTransport {
   }
 }
 
-type Pools = Omit<Connection, 'headers'>
+type Pools = Omit<Connection, 'headers' | 'generation'>
 
 interface Watched {
   readonly namespace: string
@@ -303,6 +318,8 @@ class ApiStatus extends Error {
 export class K8sProvider implements Provider {
   readonly type = 'k8s'
   private conn: Promise<Connection> | undefined
+  /** Bumped when the CA file changes: connections of an earlier generation are retired. */
+  private generation = 0
   /** The CA file the connection was built with and its mtime: a rotated CA (in-cluster ca.crt) rebuilds the connection. */
   private ca: { file: string, mtimeMs: number } | undefined
   private readonly namespace: string
@@ -324,12 +341,26 @@ export class K8sProvider implements Provider {
       const old = this.conn
       this.conn = undefined
       this.ca = undefined
+      this.generation++
       this.ctx.logger.info({ store: this.ctx.storeName }, 'k8s: the CA file changed; reconnecting with it')
       void old.then(async (c) => await Promise.all([c.http.close(), c.watches.close()])).catch(() => {})
     }
-    const p = this.conn ??= this.connect0()
+    const generation = this.generation
+    const p = this.conn ??= this.connect0().then((c) => ({ ...c, generation }))
     p.catch(() => { if (this.conn === p) this.conn = undefined })
     return await p
+  }
+
+  /**
+   * The current connection and the request headers, read just before a request: a connection
+   * retired while they were read (the CA file changed) is not used, not even once.
+   */
+  private async ready (): Promise<{ conn: Connection, headers: Record<string, string> }> {
+    for (let i = 0; ; i++) {
+      const conn = await this.connection()
+      const headers = await conn.headers()
+      if (conn.generation === this.generation || i === 2) return { conn, headers }
+    }
   }
 
   /**
@@ -338,7 +369,7 @@ export class K8sProvider implements Provider {
    * @kubernetes/client-node, to read it: the library loads every API model (about
    * 40 MiB of RSS) and opens a TLS context per watch.
    */
-  private async connect0 (): Promise<Connection> {
+  private async connect0 (): Promise<Omit<Connection, 'generation'>> {
     const c = this.config
     const store = this.ctx.storeName
     const pools = (server: string, tls: NonNullable<PoolOptions['tls']>): Pools => {
@@ -379,7 +410,7 @@ export class K8sProvider implements Provider {
     }
   }
 
-  private async fromKubeconfig (pools: (server: string, tls: NonNullable<PoolOptions['tls']>) => Pools): Promise<Connection> {
+  private async fromKubeconfig (pools: (server: string, tls: NonNullable<PoolOptions['tls']>) => Pools): Promise<Omit<Connection, 'generation'>> {
     const store = this.ctx.storeName
     const { KubeConfig } = await import('@kubernetes/client-node')
     const kc = new KubeConfig()
@@ -449,8 +480,7 @@ export class K8sProvider implements Provider {
     if (w?.live === true && w.secret !== undefined) return w.secret
     this.ctx.meter?.request('get')
     try {
-      const conn = await this.connection()
-      const p = conn.headers().then(async (headers) => await conn.http.request({
+      const p = this.ready().then(async ({ conn, headers }) => await conn.http.request({
         method: 'GET',
         url: `${conn.server}/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`,
         headers,
@@ -577,8 +607,7 @@ export class K8sProvider implements Provider {
     w.controller = controller
     try {
       // Settings that cannot be read yet (token file, CA, exec plugin) are retried with the backoff.
-      const conn = await this.connection()
-      const headers = await conn.headers()
+      const { conn, headers } = await this.ready()
       if (w.stopped) return
       const res = await conn.watches.open(`${conn.prefix}${path}`, headers, controller.signal)
       if (res.status !== 200) {
@@ -657,8 +686,11 @@ export class K8sProvider implements Provider {
 export interface K8sTimings {
   /** After a fallback to HTTP/1.1, how long until a watch tries HTTP/2 again. */
   readonly h2RetryMs: number
+  /** While an HTTP/2 connection carries watches, a PING this often, answered within pingTimeoutMs or the connection is dropped. */
+  readonly pingIntervalMs: number
+  readonly pingTimeoutMs: number
 }
-const TIMINGS: K8sTimings = { h2RetryMs: 10 * 60_000 }
+const TIMINGS: K8sTimings = { h2RetryMs: 10 * 60_000, pingIntervalMs: 30_000, pingTimeoutMs: 10_000 }
 
 /** GET of one Secret: a half-open connection must not stall a source for good. */
 const GET_TIMEOUT_MS = 10_000
@@ -668,9 +700,6 @@ const WATCH_BODY_TIMEOUT_MS = (WATCH_SECONDS + 60) * 1000
 /** Watches on one HTTP/2 connection: under the API server's stream limit (--http2-max-streams-per-connection, 100 or more). */
 const WATCH_STREAMS = 100
 const CONNECT_TIMEOUT_MS = 5_000
-/** While an HTTP/2 connection carries watches, a PING this often, answered within PING_TIMEOUT_MS or the connection is dropped. */
-const PING_INTERVAL_MS = 30_000
-const PING_TIMEOUT_MS = 10_000
 
 function mtimeMs (file: string): number | undefined {
   try {

@@ -6,7 +6,7 @@
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createSecureServer, constants as h2, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2'
+import { createSecureServer, constants as h2, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2'
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
@@ -57,6 +57,8 @@ interface Proxy {
   versions: Set<string>
   /** Each request's protocol version and path. */
   requests: Array<{ version: string, path: string }>
+  /** Sends GOAWAY on its HTTP/2 connections (a graceful shutdown: the open streams go on). */
+  goaway (): void
   close (): Promise<void>
 }
 
@@ -98,12 +100,15 @@ async function startProxy (t: Tap, o: { h2: boolean, cert: { key: Buffer, cert: 
   const tls = { key: o.cert.key, cert: o.cert.cert }
   const server = o.h2 ? createSecureServer({ ...tls, allowHTTP1: true }, handle) : createHttpsServer({ ...tls, ...(o.alpn !== undefined ? { ALPNProtocols: o.alpn } : {}) }, handle)
   server.on('connection', (s: Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)) })
+  const sessions = new Set<ServerHttp2Session>()
+  server.on('session', (s: ServerHttp2Session) => { sessions.add(s); s.on('close', () => sessions.delete(s)) })
   await new Promise<void>((resolve) => server.listen(o.port ?? 0, '127.0.0.1', resolve))
   const proxy: Proxy = {
     port: (server.address() as AddressInfo).port,
     paths,
     versions,
     requests,
+    goaway () { for (const s of sessions) s.close() },
     async close () {
       for (const s of sockets) s.destroy()
       if (server.listening) await new Promise<void>((resolve) => server.close(() => { resolve() }))
@@ -325,4 +330,47 @@ t.test('a peer gone silent (no FIN, no RST): the HTTP/2 ping drops the connectio
   t.pass('the watch no longer answers for the silent server')
   relay.thaw()
   await seesChange(t, p, 'silent', changes, 'v3')
+})
+
+t.test('a draining HTTP/2 connection (GOAWAY received, a watch still on it) is pinged: a silent peer drops it', async (t) => {
+  await putSecret('drain', { k: 'v1' })
+  const cert = makeCert('drain')
+  const proxy = await startProxy(t, { h2: true, cert })
+  const relay = await startRelay(t, proxy.port)
+  const p = provider({ server: `https://127.0.0.1:${relay.port}`, caFile: cert.certFile }, undefined, undefined, { pingIntervalMs: 500, pingTimeoutMs: 500 })
+  const ref = parseRef('k8s:drain#k')
+  const changes = watch(t, p, 'drain')
+  await eventually(() => changes() >= 1, 'the watch\'s first event', WAIT)
+  const rv = await putSecret('drain', { k: 'v2' })
+  await eventually(async () => await syncFrom(p, ref, rv) === 'unchanged', 'the watch to be live', WAIT)
+  proxy.goaway()
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  t.equal(await syncFrom(p, ref, rv), 'unchanged', 'after GOAWAY the watch goes on on the draining connection')
+  relay.freeze()
+  await eventually(async () => await code(syncFrom(p, ref, rv)) === 'SIDEKEY_E_UNAVAILABLE', 'the watch on the draining connection to be dropped', { ...WAIT, ms: 20_000 })
+  t.pass('the unanswered ping dropped the draining connection; checks fall back to GET')
+  relay.thaw()
+  await seesChange(t, p, 'drain', changes, 'v3')
+})
+
+t.test('a CA change retires the old connection at once: a watch that took it just before the change does not use it', async (t) => {
+  await putSecret('retire', { k: 'v1' })
+  const a = makeCert('retire-a')
+  const b = makeCert('retire-b')
+  const caFile = join(work, 'retire-ca.crt')
+  copyFileSync(a.certFile, caFile)
+  const first = await startProxy(t, { h2: true, cert: a })
+  const { logger, records } = recordingLogger()
+  const p = provider({ server: `https://127.0.0.1:${first.port}`, caFile }, logger)
+  const ref = parseRef('k8s:retire#k')
+  t.ok((await p.sync(ref, undefined)).changed, 'a GET with certificate A')
+  await first.close()
+  const second = await startProxy(t, { h2: true, cert: b, port: first.port })
+  // The watch takes the connection (CA A) and reads the token; meanwhile the CA file changes and a check notices.
+  const changes = watch(t, p, 'retire')
+  writeFileSync(caFile, b.cert)
+  t.ok((await p.sync(ref, undefined)).changed, 'a GET with certificate B')
+  await eventually(() => changes() >= 1, 'the watch\'s first event', WAIT)
+  t.same(records.filter((r) => /watch failed/.test(String(r.msg))).map((r) => r.code), [], 'the watch never tried the retired connection')
+  t.ok(second.paths.some((u) => u.includes('watch=true')), 'the watch is on the server with certificate B')
 })
