@@ -39,6 +39,15 @@ export interface PoolOptions {
    * connection would parse the bundle into a context of its own: about 100 KiB a connection).
    */
   readonly tls?: { readonly ca?: string | Buffer, readonly cert?: string | Buffer, readonly key?: string | Buffer, readonly servername?: string, readonly rejectUnauthorized?: boolean }
+  /** A context from secureContext(tls) that the caller shares with its other connections (the k8s store's HTTP/2 watches); else the pool makes its own. */
+  readonly secureContext?: Tls.SecureContext
+}
+
+/** The TLS context of `tls` (its CA and client certificate, parsed once), or undefined when it has neither (the default context). */
+export function secureContext (t: PoolOptions['tls']): Tls.SecureContext | undefined {
+  if (t?.ca === undefined && t?.cert === undefined && t?.key === undefined) return undefined
+  // node:tls only for a pool that needs a context (an agent over plain http never loads it)
+  return (createRequire(import.meta.url)('node:tls') as typeof Tls).createSecureContext({ ...(t.ca !== undefined ? { ca: t.ca } : {}), ...(t.cert !== undefined ? { cert: t.cert } : {}), ...(t.key !== undefined ? { key: t.key } : {}) })
 }
 
 export const POOL_DEFAULTS = { connections: 4, connectTimeoutMs: 5_000, headersTimeoutMs: 10_000, bodyTimeoutMs: 10_000, keepAliveTimeoutMs: 30_000 } as const
@@ -46,10 +55,7 @@ export const POOL_DEFAULTS = { connections: 4, connectTimeoutMs: 5_000, headersT
 export function createPool (o: PoolOptions = {}): Agent {
   const keepAlive = o.keepAliveTimeoutMs ?? POOL_DEFAULTS.keepAliveTimeoutMs
   const t = o.tls
-  const context = t?.ca !== undefined || t?.cert !== undefined || t?.key !== undefined
-    // node:tls only for a pool that needs a context (an agent over plain http never loads it)
-    ? (createRequire(import.meta.url)('node:tls') as typeof Tls).createSecureContext({ ...(t.ca !== undefined ? { ca: t.ca } : {}), ...(t.cert !== undefined ? { cert: t.cert } : {}), ...(t.key !== undefined ? { key: t.key } : {}) })
-    : undefined
+  const context = o.secureContext ?? secureContext(t)
   const connect = {
     timeout: o.connectTimeoutMs ?? POOL_DEFAULTS.connectTimeoutMs,
     ...(context !== undefined ? { secureContext: context } : {}),

@@ -22,12 +22,12 @@ import { existsSync, readFileSync, statSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
 import { StringDecoder } from 'node:string_decoder'
-import { createSecureContext, type SecureContext } from 'node:tls'
+import type { SecureContext } from 'node:tls'
 import type { Dispatcher } from 'undici'
 import { SidekeyError } from '../../core/errors.js'
 import type { SecretRef } from '../../core/reference.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
-import { createPool, HttpClient, HttpTransportError, type PoolOptions } from '../http-client.js'
+import { createPool, HttpClient, HttpTransportError, secureContext, type PoolOptions } from '../http-client.js'
 import type { Have, SyncResult, Provider, ProviderContext } from './provider.js'
 import type { Logger } from 'pino'
 import { checkSize, isNetworkError, withSignal } from './secret-data.js'
@@ -104,7 +104,6 @@ class H2Watches implements WatchTransport {
   private readonly draining = new WeakSet<ClientHttp2Session>()
   /** Retired (a replaced Connection): no new session, no new watch. */
   private closed = false
-  private readonly context: SecureContext
   /**
    * Set once the server turned out not to speak HTTP/2: watches then go over HTTP/1.1, one connection
    * each, until a watch opened after h2RetryAt finds HTTP/2 again (a proxy in front of the API server
@@ -115,16 +114,15 @@ class H2Watches implements WatchTransport {
   /** Sessions on which the server refused HTTP/2: their streams may fail with a generic error. */
   private readonly refused = new WeakMap<ClientHttp2Session, string>()
 
-  constructor (private readonly server: string, private readonly tls: NonNullable<PoolOptions['tls']>, private readonly logger: Logger, private readonly store: string, private readonly timings: K8sTimings) {
-    this.context = createSecureContext({ ...(tls.ca !== undefined ? { ca: tls.ca } : {}), ...(tls.cert !== undefined ? { cert: tls.cert } : {}), ...(tls.key !== undefined ? { key: tls.key } : {}) })
-  }
+  /** `context`: the one the store's GET pool has too (the CA parsed once); undefined: node's default. */
+  constructor (private readonly server: string, private readonly tls: NonNullable<PoolOptions['tls']>, private readonly context: SecureContext | undefined, private readonly logger: Logger, private readonly store: string, private readonly timings: K8sTimings) {}
 
   private session (): ClientHttp2Session {
     // The server's own limit once its settings arrived (a stream beyond it would wait unanswered).
     const limit = (s: ClientHttp2Session): number => Math.min(WATCH_STREAMS, s.connecting ? WATCH_STREAMS : (s.remoteSettings.maxConcurrentStreams ?? WATCH_STREAMS))
     for (const [s, n] of this.sessions) if (n < limit(s) && !this.draining.has(s) && !s.closed && !s.destroyed) return s
     const s = h2connect(this.server, {
-      secureContext: this.context,
+      ...(this.context !== undefined ? { secureContext: this.context } : {}),
       ...(this.tls.servername !== undefined ? { servername: this.tls.servername } : {}),
       ...(this.tls.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
     })
@@ -200,7 +198,7 @@ class H2Watches implements WatchTransport {
       if (this.h1 === undefined) {
         // One line per fallback, not per watch; a retry that finds HTTP/2 still refused says nothing.
         this.logger.warn({ store: this.store, code, retryInMs: this.timings.h2RetryMs }, 'k8s: the API server does not speak HTTP/2; watches use HTTP/1.1, one connection each (HTTP/2 is tried again later)')
-        this.h1 = h1Watches(this.server, createPool({ tls: this.tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: WATCH_BODY_TIMEOUT_MS }))
+        this.h1 = h1Watches(this.server, createPool({ tls: this.tls, ...(this.context !== undefined ? { secureContext: this.context } : {}), connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: WATCH_BODY_TIMEOUT_MS }))
         this.h2RetryAt = performance.now() + this.timings.h2RetryMs
       }
       return await this.h1.open(path, headers, signal)
@@ -374,13 +372,16 @@ export class K8sProvider implements Provider {
     const store = this.ctx.storeName
     const pools = (server: string, tls: NonNullable<PoolOptions['tls']>): Pools => {
       const url = new URL(server)
+      // One TLS context (the CA and client certificate parsed once) for the GETs and the watches.
+      const context = url.protocol === 'https:' ? secureContext(tls) : undefined
+      const shared = context !== undefined ? { secureContext: context } : {}
       return {
         server: server.replace(/\/+$/, ''),
         prefix: url.pathname.replace(/\/+$/, ''),
-        http: new HttpClient({ tls, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: GET_TIMEOUT_MS }),
+        http: new HttpClient({ ...(url.protocol === 'https:' ? { tls, ...shared } : {}), headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: GET_TIMEOUT_MS }),
         watches: url.protocol === 'https:'
-          ? new H2Watches(url.origin, tls, this.ctx.logger, store, this.timings)
-          : h1Watches(url.origin, createPool({ tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: WATCH_BODY_TIMEOUT_MS })),
+          ? new H2Watches(url.origin, tls, context, this.ctx.logger, store, this.timings)
+          : h1Watches(url.origin, createPool({ connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: WATCH_BODY_TIMEOUT_MS })),
       }
     }
     try {
