@@ -17,7 +17,8 @@
 // or a silent peer (HTTP/2 PING every 30 s while watches run) fail the watch,
 // which reconnects with backoff; an oversized event parks it (checks GET the
 // Secret until it fits again). Watch paths keep the server URL's path prefix (a
-// proxy such as Rancher's). A CA file whose mtime changed builds a new connection.
+// proxy such as Rancher's). A CA file whose mtime changed (looked at every 5 s at
+// most) builds a new connection.
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
@@ -320,6 +321,8 @@ export class K8sProvider implements Provider {
   private generation = 0
   /** The CA file the connection was built with and its mtime: a rotated CA (in-cluster ca.crt) rebuilds the connection. */
   private ca: { file: string, mtimeMs: number } | undefined
+  /** When connection() next looks at the CA file's mtime. */
+  private caCheckAt = 0
   private readonly namespace: string
   private readonly watched = new Map<string, Watched>()
 
@@ -331,8 +334,13 @@ export class K8sProvider implements Provider {
   }
 
   private async connection (): Promise<Connection> {
-    // A CA file that cannot be read right now (mid-rotation) is no change: the next call looks again.
-    const caNow = this.ca !== undefined ? mtimeMs(this.ca.file) : undefined
+    // The CA file is looked at once every caCheckMs at most (not at every GET while no watch is live).
+    // One that cannot be read right now (mid-rotation) is no change: a later look sees it.
+    let caNow: number | undefined
+    if (this.ca !== undefined && performance.now() >= this.caCheckAt) {
+      this.caCheckAt = performance.now() + this.timings.caCheckMs
+      caNow = mtimeMs(this.ca.file)
+    }
     if (this.conn !== undefined && this.ca !== undefined && caNow !== undefined && caNow !== this.ca.mtimeMs) {
       // The CA file changed: new requests and watches use a connection that trusts it; the open
       // watches run to their end on the old one (then reconnect here), which then closes.
@@ -394,6 +402,7 @@ export class K8sProvider implements Provider {
       const stamp = caFile !== undefined ? mtimeMs(caFile) : undefined
       const ca = caFile !== undefined ? readFileSync(caFile) : undefined
       this.ca = caFile !== undefined && stamp !== undefined ? { file: caFile, mtimeMs: stamp } : undefined
+      this.caCheckAt = performance.now() + this.timings.caCheckMs
       const tokenFile = c.tokenFile ?? `${SA_DIR}/token`
       const headers = async (): Promise<Record<string, string>> => {
         let token: string
@@ -690,8 +699,10 @@ export interface K8sTimings {
   /** While an HTTP/2 connection carries watches, a PING this often, answered within pingTimeoutMs or the connection is dropped. */
   readonly pingIntervalMs: number
   readonly pingTimeoutMs: number
+  /** How often at most the CA file's mtime is looked at (a rotated CA builds a new connection). */
+  readonly caCheckMs: number
 }
-const TIMINGS: K8sTimings = { h2RetryMs: 10 * 60_000, pingIntervalMs: 30_000, pingTimeoutMs: 10_000 }
+const TIMINGS: K8sTimings = { h2RetryMs: 10 * 60_000, pingIntervalMs: 30_000, pingTimeoutMs: 10_000, caCheckMs: 5_000 }
 
 /** GET of one Secret: a half-open connection must not stall a source for good. */
 const GET_TIMEOUT_MS = 10_000

@@ -10,6 +10,7 @@ import { createSecureServer, constants as h2, type Http2ServerRequest, type Http
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
+import { createRequire, syncBuiltinESMExports } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
@@ -300,13 +301,30 @@ t.test('a rotated CA file is read again: the watch comes back on a server with t
   t.ok(second.paths.some((u) => u.includes('watch=true')), 'the watch is on the server with certificate B')
 })
 
+t.test('the CA file is looked at once every few seconds at most, not at every GET', async (t) => {
+  await putSecret('ca-stat', { k: 'v1' })
+  const caFile = join(work, 'ca-stat.crt')
+  copyFileSync(kube.caFile, caFile)
+  // Every stat goes through fs.statSync (the ESM binding follows the module object).
+  const fs = createRequire(import.meta.url)('node:fs') as { statSync: (...a: unknown[]) => unknown }
+  const statSync = fs.statSync
+  let looks = 0
+  fs.statSync = (...a: unknown[]) => { if (a[0] === caFile) looks++; return statSync(...a) }
+  syncBuiltinESMExports()
+  t.teardown(() => { fs.statSync = statSync; syncBuiltinESMExports() })
+  const p = provider({ caFile, watch: false })
+  for (let i = 0; i < 20; i++) t.ok((await p.sync(parseRef('k8s:ca-stat#k'), undefined)).changed)
+  t.ok(looks <= 2, `the CA file looked at ${looks} times for 20 GETs`)
+})
+
 t.test('a CA file missing for a moment (mid-rotation) keeps the connection that trusts the old one', async (t) => {
   await putSecret('ca-gone', { k: 'v1' })
   const a = makeCert('ca-gone')
   const caFile = join(work, 'ca-gone.crt')
   copyFileSync(a.certFile, caFile)
   const proxy = await startProxy(t, { h2: true, cert: a })
-  const p = provider({ server: `https://127.0.0.1:${proxy.port}`, caFile, watch: false })
+  // Looked at on every request, so that the GET below finds the file gone.
+  const p = provider({ server: `https://127.0.0.1:${proxy.port}`, caFile, watch: false }, undefined, undefined, { caCheckMs: 0 })
   const ref = parseRef('k8s:ca-gone#k')
   const first = await p.sync(ref, undefined)
   t.ok(first.changed)
@@ -361,7 +379,8 @@ t.test('a CA change retires the old connection at once: a watch that took it jus
   copyFileSync(a.certFile, caFile)
   const first = await startProxy(t, { h2: true, cert: a })
   const { logger, records } = recordingLogger()
-  const p = provider({ server: `https://127.0.0.1:${first.port}`, caFile }, logger)
+  // The CA file is looked at on every request here (by default every 5 s at most).
+  const p = provider({ server: `https://127.0.0.1:${first.port}`, caFile }, logger, undefined, { caCheckMs: 0 })
   const ref = parseRef('k8s:retire#k')
   t.ok((await p.sync(ref, undefined)).changed, 'a GET with certificate A')
   await first.close()
