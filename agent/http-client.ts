@@ -31,6 +31,8 @@ export interface PoolOptions {
   readonly headersTimeoutMs?: number
   /** Longest pause between two chunks of the body. Default 10 s. */
   readonly bodyTimeoutMs?: number
+  /** TCP keepalive: the first probe after this long without traffic (then the kernel's interval and count). Default undici's, 60 s. */
+  readonly tcpKeepAliveMs?: number
   /** How long an idle connection stays open. Default 30 s. */
   readonly keepAliveTimeoutMs?: number
   /**
@@ -58,6 +60,7 @@ export function createPool (o: PoolOptions = {}): Agent {
   const context = o.secureContext ?? secureContext(t)
   const connect = {
     timeout: o.connectTimeoutMs ?? POOL_DEFAULTS.connectTimeoutMs,
+    ...(o.tcpKeepAliveMs !== undefined ? { keepAlive: true, keepAliveInitialDelay: o.tcpKeepAliveMs } : {}),
     ...(context !== undefined ? { secureContext: context } : {}),
     ...(t?.servername !== undefined ? { servername: t.servername } : {}),
     ...(t?.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),

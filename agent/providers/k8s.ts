@@ -24,7 +24,6 @@ import { readFile } from 'node:fs/promises'
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
 import { StringDecoder } from 'node:string_decoder'
 import type { SecureContext } from 'node:tls'
-import type { Dispatcher } from 'undici'
 import { SidekeyError } from '../../core/errors.js'
 import type { SecretRef } from '../../core/reference.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
@@ -67,8 +66,14 @@ interface WatchTransport {
   destroy (): Promise<void>
 }
 
-/** Watches over undici, one HTTP/1.1 connection each (a plain-HTTP server: no HTTP/2 without TLS). */
-function h1Watches (server: string, pool: Dispatcher): WatchTransport {
+/**
+ * Watches over undici, one HTTP/1.1 connection each (a plain-HTTP server: no HTTP/2 without TLS; an
+ * HTTPS one without h2). HTTP/1.1 has no PING: a dead peer is found by TCP keepalive (a first probe
+ * after TCP_KEEPALIVE_MS without traffic, the kernel's interval and count then) and by the read-idle
+ * bound, watchIdleMs without a byte (the server ends each watch at WATCH_SECONDS).
+ */
+function h1Watches (server: string, timings: K8sTimings, tls: Pick<PoolOptions, 'tls' | 'secureContext'> = {}): WatchTransport {
+  const pool = createPool({ ...tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: timings.watchIdleMs, tcpKeepAliveMs: TCP_KEEPALIVE_MS })
   return {
     async open (path, headers, signal) {
       const res = await pool.request({ origin: server, path, method: 'GET', headers, signal })
@@ -199,7 +204,7 @@ class H2Watches implements WatchTransport {
       if (this.h1 === undefined) {
         // One line per fallback, not per watch; a retry that finds HTTP/2 still refused says nothing.
         this.logger.warn({ store: this.store, code, retryInMs: this.timings.h2RetryMs }, 'k8s: the API server does not speak HTTP/2; watches use HTTP/1.1, one connection each (HTTP/2 is tried again later)')
-        this.h1 = h1Watches(this.server, createPool({ tls: this.tls, ...(this.context !== undefined ? { secureContext: this.context } : {}), connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: WATCH_BODY_TIMEOUT_MS }))
+        this.h1 = h1Watches(this.server, this.timings, { tls: this.tls, ...(this.context !== undefined ? { secureContext: this.context } : {}) })
         this.h2RetryAt = performance.now() + this.timings.h2RetryMs
       }
       return await this.h1.open(path, headers, signal)
@@ -240,8 +245,8 @@ class H2Watches implements WatchTransport {
       this.sessions.set(s, n)
       if (n === 0) { this.sessions.delete(s); s.close() }
     })
-    // A connection gone silent (no bookmark, no end) is given up after WATCH_BODY_TIMEOUT_MS.
-    stream.setTimeout(WATCH_BODY_TIMEOUT_MS, () => { stream.destroy(Object.assign(new Error('the watch went silent'), { code: 'UND_ERR_BODY_TIMEOUT' })) })
+    // A connection gone silent (no bookmark, no end) is given up after watchIdleMs (the PING finds a dead peer sooner).
+    stream.setTimeout(this.timings.watchIdleMs, () => { stream.destroy(Object.assign(new Error('the watch went silent'), { code: 'UND_ERR_BODY_TIMEOUT' })) })
     const status = await new Promise<number>((resolve, reject) => {
       const settle = (f: () => void): void => {
         clearTimeout(timer)
@@ -389,7 +394,7 @@ export class K8sProvider implements Provider {
         http: new HttpClient({ ...(url.protocol === 'https:' ? { tls, ...shared } : {}), headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: GET_TIMEOUT_MS }),
         watches: url.protocol === 'https:'
           ? new H2Watches(url.origin, tls, context, this.ctx.logger, store, this.timings)
-          : h1Watches(url.origin, createPool({ connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: WATCH_BODY_TIMEOUT_MS })),
+          : h1Watches(url.origin, this.timings),
       }
     }
     try {
@@ -701,14 +706,17 @@ export interface K8sTimings {
   readonly pingTimeoutMs: number
   /** How often at most the CA file's mtime is looked at (a rotated CA builds a new connection). */
   readonly caCheckMs: number
+  /** A watch that receives no byte for this long is given up (read-idle bound). */
+  readonly watchIdleMs: number
 }
-const TIMINGS: K8sTimings = { h2RetryMs: 10 * 60_000, pingIntervalMs: 30_000, pingTimeoutMs: 10_000, caCheckMs: 5_000 }
 
 /** GET of one Secret: a half-open connection must not stall a source for good. */
 const GET_TIMEOUT_MS = 10_000
 /** A watch asks the server to end it after this long, and gives up on a silent connection a minute later. */
 const WATCH_SECONDS = 300
-const WATCH_BODY_TIMEOUT_MS = (WATCH_SECONDS + 60) * 1000
+/** On HTTP/1.1 watches, the first TCP keepalive probe after this long without traffic (as often as the HTTP/2 PING). */
+const TCP_KEEPALIVE_MS = 30_000
+const TIMINGS: K8sTimings = { h2RetryMs: 10 * 60_000, pingIntervalMs: 30_000, pingTimeoutMs: 10_000, caCheckMs: 5_000, watchIdleMs: (WATCH_SECONDS + 60) * 1000 }
 /** Watches on one HTTP/2 connection: under the API server's stream limit (--http2-max-streams-per-connection, 100 or more). */
 const WATCH_STREAMS = 100
 const CONNECT_TIMEOUT_MS = 5_000

@@ -9,7 +9,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import { createSecureServer, constants as h2, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2'
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import { Socket, type AddressInfo } from 'node:net'
 import { createRequire, syncBuiltinESMExports } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -392,4 +392,31 @@ t.test('a CA change retires the old connection at once: a watch that took it jus
   await eventually(() => changes() >= 1, 'the watch\'s first event', WAIT)
   t.same(records.filter((r) => /watch failed/.test(String(r.msg))).map((r) => r.code), [], 'the watch never tried the retired connection')
   t.ok(second.paths.some((u) => u.includes('watch=true')), 'the watch is on the server with certificate B')
+})
+
+t.test('an HTTP/1.1 watch has TCP keepalive and, gone silent (no FIN, no RST), is given up at the read-idle bound', async (t) => {
+  await putSecret('h1-silent', { k: 'v1' })
+  const cert = makeCert('h1-silent')
+  const proxy = await startProxy(t, { h2: false, cert })
+  const relay = await startRelay(t, proxy.port)
+  const keepAlive: unknown[][] = []
+  const setKeepAlive = Socket.prototype.setKeepAlive
+  Socket.prototype.setKeepAlive = function (this: Socket, ...a: Parameters<Socket['setKeepAlive']>) {
+    this.once('connect', () => { if (this.remotePort === relay.port) keepAlive.push(a) })
+    return setKeepAlive.apply(this, a)
+  }
+  t.teardown(() => { Socket.prototype.setKeepAlive = setKeepAlive })
+  const p = provider({ server: `https://127.0.0.1:${relay.port}`, caFile: cert.certFile }, undefined, undefined, { watchIdleMs: 3000 })
+  const ref = parseRef('k8s:h1-silent#k')
+  const changes = watch(t, p, 'h1-silent')
+  await eventually(() => changes() >= 1, 'the watch\'s first event over HTTP/1.1', WAIT)
+  t.same(keepAlive, [[true, 30_000]], 'the watch\'s connection has TCP keepalive, a first probe after 30 s idle')
+  const rv = await putSecret('h1-silent', { k: 'v2' })
+  await eventually(async () => await syncFrom(p, ref, rv) === 'unchanged', 'the watch to be live', WAIT)
+  relay.freeze()
+  await eventually(async () => await code(syncFrom(p, ref, rv)) === 'SIDEKEY_E_UNAVAILABLE', 'the silent watch to be given up', { ...WAIT, ms: 20_000 })
+  t.pass('the silent HTTP/1.1 watch was dropped; checks fall back to GET')
+  relay.thaw()
+  await seesChange(t, p, 'h1-silent', changes, 'v3')
+  t.same([...proxy.versions], ['1.1'], 'over HTTP/1.1')
 })
