@@ -31,6 +31,8 @@ export interface PoolOptions {
   readonly headersTimeoutMs?: number
   /** Longest pause between two chunks of the body. Default 10 s. */
   readonly bodyTimeoutMs?: number
+  /** TCP keepalive: the first probe after this long without traffic (then the kernel's interval and count). Default undici's, 60 s. */
+  readonly tcpKeepAliveMs?: number
   /** How long an idle connection stays open. Default 30 s. */
   readonly keepAliveTimeoutMs?: number
   /**
@@ -39,6 +41,15 @@ export interface PoolOptions {
    * connection would parse the bundle into a context of its own: about 100 KiB a connection).
    */
   readonly tls?: { readonly ca?: string | Buffer, readonly cert?: string | Buffer, readonly key?: string | Buffer, readonly servername?: string, readonly rejectUnauthorized?: boolean }
+  /** A context from secureContext(tls) that the caller shares with its other connections (the k8s store's HTTP/2 watches); else the pool makes its own. */
+  readonly secureContext?: Tls.SecureContext
+}
+
+/** The TLS context of `tls` (its CA and client certificate, parsed once), or undefined when it has neither (the default context). */
+export function secureContext (t: PoolOptions['tls']): Tls.SecureContext | undefined {
+  if (t?.ca === undefined && t?.cert === undefined && t?.key === undefined) return undefined
+  // node:tls only for a pool that needs a context (an agent over plain http never loads it)
+  return (createRequire(import.meta.url)('node:tls') as typeof Tls).createSecureContext({ ...(t.ca !== undefined ? { ca: t.ca } : {}), ...(t.cert !== undefined ? { cert: t.cert } : {}), ...(t.key !== undefined ? { key: t.key } : {}) })
 }
 
 export const POOL_DEFAULTS = { connections: 4, connectTimeoutMs: 5_000, headersTimeoutMs: 10_000, bodyTimeoutMs: 10_000, keepAliveTimeoutMs: 30_000 } as const
@@ -46,12 +57,10 @@ export const POOL_DEFAULTS = { connections: 4, connectTimeoutMs: 5_000, headersT
 export function createPool (o: PoolOptions = {}): Agent {
   const keepAlive = o.keepAliveTimeoutMs ?? POOL_DEFAULTS.keepAliveTimeoutMs
   const t = o.tls
-  const context = t?.ca !== undefined || t?.cert !== undefined || t?.key !== undefined
-    // node:tls only for a pool that needs a context (an agent over plain http never loads it)
-    ? (createRequire(import.meta.url)('node:tls') as typeof Tls).createSecureContext({ ...(t.ca !== undefined ? { ca: t.ca } : {}), ...(t.cert !== undefined ? { cert: t.cert } : {}), ...(t.key !== undefined ? { key: t.key } : {}) })
-    : undefined
+  const context = o.secureContext ?? secureContext(t)
   const connect = {
     timeout: o.connectTimeoutMs ?? POOL_DEFAULTS.connectTimeoutMs,
+    ...(o.tcpKeepAliveMs !== undefined ? { keepAlive: true, keepAliveInitialDelay: o.tcpKeepAliveMs } : {}),
     ...(context !== undefined ? { secureContext: context } : {}),
     ...(t?.servername !== undefined ? { servername: t.servername } : {}),
     ...(t?.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),

@@ -11,24 +11,26 @@
 // the watches are HTTP/2 streams, up to 100 on a connection (a watch on its
 // own HTTP/1.1 TLS connection costs ~100 KiB of OpenSSL buffers: 1,000 Secrets
 // were +103 MiB, as streams +18 MiB); over plain HTTP, or HTTPS without HTTP/2
-// (no ALPN h2), one undici connection each. A stream closed before its answer,
-// settings not readable yet (token, CA, exec plugin), a silent peer (HTTP/2 PING
-// every 30 s while watches run) or an oversized event fail the watch, which
-// reconnects with backoff. Watch paths keep the server URL's path prefix (a proxy
-// such as Rancher's). A CA file whose mtime changed builds a new connection.
+// (no ALPN h2), one undici connection each (HTTPS: HTTP/2 is tried again 10 min
+// after such a fallback, and by a new connection after a CA change). A stream
+// closed before its answer, settings not readable yet (token, CA, exec plugin)
+// or a silent peer (HTTP/2 PING every 30 s while watches run) fail the watch,
+// which reconnects with backoff; an oversized event parks it (checks GET the
+// Secret until it fits again). Watch paths keep the server URL's path prefix (a
+// proxy such as Rancher's). A CA file whose mtime changed (looked at every 5 s at
+// most) builds a new connection.
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
 import { StringDecoder } from 'node:string_decoder'
-import { createSecureContext, type SecureContext } from 'node:tls'
-import type { Dispatcher } from 'undici'
+import type { SecureContext } from 'node:tls'
 import { SidekeyError } from '../../core/errors.js'
 import type { SecretRef } from '../../core/reference.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
-import { createPool, HttpClient, HttpTransportError, type PoolOptions } from '../http-client.js'
-import type { Have, SyncResult, Provider, ProviderContext } from './provider.js'
+import { createPool, HttpClient, HttpTransportError, secureContext, type PoolOptions } from '../http-client.js'
+import type { Have, SecretData, SyncResult, Provider, ProviderContext } from './provider.js'
 import type { Logger } from 'pino'
-import { checkSize, isNetworkError, withSignal } from './secret-data.js'
+import { dataSize, isNetworkError, withSignal } from './secret-data.js'
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true })
 
@@ -51,6 +53,8 @@ interface Connection {
   headers (): Promise<Record<string, string>>
   readonly http: HttpClient
   readonly watches: WatchTransport
+  /** The provider's generation it was built in: an older one is retired (the CA file changed) and takes no new request. */
+  readonly generation: number
 }
 
 /** An open watch: its HTTP status and the body, one JSON event a line. */
@@ -62,8 +66,14 @@ interface WatchTransport {
   destroy (): Promise<void>
 }
 
-/** Watches over undici, one HTTP/1.1 connection each (a plain-HTTP server: no HTTP/2 without TLS). */
-function h1Watches (server: string, pool: Dispatcher): WatchTransport {
+/**
+ * Watches over undici, one HTTP/1.1 connection each (a plain-HTTP server: no HTTP/2 without TLS; an
+ * HTTPS one without h2). HTTP/1.1 has no PING: a dead peer is found by TCP keepalive (a first probe
+ * after TCP_KEEPALIVE_MS without traffic, the kernel's interval and count then) and by the read-idle
+ * bound, watchIdleMs without a byte (the server ends each watch at WATCH_SECONDS).
+ */
+function h1Watches (server: string, timings: K8sTimings, tls: Pick<PoolOptions, 'tls' | 'secureContext'> = {}): WatchTransport {
+  const pool = createPool({ ...tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: timings.watchIdleMs, tcpKeepAliveMs: TCP_KEEPALIVE_MS })
   return {
     async open (path, headers, signal) {
       const res = await pool.request({ origin: server, path, method: 'GET', headers, signal })
@@ -94,32 +104,43 @@ function noH2 (err: unknown): string | undefined {
  * fails ends its watches with the error; they reconnect through the provider's backoff.
  */
 class H2Watches implements WatchTransport {
+  /** Open sessions and the watches on each, draining ones included (they are pinged while watches remain). */
   private readonly sessions = new Map<ClientHttp2Session, number>()
-  private readonly context: SecureContext
-  /** Set once the server turned out not to speak HTTP/2: watches then go over HTTP/1.1, one connection each. */
+  /** Sessions that take no new stream: GOAWAY received, or the transport retired. */
+  private readonly draining = new WeakSet<ClientHttp2Session>()
+  /** Retired (a replaced Connection): no new session, no new watch. */
+  private closed = false
+  /**
+   * Set once the server turned out not to speak HTTP/2: watches then go over HTTP/1.1, one connection
+   * each, until a watch opened after h2RetryAt finds HTTP/2 again (a proxy in front of the API server
+   * replaced or reconfigured); a new transport (a CA change) starts with HTTP/2.
+   */
   private h1: WatchTransport | undefined
-  private refusedH2: string | undefined
+  private h2RetryAt = 0
+  /** Sessions on which the server refused HTTP/2: their streams may fail with a generic error. */
+  private readonly refused = new WeakMap<ClientHttp2Session, string>()
 
-  constructor (private readonly server: string, private readonly tls: NonNullable<PoolOptions['tls']>, private readonly logger: Logger, private readonly store: string) {
-    this.context = createSecureContext({ ...(tls.ca !== undefined ? { ca: tls.ca } : {}), ...(tls.cert !== undefined ? { cert: tls.cert } : {}), ...(tls.key !== undefined ? { key: tls.key } : {}) })
-  }
+  /** `context`: the one the store's GET pool has too (the CA parsed once); undefined: node's default. */
+  constructor (private readonly server: string, private readonly tls: NonNullable<PoolOptions['tls']>, private readonly context: SecureContext | undefined, private readonly logger: Logger, private readonly store: string, private readonly timings: K8sTimings) {}
 
   private session (): ClientHttp2Session {
     // The server's own limit once its settings arrived (a stream beyond it would wait unanswered).
     const limit = (s: ClientHttp2Session): number => Math.min(WATCH_STREAMS, s.connecting ? WATCH_STREAMS : (s.remoteSettings.maxConcurrentStreams ?? WATCH_STREAMS))
-    for (const [s, n] of this.sessions) if (n < limit(s) && !s.closed && !s.destroyed) return s
+    for (const [s, n] of this.sessions) if (n < limit(s) && !this.draining.has(s) && !s.closed && !s.destroyed) return s
     const s = h2connect(this.server, {
-      secureContext: this.context,
+      ...(this.context !== undefined ? { secureContext: this.context } : {}),
       ...(this.tls.servername !== undefined ? { servername: this.tls.servername } : {}),
       ...(this.tls.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
     })
     this.sessions.set(s, 0)
     const drop = (): void => { this.sessions.delete(s) }
     s.once('close', drop)
-    s.once('goaway', drop)
+    // The open streams run to their end on it (node closes the session after them), pinged meanwhile.
+    s.once('goaway', () => { this.draining.add(s) })
     s.on('error', (err) => { // each stream gets the error too
       drop()
-      this.refusedH2 ??= noH2(err)
+      const code = noH2(err)
+      if (code !== undefined) this.refused.set(s, code)
     })
     const t = setTimeout(() => { if (!s.connecting) return; s.destroy(Object.assign(new Error('the API server did not accept the connection'), { code: 'ETIMEDOUT' })) }, CONNECT_TIMEOUT_MS)
     t.unref()
@@ -136,13 +157,14 @@ class H2Watches implements WatchTransport {
 
   /**
    * A dead peer (no FIN, no RST) would leave the watches "live" until their body timeout: while the
-   * session carries streams, a PING every PING_INTERVAL_MS must be answered within PING_TIMEOUT_MS.
+   * session carries streams (draining or not), a PING every pingIntervalMs must be answered within pingTimeoutMs.
    * One unref'd timer per session; an idle agent has no session.
    */
   private keepAlive (s: ClientHttp2Session): void {
     const tick = setInterval(() => {
-      if (s.destroyed || s.closed || (this.sessions.get(s) ?? 0) === 0) return
-      const dead = setTimeout(() => { s.destroy(Object.assign(new Error('the API server did not answer an HTTP/2 ping'), { code: 'ETIMEDOUT' })) }, PING_TIMEOUT_MS)
+      // A draining session (GOAWAY received, transport retired) is closed but still carries its watches.
+      if (s.destroyed || (this.sessions.get(s) ?? 0) === 0) return
+      const dead = setTimeout(() => { s.destroy(Object.assign(new Error('the API server did not answer an HTTP/2 ping'), { code: 'ETIMEDOUT' })) }, this.timings.pingTimeoutMs)
       dead.unref()
       try {
         s.ping((err) => {
@@ -153,21 +175,37 @@ class H2Watches implements WatchTransport {
         clearTimeout(dead)
         s.destroy(err as Error)
       }
-    }, PING_INTERVAL_MS)
+    }, this.timings.pingIntervalMs)
     tick.unref()
     s.once('close', () => { clearInterval(tick) })
   }
 
   async open (path: string, headers: Record<string, string>, signal: AbortSignal): Promise<WatchResponse> {
-    if (this.h1 !== undefined) return await this.h1.open(path, headers, signal)
+    // The provider does not hand out a retired transport; a watch that still reached it retries (backoff).
+    if (this.closed) throw Object.assign(new Error('the connection was replaced (the CA file changed)'), { code: 'ECONNRESET' })
+    if (this.h1 !== undefined) {
+      if (performance.now() < this.h2RetryAt) return await this.h1.open(path, headers, signal)
+      // This watch tries HTTP/2 again; the others keep HTTP/1.1 until it has an answer.
+      this.h2RetryAt = performance.now() + this.timings.h2RetryMs
+    }
     try {
-      return await this.stream(path, headers, signal)
+      const res = await this.stream(path, headers, signal)
+      if (this.h1 !== undefined) {
+        // HTTP/2 is back: new watches use streams; the HTTP/1.1 ones run to their end (the server's timeout).
+        const old = this.h1
+        this.h1 = undefined
+        this.logger.info({ store: this.store }, 'k8s: the API server speaks HTTP/2 again; new watches use HTTP/2 streams')
+        void old.close().catch(() => {})
+      }
+      return res
     } catch (err) {
-      const code = noH2(err) ?? this.refusedH2
+      const code = noH2(err)
       if (code === undefined) throw err
       if (this.h1 === undefined) {
-        this.logger.warn({ store: this.store, code }, 'k8s: the API server does not speak HTTP/2; watches use HTTP/1.1, one connection each')
-        this.h1 = h1Watches(this.server, createPool({ tls: this.tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: WATCH_BODY_TIMEOUT_MS }))
+        // One line per fallback, not per watch; a retry that finds HTTP/2 still refused says nothing.
+        this.logger.warn({ store: this.store, code, retryInMs: this.timings.h2RetryMs }, 'k8s: the API server does not speak HTTP/2; watches use HTTP/1.1, one connection each (HTTP/2 is tried again later)')
+        this.h1 = h1Watches(this.server, this.timings, { tls: this.tls, ...(this.context !== undefined ? { secureContext: this.context } : {}) })
+        this.h2RetryAt = performance.now() + this.timings.h2RetryMs
       }
       return await this.h1.open(path, headers, signal)
     }
@@ -175,6 +213,16 @@ class H2Watches implements WatchTransport {
 
   private async stream (path: string, headers: Record<string, string>, signal: AbortSignal): Promise<WatchResponse> {
     const s = this.session()
+    try {
+      return await this.streamOn(s, path, headers, signal)
+    } catch (err) {
+      const refused = noH2(err) === undefined ? this.refused.get(s) : undefined
+      if (refused !== undefined) throw Object.assign(new Error('the API server does not speak HTTP/2'), { code: refused, cause: err })
+      throw err
+    }
+  }
+
+  private async streamOn (s: ClientHttp2Session, path: string, headers: Record<string, string>, signal: AbortSignal): Promise<WatchResponse> {
     let stream: ClientHttp2Stream
     try {
       stream = s.request({ ':method': 'GET', ':path': path, ...headers }, { signal })
@@ -197,8 +245,8 @@ class H2Watches implements WatchTransport {
       this.sessions.set(s, n)
       if (n === 0) { this.sessions.delete(s); s.close() }
     })
-    // A connection gone silent (no bookmark, no end) is given up after WATCH_BODY_TIMEOUT_MS.
-    stream.setTimeout(WATCH_BODY_TIMEOUT_MS, () => { stream.destroy(Object.assign(new Error('the watch went silent'), { code: 'UND_ERR_BODY_TIMEOUT' })) })
+    // A connection gone silent (no bookmark, no end) is given up after watchIdleMs (the PING finds a dead peer sooner).
+    stream.setTimeout(this.timings.watchIdleMs, () => { stream.destroy(Object.assign(new Error('the watch went silent'), { code: 'UND_ERR_BODY_TIMEOUT' })) })
     const status = await new Promise<number>((resolve, reject) => {
       const settle = (f: () => void): void => {
         clearTimeout(timer)
@@ -224,7 +272,11 @@ class H2Watches implements WatchTransport {
   }
 
   async close (): Promise<void> {
-    for (const s of this.sessions.keys()) s.close()
+    this.closed = true
+    for (const s of this.sessions.keys()) {
+      this.draining.add(s)
+      s.close()
+    }
     await this.h1?.close()
   }
 
@@ -235,7 +287,7 @@ class H2Watches implements WatchTransport {
   }
 }
 
-type Pools = Omit<Connection, 'headers'>
+type Pools = Omit<Connection, 'headers' | 'generation'>
 
 interface Watched {
   readonly namespace: string
@@ -249,12 +301,17 @@ interface Watched {
   timer?: NodeJS.Timeout | undefined
   failures: number
   stopped: boolean
+  /**
+   * An event was over the line bound: the watch is not reconnected (each attempt would read the
+   * whole object again) and checks GET the Secret at the refresh interval, until a GET shows it fits.
+   */
+  parked: boolean
 }
 
 /** A watch event longer than the provider accepts (a Secret beyond maxValueBytes, or not a watch). */
 class WatchLineTooLong extends Error {
   readonly code = 'SIDEKEY_E_WATCH_EVENT_TOO_LARGE'
-  constructor (limit: number) { super(`a watch event exceeds ${limit} characters (2 x maxValueBytes + 64 KiB)`) }
+  constructor (readonly limit: number, maxValueBytes: number) { super(`a watch event exceeds ${limit} characters, the bound for maxValueBytes ${maxValueBytes}`) }
 }
 
 /** An answer of the API server other than 2xx. */
@@ -265,30 +322,56 @@ class ApiStatus extends Error {
 export class K8sProvider implements Provider {
   readonly type = 'k8s'
   private conn: Promise<Connection> | undefined
+  /** Bumped when the CA file changes: connections of an earlier generation are retired. */
+  private generation = 0
   /** The CA file the connection was built with and its mtime: a rotated CA (in-cluster ca.crt) rebuilds the connection. */
   private ca: { file: string, mtimeMs: number } | undefined
+  /** When connection() next looks at the CA file's mtime. */
+  private caCheckAt = 0
   private readonly namespace: string
   private readonly watched = new Map<string, Watched>()
 
-  constructor (private readonly config: K8sStoreConfig, private readonly ctx: ProviderContext) {
+  private readonly timings: K8sTimings
+
+  constructor (private readonly config: K8sStoreConfig, private readonly ctx: ProviderContext, timings: Partial<K8sTimings> = {}) {
+    this.timings = { ...TIMINGS, ...timings }
     this.namespace = config.namespace ?? readNamespace() ?? 'default'
   }
 
   private async connection (): Promise<Connection> {
-    // A CA file that cannot be read right now (mid-rotation) is no change: the next call looks again.
-    const caNow = this.ca !== undefined ? mtimeMs(this.ca.file) : undefined
+    // The CA file is looked at once every caCheckMs at most (not at every GET while no watch is live).
+    // One that cannot be read right now (mid-rotation) is no change: a later look sees it.
+    let caNow: number | undefined
+    if (this.ca !== undefined && performance.now() >= this.caCheckAt) {
+      this.caCheckAt = performance.now() + this.timings.caCheckMs
+      caNow = mtimeMs(this.ca.file)
+    }
     if (this.conn !== undefined && this.ca !== undefined && caNow !== undefined && caNow !== this.ca.mtimeMs) {
       // The CA file changed: new requests and watches use a connection that trusts it; the open
       // watches run to their end on the old one (then reconnect here), which then closes.
       const old = this.conn
       this.conn = undefined
       this.ca = undefined
+      this.generation++
       this.ctx.logger.info({ store: this.ctx.storeName }, 'k8s: the CA file changed; reconnecting with it')
       void old.then(async (c) => await Promise.all([c.http.close(), c.watches.close()])).catch(() => {})
     }
-    const p = this.conn ??= this.connect0()
+    const generation = this.generation
+    const p = this.conn ??= this.connect0().then((c) => ({ ...c, generation }))
     p.catch(() => { if (this.conn === p) this.conn = undefined })
     return await p
+  }
+
+  /**
+   * The current connection and the request headers, read just before a request: a connection
+   * retired while they were read (the CA file changed) is not used, not even once.
+   */
+  private async ready (): Promise<{ conn: Connection, headers: Record<string, string> }> {
+    for (let i = 0; ; i++) {
+      const conn = await this.connection()
+      const headers = await conn.headers()
+      if (conn.generation === this.generation || i === 2) return { conn, headers }
+    }
   }
 
   /**
@@ -297,18 +380,21 @@ export class K8sProvider implements Provider {
    * @kubernetes/client-node, to read it: the library loads every API model (about
    * 40 MiB of RSS) and opens a TLS context per watch.
    */
-  private async connect0 (): Promise<Connection> {
+  private async connect0 (): Promise<Omit<Connection, 'generation'>> {
     const c = this.config
     const store = this.ctx.storeName
     const pools = (server: string, tls: NonNullable<PoolOptions['tls']>): Pools => {
       const url = new URL(server)
+      // One TLS context (the CA and client certificate parsed once) for the GETs and the watches.
+      const context = url.protocol === 'https:' ? secureContext(tls) : undefined
+      const shared = context !== undefined ? { secureContext: context } : {}
       return {
         server: server.replace(/\/+$/, ''),
         prefix: url.pathname.replace(/\/+$/, ''),
-        http: new HttpClient({ tls, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: GET_TIMEOUT_MS }),
+        http: new HttpClient({ ...(url.protocol === 'https:' ? { tls, ...shared } : {}), headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: GET_TIMEOUT_MS }),
         watches: url.protocol === 'https:'
-          ? new H2Watches(url.origin, tls, this.ctx.logger, store)
-          : h1Watches(url.origin, createPool({ tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: WATCH_BODY_TIMEOUT_MS })),
+          ? new H2Watches(url.origin, tls, context, this.ctx.logger, store, this.timings)
+          : h1Watches(url.origin, this.timings),
       }
     }
     try {
@@ -321,6 +407,7 @@ export class K8sProvider implements Provider {
       const stamp = caFile !== undefined ? mtimeMs(caFile) : undefined
       const ca = caFile !== undefined ? readFileSync(caFile) : undefined
       this.ca = caFile !== undefined && stamp !== undefined ? { file: caFile, mtimeMs: stamp } : undefined
+      this.caCheckAt = performance.now() + this.timings.caCheckMs
       const tokenFile = c.tokenFile ?? `${SA_DIR}/token`
       const headers = async (): Promise<Record<string, string>> => {
         let token: string
@@ -338,7 +425,7 @@ export class K8sProvider implements Provider {
     }
   }
 
-  private async fromKubeconfig (pools: (server: string, tls: NonNullable<PoolOptions['tls']>) => Pools): Promise<Connection> {
+  private async fromKubeconfig (pools: (server: string, tls: NonNullable<PoolOptions['tls']>) => Pools): Promise<Omit<Connection, 'generation'>> {
     const store = this.ctx.storeName
     const { KubeConfig } = await import('@kubernetes/client-node')
     const kc = new KubeConfig()
@@ -397,7 +484,12 @@ export class K8sProvider implements Provider {
         throw new SidekeyError('SIDEKEY_E_FORMAT', `${ref.raw}: field "${k}" of the Secret is binary, not UTF-8 text; store it base64-encoded in the Secret (binary fields are not supported yet)`, { ref: ref.raw, field: k })
       }
     }
-    const data = checkSize({ kind: 'map', map }, ref, this.ctx.maxValueBytes)
+    const data: SecretData = { kind: 'map', map }
+    const size = dataSize(data)
+    if (size > this.ctx.maxValueBytes) {
+      // The Secret is read (and watched) whole: picking one field with #key does not make it smaller.
+      throw new SidekeyError('SIDEKEY_E_VALUE_TOO_LARGE', `${ref.raw}: the Secret is ${size} bytes, more than maxValueBytes (${this.ctx.maxValueBytes}); raise maxValueBytes or make the Secret smaller (it is read whole, #key does not change that)`, { ref: ref.raw, size, maxValueBytes: this.ctx.maxValueBytes })
+    }
     return { changed: true, data, version }
   }
 
@@ -408,8 +500,7 @@ export class K8sProvider implements Provider {
     if (w?.live === true && w.secret !== undefined) return w.secret
     this.ctx.meter?.request('get')
     try {
-      const conn = await this.connection()
-      const p = conn.headers().then(async (headers) => await conn.http.request({
+      const p = this.ready().then(async ({ conn, headers }) => await conn.http.request({
         method: 'GET',
         url: `${conn.server}/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`,
         headers,
@@ -417,6 +508,12 @@ export class K8sProvider implements Provider {
       }))
       const r = await withSignal(p, signal, GET_TIMEOUT_MS)
       if (r.status !== 200) throw new ApiStatus(r.status)
+      // A parked watch resumes once the Secret fits an event (the object, its type and framing).
+      if (w?.parked === true && !w.stopped && r.body.length + 64 <= this.lineLimit()) {
+        w.parked = false
+        this.ctx.logger.info({ store: this.ctx.storeName, namespace, secret: name }, 'k8s: the Secret fits a watch event again; resuming its watch')
+        void this.connect(w)
+      }
       return secretObject(JSON.parse(r.body.toString('utf8')))
     } catch (err) {
       throw this.mapError(err, ref, namespace, name)
@@ -452,7 +549,7 @@ export class K8sProvider implements Provider {
     }
     let w = this.watched.get(key)
     if (w === undefined) {
-      w = { ...loc, listeners: new Set(), live: false, failures: 0, stopped: false }
+      w = { ...loc, listeners: new Set(), live: false, failures: 0, stopped: false, parked: false }
       this.watched.set(key, w)
       void this.connect(w)
     }
@@ -485,11 +582,20 @@ export class K8sProvider implements Provider {
       w.secret = undefined
       w.controller = undefined
       if (w.stopped) return
+      if (err instanceof WatchLineTooLong) {
+        // Reconnecting would read the same object again, forever: park the watch (checks GET the
+        // Secret; secret() resumes the watch once the Secret fits). One line per parking.
+        w.parked = true
+        w.failures = 0
+        this.ctx.logger.warn({ store: this.ctx.storeName, namespace: w.namespace, secret: w.name, code: err.code, limit: err.limit, maxValueBytes: this.ctx.maxValueBytes },
+          `k8s: a watch event of Secret ${w.namespace}/${w.name} exceeds ${err.limit} characters; its watch is paused and the Secret is read with GET at the refresh interval until it fits. Raise maxValueBytes or make the Secret smaller (its data, or its annotations: kubectl apply --server-side keeps the last-applied copy out)`)
+        return
+      }
       if (err !== null && err !== undefined) {
         w.failures++
         const { statusCode: status, code } = err as { statusCode?: unknown, code?: unknown }
         // Only the code and our own reasons: a message from elsewhere could carry anything.
-        const reason = err instanceof SidekeyError || err instanceof StreamClosed || err instanceof WatchLineTooLong ? (err as Error).message : undefined
+        const reason = err instanceof SidekeyError || err instanceof StreamClosed ? (err as Error).message : undefined
         this.ctx.logger.warn({ store: this.ctx.storeName, namespace: w.namespace, secret: w.name, status, code, reason, attempt: w.failures }, 'k8s watch failed; reconnecting with backoff (checks use GET meanwhile)')
       } else if (!sawEvent) {
         // Closed without a single event (server timeout on a missing Secret, or a proxy): back off gently.
@@ -521,8 +627,7 @@ export class K8sProvider implements Provider {
     w.controller = controller
     try {
       // Settings that cannot be read yet (token file, CA, exec plugin) are retried with the backoff.
-      const conn = await this.connection()
-      const headers = await conn.headers()
+      const { conn, headers } = await this.ready()
       if (w.stopped) return
       const res = await conn.watches.open(`${conn.prefix}${path}`, headers, controller.signal)
       if (res.status !== 200) {
@@ -541,9 +646,7 @@ export class K8sProvider implements Provider {
         if (resync) this.notify(w)
       }
       // One JSON event a line; a line (and a UTF-8 character) may span chunks.
-      // An event carries the Secret's data base64-encoded (4/3), and `kubectl apply` repeats it in the
-      // last-applied-configuration annotation (at most 256 KiB), plus the rest of the metadata.
-      const limit = Math.max(2 * this.ctx.maxValueBytes + 64 * 1024, Math.ceil(4 * this.ctx.maxValueBytes / 3) + 384 * 1024)
+      const limit = this.lineLimit()
       const decoder = new StringDecoder('utf8')
       let parts: string[] = []
       let size = 0
@@ -562,7 +665,7 @@ export class K8sProvider implements Provider {
         if (from < text.length) {
           parts.push(text.slice(from))
           size += text.length - from
-          if (size > limit) throw new WatchLineTooLong(limit)
+          if (size > limit) throw new WatchLineTooLong(limit, this.ctx.maxValueBytes)
         }
         if (ended) return
       }
@@ -572,6 +675,15 @@ export class K8sProvider implements Provider {
     } catch (err) {
       done(err)
     }
+  }
+
+  /**
+   * The longest watch event accepted, in characters: an event carries the Secret's data base64-encoded
+   * (4/3), and `kubectl apply` repeats it in the last-applied-configuration annotation (at most
+   * 256 KiB), plus the rest of the metadata.
+   */
+  private lineLimit (): number {
+    return Math.max(2 * this.ctx.maxValueBytes + 64 * 1024, Math.ceil(4 * this.ctx.maxValueBytes / 3) + 384 * 1024)
   }
 
   private stop (key: string, w: Watched): void {
@@ -590,17 +702,29 @@ export class K8sProvider implements Provider {
   }
 }
 
+/** The transport's timings; tests shorten them (createK8sProvider's third argument). */
+export interface K8sTimings {
+  /** After a fallback to HTTP/1.1, how long until a watch tries HTTP/2 again. */
+  readonly h2RetryMs: number
+  /** While an HTTP/2 connection carries watches, a PING this often, answered within pingTimeoutMs or the connection is dropped. */
+  readonly pingIntervalMs: number
+  readonly pingTimeoutMs: number
+  /** How often at most the CA file's mtime is looked at (a rotated CA builds a new connection). */
+  readonly caCheckMs: number
+  /** A watch that receives no byte for this long is given up (read-idle bound). */
+  readonly watchIdleMs: number
+}
+
 /** GET of one Secret: a half-open connection must not stall a source for good. */
 const GET_TIMEOUT_MS = 10_000
 /** A watch asks the server to end it after this long, and gives up on a silent connection a minute later. */
 const WATCH_SECONDS = 300
-const WATCH_BODY_TIMEOUT_MS = (WATCH_SECONDS + 60) * 1000
+/** On HTTP/1.1 watches, the first TCP keepalive probe after this long without traffic (as often as the HTTP/2 PING). */
+const TCP_KEEPALIVE_MS = 30_000
+const TIMINGS: K8sTimings = { h2RetryMs: 10 * 60_000, pingIntervalMs: 30_000, pingTimeoutMs: 10_000, caCheckMs: 5_000, watchIdleMs: (WATCH_SECONDS + 60) * 1000 }
 /** Watches on one HTTP/2 connection: under the API server's stream limit (--http2-max-streams-per-connection, 100 or more). */
 const WATCH_STREAMS = 100
 const CONNECT_TIMEOUT_MS = 5_000
-/** While an HTTP/2 connection carries watches, a PING this often, answered within PING_TIMEOUT_MS or the connection is dropped. */
-const PING_INTERVAL_MS = 30_000
-const PING_TIMEOUT_MS = 10_000
 
 function mtimeMs (file: string): number | undefined {
   try {
@@ -633,6 +757,6 @@ function inClusterServer (): string | undefined {
   return `https://${host.includes(':') ? `[${host}]` : host}:${port}`
 }
 
-export function createK8sProvider (config: K8sStoreConfig, ctx: ProviderContext): Provider {
-  return new K8sProvider(config, ctx)
+export function createK8sProvider (config: K8sStoreConfig, ctx: ProviderContext, timings: Partial<K8sTimings> = {}): Provider {
+  return new K8sProvider(config, ctx, timings)
 }

@@ -6,7 +6,7 @@
 // Over HTTPS the watches are HTTP/2 streams on a few connections, not a TLS
 // connection each (~100 KiB of OpenSSL buffers apiece).
 import t from 'tap'
-import { register } from 'node:module'
+import { createRequire, register, syncBuiltinESMExports } from 'node:module'
 import { MessageChannel } from 'node:worker_threads'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -64,6 +64,25 @@ await t.test('a kubeconfig is read with @kubernetes/client-node (the hook sees t
   t.ok(r.changed && r.data.kind === 'map' && r.data.map.k === 'k8s-client-value-7f3a', 'the value, with the kubeconfig\'s client certificate')
   await settle()
   t.ok(loaded.length > 0, 'the library was loaded for the kubeconfig')
+})
+
+await t.test('one TLS context for the GETs and the watches: the CA is parsed once', async (t) => {
+  // Every context node makes goes through tls.createSecureContext (the ESM binding follows the module object).
+  const tls = createRequire(import.meta.url)('node:tls') as { createSecureContext: (...a: unknown[]) => unknown }
+  const create = tls.createSecureContext
+  let made = 0
+  tls.createSecureContext = (...a: unknown[]) => { made++; return create(...a) }
+  syncBuiltinESMExports()
+  t.teardown(() => { tls.createSecureContext = create; syncBuiltinESMExports() })
+  const p = createK8sProvider({ type: 'k8s', server: kube.server, tokenFile, caFile: kube.caFile, namespace: NS }, ctx)
+  t.teardown(async () => { await p.close?.() })
+  const r = await p.sync(ref, undefined)
+  t.ok(r.changed, 'a GET')
+  let events = 0
+  const stop = p.watch?.(ref, () => { events++ })
+  t.teardown(() => stop?.())
+  await eventually(() => events >= 1, 'the watch\'s first event', WAIT)
+  t.equal(made, 1, 'one context for the GET pool and the HTTP/2 watches')
 })
 
 await t.test('150 watches share HTTP/2 connections (at most 100 streams each)', async (t) => {

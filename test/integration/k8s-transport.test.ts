@@ -6,17 +6,18 @@
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createSecureServer, constants as h2, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2'
+import { createSecureServer, constants as h2, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2'
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import { Socket, type AddressInfo } from 'node:net'
+import { createRequire, syncBuiltinESMExports } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { pino, type Logger } from 'pino'
 import { useServers } from '../helpers/testenv.js'
 import { parseRef } from '../../core/reference.js'
-import { createK8sProvider } from '../../agent/providers/k8s.js'
+import { createK8sProvider, type K8sTimings } from '../../agent/providers/k8s.js'
 import type { Provider } from '../../agent/providers/provider.js'
 import { syncFrom } from '../helpers/provider.js'
 import { eventually, startRelay, trackProviders, errorCollector, WAIT } from './backend-harness.js'
@@ -55,6 +56,10 @@ interface Proxy {
   paths: string[]
   /** Protocol versions of the requests ('2.0', '1.1'). */
   versions: Set<string>
+  /** Each request's protocol version and path. */
+  requests: Array<{ version: string, path: string }>
+  /** Sends GOAWAY on its HTTP/2 connections (a graceful shutdown: the open streams go on). */
+  goaway (): void
   close (): Promise<void>
 }
 
@@ -72,11 +77,13 @@ async function startProxy (t: Tap, o: { h2: boolean, cert: { key: Buffer, cert: 
   let resets = o.resetWatches ?? 0
   const paths: string[] = []
   const versions = new Set<string>()
+  const requests: Proxy['requests'] = []
   const sockets = new Set<Socket>()
   const handle = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void => {
     const url = req.url ?? '/'
     paths.push(url)
     versions.add(req.httpVersion)
+    requests.push({ version: req.httpVersion, path: url })
     if (!url.startsWith(`${prefix}/`)) { res.writeHead(404).end(); return }
     if (resets > 0 && url.includes('watch=true') && 'stream' in req) {
       resets--
@@ -94,11 +101,15 @@ async function startProxy (t: Tap, o: { h2: boolean, cert: { key: Buffer, cert: 
   const tls = { key: o.cert.key, cert: o.cert.cert }
   const server = o.h2 ? createSecureServer({ ...tls, allowHTTP1: true }, handle) : createHttpsServer({ ...tls, ...(o.alpn !== undefined ? { ALPNProtocols: o.alpn } : {}) }, handle)
   server.on('connection', (s: Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)) })
+  const sessions = new Set<ServerHttp2Session>()
+  server.on('session', (s: ServerHttp2Session) => { sessions.add(s); s.on('close', () => sessions.delete(s)) })
   await new Promise<void>((resolve) => server.listen(o.port ?? 0, '127.0.0.1', resolve))
   const proxy: Proxy = {
     port: (server.address() as AddressInfo).port,
     paths,
     versions,
+    requests,
+    goaway () { for (const s of sessions) s.close() },
     async close () {
       for (const s of sockets) s.destroy()
       if (server.listening) await new Promise<void>((resolve) => server.close(() => { resolve() }))
@@ -116,8 +127,8 @@ function recordingLogger (): { logger: Logger, records: Array<Record<string, unk
   return { logger: pino({ level: 'info' }, sink), records }
 }
 
-const provider = trackProviders(t, (over: Record<string, unknown>, logger?: Logger, maxValueBytes?: number): Provider =>
-  createK8sProvider({ type: 'k8s', server: kube.server, tokenFile, caFile: kube.caFile, namespace: NS, ...over } as never, { storeName: 'k8s', logger: logger ?? pino({ level: 'silent' }), maxValueBytes: maxValueBytes ?? 1 << 20 }))
+const provider = trackProviders(t, (over: Record<string, unknown>, logger?: Logger, maxValueBytes?: number, timings: Partial<K8sTimings> = {}): Provider =>
+  createK8sProvider({ type: 'k8s', server: kube.server, tokenFile, caFile: kube.caFile, namespace: NS, ...over } as never, { storeName: 'k8s', logger: logger ?? pino({ level: 'silent' }), maxValueBytes: maxValueBytes ?? 1 << 20 }, timings))
 
 /** Watches `name`; resolves the count of change notifications so far. */
 function watch (t: Tap, p: Provider, name: string): () => number {
@@ -195,14 +206,83 @@ for (const [alpn, errCode, what] of [
   })
 }
 
-t.test('a watch event larger than the bound fails the watch with a clear error (and it retries)', async (t) => {
-  await putSecret('huge', { k: 'x'.repeat(400 * 1024) })
+t.test('after a fallback to HTTP/1.1, a later watch tries HTTP/2 again (one log line for all the watches)', async (t) => {
+  await putSecret('back-a', { k: 'v1' })
+  await putSecret('back-b', { k: 'v1' })
+  const cert = makeCert('h2-back')
+  const first = await startProxy(t, { h2: false, cert })
   const { logger, records } = recordingLogger()
-  const p = provider({}, logger, 1024)
-  watch(t, p, 'huge')
-  await eventually(() => records.filter((r) => r.code === 'SIDEKEY_E_WATCH_EVENT_TOO_LARGE').length >= 2, 'the watch to fail on the oversized event, twice (a retry)', WAIT)
-  t.match(records.find((r) => r.code === 'SIDEKEY_E_WATCH_EVENT_TOO_LARGE')?.reason, /exceeds \d+ characters/)
-  t.equal(await code(p.sync(parseRef('k8s:huge#k'), undefined)), 'SIDEKEY_E_VALUE_TOO_LARGE', 'a check (GET) reports the size')
+  const retryMs = 1000
+  const p = provider({ server: `https://127.0.0.1:${first.port}`, caFile: cert.certFile }, logger, undefined, { h2RetryMs: retryMs })
+  const a = watch(t, p, 'back-a')
+  const b = watch(t, p, 'back-b')
+  await eventually(() => a() >= 1 && b() >= 1, 'both watches\' first events over HTTP/1.1', WAIT)
+  t.equal(records.filter((r) => r.code === 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL').length, 1, 'one fallback line for two watches')
+  // The proxy in front of the API server is replaced by one that speaks HTTP/2, after the retry delay.
+  await new Promise((resolve) => setTimeout(resolve, retryMs + 200))
+  await first.close()
+  const second = await startProxy(t, { h2: true, cert, port: first.port })
+  await eventually(() => second.requests.some((r) => r.version === '2.0' && r.path.includes('watch=true')), 'a watch over HTTP/2 again', WAIT)
+  // Logged once its answer came (the proxy counts the request when it arrives).
+  await eventually(() => records.some((r) => /speaks HTTP\/2 again/.test(String(r.msg))), 'the return to HTTP/2 to be logged', WAIT)
+  t.pass('the return to HTTP/2 is logged')
+  await seesChange(t, p, 'back-a', a, 'v2')
+  await seesChange(t, p, 'back-b', b, 'v2')
+  // A watch started now goes over HTTP/2 at once.
+  await putSecret('back-c', { k: 'v1' })
+  const c = watch(t, p, 'back-c')
+  await eventually(() => c() >= 1, 'the new watch\'s first event', WAIT)
+  t.ok(second.requests.some((r) => r.version === '2.0' && r.path.includes('metadata.name%3Dback-c')), 'a new watch is an HTTP/2 stream')
+  t.equal(records.filter((r) => r.level === 40 && /HTTP\/2/.test(String(r.msg))).length, 1, 'still one fallback warning')
+})
+
+t.test('a watch event larger than the bound parks the watch: no reconnect loop, checks GET with a clear error, it resumes once the Secret fits', async (t) => {
+  const value = 'sk-huge-value-9c41-'.repeat(22 * 1024) // ~418 KiB: over the bound for maxValueBytes 1024 (394,582 characters)
+  await putSecret('huge', { k: value })
+  const cert = makeCert('huge')
+  const proxy = await startProxy(t, { h2: true, cert })
+  const watches = (): number => proxy.paths.filter((u) => u.includes('watch=true') && u.includes('metadata.name%3Dhuge')).length
+  const { logger, records } = recordingLogger()
+  const p = provider({ server: `https://127.0.0.1:${proxy.port}`, caFile: cert.certFile }, logger, 1024)
+  const changes = watch(t, p, 'huge')
+  await eventually(() => records.some((r) => r.code === 'SIDEKEY_E_WATCH_EVENT_TOO_LARGE'), 'the watch to meet the oversized event', WAIT)
+  // Backoff would have retried at 0.5 s, 1.5 s and 3.5 s.
+  await new Promise((resolve) => setTimeout(resolve, 4000))
+  t.equal(watches(), 1, 'one watch request: the watch is parked, not reconnected')
+  const parked = records.filter((r) => r.code === 'SIDEKEY_E_WATCH_EVENT_TOO_LARGE')
+  t.equal(parked.length, 1, 'one log line')
+  t.match(parked[0]?.msg, /exceeds \d+ characters.*GET at the refresh interval.*Raise maxValueBytes or make the Secret smaller/, 'it says what happens and what to change')
+  const errors: string[] = []
+  const err = await p.sync(parseRef('k8s:huge#k'), undefined).then(() => undefined, (e: { code?: string, message?: string }) => e)
+  errors.push(String(err?.message))
+  t.equal(err?.code, 'SIDEKEY_E_VALUE_TOO_LARGE', 'a check GETs the Secret and reports its size')
+  t.match(err?.message, /raise maxValueBytes or make the Secret smaller/, 'it says what to change (a Secret is read whole: not #key)')
+  t.equal(watches(), 1, 'the check did not restart the watch')
+  t.notMatch(JSON.stringify(records) + errors.join('\n'), 'sk-huge-value', 'no log line or error carries the value')
+  // The Secret is made smaller: the next check sees it fits and the watch resumes.
+  const rv = await putSecret('huge', { k: 'v-small' })
+  t.equal(await syncFrom(p, parseRef('k8s:huge#k'), 'none'), rv, 'a check reads the smaller Secret')
+  await eventually(() => watches() === 2 && changes() >= 1, 'the watch to resume', WAIT)
+  await seesChange(t, p, 'huge', changes, 'v2')
+})
+
+t.test('a Secret whose value fits but whose watch event does not (a large annotation): served by GET, the watch stays parked', async (t) => {
+  // JSON escapes each quote: 250 KiB of annotation is 500 KiB of event.
+  const body = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'annotated', annotations: { note: '"'.repeat(250 * 1024) } }, data: { k: b64('v1') } }
+  await kube.request('DELETE', `/api/v1/namespaces/${NS}/secrets/annotated`)
+  await kube.must('POST', `/api/v1/namespaces/${NS}/secrets`, body)
+  const cert = makeCert('annotated')
+  const proxy = await startProxy(t, { h2: true, cert })
+  const watches = (): number => proxy.paths.filter((u) => u.includes('watch=true')).length
+  const { logger, records } = recordingLogger()
+  const p = provider({ server: `https://127.0.0.1:${proxy.port}`, caFile: cert.certFile }, logger, 1024)
+  watch(t, p, 'annotated')
+  await eventually(() => records.some((r) => r.code === 'SIDEKEY_E_WATCH_EVENT_TOO_LARGE'), 'the watch to meet the oversized event', WAIT)
+  const r = await p.sync(parseRef('k8s:annotated#k'), undefined)
+  t.ok(r.changed && r.data.kind === 'map' && r.data.map.k === 'v1', 'a check reads the value with GET')
+  await new Promise((resolve) => setTimeout(resolve, 2000))
+  t.equal(watches(), 1, 'the watch stays parked: the GET showed the Secret still does not fit')
+  t.equal(records.filter((r) => r.code === 'SIDEKEY_E_WATCH_EVENT_TOO_LARGE').length, 1, 'one log line')
 })
 
 t.test('a rotated CA file is read again: the watch comes back on a server with the new certificate', async (t) => {
@@ -223,13 +303,30 @@ t.test('a rotated CA file is read again: the watch comes back on a server with t
   t.ok(second.paths.some((u) => u.includes('watch=true')), 'the watch is on the server with certificate B')
 })
 
+t.test('the CA file is looked at once every few seconds at most, not at every GET', async (t) => {
+  await putSecret('ca-stat', { k: 'v1' })
+  const caFile = join(work, 'ca-stat.crt')
+  copyFileSync(kube.caFile, caFile)
+  // Every stat goes through fs.statSync (the ESM binding follows the module object).
+  const fs = createRequire(import.meta.url)('node:fs') as { statSync: (...a: unknown[]) => unknown }
+  const statSync = fs.statSync
+  let looks = 0
+  fs.statSync = (...a: unknown[]) => { if (a[0] === caFile) looks++; return statSync(...a) }
+  syncBuiltinESMExports()
+  t.teardown(() => { fs.statSync = statSync; syncBuiltinESMExports() })
+  const p = provider({ caFile, watch: false })
+  for (let i = 0; i < 20; i++) t.ok((await p.sync(parseRef('k8s:ca-stat#k'), undefined)).changed)
+  t.ok(looks <= 2, `the CA file looked at ${looks} times for 20 GETs`)
+})
+
 t.test('a CA file missing for a moment (mid-rotation) keeps the connection that trusts the old one', async (t) => {
   await putSecret('ca-gone', { k: 'v1' })
   const a = makeCert('ca-gone')
   const caFile = join(work, 'ca-gone.crt')
   copyFileSync(a.certFile, caFile)
   const proxy = await startProxy(t, { h2: true, cert: a })
-  const p = provider({ server: `https://127.0.0.1:${proxy.port}`, caFile, watch: false })
+  // Looked at on every request, so that the GET below finds the file gone.
+  const p = provider({ server: `https://127.0.0.1:${proxy.port}`, caFile, watch: false }, undefined, undefined, { caCheckMs: 0 })
   const ref = parseRef('k8s:ca-gone#k')
   const first = await p.sync(ref, undefined)
   t.ok(first.changed)
@@ -253,4 +350,75 @@ t.test('a peer gone silent (no FIN, no RST): the HTTP/2 ping drops the connectio
   t.pass('the watch no longer answers for the silent server')
   relay.thaw()
   await seesChange(t, p, 'silent', changes, 'v3')
+})
+
+t.test('a draining HTTP/2 connection (GOAWAY received, a watch still on it) is pinged: a silent peer drops it', async (t) => {
+  await putSecret('drain', { k: 'v1' })
+  const cert = makeCert('drain')
+  const proxy = await startProxy(t, { h2: true, cert })
+  const relay = await startRelay(t, proxy.port)
+  const p = provider({ server: `https://127.0.0.1:${relay.port}`, caFile: cert.certFile }, undefined, undefined, { pingIntervalMs: 500, pingTimeoutMs: 500 })
+  const ref = parseRef('k8s:drain#k')
+  const changes = watch(t, p, 'drain')
+  await eventually(() => changes() >= 1, 'the watch\'s first event', WAIT)
+  const rv = await putSecret('drain', { k: 'v2' })
+  await eventually(async () => await syncFrom(p, ref, rv) === 'unchanged', 'the watch to be live', WAIT)
+  proxy.goaway()
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  t.equal(await syncFrom(p, ref, rv), 'unchanged', 'after GOAWAY the watch goes on on the draining connection')
+  relay.freeze()
+  await eventually(async () => await code(syncFrom(p, ref, rv)) === 'SIDEKEY_E_UNAVAILABLE', 'the watch on the draining connection to be dropped', { ...WAIT, ms: 20_000 })
+  t.pass('the unanswered ping dropped the draining connection; checks fall back to GET')
+  relay.thaw()
+  await seesChange(t, p, 'drain', changes, 'v3')
+})
+
+t.test('a CA change retires the old connection at once: a watch that took it just before the change does not use it', async (t) => {
+  await putSecret('retire', { k: 'v1' })
+  const a = makeCert('retire-a')
+  const b = makeCert('retire-b')
+  const caFile = join(work, 'retire-ca.crt')
+  copyFileSync(a.certFile, caFile)
+  const first = await startProxy(t, { h2: true, cert: a })
+  const { logger, records } = recordingLogger()
+  // The CA file is looked at on every request here (by default every 5 s at most).
+  const p = provider({ server: `https://127.0.0.1:${first.port}`, caFile }, logger, undefined, { caCheckMs: 0 })
+  const ref = parseRef('k8s:retire#k')
+  t.ok((await p.sync(ref, undefined)).changed, 'a GET with certificate A')
+  await first.close()
+  const second = await startProxy(t, { h2: true, cert: b, port: first.port })
+  // The watch takes the connection (CA A) and reads the token; meanwhile the CA file changes and a check notices.
+  const changes = watch(t, p, 'retire')
+  writeFileSync(caFile, b.cert)
+  t.ok((await p.sync(ref, undefined)).changed, 'a GET with certificate B')
+  await eventually(() => changes() >= 1, 'the watch\'s first event', WAIT)
+  t.same(records.filter((r) => /watch failed/.test(String(r.msg))).map((r) => r.code), [], 'the watch never tried the retired connection')
+  t.ok(second.paths.some((u) => u.includes('watch=true')), 'the watch is on the server with certificate B')
+})
+
+t.test('an HTTP/1.1 watch has TCP keepalive and, gone silent (no FIN, no RST), is given up at the read-idle bound', async (t) => {
+  await putSecret('h1-silent', { k: 'v1' })
+  const cert = makeCert('h1-silent')
+  const proxy = await startProxy(t, { h2: false, cert })
+  const relay = await startRelay(t, proxy.port)
+  const keepAlive: unknown[][] = []
+  const setKeepAlive = Socket.prototype.setKeepAlive
+  Socket.prototype.setKeepAlive = function (this: Socket, ...a: Parameters<Socket['setKeepAlive']>) {
+    this.once('connect', () => { if (this.remotePort === relay.port) keepAlive.push(a) })
+    return setKeepAlive.apply(this, a)
+  }
+  t.teardown(() => { Socket.prototype.setKeepAlive = setKeepAlive })
+  const p = provider({ server: `https://127.0.0.1:${relay.port}`, caFile: cert.certFile }, undefined, undefined, { watchIdleMs: 3000 })
+  const ref = parseRef('k8s:h1-silent#k')
+  const changes = watch(t, p, 'h1-silent')
+  await eventually(() => changes() >= 1, 'the watch\'s first event over HTTP/1.1', WAIT)
+  t.same(keepAlive, [[true, 30_000]], 'the watch\'s connection has TCP keepalive, a first probe after 30 s idle')
+  const rv = await putSecret('h1-silent', { k: 'v2' })
+  await eventually(async () => await syncFrom(p, ref, rv) === 'unchanged', 'the watch to be live', WAIT)
+  relay.freeze()
+  await eventually(async () => await code(syncFrom(p, ref, rv)) === 'SIDEKEY_E_UNAVAILABLE', 'the silent watch to be given up', { ...WAIT, ms: 20_000 })
+  t.pass('the silent HTTP/1.1 watch was dropped; checks fall back to GET')
+  relay.thaw()
+  await seesChange(t, p, 'h1-silent', changes, 'v3')
+  t.same([...proxy.versions], ['1.1'], 'over HTTP/1.1')
 })
