@@ -61,6 +61,31 @@ t.test('a Vault agent over http loads neither http2 nor tls, https or zlib befor
   for (const m of ['http2', 'tls', 'https', 'zlib']) t.notOk(builtins.has(m), `node:${m} not loaded`)
 })
 
+t.test('a Vault agent and its probe load their built-in modules before they set the V8 flags (Node\'s own code cache serves them)', async (t) => {
+  const dir = tempDir(t)
+  const address = await fakeVault(t)
+  // Records where the module list stood at the first V8 flag set at run time; at exit, the public built-ins loaded after it.
+  const preload = join(dir, 'after-flags.cjs')
+  writeFileSync(preload, [
+    "const v8 = require('v8'); const set = v8.setFlagsFromString; let at",
+    'v8.setFlagsFromString = (f) => { at ??= process.moduleLoadList.length; return set(f) }',
+    `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(join(dir, 'after.txt'))}, at === undefined ? 'no flags set' : process.moduleLoadList.slice(at).join('\\n')))`,
+  ].join('\n'))
+  const starts: Array<[string, string[], Record<string, string>, number]> = [
+    ['agent', ['agent'], { SIDEKEY_CONFIG: vaultConfig(dir, address) }, 0],
+    // its startup probe, no agent to answer
+    ['get --ready', ['get', '--ready'], { SIDEKEY_ADDR: 'http://127.0.0.1:1', SIDEKEY_TOKEN_FILE: join(dir, 'none') }, 1],
+  ]
+  for (const [what, args, env, code] of starts) {
+    const r = await run(process.execPath, ['--require', preload, BUNDLE, ...args], { ...env, NODE_OPTIONS: AGENT_NODE_OPTIONS })
+    t.equal(r.code, code, `${what}: ${r.err}`)
+    const after = readFileSync(join(dir, 'after.txt'), 'utf8')
+    t.not(after, 'no flags set', `${what} sets the agent's V8 flags (the preload sees them)`)
+    const builtins = after.split('\n').filter((l) => l.startsWith('NativeModule ')).map((l) => l.slice('NativeModule '.length))
+    t.same(builtins.filter((m) => !m.startsWith('internal/')), [], `${what}: no public built-in is loaded after the flags`)
+  }
+})
+
 /** The chunks a bundle file imports statically, itself included, transitively. */
 function staticGraph (file: string, seen = new Set<string>()): Set<string> {
   if (seen.has(file)) return seen
