@@ -118,6 +118,11 @@ const result = await build({
     ].join('\n'),
   },
   metafile: true,
+  // `open` (start a browser) is only @azure/identity's interactive browser
+  // sign-in, which no Sidekey config selects. Bundled, its chunk could not
+  // even load: its own top-level `const __dirname` clashes with the banner's
+  // (a SyntaxError). Left out, that import finds no module in the image.
+  external: ['open'],
   plugins: [lazyRequire, lazyUndiciH2, builtinsByRequire],
 })
 await build({

@@ -6,7 +6,7 @@ import t, { type Test } from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import type * as DockerfileModule from '../../scripts/image-dockerfile.mjs'
@@ -164,4 +164,25 @@ t.test('the compile cache the Dockerfile warms serves the agent and its probe wi
     t.same(lines.filter((l) => / was rejected/.test(l)), [], `${what}: no entry rejected`)
     t.same(lines.filter((l) => / not initialized/.test(l)).map((l) => l.replace(/.*bundle\//, '')), [], `${what}: no file the warm-up missed`)
   }
+})
+
+t.test('every chunk of the bundle parses (a chunk loaded only on some path must not fail with a SyntaxError there)', async (t) => {
+  const dir = dirname(BUNDLE)
+  const chunks = readdirSync(dir).filter((f) => f.endsWith('.js') || f.endsWith('.cjs'))
+  t.ok(chunks.length > 10, `${chunks.length} chunks`)
+  // One process parses them all: ES modules as modules (a redeclared name is an error only there), CommonJS files as Node wraps them.
+  const check = `
+    const vm = require('node:vm'); const fs = require('node:fs'); const path = require('node:path')
+    for (const f of JSON.parse(process.argv[1])) {
+      const src = fs.readFileSync(path.join(${JSON.stringify(dir)}, f), 'utf8')
+      try {
+        if (f.endsWith('.cjs')) new vm.Script('(function (exports, require, module, __filename, __dirname) {' + src + '\\n})', { filename: f })
+        else new vm.SourceTextModule(src, { identifier: f })
+        console.log(JSON.stringify([f, 'ok']))
+      } catch (err) { console.log(JSON.stringify([f, String(err)])) }
+    }`
+  const r = spawnSync(process.execPath, ['--experimental-vm-modules', '--no-warnings', '-e', check, JSON.stringify(chunks)], { encoding: 'utf8' })
+  const results = r.stdout.trim().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as [string, string])
+  t.equal(results.length, chunks.length, `every chunk was read${r.stderr !== '' ? `: ${r.stderr}` : ''}`)
+  for (const [f, outcome] of results) t.equal(outcome, 'ok', `${f} parses`)
 })
