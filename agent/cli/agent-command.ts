@@ -55,7 +55,24 @@ export async function main (argv: string[]): Promise<number> {
 
   const logger = createLogger(config.logLevel)
   if (opts.localDemo === true) seedDemo(config, logger)
-  const agent = await startAgent(config, { logger, auditLogger: createAuditLogger(config.logLevel) })
+  // The handlers go in before the start: without one, a SIGTERM takes Node's
+  // default (the process dies by the signal, nothing closed), and a pod is
+  // deleted whenever it is, during an agent's start too. One that comes
+  // during the start stops the agent as soon as it has started.
+  let signalled: string | undefined
+  let onSignal = (signal: string): void => { signalled ??= signal }
+  const onTerm = (): void => { onSignal('SIGTERM') }
+  const onInt = (): void => { onSignal('SIGINT') }
+  process.once('SIGTERM', onTerm)
+  process.once('SIGINT', onInt)
+  let agent: Awaited<ReturnType<typeof startAgent>>
+  try {
+    agent = await startAgent(config, { logger, auditLogger: createAuditLogger(config.logLevel) })
+  } catch (err) {
+    process.off('SIGTERM', onTerm)
+    process.off('SIGINT', onInt)
+    throw err
+  }
 
   let stopping = false
   const stopSignal = new AbortController()
@@ -74,8 +91,8 @@ export async function main (argv: string[]): Promise<number> {
       logger.info({ dir: config.dir }, 'removed the secret files (local run)')
     }
   }
-  process.once('SIGTERM', () => { void stop('SIGTERM') })
-  process.once('SIGINT', () => { void stop('SIGINT') })
+  onSignal = (signal) => { void stop(signal) }
+  if (signalled !== undefined) void stop(signalled)
 
   await agent.synced
   if (opts.localDemo === true) {
