@@ -26,8 +26,11 @@
 // cores, Node 24, the files and links of a first write of 100 secrets took
 // 21-31 ms that way and take 7-9 ms in turn. Between slices the event loop
 // runs, so a large set holds the local endpoint for one slice at most
-// (SLICE files: a few ms on a tmpfs).
-import { mkdir, writeFile, symlink, rename, readlink, readdir, rm, lstat, open, statfs } from 'node:fs/promises'
+// (SLICE files or SLICE_BYTES copied: a few ms on a tmpfs). A value over
+// SYNC_MAX_BYTES is written through the thread pool as before: 64 values of
+// 1 MiB copied in one slice held the loop ~30 ms (16 MiB values, the most
+// maxValueBytes allows, would have held it half a second).
+import { chmod, mkdir, writeFile, symlink, rename, readlink, readdir, rm, lstat, open, statfs } from 'node:fs/promises'
 import { chmodSync, chownSync, constants, lstatSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
@@ -47,8 +50,12 @@ export interface FileEntry {
 /** Only names of this shape are generations this writer made (and may remove). */
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/
 const GEN_RE = /^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d{3}_[0-9a-f]{6}$/
-/** Files (and links) written synchronously before the event loop gets a turn. */
+/** Files (and links) made synchronously before the event loop gets a turn... */
 const SLICE = 64
+/** ...or bytes copied synchronously (a slice of big values would hold the loop for its whole size). */
+const SLICE_BYTES = 1024 * 1024
+/** A value over this goes through the thread pool (fs/promises): one copy of it alone would hold the loop. */
+export const SYNC_MAX_BYTES = 64 * 1024
 const yieldToLoop = async (): Promise<void> => { await new Promise((resolve) => setImmediate(resolve)) }
 /** tmpfs allocates whole pages; a file costs at least one, plus its inode. */
 const PAGE = 4096
@@ -127,20 +134,35 @@ export class AtomicWriter {
       this.#own(genDir)
       const meta: Record<string, { version: string, updatedAt: number }> = {}
       const names = new Set(entries.map((e) => e.name))
-      let done = 0
+      // The loop gets a turn every SLICE files or links, or SLICE_BYTES copied.
+      let files = 0
+      let bytes = 0
+      const pace = async (copied: number): Promise<void> => {
+        bytes += copied
+        if (++files < SLICE && bytes < SLICE_BYTES) return
+        files = 0
+        bytes = 0
+        await yieldToLoop()
+      }
       for (const e of entries) {
         const p = join(genDir, e.name)
-        writeFileSync(p, e.bytes, { mode: e.mode, flag: 'wx' })
-        chmodSync(p, e.mode) // the umask must not widen or narrow the requested mode
+        const big = e.bytes.length > SYNC_MAX_BYTES
+        if (big) {
+          await writeFile(p, e.bytes, { mode: e.mode, flag: 'wx' })
+          await chmod(p, e.mode)
+        } else {
+          writeFileSync(p, e.bytes, { mode: e.mode, flag: 'wx' })
+          chmodSync(p, e.mode) // the umask must not widen or narrow the requested mode
+        }
         this.#own(p)
         meta[e.name] = { version: e.version, updatedAt: e.updatedAt }
-        if (++done % SLICE === 0) await yieldToLoop()
+        await pace(big ? 0 : e.bytes.length)
       }
       for (const name of names) {
         if (this.#links.has(name)) continue
         // A link that fails here is tried again after the swap (6), where its error is the caller's.
         try { this.#link(name) } catch { /* (6) */ }
-        if (++done % SLICE === 0) await yieldToLoop()
+        await pace(0)
       }
       await writeFile(join(genDir, META_FILE), JSON.stringify(meta), { mode: 0o444 })
 
@@ -156,7 +178,9 @@ export class AtomicWriter {
       onPublished?.()
 
       for (const name of names) { // (6)
-        if (!this.#links.has(name)) this.#link(name)
+        if (this.#links.has(name)) continue
+        this.#link(name)
+        await pace(0)
       }
       for (const name of this.#links) {
         if (names.has(name)) continue
