@@ -58,7 +58,8 @@ export async function main (argv: string[]): Promise<number> {
   // The handlers go in before the start: without one, a SIGTERM takes Node's
   // default (the process dies by the signal, nothing closed), and a pod is
   // deleted whenever it is, during an agent's start too. One that comes
-  // during the start stops the agent as soon as it has started.
+  // during the start stops the agent as soon as it has started. Each handler
+  // runs once: a second SIGTERM takes Node's default, a force-quit.
   let signalled: string | undefined
   let onSignal = (signal: string): void => { signalled ??= signal }
   const onTerm = (): void => { onSignal('SIGTERM') }
