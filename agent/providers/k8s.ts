@@ -28,9 +28,9 @@ import { SidekeyError } from '../../core/errors.js'
 import type { SecretRef } from '../../core/reference.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
 import { createPool, HttpClient, HttpTransportError, secureContext, type PoolOptions } from '../http-client.js'
-import type { Have, SecretData, SyncResult, Provider, ProviderContext } from './provider.js'
+import type { Have, SyncResult, Provider, ProviderContext } from './provider.js'
 import type { Logger } from 'pino'
-import { dataSize, isNetworkError, withSignal } from './secret-data.js'
+import { checkSize, isNetworkError, withSignal } from './secret-data.js'
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true })
 
@@ -484,12 +484,8 @@ export class K8sProvider implements Provider {
         throw new SidekeyError('SIDEKEY_E_FORMAT', `${ref.raw}: field "${k}" of the Secret is binary, not UTF-8 text; store it base64-encoded in the Secret (binary fields are not supported yet)`, { ref: ref.raw, field: k })
       }
     }
-    const data: SecretData = { kind: 'map', map }
-    const size = dataSize(data)
-    if (size > this.ctx.maxValueBytes) {
-      // The Secret is read (and watched) whole: picking one field with #key does not make it smaller.
-      throw new SidekeyError('SIDEKEY_E_VALUE_TOO_LARGE', `${ref.raw}: the Secret is ${size} bytes, more than maxValueBytes (${this.ctx.maxValueBytes}); raise maxValueBytes or make the Secret smaller (it is read whole, #key does not change that)`, { ref: ref.raw, size, maxValueBytes: this.ctx.maxValueBytes })
-    }
+    // The Secret is read (and watched) whole: picking one field with #key does not make it smaller.
+    const data = checkSize({ kind: 'map', map }, ref, this.ctx.maxValueBytes, 'make the Secret smaller (it is read whole, #key does not change that)')
     return { changed: true, data, version }
   }
 
@@ -588,7 +584,7 @@ export class K8sProvider implements Provider {
         w.parked = true
         w.failures = 0
         this.ctx.logger.warn({ store: this.ctx.storeName, namespace: w.namespace, secret: w.name, code: err.code, limit: err.limit, maxValueBytes: this.ctx.maxValueBytes },
-          `k8s: a watch event of Secret ${w.namespace}/${w.name} exceeds ${err.limit} characters; its watch is paused and the Secret is read with GET at the refresh interval until it fits. Raise maxValueBytes or make the Secret smaller (its data, or its annotations: kubectl apply --server-side keeps the last-applied copy out)`)
+          `k8s: a watch event of Secret ${w.namespace}/${w.name} exceeds ${err.limit} characters; its watch is paused and the Secret is read with GET at the refresh interval (the error backoff while it is over maxValueBytes) until it fits. Raise maxValueBytes or make the Secret smaller (its data, or its annotations: kubectl apply --server-side keeps the last-applied copy out)`)
         return
       }
       if (err !== null && err !== undefined) {

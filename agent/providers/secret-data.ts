@@ -42,11 +42,14 @@ export function dataSize (data: SecretData): number {
   return n
 }
 
-/** Throws SIDEKEY_E_VALUE_TOO_LARGE when the secret exceeds the agent's limit. */
-export function checkSize (data: SecretData, ref: SecretRef, maxValueBytes: number): SecretData {
+/**
+ * Throws SIDEKEY_E_VALUE_TOO_LARGE when the secret exceeds the agent's limit;
+ * `remedy` is what to change besides raising the limit.
+ */
+export function checkSize (data: SecretData, ref: SecretRef, maxValueBytes: number, remedy = 'pick one field with #key'): SecretData {
   const size = dataSize(data)
   if (size > maxValueBytes) {
-    throw new SidekeyError('SIDEKEY_E_VALUE_TOO_LARGE', `secret ${ref.raw} is ${size} bytes, more than maxValueBytes (${maxValueBytes}); raise maxValueBytes or pick one field with #key`, { ref: ref.raw, size, maxValueBytes })
+    throw new SidekeyError('SIDEKEY_E_VALUE_TOO_LARGE', `secret ${ref.raw} is ${size} bytes, more than maxValueBytes (${maxValueBytes}); raise maxValueBytes or ${remedy}`, { ref: ref.raw, size, maxValueBytes })
   }
   return data
 }
