@@ -2,7 +2,6 @@
 // refresher, the local HTTP and gRPC servers and the onChange notifier.
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type * as grpc from '@grpc/grpc-js'
 import type { Logger } from 'pino'
 import type { AgentConfig } from '../core/config/load.js'
 import { SidekeyError } from '../core/errors.js'
@@ -21,6 +20,7 @@ import { createNotifier } from './on-change.js'
 import { compatRoutes } from './compat/index.js'
 import { Slots } from '../core/limits.js'
 import { AuditTrail } from './audit-trail.js'
+import { listenGrpc, type GrpcBackend, type GrpcListener } from './grpc-listener.js'
 
 export interface StartOptions {
   readonly logger?: Logger
@@ -107,8 +107,9 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   let listening = false
   // An init-only agent (exitAfterSync) has no local endpoint: it exits before
   // any app container starts. A serving agent's endpoint waits for the first
-  // publish: node:http, the HTTP server, and gRPC (grpc-js, protobufjs, the
-  // proto: about a third of the agent's start-up CPU) would otherwise sit
+  // publish: node:http, the HTTP server, and the gRPC port (its server, grpc-js,
+  // protobufjs and the proto, loads on the first gRPC connection; it was about
+  // a third of the agent's start-up CPU) would otherwise sit
   // between the start and the first files. Before that publish the API has
   // nothing to serve (/ready is 503, the startup probe fails either way); a
   // backend slower than GRPC_WAIT_MS to answer does not hold the API back
@@ -117,11 +118,10 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   const firstPublish = serving ? Promise.race([synced.catch(() => {}), new Promise((resolve) => setTimeout(resolve, GRPC_WAIT_MS).unref())]) : undefined
   let http: Server | undefined
   let httpPort: number | undefined
-  let grpcServer: grpc.Server | undefined
-  let grpcPort: number | undefined
+  let grpc: GrpcListener | undefined
   /** A start that fails midway stops what it had started: the listeners so far, the refresher and the stores. */
   const failStart = async (): Promise<void> => {
-    grpcServer?.forceShutdown()
+    grpc?.forceClose()
     await Promise.all([abandon(), closeServer(http)])
   }
   if (serving) {
@@ -154,21 +154,16 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
 
   if (config.listen.grpcEnabled && serving) {
     await firstPublish
-    let bindGrpc: typeof import('./grpc-server.js').bindGrpc
-    try {
-      const mod = await import('./grpc-server.js')
-      bindGrpc = mod.bindGrpc
-      grpcServer = mod.createGrpcServer({ served, board, checkToken, metrics, audit, trail, limits: config.limits, watchers, waiters })
-    } catch (err) {
-      // (an unreadable .proto): stop what runs, or the refresher would keep the process alive
-      await failStart()
-      throw err
+    // The port is bound now; grpc-js and the .proto load on its first connection (agent/grpc-listener.ts).
+    const loadGrpc = async (): Promise<GrpcBackend> => {
+      const { createGrpcServer, grpcBackend } = await import('./grpc-server.js')
+      return grpcBackend(createGrpcServer({ served, board, checkToken, metrics, audit, trail, limits: config.limits, watchers, waiters }))
     }
     try {
-      grpcPort = await bindGrpc(grpcServer, config.listen.grpc)
+      grpc = await listenGrpc(config.listen.host, config.listen.grpc, loadGrpc, (err) => logger.error({ err: err.message }, 'local gRPC server error'))
     } catch (err) {
       await failStart()
-      throw new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.grpc: cannot listen on ${config.listen.host}:${config.listen.grpc} (${(err as Error).message.split('\n')[0] ?? 'error'}); pick a free port`, { field: 'listen.grpc' }, { cause: err })
+      throw new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.grpc: cannot listen on ${config.listen.host}:${config.listen.grpc} (${(err as NodeJS.ErrnoException).code ?? 'error'}); pick a free port`, { field: 'listen.grpc' }, { cause: err })
     }
   }
   let metricsServer: Server | undefined
@@ -206,11 +201,11 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   }
   if (board.ready) announceReady()
   else board.once('ready', announceReady)
-  logger.info({ http: httpPort !== undefined ? `${config.listen.host}:${httpPort}` : 'off', grpc: grpcPort !== undefined ? `${config.listen.host}:${grpcPort}` : 'off', metrics: metricsPort !== undefined ? `0.0.0.0:${metricsPort}` : 'off', secrets: config.secrets.length, dir: config.dir }, 'agent listening')
+  logger.info({ http: httpPort !== undefined ? `${config.listen.host}:${httpPort}` : 'off', grpc: grpc !== undefined ? `${config.listen.host}:${grpc.port}` : 'off', metrics: metricsPort !== undefined ? `0.0.0.0:${metricsPort}` : 'off', secrets: config.secrets.length, dir: config.dir }, 'agent listening')
 
   let closed = false
   return {
-    config, httpPort, grpcPort, metricsPort, served, board, refresher, metrics, logger, synced,
+    config, httpPort, grpcPort: grpc?.port, metricsPort, served, board, refresher, metrics, logger, synced,
     async removeFiles () { await writer.clear() },
     async close () {
       if (closed) return
@@ -218,10 +213,9 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
       await abandon()
       await closeServer(http)
       await closeServer(metricsServer)
-      if (grpcServer !== undefined) {
-        const g = grpcServer
-        await new Promise<void>((resolve) => g.tryShutdown(() => resolve()))
-        g.forceShutdown()
+      if (grpc !== undefined) {
+        await grpc.close()
+        grpc.forceClose()
       }
       trail.flush()
     },

@@ -14,6 +14,7 @@ import { presentedToken } from './access-token.js'
 import { DEFAULT_LIMITS, SECRET_NAME_RE, Slots, shortName, type LocalLimits } from '../core/limits.js'
 import type { AuditTrail } from './audit-trail.js'
 import { grpcError, type GrpcErrorStatus } from './grpc-error.js'
+import type { GrpcBackend } from './grpc-listener.js'
 
 export const PROTO_FILE = fileURLToPath(new URL('../../proto/sidekey/v1/secrets.proto', import.meta.url))
 
@@ -148,8 +149,12 @@ export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
   return server
 }
 
-export async function bindGrpc (server: grpc.Server, port: number): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => err !== null ? reject(err) : resolve(bound))
-  })
+/** The server behind agent/grpc-listener.ts's port: connections accepted there are handed to it as they are. */
+export function grpcBackend (server: grpc.Server): GrpcBackend {
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure())
+  return {
+    inject: (socket) => { injector.injectConnection(socket) },
+    shutdown: async () => { await new Promise<void>((resolve) => server.tryShutdown(() => resolve())) },
+    forceShutdown: () => { server.forceShutdown() },
+  }
 }

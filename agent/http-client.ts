@@ -1,26 +1,23 @@
 // The HTTP client for every call Sidekey itself makes (the onChange notifier,
-// `sidekey get`, the Vault provider): undici, through one keep-alive pool per
-// owner with connect / headers / body timeouts and a bounded number of
-// connections per origin. The AWS and Azure SDKs keep their own HTTP handlers
-// (README: "Outbound HTTP").
+// `sidekey get`, the Vault provider, the k8s store's GETs): node:http (node:https
+// for an https URL), one keep-alive pool per owner with connect / headers /
+// body timeouts and a bounded number of connections per origin. The AWS and
+// Azure SDKs keep their own HTTP handlers (README: "Outbound HTTP"). Not
+// undici: its Agent, its HTTP parser (WebAssembly) and the compiler that runs
+// it were ~10 MiB of the agent's resident memory, where node:http's parser is
+// the one the local API's server already uses (agent/undici-pool.ts keeps
+// undici for the k8s store's HTTP/1.1 watches).
 //
-// Errors name the method, the URL's origin and path and undici's code, never a
-// request header or body: those carry tokens (X-Vault-Token, the login JWT,
-// X-Sidekey-Token) and secret values.
+// Errors name the method, the URL's origin and path and a code (the socket's:
+// ECONNREFUSED, ...; a timeout's: UND_ERR_CONNECT_TIMEOUT, UND_ERR_HEADERS_TIMEOUT,
+// UND_ERR_BODY_TIMEOUT, the codes undici gave them), never a request header or
+// body: those carry tokens (X-Vault-Token, the login JWT, X-Sidekey-Token) and
+// secret values.
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http'
 import { createRequire } from 'node:module'
+import type * as Https from 'node:https'
 import type * as Tls from 'node:tls'
-import type { Agent as UndiciAgent, Dispatcher } from 'undici'
-
-// undici's index loads all of undici: fetch, WebSocket, EventSource, the mock
-// and proxy agents, interceptors (about 45 ms of CPU at every start on Node 24).
-// Sidekey uses one Agent and Dispatcher#request: those two, taken directly
-// (undici 6 has no exports map). The index does the same assignment.
-const Agent = createRequire(import.meta.url)('undici/lib/dispatcher/agent.js') as typeof UndiciAgent
-Object.assign(
-  (createRequire(import.meta.url)('undici/lib/dispatcher/dispatcher.js') as { prototype: object }).prototype,
-  createRequire(import.meta.url)('undici/lib/api/index.js') as object,
-)
-type Agent = UndiciAgent
+import type { Socket } from 'node:net'
 
 export interface PoolOptions {
   /** Connections per origin; requests beyond it queue. Default 4; null: no limit (long-lived requests such as watches, one connection each). */
@@ -35,6 +32,8 @@ export interface PoolOptions {
   readonly tcpKeepAliveMs?: number
   /** How long an idle connection stays open. Default 30 s. */
   readonly keepAliveTimeoutMs?: number
+  /** The largest answer body read; a longer one fails with ERR_BODY_TOO_LARGE. Default 64 MiB (4x the largest maxValueBytes). */
+  readonly maxBodyBytes?: number
   /**
    * TLS options for the connections (a CA bundle, a client certificate, a server name). The CA and
    * certificate become one TLS context that every connection of the pool shares (given as `ca`, each
@@ -52,29 +51,7 @@ export function secureContext (t: PoolOptions['tls']): Tls.SecureContext | undef
   return (createRequire(import.meta.url)('node:tls') as typeof Tls).createSecureContext({ ...(t.ca !== undefined ? { ca: t.ca } : {}), ...(t.cert !== undefined ? { cert: t.cert } : {}), ...(t.key !== undefined ? { key: t.key } : {}) })
 }
 
-export const POOL_DEFAULTS = { connections: 4, connectTimeoutMs: 5_000, headersTimeoutMs: 10_000, bodyTimeoutMs: 10_000, keepAliveTimeoutMs: 30_000 } as const
-
-export function createPool (o: PoolOptions = {}): Agent {
-  const keepAlive = o.keepAliveTimeoutMs ?? POOL_DEFAULTS.keepAliveTimeoutMs
-  const t = o.tls
-  const context = o.secureContext ?? secureContext(t)
-  const connect = {
-    timeout: o.connectTimeoutMs ?? POOL_DEFAULTS.connectTimeoutMs,
-    ...(o.tcpKeepAliveMs !== undefined ? { keepAlive: true, keepAliveInitialDelay: o.tcpKeepAliveMs } : {}),
-    ...(context !== undefined ? { secureContext: context } : {}),
-    ...(t?.servername !== undefined ? { servername: t.servername } : {}),
-    ...(t?.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
-  }
-  return new Agent({
-    connections: o.connections === undefined ? POOL_DEFAULTS.connections : o.connections,
-    pipelining: 1,
-    keepAliveTimeout: keepAlive,
-    keepAliveMaxTimeout: Math.max(keepAlive, 60_000),
-    headersTimeout: o.headersTimeoutMs ?? POOL_DEFAULTS.headersTimeoutMs,
-    bodyTimeout: o.bodyTimeoutMs ?? POOL_DEFAULTS.bodyTimeoutMs,
-    connect,
-  })
-}
+export const POOL_DEFAULTS = { connections: 4, connectTimeoutMs: 5_000, headersTimeoutMs: 10_000, bodyTimeoutMs: 10_000, keepAliveTimeoutMs: 30_000, maxBodyBytes: 64 * 1024 * 1024 } as const
 
 export interface HttpAnswer {
   readonly status: number
@@ -93,7 +70,7 @@ export interface HttpRequest {
   readonly bodyTimeoutMs?: number
 }
 
-/** A transport failure: no HTTP answer came. `code` is undici's or the socket's (ECONNREFUSED, UND_ERR_HEADERS_TIMEOUT, ...). */
+/** A transport failure: no HTTP answer came. `code` is the socket's or a timeout's (ECONNREFUSED, UND_ERR_HEADERS_TIMEOUT, ...). */
 export class HttpTransportError extends Error {
   constructor (message: string, readonly code: string, readonly timedOut: boolean) {
     super(message)
@@ -111,34 +88,33 @@ function describe (u: URL): string {
   return `${u.protocol}//${u.host}${u.pathname}`
 }
 
-/** An undici pool with its timeouts; `request` reads the whole body and throws HttpTransportError when no answer arrives. */
-export class HttpClient {
-  readonly pool: Agent
-  private readonly t: { connect: number, headers: number, body: number }
+const codeError = (code: string): Error => Object.assign(new Error(code), { code })
 
-  constructor (o: PoolOptions = {}) {
-    this.pool = createPool(o)
+interface Transport { readonly agent: HttpAgent, readonly request: typeof httpRequest }
+
+/** A keep-alive pool with its timeouts; `request` reads the whole body and throws HttpTransportError when no answer arrives. */
+export class HttpClient {
+  private readonly t: { connect: number, headers: number, body: number }
+  private readonly maxBody: number
+  private readonly transports = new Map<string, Transport>()
+  private readonly inFlight = new Set<ClientRequest>()
+  private drained: (() => void) | undefined
+  private closed = false
+
+  constructor (private readonly o: PoolOptions = {}) {
     this.t = { connect: o.connectTimeoutMs ?? POOL_DEFAULTS.connectTimeoutMs, headers: o.headersTimeoutMs ?? POOL_DEFAULTS.headersTimeoutMs, body: o.bodyTimeoutMs ?? POOL_DEFAULTS.bodyTimeoutMs }
+    this.maxBody = o.maxBodyBytes ?? POOL_DEFAULTS.maxBodyBytes
   }
 
   async request (r: HttpRequest): Promise<HttpAnswer> {
     const u = new URL(r.url)
     try {
-      const res: Dispatcher.ResponseData = await this.pool.request({
-        origin: u.origin,
-        path: u.pathname + u.search,
-        method: r.method as Dispatcher.HttpMethod,
-        ...(r.headers !== undefined ? { headers: r.headers } : {}),
-        ...(r.body !== undefined ? { body: r.body } : {}),
-        ...(r.signal !== undefined ? { signal: r.signal } : {}),
-        ...(r.headersTimeoutMs !== undefined ? { headersTimeout: r.headersTimeoutMs } : {}),
-        ...(r.bodyTimeoutMs !== undefined ? { bodyTimeout: r.bodyTimeoutMs } : {}),
-      })
-      const body = Buffer.from(await res.body.arrayBuffer())
-      return { status: res.statusCode, headers: res.headers, body }
+      if (this.closed) throw codeError('UND_ERR_DESTROYED')
+      return await this.send(u, r)
     } catch (err) {
       const e = err as { code?: unknown, name?: unknown }
-      const code = typeof e.code === 'string' ? e.code : (e.name === 'AbortError' ? 'ABORTED' : 'ERR_HTTP')
+      const code = e.name === 'AbortError' || r.signal?.aborted === true ? 'ABORTED' : typeof e.code === 'string' ? e.code : 'ERR_HTTP'
+      if (code === 'ERR_BODY_TOO_LARGE') throw new HttpTransportError(`${r.method} ${describe(u)}: the server's answer is over ${this.maxBody} bytes, more than any secret (${code})`, code, false)
       const what = TIMEOUT_CODES[code]
       if (what !== undefined) {
         const ms = code === 'UND_ERR_CONNECT_TIMEOUT' ? this.t.connect : code === 'UND_ERR_HEADERS_TIMEOUT' ? (r.headersTimeoutMs ?? this.t.headers) : (r.bodyTimeoutMs ?? this.t.body)
@@ -150,12 +126,108 @@ export class HttpClient {
 
   /** Waits for requests in flight, then closes the connections. */
   async close (): Promise<void> {
-    await this.pool.close()
+    this.closed = true
+    if (this.inFlight.size > 0) await new Promise<void>((resolve) => { this.drained = resolve })
+    for (const t of this.transports.values()) t.agent.destroy()
   }
 
   /** Closes the connections now; requests in flight fail. */
   async destroy (): Promise<void> {
-    await this.pool.destroy()
+    this.closed = true
+    for (const req of this.inFlight) req.destroy(codeError('UND_ERR_DESTROYED'))
+    for (const t of this.transports.values()) t.agent.destroy()
+  }
+
+  /** The pool for http: or https: (node:https, and node:tls with it, only once an https URL is asked for). */
+  private transport (protocol: string): Transport {
+    const have = this.transports.get(protocol)
+    if (have !== undefined) return have
+    const o = this.o
+    const pool = {
+      keepAlive: true,
+      // An idle connection closes after this long (Node's agent sets it on the sockets it keeps).
+      timeout: o.keepAliveTimeoutMs ?? POOL_DEFAULTS.keepAliveTimeoutMs,
+      maxSockets: o.connections === undefined ? POOL_DEFAULTS.connections : (o.connections ?? Infinity),
+    }
+    let t: Transport
+    if (protocol === 'https:') {
+      const require = createRequire(import.meta.url)
+      const https = require('node:https') as typeof Https
+      const s = o.tls
+      // One TLS context for every connection of the pool (given as `ca`, each connection would parse the bundle: ~100 KiB each),
+      // or the caller's, shared with its other connections.
+      const context = o.secureContext ?? secureContext(s)
+      t = {
+        agent: new https.Agent({
+          ...pool,
+          ...(context !== undefined ? { secureContext: context } : {}),
+          ...(s?.servername !== undefined ? { servername: s.servername } : {}),
+          ...(s?.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+        }),
+        request: https.request as unknown as typeof httpRequest,
+      }
+    } else {
+      t = { agent: new HttpAgent(pool), request: httpRequest }
+    }
+    this.transports.set(protocol, t)
+    return t
+  }
+
+  private async send (u: URL, r: HttpRequest): Promise<HttpAnswer> {
+    const { agent, request } = this.transport(u.protocol)
+    return await new Promise<HttpAnswer>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined
+      let settled = false
+      const settle = (f: () => void): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        this.inFlight.delete(req)
+        if (this.inFlight.size === 0) this.drained?.()
+        f()
+      }
+      const fail = (err: Error): void => { settle(() => reject(err)) }
+      const arm = (ms: number, code: string, target: { destroy: (e: Error) => void }): void => {
+        clearTimeout(timer)
+        timer = setTimeout(() => target.destroy(codeError(code)), ms)
+      }
+      const options: RequestOptions = {
+        agent,
+        method: r.method,
+        // URL keeps an IPv6 literal's brackets; node:http wants the address.
+        hostname: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+        ...(u.port !== '' ? { port: Number(u.port) } : {}),
+        path: u.pathname + u.search,
+        ...(r.headers !== undefined ? { headers: r.headers } : {}),
+        ...(r.signal !== undefined ? { signal: r.signal } : {}),
+      }
+      const req = request(options)
+      this.inFlight.add(req)
+      const headersMs = r.headersTimeoutMs ?? this.t.headers
+      const bodyMs = r.bodyTimeoutMs ?? this.t.body
+      req.once('socket', (s: Socket) => {
+        if (!s.connecting) { arm(headersMs, 'UND_ERR_HEADERS_TIMEOUT', req); return }
+        // The connect timeout covers TCP and, for https, the TLS handshake.
+        arm(this.t.connect, 'UND_ERR_CONNECT_TIMEOUT', req)
+        s.once(u.protocol === 'https:' ? 'secureConnect' : 'connect', () => { if (!settled) arm(headersMs, 'UND_ERR_HEADERS_TIMEOUT', req) })
+      })
+      req.on('error', fail)
+      req.on('response', (res: IncomingMessage) => {
+        const chunks: Buffer[] = []
+        let size = 0
+        arm(bodyMs, 'UND_ERR_BODY_TIMEOUT', res)
+        res.on('data', (c: Buffer) => {
+          size += c.length
+          // A server that answers garbage without end must not grow the agent: the connection is cut.
+          if (size > this.maxBody) { res.destroy(codeError('ERR_BODY_TOO_LARGE')); return }
+          chunks.push(c)
+          arm(bodyMs, 'UND_ERR_BODY_TIMEOUT', res)
+        })
+        res.on('error', fail)
+        res.on('end', () => { settle(() => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) })) })
+      })
+      req.end(r.body)
+    })
   }
 }
 

@@ -2,10 +2,9 @@
 //   http:POST http://127.0.0.1:8080/reload   -> JSON {secrets:[{name,version}]}
 //   signal:HUP:<pid or process name>         -> kill(pid, SIGHUP)
 // Finding a process by name needs a shared process namespace in the pod.
-// HTTP hooks go through undici (agent/http-client.ts): one keep-alive pool,
+// HTTP hooks go through node:http (agent/http-client.ts): one keep-alive pool,
 // at most 2 connections per app origin, 5 s connect/headers/body timeouts.
-// undici loads with the first http hook's first notification, not before: an
-// agent without http hooks whose stores do not use it never holds its code.
+// The client loads with the first http hook's first notification, not before.
 import { readdir, readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import type { OnChangeSpec } from '../core/config/load.js'

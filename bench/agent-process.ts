@@ -1,5 +1,6 @@
 // How the benches run a Sidekey agent the way the injector runs it: the
-// injector's default agentNodeOptions as NODE_OPTIONS, on the image's Node
+// injector's default agentNodeOptions as NODE_OPTIONS and agentMallocArenaMax
+// as MALLOC_ARENA_MAX, on the image's Node
 // (scripts/node24 installs it; default here when installed).
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
@@ -14,7 +15,13 @@ export function imageNode (): string {
   return existsSync(n) ? n : process.execPath
 }
 
-/** The environment of an agent process: `extra` and the injected NODE_OPTIONS. */
+/** The agent container's MALLOC_ARENA_MAX, as the injector sets it by default ('' when it sets none). */
+export const AGENT_MALLOC_ARENA_MAX = ((n: number) => n > 0 ? String(n) : '')(Number((injectorConfigSchema.properties.agentMallocArenaMax as { default: number }).default))
+
+/** The environment of an agent process: `extra` and the injected NODE_OPTIONS and MALLOC_ARENA_MAX. */
 export function agentEnv (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  return { ...process.env, ...extra, NODE_OPTIONS: AGENT_NODE_OPTIONS }
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra, NODE_OPTIONS: AGENT_NODE_OPTIONS }
+  if (AGENT_MALLOC_ARENA_MAX !== '') env.MALLOC_ARENA_MAX = AGENT_MALLOC_ARENA_MAX
+  else delete env.MALLOC_ARENA_MAX
+  return env
 }

@@ -30,6 +30,7 @@ import { join, resolve } from 'node:path'
 import http from 'node:http'
 import autocannon from 'autocannon'
 import { injectorConfigSchema } from '../injector/config.js'
+import { agentEnv } from './agent-process.js'
 
 const args = process.argv.slice(2)
 const opt = (name: string, def: string): string => { const i = args.indexOf(name); return i !== -1 && args[i + 1] !== undefined ? args[i + 1] as string : def }
@@ -118,7 +119,7 @@ async function startAgent (name: string, script: string, dir: string, port: numb
   writeFileSync(join(dir, 'agent.json'), JSON.stringify(cfg))
   const out = join(dir, 'stdout.log')
   const fd = openSync(out, 'w')
-  const proc = spawn(NODE, [script, 'agent', '--config', join(dir, 'agent.json')], { env: { ...process.env, BENCH_VALUE: BODY, NODE_OPTIONS: AGENT_NODE_OPTIONS }, stdio: ['ignore', fd, 'inherit'] })
+  const proc = spawn(NODE, [script, 'agent', '--config', join(dir, 'agent.json')], { env: agentEnv({ BENCH_VALUE: BODY }), stdio: ['ignore', fd, 'inherit'] })
   closeSync(fd)
   await waitFor(`http://127.0.0.1:${port}/ready`)
   const headers = { 'x-sidekey-token': readFileSync(join(dir, 'token'), 'utf8').trim() }

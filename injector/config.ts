@@ -31,6 +31,13 @@ export const injectorConfigSchema = {
     tmpfsSizeLimit: { ...quantity, default: '8Mi' },
     /** NODE_OPTIONS of the agent container: a small young generation keeps a burst of requests from growing the heap by ~30 MiB. */
     agentNodeOptions: { type: 'string', default: '--max-semi-space-size=2' },
+    /**
+     * MALLOC_ARENA_MAX of the agent container (0: unset, glibc's default of 8 per core). glibc gives
+     * each of Node's threads that allocates (V8's workers, libuv's pool) an arena of its own; one
+     * arena keeps what the threads free in one place (1 Vault secret: steady RSS 60.8 -> 60.0 MiB;
+     * 1,000: 78.0 -> 75.8, peak 92.8 -> 91.2).
+     */
+    agentMallocArenaMax: { type: 'integer', minimum: 0, maximum: 64, default: 1 },
     /** The agent's maxValueBytes; the tmpfs is raised to hold two generations of every secret at this size. */
     maxValueBytes: { type: 'integer', minimum: 1, maximum: 16777216, default: 1048576 },
     resources: {
@@ -111,6 +118,7 @@ export interface InjectorConfig {
   readonly tmpfsSizeLimit: string
   readonly maxValueBytes: number
   readonly agentNodeOptions: string
+  readonly agentMallocArenaMax: number
   readonly resources: { readonly requests?: Readonly<Record<string, string>>, readonly limits?: Readonly<Record<string, string>> }
   readonly refresh: string
   readonly syncDeadline: string

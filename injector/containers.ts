@@ -54,6 +54,7 @@ export function agentContainer (spec: InjectionSpec, config: InjectorConfig, o: 
       // Where an init-only agent that gives up writes `<code>: <reason>`; the same path as terminationMessagePath.
       { name: ENV_TERMINATION_MESSAGE_PATH, value: TERMINATION_MESSAGE_PATH },
       ...(config.agentNodeOptions !== '' ? [{ name: 'NODE_OPTIONS', value: config.agentNodeOptions }] : []),
+      ...(config.agentMallocArenaMax > 0 ? [{ name: 'MALLOC_ARENA_MAX', value: String(config.agentMallocArenaMax) }] : []),
     ],
     ...(o.nativeSidecar
       ? {

@@ -78,7 +78,7 @@ export async function main (argv: string[]): Promise<number> {
   cmd.parse(argv, { from: 'user' })
   const o = cmd.opts<{ wait?: string | boolean, ifNoneMatch?: string, ready?: boolean, list?: boolean }>()
   const addr = normalizeAddr(env('SIDEKEY_ADDR', o.ready === true ? 'http://127.0.0.1:8099' : undefined))
-  // undici, one connection (the CLI makes one or two calls), closed before returning.
+  // node:http, one connection (the CLI makes one or two calls), closed before returning.
   // A long-poll's answer may take the whole --wait (the agent caps it at 300 s).
   const client = new HttpClient({ connections: 1, connectTimeoutMs: 5_000, headersTimeoutMs: o.wait !== undefined ? 330_000 : 10_000, bodyTimeoutMs: 10_000 })
   try {

@@ -7,11 +7,11 @@
 // of the Secret current, so rotation checks and fetches cost no API request;
 // the watch reconnects with backoff after errors, drops the copy while
 // disconnected (checks fall back to GET) and tells the refresher to resync.
-// GETs go through the agent's undici pool (agent/http-client.ts). Over HTTPS
+// GETs go through the agent's node:https pool (agent/http-client.ts). Over HTTPS
 // the watches are HTTP/2 streams, up to 100 on a connection (a watch on its
 // own HTTP/1.1 TLS connection costs ~100 KiB of OpenSSL buffers: 1,000 Secrets
 // were +103 MiB, as streams +18 MiB); over plain HTTP, or HTTPS without HTTP/2
-// (no ALPN h2), one undici connection each (HTTPS: HTTP/2 is tried again 10 min
+// (no ALPN h2), one undici connection each (agent/undici-pool.ts; HTTPS: HTTP/2 is tried again 10 min
 // after such a fallback, and by a new connection after a CA change). A stream
 // closed before its answer, settings not readable yet (token, CA, exec plugin)
 // or a silent peer (HTTP/2 PING every 30 s while watches run) fail the watch,
@@ -27,7 +27,8 @@ import type { SecureContext } from 'node:tls'
 import { SidekeyError } from '../../core/errors.js'
 import type { SecretRef } from '../../core/reference.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
-import { createPool, HttpClient, HttpTransportError, secureContext, type PoolOptions } from '../http-client.js'
+import { HttpClient, HttpTransportError, secureContext, type PoolOptions } from '../http-client.js'
+import { createPool } from '../undici-pool.js'
 import type { Have, SyncResult, Provider, ProviderContext } from './provider.js'
 import type { Logger } from 'pino'
 import { checkSize, isNetworkError, withSignal } from './secret-data.js'

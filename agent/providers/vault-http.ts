@@ -2,7 +2,7 @@
 // X-Vault-Token and X-Vault-Namespace, a JSON body, and answers as
 // {status, body} so callers map statuses to Sidekey codes.
 //
-// Requests go through undici: one keep-alive pool per store, with the store's
+// Requests go through node:http (node:https; agent/http-client.ts): one keep-alive pool per store, with the store's
 // CA and server name, at most 4 connections, and the store's timeout as the
 // connect, headers and body timeouts. Nothing is read from the environment
 // (VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE, VAULT_SKIP_VERIFY): a store's

@@ -56,3 +56,17 @@ t.test('offline inject says on stderr what it left out', async (t) => {
   t.equal(r.stderr, 'sidekey inject: stdin document 1 (Pod/p): left out block-cloud-metadata (infrastructure (JupyterHub (z2jh))); name containers in sidekey.dev/containers to choose them yourself\n')
   t.match(r.stdout, /sidekey.dev\/status: injected/)
 })
+
+t.test('the agent container gets NODE_OPTIONS and one malloc arena (MALLOC_ARENA_MAX) by default; 0 sets none', async (t) => {
+  const agentEnv = (c: ReturnType<typeof testConfig>): Record<string, string | undefined> => {
+    const p = mutatePod(pod({ 'sidekey.dev/secret-a': 'k8s:a#k' }), c, 'team-a').pod
+    const agent = byName(p, 'sidekey-agent')
+    return Object.fromEntries((agent?.env ?? []).map((e) => [e.name, e.value]))
+  }
+  const dflt = agentEnv(cfg)
+  t.equal(dflt.MALLOC_ARENA_MAX, '1')
+  t.equal(dflt.NODE_OPTIONS, '--max-semi-space-size=2')
+  t.equal(agentEnv(testConfig({ agentMallocArenaMax: 4 })).MALLOC_ARENA_MAX, '4')
+  t.notOk('MALLOC_ARENA_MAX' in agentEnv(testConfig({ agentMallocArenaMax: 0 })), '0: glibc decides')
+  t.throws(() => testConfig({ agentMallocArenaMax: -1 }), { code: 'SIDEKEY_E_CONFIG' })
+})
