@@ -76,9 +76,17 @@ function canonical (v: unknown): string {
   return JSON.stringify(v)
 }
 
+/**
+ * glibc's arena count (injector config agentMallocArenaMax): memory tuning, not
+ * what the agent runs or reaches. Left out of the comparison, so a pod an
+ * earlier injector made (without it) or one made under another setting is
+ * still this injector's own: a committed `sidekey inject` output keeps admitting.
+ */
+const TUNING_ENV = new Set(['MALLOC_ARENA_MAX'])
+
 /** What of an agent container decides what it runs and can reach (not fields the API server defaults). */
 function agentShape (c: V1Container): string {
-  const env = (c.env ?? []).map((e) => {
+  const env = (c.env ?? []).filter((e) => !TUNING_ENV.has(e.name)).map((e) => {
     const ref = e.valueFrom?.fieldRef
     return ref?.apiVersion === 'v1' ? { ...e, valueFrom: { ...e.valueFrom, fieldRef: { fieldPath: ref.fieldPath } } } : e
   })

@@ -232,6 +232,18 @@ t.test('finding 6: a pod that says it is injected is checked like any other', as
   for (const v of defaulted.spec?.volumes ?? []) if (v.projected !== undefined) v.projected.defaultMode = 420
   t.equal(review(admissionReview(defaulted), config).outcome, 'already-injected', 'API-server defaults do not count as a difference')
 
+  // A pod the previous injector made (no MALLOC_ARENA_MAX), or one made under another agentMallocArenaMax: a
+  // malloc tuning knob, not what the agent runs or reaches, so a committed `sidekey inject` output still admits.
+  for (const arenas of [undefined, '4']) {
+    const older = structuredClone(injected)
+    const env = (older.spec?.initContainers?.[0]?.env ?? [])
+    const at = env.findIndex((e) => e.name === 'MALLOC_ARENA_MAX')
+    t.ok(at !== -1, 'the injector sets MALLOC_ARENA_MAX')
+    if (arenas === undefined) env.splice(at, 1)
+    else env[at] = { name: 'MALLOC_ARENA_MAX', value: arenas }
+    t.equal(review(admissionReview(older), config).outcome, 'already-injected', `MALLOC_ARENA_MAX ${arenas ?? 'absent'}: still our injection`)
+  }
+
   const tamper = (what: string, fn: (p: typeof injected) => void): void => {
     const p = structuredClone(injected)
     fn(p)
