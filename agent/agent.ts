@@ -160,7 +160,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
       return grpcBackend(createGrpcServer({ served, board, checkToken, metrics, audit, trail, limits: config.limits, watchers, waiters }))
     }
     try {
-      grpc = await listenGrpc(config.listen.host, config.listen.grpc, loadGrpc, (err) => logger.error({ err: err.message }, 'local gRPC server error'))
+      grpc = await listenGrpc(config.listen.host, config.listen.grpc, loadGrpc, (err) => logger.error({ err: err.message }, 'local gRPC server error'), config.limits.connections)
     } catch (err) {
       await failStart()
       throw new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.grpc: cannot listen on ${config.listen.host}:${config.listen.grpc} (${(err as NodeJS.ErrnoException).code ?? 'error'}); pick a free port`, { field: 'listen.grpc' }, { cause: err })

@@ -24,7 +24,12 @@ export interface GrpcListener {
   forceClose: () => void
 }
 
-export async function listenGrpc (host: string, port: number, load: () => Promise<GrpcBackend>, onError: (err: Error) => void): Promise<GrpcListener> {
+/**
+ * Binds the port; `maxConnections` caps its connections (limits.connections, as
+ * for the HTTP API): the listener counts the sockets it handed to grpc-js until
+ * they close, and refuses more, while the server loads and after.
+ */
+export async function listenGrpc (host: string, port: number, load: () => Promise<GrpcBackend>, onError: (err: Error) => void, maxConnections?: number): Promise<GrpcListener> {
   let backend: Promise<GrpcBackend> | undefined
   let loaded: GrpcBackend | undefined
   // Accepted before the server is loaded: handed over once it is, destroyed if the load fails or the agent stops.
@@ -50,6 +55,7 @@ export async function listenGrpc (host: string, port: number, load: () => Promis
       socket.destroy()
     })
   })
+  if (maxConnections !== undefined) server.maxConnections = maxConnections
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(port, host, () => { server.off('error', reject); resolve() })

@@ -28,7 +28,7 @@ export interface PoolOptions {
   readonly headersTimeoutMs?: number
   /** Longest pause between two chunks of the body. Default 10 s. */
   readonly bodyTimeoutMs?: number
-  /** TCP keepalive: the first probe after this long without traffic (then the kernel's interval and count). Default undici's, 60 s. */
+  /** TCP keepalive: the first probe after this long without traffic (then the kernel's interval and count). agent/undici-pool.ts only (the k8s store's HTTP/1.1 watches); default undici's, 60 s. */
   readonly tcpKeepAliveMs?: number
   /** How long an idle connection stays open. Default 30 s. */
   readonly keepAliveTimeoutMs?: number
@@ -100,6 +100,7 @@ export class HttpClient {
   private readonly inFlight = new Set<ClientRequest>()
   private drained: (() => void) | undefined
   private closed = false
+  private closing: Promise<void> | undefined
 
   constructor (private readonly o: PoolOptions = {}) {
     this.t = { connect: o.connectTimeoutMs ?? POOL_DEFAULTS.connectTimeoutMs, headers: o.headersTimeoutMs ?? POOL_DEFAULTS.headersTimeoutMs, body: o.bodyTimeoutMs ?? POOL_DEFAULTS.bodyTimeoutMs }
@@ -113,7 +114,8 @@ export class HttpClient {
       return await this.send(u, r)
     } catch (err) {
       const e = err as { code?: unknown, name?: unknown }
-      const code = e.name === 'AbortError' || r.signal?.aborted === true ? 'ABORTED' : typeof e.code === 'string' ? e.code : 'ERR_HTTP'
+      // The error's own code first (a timeout that fired before the abort is a timeout); an abort without one says aborted.
+      const code = e.name === 'AbortError' ? 'ABORTED' : typeof e.code === 'string' ? e.code : r.signal?.aborted === true ? 'ABORTED' : 'ERR_HTTP'
       if (code === 'ERR_BODY_TOO_LARGE') throw new HttpTransportError(`${r.method} ${describe(u)}: the server's answer is over ${this.maxBody} bytes, more than any secret (${code})`, code, false)
       const what = TIMEOUT_CODES[code]
       if (what !== undefined) {
@@ -124,11 +126,14 @@ export class HttpClient {
     }
   }
 
-  /** Waits for requests in flight, then closes the connections. */
+  /** Waits for requests in flight, then closes the connections (a second call waits for the same). */
   async close (): Promise<void> {
-    this.closed = true
-    if (this.inFlight.size > 0) await new Promise<void>((resolve) => { this.drained = resolve })
-    for (const t of this.transports.values()) t.agent.destroy()
+    this.closing ??= (async () => {
+      this.closed = true
+      if (this.inFlight.size > 0) await new Promise<void>((resolve) => { this.drained = resolve })
+      for (const t of this.transports.values()) t.agent.destroy()
+    })()
+    await this.closing
   }
 
   /** Closes the connections now; requests in flight fail. */

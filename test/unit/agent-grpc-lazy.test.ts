@@ -4,10 +4,13 @@
 // The memory it saves is measured by bench/store-memory, never asserted here.
 import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { connect, type Socket } from 'node:net'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as grpc from '@grpc/grpc-js'
 import { loadProto } from '../../agent/grpc-server.js'
+import { listenGrpc } from '../../agent/grpc-listener.js'
 import { tempDir } from '../helpers/agent.js'
 import { injectorConfigSchema } from '../../injector/config.js'
 
@@ -78,4 +81,32 @@ t.test('the first gRPC connections load the server and are answered', async (t) 
   t.same(names, ['a'], 'a later call on a loaded server')
   for (const c of clients) c.close()
   t.ok((await agent.stop()).has('http2'), 'the server loaded (node:http2)')
+})
+
+t.test('the gRPC port caps its connections (limits.connections), while the server loads and after', async (t) => {
+  let release: () => void = () => {}
+  const loaded = new Promise<void>((resolve) => { release = resolve })
+  const held: Socket[] = []
+  const backend = { inject: (s: Socket) => { held.push(s) }, shutdown: async () => {}, forceShutdown: () => { for (const s of held) s.destroy() } }
+  const l = await listenGrpc('127.0.0.1', 0, async () => { await loaded; return backend }, () => {}, 3)
+  t.teardown(() => { l.forceClose() })
+  const open = async (): Promise<Socket> => await new Promise<Socket>((resolve, reject) => { const s = connect(l.port, '127.0.0.1', () => resolve(s)); s.once('error', reject) })
+  const until = async (ok: () => boolean): Promise<void> => { while (!ok()) await new Promise((resolve) => setTimeout(resolve, 10)) }
+  const first = await Promise.all([open(), open(), open()])
+  t.teardown(() => { for (const s of first) s.destroy() })
+  const over = await open()
+  await once(over, 'close')
+  t.pass('a fourth connection while the server loads is dropped')
+  release()
+  await until(() => held.length === 3)
+  t.pass('the three are handed to the server once it has loaded')
+  const after = await open()
+  await once(after, 'close')
+  t.pass('a fourth after the load is dropped too')
+  held[0]?.destroy()
+  await until(() => first[0]?.destroyed === true || first[0]?.readableEnded === true)
+  const room = await open()
+  t.teardown(() => { room.destroy() })
+  await until(() => held.length === 4)
+  t.pass('a closed one makes room: the next is handed to the server')
 })

@@ -119,3 +119,16 @@ for (const f of ['compile', 'instantiate', 'compileStreaming', 'instantiateStrea
   t.equal(readFileSync(join(dir, 'secrets', 'a'), 'utf8'), 'http-client-value', 'the secret came over http')
   t.equal(readFileSync(seen, 'utf8'), '', 'no WebAssembly compiled')
 })
+
+t.test('close() twice while a request is in flight: both return once it has its answer', async (t) => {
+  let answer: (() => void) | undefined
+  const s = await server(t, (_req, res) => { answer = () => { res.end('late') } })
+  const c = new HttpClient()
+  const inFlight = c.request({ method: 'GET', url: s.url })
+  while (answer === undefined) await new Promise((resolve) => setTimeout(resolve, 5))
+  const closes = [c.close(), c.close()]
+  answer()
+  t.equal((await inFlight).body.toString(), 'late', 'the request in flight gets its answer')
+  await Promise.all(closes)
+  t.pass('both closes returned')
+})
