@@ -1,5 +1,6 @@
 // Wires one agent: token, disk state from a previous run, providers, the
 // refresher, the local HTTP and gRPC servers and the onChange notifier.
+import { accessSync, constants } from 'node:fs'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
@@ -20,7 +21,7 @@ import { createNotifier } from './on-change.js'
 import { compatRoutes } from './compat/index.js'
 import { Slots } from '../core/limits.js'
 import { AuditTrail } from './audit-trail.js'
-import { listenGrpc, type GrpcBackend, type GrpcListener } from './grpc-listener.js'
+import { PROTO_FILE, listenGrpc, type GrpcBackend, type GrpcListener } from './grpc-listener.js'
 
 export interface StartOptions {
   readonly logger?: Logger
@@ -158,6 +159,13 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
     const loadGrpc = async (): Promise<GrpcBackend> => {
       const { createGrpcServer, grpcBackend } = await import('./grpc-server.js')
       return grpcBackend(createGrpcServer({ served, board, checkToken, metrics, audit, trail, limits: config.limits, watchers, waiters }))
+    }
+    // The .proto is read on the first connection; one the install lacks fails the start now, not every call later.
+    try {
+      accessSync(PROTO_FILE, constants.R_OK)
+    } catch (err) {
+      await failStart()
+      throw new SidekeyError('SIDEKEY_E_CONFIG', `the gRPC API's ${PROTO_FILE} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}): the install is incomplete; use the complete image, or set listen.grpcEnabled to false`, { field: 'listen.grpcEnabled' }, { cause: err })
     }
     try {
       grpc = await listenGrpc(config.listen.host, config.listen.grpc, loadGrpc, (err) => logger.error({ err: err.message }, 'local gRPC server error'), config.limits.connections)

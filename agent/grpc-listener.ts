@@ -7,6 +7,10 @@
 // accepted (grpc-js's connection injector: the same HTTP/2 server, options and
 // handlers as a bound port).
 import { createServer, type Server, type Socket } from 'node:net'
+import { fileURLToPath } from 'node:url'
+
+/** The gRPC API's .proto, read when the server loads (`<root>/proto`: /app/proto in the image; dist/bundle/ and dist/agent/ sit at the same depth). */
+export const PROTO_FILE = fileURLToPath(new URL('../../proto/sidekey/v1/secrets.proto', import.meta.url))
 
 /** What the first connection loads: a gRPC server and where its connections go. */
 export interface GrpcBackend {

@@ -1,6 +1,5 @@
 // The local gRPC endpoint (proto/sidekey/v1/secrets.proto), same rules as the
 // HTTP one: 127.0.0.1 only, token in metadata, values only in Get.
-import { fileURLToPath } from 'node:url'
 import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
 import type { Logger } from 'pino'
@@ -14,9 +13,8 @@ import { presentedToken } from './access-token.js'
 import { DEFAULT_LIMITS, SECRET_NAME_RE, Slots, shortName, type LocalLimits } from '../core/limits.js'
 import type { AuditTrail } from './audit-trail.js'
 import { grpcError, type GrpcErrorStatus } from './grpc-error.js'
-import type { GrpcBackend } from './grpc-listener.js'
+import { PROTO_FILE, type GrpcBackend } from './grpc-listener.js'
 
-export const PROTO_FILE = fileURLToPath(new URL('../../proto/sidekey/v1/secrets.proto', import.meta.url))
 
 export function loadProto (): ProtoGrpcType {
   const def = protoLoader.loadSync(PROTO_FILE, { longs: String, enums: String, defaults: true, oneofs: true })

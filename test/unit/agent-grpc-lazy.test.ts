@@ -12,6 +12,7 @@ import * as grpc from '@grpc/grpc-js'
 import { loadProto } from '../../agent/grpc-server.js'
 import { listenGrpc } from '../../agent/grpc-listener.js'
 import { tempDir } from '../helpers/agent.js'
+import { loadConfig } from '../../core/config/load.js'
 import { injectorConfigSchema } from '../../injector/config.js'
 
 const BUNDLE = join(process.cwd(), 'dist/bundle/sidekey.js')
@@ -109,4 +110,17 @@ t.test('the gRPC port caps its connections (limits.connections), while the serve
   t.teardown(() => { room.destroy() })
   await until(() => held.length === 4)
   t.pass('a closed one makes room: the next is handed to the server')
+})
+
+t.test('a .proto the install lacks fails the start with what to do, not every gRPC call later', async (t) => {
+  const real = await import('../../agent/grpc-listener.js')
+  const { startAgent } = await t.mockImport<typeof import('../../agent/agent.js')>('../../agent/agent.js', {
+    '../../agent/grpc-listener.js': { ...real, PROTO_FILE: '/nonexistent/sidekey/v1/secrets.proto' },
+  })
+  process.env.SK_LAZY_PROTO = 'lazy-proto-value-3d9e'
+  const dir = tempDir(t)
+  const config = loadConfig({ dir: join(dir, 'secrets'), apiTokenFile: join(dir, 'token'), logLevel: 'silent', listen: { http: 0, grpc: 0 }, secrets: [{ name: 'a', ref: 'env:SK_LAZY_PROTO' }] })
+  const err = await startAgent(config, { defaultMetrics: false }).then(() => undefined, (e: unknown) => e as { code?: string, message?: string })
+  t.equal(err?.code, 'SIDEKEY_E_CONFIG')
+  t.match(err?.message, /the gRPC API's \/nonexistent\/sidekey\/v1\/secrets\.proto cannot be read \(ENOENT\).*listen\.grpcEnabled/)
 })
