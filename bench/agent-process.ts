@@ -6,8 +6,8 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { injectorConfigSchema } from '../injector/config.js'
 
-/** The agent container's NODE_OPTIONS, as the injector sets them by default. */
-export const AGENT_NODE_OPTIONS = String((injectorConfigSchema.properties.agentNodeOptions as { default: string }).default)
+/** The agent container's NODE_OPTIONS, as the injector sets them by default ($AGENT_NODE_OPTIONS weighs another). */
+export const AGENT_NODE_OPTIONS = process.env.AGENT_NODE_OPTIONS ?? String((injectorConfigSchema.properties.agentNodeOptions as { default: string }).default)
 
 /** The image's Node (scripts/node24's install) when present, else this process's. */
 export function imageNode (): string {

@@ -29,8 +29,7 @@ import { cpus, loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import http from 'node:http'
 import autocannon from 'autocannon'
-import { injectorConfigSchema } from '../injector/config.js'
-import { agentEnv } from './agent-process.js'
+import { AGENT_NODE_OPTIONS, agentEnv } from './agent-process.js'
 
 const args = process.argv.slice(2)
 const opt = (name: string, def: string): string => { const i = args.indexOf(name); return i !== -1 && args[i + 1] !== undefined ? args[i + 1] as string : def }
@@ -42,7 +41,6 @@ const NODE = opt('--node', process.execPath)
 const SIDEKEY = resolve(opt('--sidekey', 'dist/bin/sidekey.js'))
 const BEFORE = args.includes('--before') ? resolve(opt('--before', '')) : undefined
 /** The agent container's NODE_OPTIONS, as the injector sets them by default. */
-const AGENT_NODE_OPTIONS = process.env.AGENT_NODE_OPTIONS ?? String((injectorConfigSchema.properties.agentNodeOptions as { default: string }).default)
 const BODY = 'sk-bench-' + 'x'.repeat(40)
 const CLK_TCK = 100
 
