@@ -138,6 +138,28 @@ function watch (t: Tap, p: Provider, name: string): () => number {
   return () => changes
 }
 
+/** Watches `name` until it is live: its first event came, and a check after a change is answered from it. */
+async function liveWatch (t: Tap, p: Provider, name: string): Promise<{ changes: () => number, rv: string }> {
+  const changes = watch(t, p, name)
+  await eventually(() => changes() >= 1, 'the watch\'s first event', WAIT)
+  const rv = await putSecret(name, { k: 'v2' })
+  await eventually(async () => await syncFrom(p, parseRef(`k8s:${name}#k`), rv) === 'unchanged', 'the watch to be live', WAIT)
+  return { changes, rv }
+}
+
+/**
+ * The relay in front of a live watch goes silent (no FIN, no RST): the watch is
+ * given up within `ms` (checks fall back to a GET, which times out on the frozen
+ * relay), then, the relay thawed, it comes back and pushes a change.
+ */
+async function silenceDropsWatch (t: Tap, p: Provider, relay: { freeze: () => void, thaw: () => void }, name: string, live: { changes: () => number, rv: string }, what: string, ms: number): Promise<void> {
+  relay.freeze()
+  await eventually(async () => await code(syncFrom(p, parseRef(`k8s:${name}#k`), live.rv)) === 'SIDEKEY_E_UNAVAILABLE', `${what} to be dropped`, { ...WAIT, ms })
+  t.pass(`${what} was dropped; checks fall back to GET`)
+  relay.thaw()
+  await seesChange(t, p, name, live.changes, 'v3')
+}
+
 /** The watch is live: a change made now is pushed, and a check is answered from it. */
 async function seesChange (t: Tap, p: Provider, name: string, changes: () => number, value: string): Promise<void> {
   const before = changes()
@@ -285,13 +307,19 @@ t.test('a Secret whose value fits but whose watch event does not (a large annota
   t.equal(records.filter((r) => r.code === 'SIDEKEY_E_WATCH_EVENT_TOO_LARGE').length, 1, 'one log line')
 })
 
-t.test('a rotated CA file is read again: the watch comes back on a server with the new certificate', async (t) => {
-  await putSecret('rotated', { k: 'v1' })
-  const a = makeCert('ca-a')
-  const b = makeCert('ca-b')
-  const caFile = join(work, 'rotating-ca.crt')
+/** Secret `name`, two certificates A and B, a CA file that trusts A, and an HTTP/2 proxy serving A in front of the API server. */
+async function caRotation (t: Tap, name: string): Promise<{ a: ReturnType<typeof makeCert>, b: ReturnType<typeof makeCert>, caFile: string, first: Awaited<ReturnType<typeof startProxy>> }> {
+  await putSecret(name, { k: 'v1' })
+  const a = makeCert(`${name}-a`)
+  const b = makeCert(`${name}-b`)
+  const caFile = join(work, `${name}-ca.crt`)
   copyFileSync(a.certFile, caFile)
   const first = await startProxy(t, { h2: true, cert: a })
+  return { a, b, caFile, first }
+}
+
+t.test('a rotated CA file is read again: the watch comes back on a server with the new certificate', async (t) => {
+  const { b, caFile, first } = await caRotation(t, 'rotated')
   const p = provider({ server: `https://127.0.0.1:${first.port}`, caFile })
   const changes = watch(t, p, 'rotated')
   await eventually(() => changes() >= 1, 'the watch\'s first event (certificate A)', WAIT)
@@ -341,16 +369,8 @@ t.test('a peer gone silent (no FIN, no RST): the HTTP/2 ping drops the connectio
   await putSecret('silent', { k: 'v1' })
   const relay = await startRelay(t, kube.port)
   const p = provider({ server: `https://127.0.0.1:${relay.port}` })
-  const changes = watch(t, p, 'silent')
-  await eventually(() => changes() >= 1, 'the watch\'s first event', WAIT)
-  const rv = await putSecret('silent', { k: 'v2' })
-  await eventually(async () => await syncFrom(p, parseRef('k8s:silent#k'), rv) === 'unchanged', 'the watch to be live', WAIT)
-  relay.freeze()
-  // Within a ping interval and its answer timeout the watch is given up; the GET then fails (it times out on the frozen relay).
-  await eventually(async () => await code(syncFrom(p, parseRef('k8s:silent#k'), rv)) === 'SIDEKEY_E_UNAVAILABLE', 'the watch to be dropped', { ...WAIT, ms: 120_000 })
-  t.pass('the watch no longer answers for the silent server')
-  relay.thaw()
-  await seesChange(t, p, 'silent', changes, 'v3')
+  // Within a ping interval and its answer timeout the watch is given up.
+  await silenceDropsWatch(t, p, relay, 'silent', await liveWatch(t, p, 'silent'), 'the watch on the silent server', 120_000)
 })
 
 t.test('a draining HTTP/2 connection (GOAWAY received, a watch still on it) is pinged: a silent peer drops it', async (t) => {
@@ -360,27 +380,16 @@ t.test('a draining HTTP/2 connection (GOAWAY received, a watch still on it) is p
   const relay = await startRelay(t, proxy.port)
   const p = provider({ server: `https://127.0.0.1:${relay.port}`, caFile: cert.certFile }, undefined, undefined, { pingIntervalMs: 500, pingTimeoutMs: 500 })
   const ref = parseRef('k8s:drain#k')
-  const changes = watch(t, p, 'drain')
-  await eventually(() => changes() >= 1, 'the watch\'s first event', WAIT)
-  const rv = await putSecret('drain', { k: 'v2' })
-  await eventually(async () => await syncFrom(p, ref, rv) === 'unchanged', 'the watch to be live', WAIT)
+  const live = await liveWatch(t, p, 'drain')
   proxy.goaway()
   await new Promise((resolve) => setTimeout(resolve, 500))
-  t.equal(await syncFrom(p, ref, rv), 'unchanged', 'after GOAWAY the watch goes on on the draining connection')
-  relay.freeze()
-  await eventually(async () => await code(syncFrom(p, ref, rv)) === 'SIDEKEY_E_UNAVAILABLE', 'the watch on the draining connection to be dropped', { ...WAIT, ms: 20_000 })
-  t.pass('the unanswered ping dropped the draining connection; checks fall back to GET')
-  relay.thaw()
-  await seesChange(t, p, 'drain', changes, 'v3')
+  t.equal(await syncFrom(p, ref, live.rv), 'unchanged', 'after GOAWAY the watch goes on on the draining connection')
+  // The unanswered ping drops the draining connection.
+  await silenceDropsWatch(t, p, relay, 'drain', live, 'the watch on the draining connection', 20_000)
 })
 
 t.test('a CA change retires the old connection at once: a watch that took it just before the change does not use it', async (t) => {
-  await putSecret('retire', { k: 'v1' })
-  const a = makeCert('retire-a')
-  const b = makeCert('retire-b')
-  const caFile = join(work, 'retire-ca.crt')
-  copyFileSync(a.certFile, caFile)
-  const first = await startProxy(t, { h2: true, cert: a })
+  const { b, caFile, first } = await caRotation(t, 'retire')
   const { logger, records } = recordingLogger()
   // The CA file is looked at on every request here (by default every 5 s at most).
   const p = provider({ server: `https://127.0.0.1:${first.port}`, caFile }, logger, undefined, { caCheckMs: 0 })
@@ -416,10 +425,6 @@ t.test('an HTTP/1.1 watch has TCP keepalive and, gone silent (no FIN, no RST), i
   t.same(keepAlive, [[true, 30_000]], 'the watch\'s connection has TCP keepalive, a first probe after 30 s idle')
   const rv = await putSecret('h1-silent', { k: 'v2' })
   await eventually(async () => await syncFrom(p, ref, rv) === 'unchanged', 'the watch to be live', WAIT)
-  relay.freeze()
-  await eventually(async () => await code(syncFrom(p, ref, rv)) === 'SIDEKEY_E_UNAVAILABLE', 'the silent watch to be given up', { ...WAIT, ms: 20_000 })
-  t.pass('the silent HTTP/1.1 watch was dropped; checks fall back to GET')
-  relay.thaw()
-  await seesChange(t, p, 'h1-silent', changes, 'v3')
+  await silenceDropsWatch(t, p, relay, 'h1-silent', { changes, rv }, 'the silent HTTP/1.1 watch', 20_000)
   t.same([...proxy.versions], ['1.1'], 'over HTTP/1.1')
 })
