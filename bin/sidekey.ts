@@ -9,7 +9,7 @@ import { setAgentV8Flags } from '../agent/cli/v8-flags.js'
 
 /** The built-ins loaded before the agent's V8 flags (see `builtins` below): the agent's. */
 const AGENT_BUILTINS = ['node:os', 'node:assert', 'node:worker_threads', 'node:crypto', 'node:fs/promises', 'node:http'] as const
-/** `sidekey get`'s (the startup probe): commander's child_process and process, undici's http. */
+/** `sidekey get`'s (the startup probe): commander's child_process and process, and node:http (its client). */
 const GET_BUILTINS = ['node:child_process', 'node:process', 'node:assert', 'node:http'] as const
 
 // V8's compile cache (Node >= 22.1; the image runs 24, a host may run 20):
