@@ -51,6 +51,21 @@ export function secureContext (t: PoolOptions['tls']): Tls.SecureContext | undef
   return (createRequire(import.meta.url)('node:tls') as typeof Tls).createSecureContext({ ...(t.ca !== undefined ? { ca: t.ca } : {}), ...(t.cert !== undefined ? { cert: t.cert } : {}), ...(t.key !== undefined ? { key: t.key } : {}) })
 }
 
+/**
+ * The TLS options of a pool's connections (node:https, undici's connector, node:http2): the caller's
+ * shared context or one parsed here from `tls` (once per pool: given as `ca`, each connection would
+ * parse the bundle, ~100 KiB each), the server name, and verification off only when asked.
+ */
+export function tlsConnectOptions (o: Pick<PoolOptions, 'tls' | 'secureContext'>): { secureContext?: Tls.SecureContext, servername?: string, rejectUnauthorized?: false } {
+  const t = o.tls
+  const context = o.secureContext ?? secureContext(t)
+  return {
+    ...(context !== undefined ? { secureContext: context } : {}),
+    ...(t?.servername !== undefined ? { servername: t.servername } : {}),
+    ...(t?.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+  }
+}
+
 export const POOL_DEFAULTS = { connections: 4, connectTimeoutMs: 5_000, headersTimeoutMs: 10_000, bodyTimeoutMs: 10_000, keepAliveTimeoutMs: 30_000, maxBodyBytes: 64 * 1024 * 1024 } as const
 
 export interface HttpAnswer {
@@ -158,17 +173,8 @@ export class HttpClient {
     if (protocol === 'https:') {
       const require = createRequire(import.meta.url)
       const https = require('node:https') as typeof Https
-      const s = o.tls
-      // One TLS context for every connection of the pool (given as `ca`, each connection would parse the bundle: ~100 KiB each),
-      // or the caller's, shared with its other connections.
-      const context = o.secureContext ?? secureContext(s)
       t = {
-        agent: new https.Agent({
-          ...pool,
-          ...(context !== undefined ? { secureContext: context } : {}),
-          ...(s?.servername !== undefined ? { servername: s.servername } : {}),
-          ...(s?.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
-        }),
+        agent: new https.Agent({ ...pool, ...tlsConnectOptions(o) }),
         request: https.request as unknown as typeof httpRequest,
       }
     } else {

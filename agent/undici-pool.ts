@@ -5,7 +5,7 @@
 // that an agent without such a watch does not load.
 import { createRequire } from 'node:module'
 import type { Agent as UndiciAgent, Dispatcher } from 'undici'
-import { POOL_DEFAULTS, secureContext, type PoolOptions } from './http-client.js'
+import { POOL_DEFAULTS, tlsConnectOptions, type PoolOptions } from './http-client.js'
 
 // undici's index loads all of undici: fetch, WebSocket, EventSource, the mock
 // and proxy agents, interceptors (about 45 ms of CPU at every start on Node 24).
@@ -20,14 +20,10 @@ type Agent = UndiciAgent
 
 export function createPool (o: PoolOptions = {}): Agent {
   const keepAlive = o.keepAliveTimeoutMs ?? POOL_DEFAULTS.keepAliveTimeoutMs
-  const t = o.tls
-  const context = o.secureContext ?? secureContext(t)
   const connect = {
     timeout: o.connectTimeoutMs ?? POOL_DEFAULTS.connectTimeoutMs,
     ...(o.tcpKeepAliveMs !== undefined ? { keepAlive: true, keepAliveInitialDelay: o.tcpKeepAliveMs } : {}),
-    ...(context !== undefined ? { secureContext: context } : {}),
-    ...(t?.servername !== undefined ? { servername: t.servername } : {}),
-    ...(t?.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+    ...tlsConnectOptions(o),
   }
   return new Agent({
     connections: o.connections === undefined ? POOL_DEFAULTS.connections : o.connections,

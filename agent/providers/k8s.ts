@@ -27,7 +27,7 @@ import type { SecureContext } from 'node:tls'
 import { SidekeyError } from '../../core/errors.js'
 import type { SecretRef } from '../../core/reference.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
-import { HttpClient, HttpTransportError, secureContext, type PoolOptions } from '../http-client.js'
+import { HttpClient, HttpTransportError, secureContext, tlsConnectOptions, type PoolOptions } from '../http-client.js'
 import { createPool } from '../undici-pool.js'
 import type { Have, SyncResult, Provider, ProviderContext } from './provider.js'
 import type { Logger } from 'pino'
@@ -128,11 +128,7 @@ class H2Watches implements WatchTransport {
     // The server's own limit once its settings arrived (a stream beyond it would wait unanswered).
     const limit = (s: ClientHttp2Session): number => Math.min(WATCH_STREAMS, s.connecting ? WATCH_STREAMS : (s.remoteSettings.maxConcurrentStreams ?? WATCH_STREAMS))
     for (const [s, n] of this.sessions) if (n < limit(s) && !this.draining.has(s) && !s.closed && !s.destroyed) return s
-    const s = h2connect(this.server, {
-      ...(this.context !== undefined ? { secureContext: this.context } : {}),
-      ...(this.tls.servername !== undefined ? { servername: this.tls.servername } : {}),
-      ...(this.tls.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
-    })
+    const s = h2connect(this.server, tlsConnectOptions({ tls: this.tls, ...(this.context !== undefined ? { secureContext: this.context } : {}) }))
     this.sessions.set(s, 0)
     const drop = (): void => { this.sessions.delete(s) }
     s.once('close', drop)
