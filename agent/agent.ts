@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { AgentConfig } from '../core/config/load.js'
 import { SidekeyError } from '../core/errors.js'
+import { listen } from '../core/listen.js'
 import { createAuditLogger, createLogger } from './logger.js'
 import { createMetrics, type AgentMetrics } from './metrics.js'
 import { ServedSet } from './served.js'
@@ -136,16 +137,10 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
       throw err
     }
     try {
-      await new Promise<void>((resolve, reject) => {
-        const onError = (err: NodeJS.ErrnoException): void => {
-          reject(new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.http: cannot listen on ${config.listen.host}:${config.listen.http} (${err.code ?? 'error'}); pick a free port`, { field: 'listen.http' }, { cause: err }))
-        }
-        server.once('error', onError)
-        server.listen(config.listen.http, config.listen.host, () => { server.off('error', onError); resolve() })
-      })
+      await listen(server, config.listen.http, config.listen.host)
     } catch (err) {
       await failStart()
-      throw err
+      throw new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.http: cannot listen on ${config.listen.host}:${config.listen.http} (${(err as NodeJS.ErrnoException).code ?? 'error'}); pick a free port`, { field: 'listen.http' }, { cause: err })
     }
     // After listen, an accept error (EMFILE under many long-polls) is logged, not fatal.
     server.on('error', (err: NodeJS.ErrnoException) => logger.error({ code: err.code, err: err.message }, 'local HTTP server error'))
@@ -187,10 +182,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
       throw err
     }
     try {
-      await new Promise<void>((resolve, reject) => {
-        ms.once('error', reject)
-        ms.listen(config.listen.metrics, '0.0.0.0', () => { ms.off('error', reject); resolve() })
-      })
+      await listen(ms, config.listen.metrics, '0.0.0.0')
     } catch (err) {
       await failStart()
       throw new SidekeyError('SIDEKEY_E_CONFIG', `config.listen.metrics: cannot listen on 0.0.0.0:${config.listen.metrics} (${(err as NodeJS.ErrnoException).code ?? 'error'}); pick a free port (sidekey.dev/metrics-port)`, { field: 'listen.metrics' }, { cause: err })

@@ -8,6 +8,7 @@
 // handlers as a bound port).
 import { createServer, type Server, type Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
+import { listen } from '../core/listen.js'
 
 /** The gRPC API's .proto, read when the server loads (`<root>/proto`: /app/proto in the image; dist/bundle/ and dist/agent/ sit at the same depth). */
 export const PROTO_FILE = fileURLToPath(new URL('../../proto/sidekey/v1/secrets.proto', import.meta.url))
@@ -60,10 +61,7 @@ export async function listenGrpc (host: string, port: number, load: () => Promis
     })
   })
   if (maxConnections !== undefined) server.maxConnections = maxConnections
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(port, host, () => { server.off('error', reject); resolve() })
-  })
+  await listen(server, port, host)
   // After listen, an accept error (EMFILE) is logged, not fatal.
   server.on('error', onError)
   const stopAccepting = (): void => {

@@ -12,6 +12,7 @@ import { createSecureContext } from 'node:tls'
 import { Counter, Histogram, Registry } from 'prom-client'
 import { pino, type Logger } from 'pino'
 import type { InjectorConfig } from './config.js'
+import { listen } from '../core/listen.js'
 import { review, reviewWorkload, type ReviewResult } from './admission.js'
 import { sendHttpError } from '../core/error-answers.js'
 
@@ -256,10 +257,7 @@ export async function startInjectorServer (opts: InjectorServerOptions): Promise
   watchFile(opts.certFile, { interval: poll, persistent: false }, onChange)
   watchFile(opts.keyFile, { interval: poll, persistent: false }, onChange)
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(opts.port ?? 8443, opts.host ?? '0.0.0.0', () => { server.off('error', reject); resolve() })
-  })
+  await listen(server, opts.port ?? 8443, opts.host ?? '0.0.0.0')
   const port = (server.address() as AddressInfo).port
   const host = opts.host ?? '0.0.0.0'
   log.info({ port, host }, 'injector listening')
