@@ -23,7 +23,6 @@ import { existsSync, readFileSync, statSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
 import { StringDecoder } from 'node:string_decoder'
-import type { SecureContext } from 'node:tls'
 import { SidekeyError } from '../../core/errors.js'
 import type { SecretRef } from '../../core/reference.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
@@ -121,14 +120,14 @@ class H2Watches implements WatchTransport {
   /** Sessions on which the server refused HTTP/2: their streams may fail with a generic error. */
   private readonly refused = new WeakMap<ClientHttp2Session, string>()
 
-  /** `context`: the one the store's GET pool has too (the CA parsed once); undefined: node's default. */
-  constructor (private readonly server: string, private readonly tls: NonNullable<PoolOptions['tls']>, private readonly context: SecureContext | undefined, private readonly logger: Logger, private readonly store: string, private readonly timings: K8sTimings) {}
+  /** `pool`: the store's TLS options, with the context its GET pool has too (the CA parsed once). */
+  constructor (private readonly server: string, private readonly pool: Pick<PoolOptions, 'tls' | 'secureContext'>, private readonly logger: Logger, private readonly store: string, private readonly timings: K8sTimings) {}
 
   private session (): ClientHttp2Session {
     // The server's own limit once its settings arrived (a stream beyond it would wait unanswered).
     const limit = (s: ClientHttp2Session): number => Math.min(WATCH_STREAMS, s.connecting ? WATCH_STREAMS : (s.remoteSettings.maxConcurrentStreams ?? WATCH_STREAMS))
     for (const [s, n] of this.sessions) if (n < limit(s) && !this.draining.has(s) && !s.closed && !s.destroyed) return s
-    const s = h2connect(this.server, tlsConnectOptions({ tls: this.tls, ...(this.context !== undefined ? { secureContext: this.context } : {}) }))
+    const s = h2connect(this.server, tlsConnectOptions(this.pool))
     this.sessions.set(s, 0)
     const drop = (): void => { this.sessions.delete(s) }
     s.once('close', drop)
@@ -201,7 +200,7 @@ class H2Watches implements WatchTransport {
       if (this.h1 === undefined) {
         // One line per fallback, not per watch; a retry that finds HTTP/2 still refused says nothing.
         this.logger.warn({ store: this.store, code, retryInMs: this.timings.h2RetryMs }, 'k8s: the API server does not speak HTTP/2; watches use HTTP/1.1, one connection each (HTTP/2 is tried again later)')
-        this.h1 = h1Watches(this.server, this.timings, { tls: this.tls, ...(this.context !== undefined ? { secureContext: this.context } : {}) })
+        this.h1 = h1Watches(this.server, this.timings, this.pool)
         this.h2RetryAt = performance.now() + this.timings.h2RetryMs
       }
       return await this.h1.open(path, headers, signal)
@@ -384,13 +383,13 @@ export class K8sProvider implements Provider {
       const url = new URL(server)
       // One TLS context (the CA and client certificate parsed once) for the GETs and the watches.
       const context = url.protocol === 'https:' ? secureContext(tls) : undefined
-      const shared = context !== undefined ? { secureContext: context } : {}
+      const pool = url.protocol === 'https:' ? { tls, ...(context !== undefined ? { secureContext: context } : {}) } : {}
       return {
         server: server.replace(/\/+$/, ''),
         prefix: url.pathname.replace(/\/+$/, ''),
-        http: new HttpClient({ ...(url.protocol === 'https:' ? { tls, ...shared } : {}), headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: GET_TIMEOUT_MS }),
+        http: new HttpClient({ ...pool, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: GET_TIMEOUT_MS }),
         watches: url.protocol === 'https:'
-          ? new H2Watches(url.origin, tls, context, this.ctx.logger, store, this.timings)
+          ? new H2Watches(url.origin, pool, this.ctx.logger, store, this.timings)
           : h1Watches(url.origin, this.timings),
       }
     }
