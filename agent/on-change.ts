@@ -5,7 +5,7 @@
 // HTTP hooks go through node:http (agent/http-client.ts): one keep-alive pool,
 // at most 2 connections per app origin, 5 s connect/headers/body timeouts.
 // The client loads with the first http hook's first notification, not before.
-import { readdir, readFile } from 'node:fs/promises'
+import { readdir, readFile } from './fs-async.js'
 import type { Logger } from 'pino'
 import type { OnChangeSpec } from '../core/config/load.js'
 import type { HttpClient, PoolOptions } from './http-client.js'

@@ -21,7 +21,7 @@
 //   (5) swap ..data, (6) create the links (4) could not, remove stale ones
 //   (7) drop the previous generation when the next write would not fit beside it
 // The files and links of (4) and (6) are made by synchronous calls, a slice
-// of entries at a time: each fs/promises call is a trip through libuv's
+// of entries at a time: each promise-returning call is a trip through libuv's
 // thread pool (writeFile alone is three). On a tmpfs (the pod's volume), 2
 // cores, Node 24, the files and links of a first write of 100 secrets took
 // 21-31 ms that way and take 7-9 ms in turn. Between slices the event loop
@@ -30,7 +30,7 @@
 // SYNC_MAX_BYTES is written through the thread pool as before: 64 values of
 // 1 MiB copied in one slice held the loop ~30 ms (16 MiB values, the most
 // maxValueBytes allows, would have held it half a second).
-import { chmod, mkdir, writeFile, symlink, rename, readlink, readdir, rm, lstat, open, statfs } from 'node:fs/promises'
+import { chmod, close, fstat, mkdir, writeFile, symlink, rename, readlink, readdir, readFile, rm, lstat, open, statfs } from './fs-async.js'
 import { chmodSync, chownSync, constants, lstatSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
@@ -54,7 +54,7 @@ const GEN_RE = /^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d{3}_[0-9a-f]{6}$/
 const SLICE = 64
 /** ...or bytes copied synchronously (a slice of big values would hold the loop for its whole size). */
 const SLICE_BYTES = 1024 * 1024
-/** A value over this goes through the thread pool (fs/promises): one copy of it alone would hold the loop. */
+/** A value over this goes through the thread pool (fs-async.ts): one copy of it alone would hold the loop. */
 export const SYNC_MAX_BYTES = 64 * 1024
 const yieldToLoop = async (): Promise<void> => { await new Promise((resolve) => setImmediate(resolve)) }
 /** tmpfs allocates whole pages; a file costs at least one, plus its inode. */
@@ -63,12 +63,12 @@ const cost = (bytes: number): number => Math.ceil(bytes / PAGE) * PAGE + PAGE
 
 /** Reads a regular file without following a symlink planted in its place. */
 async function readNoFollow (path: string): Promise<Buffer> {
-  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
+  const fd = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
   try {
-    if (!(await fh.stat()).isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EINVAL' })
-    return await fh.readFile()
+    if (!(await fstat(fd)).isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EINVAL' })
+    return await readFile(fd)
   } finally {
-    await fh.close()
+    await close(fd)
   }
 }
 

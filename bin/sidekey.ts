@@ -8,7 +8,7 @@ import { reportCliError, usageError } from '../core/error-answers.js'
 import { setAgentV8Flags } from '../agent/cli/v8-flags.js'
 
 /** The built-ins loaded before the agent's V8 flags (see `builtins` below): the agent's. */
-const AGENT_BUILTINS = ['node:os', 'node:assert', 'node:worker_threads', 'node:crypto', 'node:fs/promises', 'node:http'] as const
+const AGENT_BUILTINS = ['node:os', 'node:crypto', 'node:http'] as const
 /** `sidekey get`'s (the startup probe): commander's child_process and process, and node:http (its client). */
 const GET_BUILTINS = ['node:child_process', 'node:process', 'node:assert', 'node:http'] as const
 

@@ -20,13 +20,22 @@
 //   and `node:crypto`'s webcrypto getter the Web Crypto classes. The bundle
 //   takes built-ins through `require` instead (esbuild's interop object reads
 //   a property only when the code uses it).
-// - undici's HTTP/2 client: undici's Client requires it at load, and it loads
-//   `node:http2` and with it `node:tls` (about 15 ms of CPU at every agent
-//   start, Node 24). Sidekey never enables allowH2, so no connection
-//   negotiates h2 and the code never runs: the require moves into the call
-//   (esbuild still bundles the file, evaluated on first call).
+// - requires at a dependency's top for code Sidekey never runs (undici's
+//   HTTP/2 client, pino's worker-thread transports): each moves into the
+//   call that uses it (DEFERRED below; esbuild still bundles the module,
+//   evaluated on first call).
+//   Node 24 defines many exports of its built-ins as lazy properties that
+//   load their module when read, and reading a property's descriptor reads
+//   it: esbuild's interop object, which asks each export's descriptor for its
+//   enumerability, loaded node:util's parseArgs, diff and setTraceSigInt
+//   (node:worker_threads and its six modules) and node:fs's Dir and
+//   SyncWriteStream at every start. The bundle asks propertyIsEnumerable
+//   instead, which reads no value (INTEROP below).
 // An ESM bundle has no `require`, `__filename` or `__dirname`; CommonJS
-// dependencies use them, so each chunk starts with a banner defining them.
+// dependencies use them, so each chunk starts with a banner defining them,
+// from process.getBuiltinModule: an `import` of node:module, node:url and
+// node:path would build their ESM facades, which read every export (node:module's
+// SourceMap loads Node's source-map support).
 //
 // Whitespace and syntax are minified, names are not (stack traces keep them):
 // V8 holds every loaded chunk's source in the heap for as long as the process
@@ -56,17 +65,52 @@ const lazyRequire = {
   },
 }
 
-const UNDICI_H2 = "const connectH2 = require('./client-h2.js')"
+/**
+ * Requires moved from a module's top into the call that uses them, each
+ * rewritten in its file as [file, [text, replacement]...]. The module is
+ * still bundled, and evaluated on the first call. A dependency whose file no
+ * longer has a text fails the build instead of loading that module again
+ * unnoticed.
+ */
+const DEFERRED = [
+  // undici's HTTP/2 client: undici's Client requires it at load, and it loads
+  // `node:http2` and with it `node:tls` (about 15 ms of CPU at every agent
+  // start, Node 24). Sidekey never enables allowH2, so no connection
+  // negotiates h2 and the code never runs.
+  [/[\\/]node_modules[\\/]undici[\\/]lib[\\/]dispatcher[\\/]client\.js$/, [
+    ["const connectH2 = require('./client-h2.js')", "const connectH2 = (client, socket) => require('./client-h2.js')(client, socket)"],
+  ]],
+  // pino's worker-thread transports (thread-stream, with node:worker_threads
+  // and node:assert) and the main-thread check of an asynchronous
+  // destination: the agent's two loggers write synchronously to stdout
+  // (agent/logger.ts), so neither runs. With sonic-boom's assert (one check of
+  // an fd-less stream), three of Node's modules and their eleven internal ones
+  // that every agent loaded at start: about 1 MiB of resident memory (Node 24).
+  [/[\\/]node_modules[\\/]pino[\\/]lib[\\/]tools\.js$/, [
+    ["const { isMainThread } = require('worker_threads')", "const isMainThread = () => require('worker_threads').isMainThread"],
+    ['if (!opts.sync && isMainThread) {', 'if (!opts.sync && isMainThread()) {'],
+  ]],
+  [/[\\/]node_modules[\\/]pino[\\/]lib[\\/]transport\.js$/, [
+    ["const ThreadStream = require('thread-stream')", "const ThreadStream = function (opts) { return new (require('thread-stream'))(opts) }"],
+  ]],
+  [/[\\/]node_modules[\\/]sonic-boom[\\/]index\.js$/, [
+    ["const assert = require('assert')", "const assert = (...args) => require('assert')(...args)"],
+  ]],
+]
 
-const lazyUndiciH2 = {
-  name: 'lazy-undici-h2',
+const deferRequires = {
+  name: 'defer-requires',
   setup (b) {
-    b.onLoad({ filter: /[\\/]node_modules[\\/]undici[\\/]lib[\\/]dispatcher[\\/]client\.js$/ }, async (args) => {
-      const src = await readFile(args.path, 'utf8')
-      // A newer undici that no longer has this line fails the build instead of loading http2 again unnoticed.
-      if (!src.includes(UNDICI_H2)) throw new Error(`${args.path}: no "${UNDICI_H2}" to defer; check scripts/bundle.mjs against this undici`)
-      return { contents: src.replace(UNDICI_H2, "const connectH2 = (client, socket) => require('./client-h2.js')(client, socket)"), loader: 'js' }
-    })
+    for (const [filter, edits] of DEFERRED) {
+      b.onLoad({ filter, namespace: 'file' }, async (args) => {
+        let src = await readFile(args.path, 'utf8')
+        for (const [text, replacement] of edits) {
+          if (src.split(text).length !== 2) throw new Error(`${args.path}: "${text}" is not there exactly once; check scripts/bundle.mjs against this version`)
+          src = src.replace(text, replacement)
+        }
+        return { contents: src, loader: 'js' }
+      })
+    }
   },
 }
 
@@ -109,12 +153,9 @@ const result = await build({
   mainFields: ['module', 'main'],
   banner: {
     js: [
-      "import { createRequire as __skCreateRequire } from 'node:module'",
-      "import { fileURLToPath as __skFileURLToPath } from 'node:url'",
-      "import { dirname as __skDirname } from 'node:path'",
-      'const require = __skCreateRequire(import.meta.url)',
-      'const __filename = __skFileURLToPath(import.meta.url)',
-      'const __dirname = __skDirname(__filename)',
+      "const require = process.getBuiltinModule('node:module').createRequire(import.meta.url)",
+      "const __filename = process.getBuiltinModule('node:url').fileURLToPath(import.meta.url)",
+      "const __dirname = process.getBuiltinModule('node:path').dirname(__filename)",
     ].join('\n'),
   },
   metafile: true,
@@ -123,7 +164,7 @@ const result = await build({
   // even load: its own top-level `const __dirname` clashes with the banner's
   // (a SyntaxError). Left out, that import finds no module in the image.
   external: ['open'],
-  plugins: [lazyRequire, lazyUndiciH2, builtinsByRequire],
+  plugins: [lazyRequire, deferRequires, builtinsByRequire],
 })
 await build({
   ...common,
@@ -131,6 +172,22 @@ await build({
   outExtension: { '.js': '.cjs' },
   format: 'cjs',
 })
+// esbuild's runtime (in the first chunk) copies a CommonJS module's exports
+// onto the object an `import` sees, each as a getter, and reads each export's
+// descriptor for its enumerability; on Node 24 that loads every lazy export of
+// a built-in (see the header). propertyIsEnumerable gives the same answer for
+// an own property without reading it. An esbuild that writes this otherwise
+// fails the build.
+const INTEROP = ['enumerable:!(desc=__getOwnPropDesc(from,key))||desc.enumerable', 'enumerable:Object.prototype.propertyIsEnumerable.call(from,key)']
+let interop = 0
+for (const file of Object.keys(result.metafile.outputs).filter((f) => f.endsWith('.js'))) {
+  const src = await readFile(file, 'utf8')
+  const parts = src.split(INTEROP[0])
+  if (parts.length === 1) continue
+  interop += parts.length - 1
+  await writeFile(file, parts.join(INTEROP[1]))
+}
+if (interop !== 1) throw new Error(`scripts/bundle.mjs: esbuild's __copyProps was found ${interop} times, not once: check INTEROP against this esbuild`)
 // The chunks are ES modules whatever package.json sits above them (the image copies none).
 await writeFile('dist/bundle/package.json', '{ "type": "module" }\n')
 await chmod('dist/bundle/sidekey.js', 0o755)

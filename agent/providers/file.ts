@@ -1,6 +1,6 @@
 // file:/path/to/file — a file on disk, re-read when it changes (a directory
 // watch pushes, the interval poll is the fallback). Version is a content hash.
-import { readFile } from 'node:fs/promises'
+import { readFile } from '../fs-async.js'
 import { isAbsolute, resolve } from 'node:path'
 import { SidekeyError } from '../../core/errors.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'

@@ -20,7 +20,7 @@
 // proxy such as Rancher's). A CA file whose mtime changed (looked at every 5 s at
 // most) builds a new connection.
 import { existsSync, readFileSync, statSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { readFile } from '../fs-async.js'
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
 import { StringDecoder } from 'node:string_decoder'
 import { SidekeyError } from '../../core/errors.js'

@@ -3,7 +3,7 @@
 // rotates it), renew-self at about 2/3 of the TTL, a fresh login when the
 // token cannot be renewed or is about to hit its max TTL. One login per token
 // lifetime, shared by every concurrent request.
-import { readFile } from 'node:fs/promises'
+import { readFile } from '../fs-async.js'
 import type { Logger } from 'pino'
 import { SidekeyError } from '../../core/errors.js'
 import type { VaultHttp } from './vault-http.js'

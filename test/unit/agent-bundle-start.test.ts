@@ -46,19 +46,30 @@ async function run (node: string, args: string[], env: Record<string, string>): 
   return { code, err }
 }
 
-t.test('a Vault agent over http loads neither http2 nor tls, https or zlib before it exits', async (t) => {
+t.test('a Vault agent over http loads neither http2 nor tls, https or zlib before it exits, nor what it never runs (worker threads, assert, fs/promises)', async (t) => {
   const dir = tempDir(t)
   const address = await fakeVault(t)
   // Written at exit by the agent process itself: the built-in modules it loaded.
   const preload = join(dir, 'loaded.cjs')
   writeFileSync(preload, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(join(dir, 'loaded.txt'))}, process.moduleLoadList.join('\\n')))\n`)
-  const r = await run(process.execPath, ['--require', preload, BUNDLE, 'agent'], { SIDEKEY_CONFIG: vaultConfig(dir, address), NODE_OPTIONS: AGENT_NODE_OPTIONS })
+  // Through env(1), which sets NODE_OPTIONS last: tap's spawn hook adds its own
+  // preload to a child's NODE_OPTIONS, and it loads worker_threads.
+  const r = await run('/usr/bin/env', [`NODE_OPTIONS=${AGENT_NODE_OPTIONS}`, process.execPath, '--require', preload, BUNDLE, 'agent'], { SIDEKEY_CONFIG: vaultConfig(dir, address) })
   t.equal(r.code, 0, r.err)
   t.equal(readFileSync(join(dir, 'secrets', 'a'), 'utf8'), VALUE, 'the secret is on disk')
   const builtins = new Set(readFileSync(join(dir, 'loaded.txt'), 'utf8').split('\n').filter((l) => l.startsWith('NativeModule ')).map((l) => l.slice('NativeModule '.length)))
   t.ok(builtins.has('http'), 'the list is the real one (the agent serves http)')
   // undici's HTTP/2 client (never used: no allowH2) and prom-client's Pushgateway.
   for (const m of ['http2', 'tls', 'https', 'zlib']) t.notOk(builtins.has(m), `node:${m} not loaded`)
+  // sonic-boom's assert, fs/promises (with readline and the REPL's history)
+  // and util.diff: scripts/bundle.mjs, agent/fs-async.ts.
+  for (const m of ['assert', 'fs/promises', 'internal/util/diff']) t.notOk(builtins.has(m), `${m} not loaded`)
+  // On the image's Node (24) also worker_threads (pino's transports, and
+  // util.setTraceSigInt's) and fs's Dir and SyncWriteStream: lazy exports that
+  // esbuild's interop object used to read. Node 20 loads these itself.
+  if (Number(process.versions.node.split('.')[0]) >= 24) {
+    for (const m of ['worker_threads', 'internal/fs/dir', 'internal/fs/sync_write_stream']) t.notOk(builtins.has(m), `${m} not loaded`)
+  }
 })
 
 t.test('a Vault agent and its probe load their built-in modules before they set the V8 flags (Node\'s own code cache serves them)', async (t) => {
