@@ -10,7 +10,7 @@ import { setAgentV8Flags } from '../agent/cli/v8-flags.js'
 /** The built-ins loaded before the agent's V8 flags (see `builtins` below): the agent's. */
 const AGENT_BUILTINS = ['node:os', 'node:crypto', 'node:http'] as const
 /** `sidekey get`'s (the startup probe): commander's child_process and process, and node:http (its client). */
-const GET_BUILTINS = ['node:child_process', 'node:process', 'node:assert', 'node:http'] as const
+const GET_BUILTINS = ['node:child_process', 'node:process', 'node:http'] as const
 
 // V8's compile cache (Node >= 22.1; the image runs 24, a host may run 20):
 // code compiled once is reused by the next start. NODE_COMPILE_CACHE picks the
@@ -25,10 +25,11 @@ const GET_BUILTINS = ['node:child_process', 'node:process', 'node:assert', 'node
 // hash V8 checks code caches against, so every built-in loaded afterwards
 // misses the code cache Node ships for its own modules and is compiled from
 // source. Loaded first, they come from that cache: for an agent with one
-// Vault secret (Node 24) these account for 60 of its 161 built-ins, about
-// 11% of its start-up CPU. Only modules every agent loads before or at its
-// first publish (pino, the writer, the refresher's hashes, the HTTP server),
-// and those every `sidekey get` loads.
+// Vault secret (Node 24) these accounted for 60 of its 161 built-ins, about
+// 11% of its start-up CPU (it now loads 73: scripts/bundle.mjs says which it
+// no longer does). Only modules every agent loads before or at its first
+// publish (the refresher's hashes, the Vault client, the HTTP server), and
+// those every `sidekey get` loads.
 const commands: Record<string, { help: string, agentV8?: true, builtins?: readonly string[], run: () => Promise<(argv: string[]) => Promise<number>> }> = {
   agent: { help: 'run the in-pod agent (--config FILE or env SIDEKEY_CONFIG)', agentV8: true, builtins: AGENT_BUILTINS, run: async () => (await import('../agent/cli/agent-command.js')).main },
   get: { help: 'print a secret from the local endpoint (SIDEKEY_ADDR, SIDEKEY_TOKEN_FILE)', agentV8: true, builtins: GET_BUILTINS, run: async () => (await import('../agent/cli/get-command.js')).main },
