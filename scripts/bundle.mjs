@@ -118,7 +118,7 @@ const builtinsByRequire = {
   name: 'builtins-by-require',
   setup (b) {
     const builtin = new Set(builtinModules)
-    b.onResolve({ filter: /^[a-z_:/]+$/ }, (args) => {
+    b.onResolve({ filter: /^[a-z0-9_:/]+$/ }, (args) => {
       const name = args.path.replace(/^node:/, '')
       if (!builtin.has(name)) return undefined
       if (args.kind === 'require-call') return { path: args.path, external: true }
