@@ -13,7 +13,7 @@
 // Tokens are cached per scope until Entra's refresh_in, or 5 min before they
 // expire; concurrent requests for one scope share one exchange. The token file
 // is read at every exchange (the kubelet rotates it).
-import { readFile } from 'node:fs/promises'
+import { readFile } from '../fs-async.js'
 import type { SecureContext } from 'node:tls'
 import { HttpClient } from '../http-client.js'
 
