@@ -31,6 +31,14 @@
 //   (node:worker_threads and its six modules) and node:fs's Dir and
 //   SyncWriteStream at every start. The bundle asks propertyIsEnumerable
 //   instead, which reads no value (INTEROP below).
+// - the Azure SDK's HTTP runtime (@typespec/ts-http-runtime) asks
+//   `typeof FormData` and `x instanceof ReadableStream` of every request and
+//   answer. Those globals are Node's lazy getters: FormData loads Node's own
+//   undici (fetch, WebSocket, ...) and ReadableStream the web streams, ~3 MiB
+//   of an azure agent's resident memory (1 secret, Node 24) though it never
+//   builds either. The checks ask the value's tag instead
+//   (Object.prototype.toString: "[object FormData]"), which is true of the
+//   same objects and reads no global.
 // An ESM bundle has no `require`, `__filename` or `__dirname`; CommonJS
 // dependencies use them, so each chunk starts with a banner defining them,
 // from process.getBuiltinModule: an `import` of node:module, node:url and
@@ -114,11 +122,35 @@ const deferRequires = {
   },
 }
 
+// `typeof G !== "undefined" && x instanceof G` and `x instanceof G` for the lazy web globals, in the Azure SDK's HTTP runtime.
+const WEB_GLOBAL_CHECK = /(?:typeof (FormData|File|ReadableStream) !== "undefined" && )?([A-Za-z_$][\w$.]*) instanceof (FormData|File|ReadableStream)\b/g
+const webGlobalsByTag = {
+  name: 'web-globals-by-tag',
+  setup (b) {
+    const seen = new Set()
+    b.onLoad({ filter: /[\\/]node_modules[\\/]@typespec[\\/]ts-http-runtime[\\/]dist[\\/]esm[\\/].*\.js$/ }, async (args) => {
+      const src = await readFile(args.path, 'utf8')
+      const contents = src.replace(WEB_GLOBAL_CHECK, (all, guard, x, g) => {
+        if (guard !== undefined && guard !== g) return all
+        seen.add(args.path.replace(/.*[\\/]esm[\\/]/, ''))
+        return `(Object.prototype.toString.call(${x}) === "[object ${g}]")`
+      })
+      return contents === src ? undefined : { contents, loader: 'js' }
+    })
+    // A newer runtime whose checks moved fails the build instead of loading Node's undici again unnoticed.
+    b.onEnd(() => {
+      for (const f of ['formData.js', 'util/typeGuards-node.js']) {
+        if (![...seen].some((p) => p.replace(/\\/g, '/') === f)) throw new Error(`@typespec/ts-http-runtime: no FormData/ReadableStream check found in ${f}; check scripts/bundle.mjs against this version`)
+      }
+    })
+  },
+}
+
 const builtinsByRequire = {
   name: 'builtins-by-require',
   setup (b) {
     const builtin = new Set(builtinModules)
-    b.onResolve({ filter: /^[a-z_:/]+$/ }, (args) => {
+    b.onResolve({ filter: /^[a-z0-9_:/]+$/ }, (args) => {
       const name = args.path.replace(/^node:/, '')
       if (!builtin.has(name)) return undefined
       if (args.kind === 'require-call') return { path: args.path, external: true }
@@ -164,7 +196,7 @@ const result = await build({
   // even load: its own top-level `const __dirname` clashes with the banner's
   // (a SyntaxError). Left out, that import finds no module in the image.
   external: ['open'],
-  plugins: [lazyRequire, deferRequires, builtinsByRequire],
+  plugins: [lazyRequire, deferRequires, webGlobalsByTag, builtinsByRequire],
 })
 await build({
   ...common,

@@ -3,21 +3,23 @@
 //   azure:<secret>[#key][@<version>]           the store's vaultUrl
 //   azure:https://<host>/secrets/<secret>[/<version>]
 // Credentials: workload identity (federated projected token, audience
-// api://AzureADTokenExchange) through @azure/identity; the SDK caches the
-// access token until shortly before expiry and re-reads the token file.
+// api://AzureADTokenExchange): Sidekey's own exchange (azure-token.ts), or
+// @azure/identity's behind a proxy; the token is cached until shortly before
+// expiry and the token file re-read at each exchange.
 // Sync: Key Vault has no metadata-only call that names the latest version
 // (the version list is paged and unordered), so a sync is one getSecret
 // compared with what the caller has; a pinned version the caller already
 // has is immutable and needs no request at all.
 import { readFileSync } from 'node:fs'
 import { Agent as HttpsAgent } from 'node:https'
-import { createSecureContext } from 'node:tls'
+import { createSecureContext, type SecureContext } from 'node:tls'
 import { SidekeyError, type ErrorCode } from '../../core/errors.js'
 import type { SecretRef } from '../../core/reference.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
 import { parseDuration } from '../../core/duration.js'
 import { against, type Have, type Provider, type ProviderContext, type Snapshot, type SyncResult } from './provider.js'
 import { checkSize, dataFromText, isNetworkError } from './secret-data.js'
+import type { WorkloadIdentityCredential as OwnCredential } from './azure-token.js'
 
 type KV = typeof import('@azure/keyvault-secrets')
 type SecretClient = InstanceType<KV['SecretClient']>
@@ -33,6 +35,8 @@ export class AzureProvider implements Provider {
   private credential: TokenCredential | undefined
   private readonly clients = new Map<string, SecretClient>()
   private agent: HttpsAgent | undefined
+  private context: SecureContext | undefined
+  private own: OwnCredential | undefined
   private readonly ca: Buffer | undefined
   private readonly timeoutMs: number
 
@@ -99,15 +103,19 @@ export class AzureProvider implements Provider {
    * proxy in the environment the SDK's proxy agent is used instead (it takes no custom agent).
    */
   private transport (): { agent: HttpsAgent } | { tlsOptions: { ca: Buffer } } | Record<string, never> {
-    const proxied = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy'].some((k) => (process.env[k] ?? '') !== '')
-    if (proxied) return this.ca !== undefined ? { tlsOptions: { ca: this.ca } } : {}
-    this.agent ??= new HttpsAgent({ keepAlive: true, maxSockets: KV_SOCKETS, secureContext: createSecureContext(this.ca !== undefined ? { ca: this.ca } : {}) })
+    if (proxied()) return this.ca !== undefined ? { tlsOptions: { ca: this.ca } } : {}
+    this.agent ??= new HttpsAgent({ keepAlive: true, maxSockets: KV_SOCKETS, secureContext: this.secureContext() })
     return { agent: this.agent }
+  }
+
+  /** The store's one TLS context (its CA parsed once): the Key Vault connections' and the token exchange's. */
+  private secureContext (): SecureContext {
+    this.context ??= createSecureContext(this.ca !== undefined ? { ca: this.ca } : {})
+    return this.context
   }
 
   private async makeCredential (): Promise<TokenCredential> {
     const store = this.ctx.storeName
-    const { WorkloadIdentityCredential } = await import('@azure/identity')
     const tenantId = this.config.tenantId ?? process.env.AZURE_TENANT_ID
     const clientId = this.config.clientId ?? process.env.AZURE_CLIENT_ID
     const tokenFilePath = this.config.tokenFile ?? process.env.AZURE_FEDERATED_TOKEN_FILE
@@ -116,15 +124,24 @@ export class AzureProvider implements Provider {
     if (missing !== undefined) {
       throw new SidekeyError('SIDEKEY_E_CONFIG', `config.stores.${store}.${missing}: workload identity needs tenantId, clientId and tokenFile (or AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE)`, { field: `stores.${store}.${missing}` })
     }
-    const inner = new WorkloadIdentityCredential({
-      tenantId: tenantId as string,
-      clientId: clientId as string,
-      tokenFilePath: tokenFilePath as string,
-      ...(authorityHost !== undefined ? { authorityHost } : {}),
-      // A custom authority (sovereign cloud, test issuer) has no instance-discovery document.
-      ...(authorityHost !== undefined && !/login\.microsoftonline\.com/.test(authorityHost) ? { disableInstanceDiscovery: true } : {}),
-      ...(this.ca !== undefined ? { tlsOptions: { ca: this.ca } } : {}),
-    })
+    const inner: Pick<TokenCredential, 'getToken'> = proxied()
+      ? new (await import('@azure/identity')).WorkloadIdentityCredential({
+        tenantId: tenantId as string,
+        clientId: clientId as string,
+        tokenFilePath: tokenFilePath as string,
+        ...(authorityHost !== undefined ? { authorityHost } : {}),
+        // A custom authority (sovereign cloud, test issuer) has no instance-discovery document.
+        ...(authorityHost !== undefined && !/login\.microsoftonline\.com/.test(authorityHost) ? { disableInstanceDiscovery: true } : {}),
+        ...(this.ca !== undefined ? { tlsOptions: { ca: this.ca } } : {}),
+      })
+      : (this.own = new (await import('./azure-token.js')).WorkloadIdentityCredential({
+          tenantId: tenantId as string,
+          clientId: clientId as string,
+          tokenFilePath: tokenFilePath as string,
+          ...(authorityHost !== undefined ? { authorityHost } : {}),
+          secureContext: this.secureContext(),
+          timeoutMs: this.timeoutMs,
+        }))
     const meter = this.ctx.meter
     // Token failures become SIDEKEY_E_AUTH here, before the Key Vault client wraps them.
     return {
@@ -214,7 +231,14 @@ export class AzureProvider implements Provider {
     this.clients.clear()
     this.agent?.destroy()
     this.agent = undefined
+    await this.own?.close()
+    this.own = undefined
   }
+}
+
+/** A proxy in the environment: the SDK's proxy agent and @azure/identity's token exchange (they honour it). */
+function proxied (): boolean {
+  return ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy'].some((k) => (process.env[k] ?? '') !== '')
 }
 
 /** Connections to Key Vault at once (requests beyond wait for one); each costs ~100 KiB while open. */

@@ -27,7 +27,7 @@ import { SidekeyError } from '../../core/errors.js'
 import type { SecretRef } from '../../core/reference.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
 import { HttpClient, HttpTransportError, secureContext, tlsConnectOptions, type PoolOptions } from '../http-client.js'
-import { createPool } from '../undici-pool.js'
+import type { createPool } from '../undici-pool.js'
 import type { Have, SyncResult, Provider, ProviderContext } from './provider.js'
 import type { Logger } from 'pino'
 import { checkSize, isNetworkError, withSignal } from './secret-data.js'
@@ -73,14 +73,17 @@ interface WatchTransport {
  * bound, watchIdleMs without a byte (the server ends each watch at WATCH_SECONDS).
  */
 function h1Watches (server: string, timings: K8sTimings, tls: Pick<PoolOptions, 'tls' | 'secureContext'> = {}): WatchTransport {
-  const pool = createPool({ ...tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: timings.watchIdleMs, tcpKeepAliveMs: TCP_KEEPALIVE_MS })
+  // undici (its Agent, and its HTTP parser: WebAssembly compiled when the module loads) on the first
+  // watch: an agent whose watches are HTTP/2 streams never loads it (~4 MiB of resident memory).
+  let pool: Promise<ReturnType<typeof createPool>> | undefined
+  const get = async (): Promise<ReturnType<typeof createPool>> => await (pool ??= import('../undici-pool.js').then((m) => m.createPool({ ...tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: timings.watchIdleMs, tcpKeepAliveMs: TCP_KEEPALIVE_MS })))
   return {
     async open (path, headers, signal) {
-      const res = await pool.request({ origin: server, path, method: 'GET', headers, signal })
+      const res = await (await get()).request({ origin: server, path, method: 'GET', headers, signal })
       return { status: res.statusCode, body: res.body as AsyncIterable<Buffer>, discard: () => { res.body.resume() } }
     },
-    async close () { await pool.close() },
-    async destroy () { await pool.destroy() },
+    async close () { if (pool !== undefined) await (await pool).close() },
+    async destroy () { if (pool !== undefined) await (await pool).destroy() },
   }
 }
 

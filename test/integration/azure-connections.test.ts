@@ -2,10 +2,14 @@
 // opened one for each request in flight (the refresher runs 32 at once), each
 // TLS connection holding ~100 KiB while it stays open. Against the Key Vault
 // stand-in (test/helpers/keyvault-standin.ts) behind a relay that counts them.
+// And what a bundled azure agent leaves unloaded: @azure/identity and MSAL
+// (Sidekey makes the token exchange), Node's own undici (FormData's getter).
 import t from 'tap'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { pino } from 'pino'
 import { useServers } from '../helpers/testenv.js'
 import { startKeyVaultStandin, TENANT } from '../helpers/keyvault-standin.js'
@@ -36,4 +40,39 @@ t.test('40 reads at once use at most 8 connections, kept for the next ones', asy
   const values = await Promise.all(Array.from({ length: N }, async (_, i) => await read(p, parseRef(`azure:conn-${i}`))))
   t.same(values.map((v) => v.data), Array.from({ length: N }, (_, i) => ({ kind: 'bytes', bytes: Buffer.from(`conn-value-${i}`) })), 'every value')
   t.ok(relay.connections() >= 1 && relay.connections() <= 8, `${relay.connections()} connections open to Key Vault (at most 8)`)
+})
+
+t.test('a bundled azure agent loads neither @azure/identity nor MSAL nor Node\'s undici', async (t) => {
+  await kv.set('lean-0', 'lean-value')
+  const dir = mkdtempSync(join(work, 'agent-'))
+  const seen = join(dir, 'loaded.txt')
+  writeFileSync(seen, '')
+  // Every module the ESM loader loads (the bundle's chunks), and at exit Node's built-ins.
+  const hooks = join(dir, 'hooks.mjs')
+  writeFileSync(hooks, `import { appendFileSync } from 'node:fs'
+export async function load (url, context, next) { if (url.startsWith('file:')) appendFileSync(${JSON.stringify(seen)}, url + '\\n'); return await next(url, context) }
+`)
+  const preload = join(dir, 'preload.mjs')
+  writeFileSync(preload, `import { register } from 'node:module'; import { appendFileSync } from 'node:fs'
+register(${JSON.stringify(pathToFileURL(hooks).href)})
+process.on('exit', () => { appendFileSync(${JSON.stringify(seen)}, process.moduleLoadList.join('\\n') + '\\n') })
+`)
+  const config = {
+    dir: join(dir, 'secrets'), apiTokenFile: join(dir, 'token'), listen: { http: 0 }, logLevel: 'warn', exitAfterSync: true,
+    stores: { azure: { type: 'azure', vaultUrl: `https://localhost:${kv.port}`, tenantId: TENANT, clientId: id.clientId, tokenFile, authorityHost: aad.authorityHost, caFile, disableChallengeResourceVerification: true } },
+    secrets: [{ name: 'a', ref: 'azure:lean-0' }],
+  }
+  const env: NodeJS.ProcessEnv = { ...process.env, SIDEKEY_CONFIG: JSON.stringify(config) }
+  for (const k of ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy']) delete env[k]
+  const child = spawn(process.execPath, ['--import', pathToFileURL(preload).href, join(process.cwd(), 'dist/bundle/sidekey.js'), 'agent'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+  let err = ''
+  child.stderr.on('data', (c: Buffer) => { err += c.toString() })
+  t.equal(await new Promise<number | null>((resolve) => child.once('exit', resolve)), 0, err)
+  t.equal(readFileSync(join(dir, 'secrets', 'a'), 'utf8'), 'lean-value', 'the secret came from Key Vault')
+  const loaded = readFileSync(seen, 'utf8').split('\n')
+  const chunks = loaded.filter((l) => l.startsWith('file:') && l.includes('/dist/bundle/')).map((u) => fileURLToPath(u))
+  t.ok(chunks.length > 5, `${chunks.length} chunks loaded`)
+  t.same(chunks.filter((f) => /@azure\/(identity|msal-node)\b/.test(readFileSync(f, 'utf8'))), [], 'no chunk of @azure/identity or MSAL')
+  t.ok(loaded.includes('NativeModule tls'), 'the built-ins are listed')
+  t.notOk(loaded.includes('NativeModule internal/deps/undici/undici'), 'no Node undici')
 })
