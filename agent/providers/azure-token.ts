@@ -103,9 +103,9 @@ export class WorkloadIdentityCredential {
       throw authError('AuthenticationError', `Entra answered HTTP ${res.status} without JSON`)
     }
     if (res.status !== 200 || typeof body.access_token !== 'string') {
-      // The error code and AADSTS numbers, never the description's echo of the request.
-      const codes = Array.isArray(body.error_codes) ? ` AADSTS${body.error_codes.join(',')}` : ''
-      throw Object.assign(authError('AuthenticationError', `Entra refused the token exchange: HTTP ${res.status} ${typeof body.error === 'string' ? body.error : 'error'}${codes}`), { statusCode: res.status })
+      // The error code (OAuth's lower-case word) and AADSTS numbers only, never the description's echo of the request.
+      const codes = Array.isArray(body.error_codes) ? ` AADSTS${body.error_codes.filter((c) => Number.isInteger(c)).slice(0, 8).join(',')}` : ''
+      throw Object.assign(authError('AuthenticationError', `Entra refused the token exchange: HTTP ${res.status} ${typeof body.error === 'string' && /^[a-z_]{1,64}$/.test(body.error) ? body.error : 'error'}${codes}`), { statusCode: res.status })
     }
     const seconds = (v: unknown): number | undefined => { const n = Number(v); return Number.isFinite(n) && n > 0 ? n : undefined }
     const expiresIn = seconds(body.expires_in) ?? 3600

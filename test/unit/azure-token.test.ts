@@ -105,3 +105,15 @@ t.test("Entra's refusal: AuthenticationError with the status and AADSTS code, ne
   await c.getToken('s').catch(() => {})
   t.equal(e.seen.length, 2, 'a refusal is not cached')
 })
+
+t.test('a token endpoint that answers garbage in its error fields: only a plain OAuth code and AADSTS numbers reach the message', async (t) => {
+  const e = await entra(t, (_s, res) => {
+    res.statusCode = 400
+    res.setHeader('content-type', 'application/json')
+    res.end(JSON.stringify({ error: 'assertion-1 echoed back', error_codes: ['assertion-1', 50027] }))
+  })
+  const { c } = credential(t, e.host)
+  const err = await c.getToken('s').then(() => undefined, (x: unknown) => x as Error)
+  t.match(err?.message, /HTTP 400 error AADSTS50027$/)
+  t.notMatch(err?.message, /assertion-1/)
+})
