@@ -98,6 +98,21 @@ const DEFERRED = [
   ]],
 ]
 
+// The aws provider's SDK (agent/aws-sdk.ts and all it imports): one
+// ES module of its own, built without splitting, that the provider imports on
+// its first client. Split with the rest, it was 25 chunks and 145 imports
+// between them for the loader to resolve, enough calls to make Node's own
+// path and URL functions hot: V8 compiled them with Maglev and TurboFan, whose
+// code (several MiB of the node binary) then stays resident.
+const AWS_SDK = { entry: 'dist/agent/aws-sdk.js', file: './vendor-aws.js' }
+
+const awsSdkApart = {
+  name: 'aws-sdk-apart',
+  setup (b) {
+    b.onResolve({ filter: /^\.\.\/aws-sdk\.js$/ }, (args) => /[\\/]dist[\\/]agent[\\/]providers$/.test(args.resolveDir) ? { path: AWS_SDK.file, external: true } : undefined)
+  },
+}
+
 const deferRequires = {
   name: 'defer-requires',
   setup (b) {
@@ -130,6 +145,14 @@ const builtinsByRequire = {
   },
 }
 
+const banner = {
+  js: [
+    "const require = process.getBuiltinModule('node:module').createRequire(import.meta.url)",
+    "const __filename = process.getBuiltinModule('node:url').fileURLToPath(import.meta.url)",
+    "const __dirname = process.getBuiltinModule('node:path').dirname(__filename)",
+  ].join('\n'),
+}
+
 /** What the agent's bundle and the vendor files share. */
 const common = {
   outdir: 'dist/bundle',
@@ -151,20 +174,23 @@ const result = await build({
   chunkNames: '[name]-[hash]',
   // Node's ESM loader prefers the `module` entry of packages that have one.
   mainFields: ['module', 'main'],
-  banner: {
-    js: [
-      "const require = process.getBuiltinModule('node:module').createRequire(import.meta.url)",
-      "const __filename = process.getBuiltinModule('node:url').fileURLToPath(import.meta.url)",
-      "const __dirname = process.getBuiltinModule('node:path').dirname(__filename)",
-    ].join('\n'),
-  },
+  banner,
   metafile: true,
   // `open` (start a browser) is only @azure/identity's interactive browser
   // sign-in, which no Sidekey config selects. Bundled, its chunk could not
   // even load: its own top-level `const __dirname` clashes with the banner's
   // (a SyntaxError). Left out, that import finds no module in the image.
   external: ['open'],
-  plugins: [lazyRequire, deferRequires, builtinsByRequire],
+  plugins: [lazyRequire, deferRequires, builtinsByRequire, awsSdkApart],
+})
+const awsSdk = await build({
+  ...common,
+  entryPoints: { [AWS_SDK.file.slice(2, -3)]: AWS_SDK.entry },
+  format: 'esm',
+  mainFields: ['module', 'main'],
+  banner,
+  metafile: true,
+  plugins: [builtinsByRequire],
 })
 await build({
   ...common,
@@ -172,7 +198,7 @@ await build({
   outExtension: { '.js': '.cjs' },
   format: 'cjs',
 })
-// esbuild's runtime (in the first chunk) copies a CommonJS module's exports
+// esbuild's runtime (in the first chunk, and in vendor-aws.js) copies a CommonJS module's exports
 // onto the object an `import` sees, each as a getter, and reads each export's
 // descriptor for its enumerability; on Node 24 that loads every lazy export of
 // a built-in (see the header). propertyIsEnumerable gives the same answer for
@@ -180,14 +206,14 @@ await build({
 // fails the build.
 const INTEROP = ['enumerable:!(desc=__getOwnPropDesc(from,key))||desc.enumerable', 'enumerable:Object.prototype.propertyIsEnumerable.call(from,key)']
 let interop = 0
-for (const file of Object.keys(result.metafile.outputs).filter((f) => f.endsWith('.js'))) {
+for (const file of [result, awsSdk].flatMap((r) => Object.keys(r.metafile.outputs)).filter((f) => f.endsWith('.js'))) {
   const src = await readFile(file, 'utf8')
   const parts = src.split(INTEROP[0])
   if (parts.length === 1) continue
   interop += parts.length - 1
   await writeFile(file, parts.join(INTEROP[1]))
 }
-if (interop !== 1) throw new Error(`scripts/bundle.mjs: esbuild's __copyProps was found ${interop} times, not once: check INTEROP against this esbuild`)
+if (interop !== 2) throw new Error(`scripts/bundle.mjs: esbuild's __copyProps was found ${interop} times, not once in the chunks and once in vendor-aws.js: check INTEROP against this esbuild`)
 // The chunks are ES modules whatever package.json sits above them (the image copies none).
 await writeFile('dist/bundle/package.json', '{ "type": "module" }\n')
 await chmod('dist/bundle/sidekey.js', 0o755)

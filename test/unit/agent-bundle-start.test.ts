@@ -197,3 +197,16 @@ t.test('every chunk of the bundle parses (a chunk loaded only on some path must 
   t.equal(results.length, chunks.length, `every chunk was read${r.stderr !== '' ? `: ${r.stderr}` : ''}`)
   for (const [f, outcome] of results) t.equal(outcome, 'ok', `${f} parses`)
 })
+
+t.test('the aws provider\'s SDK is one file of the bundle, loaded by the provider alone', async (t) => {
+  // Split with the rest of the bundle, the SDK was 25 chunks with 145 imports between them, enough
+  // for Node's loader to make its path and URL functions hot (Maglev, TurboFan: MiB of resident code).
+  const dir = dirname(BUNDLE)
+  const vendor = join(dir, 'vendor-aws.js')
+  const src = readFileSync(vendor, 'utf8')
+  t.ok(src.includes('SecretsManagerClient=class ') && src.includes('AssumeRoleWithWebIdentityCommand=class '), 'vendor-aws.js holds the Secrets Manager client and STS\'s web identity call')
+  t.same([...src.matchAll(/\b(?:from\s*|import\()"(\.\/[^"]+)"/g)].map((m) => m[1]), [], 'and imports no other file of the bundle')
+  const users = readdirSync(dir).filter((f) => f !== 'vendor-aws.js' && f.endsWith('.js') && readFileSync(join(dir, f), 'utf8').includes('./vendor-aws.js'))
+  t.equal(users.length, 1, `one chunk imports it: ${users.join(', ')}`)
+  t.notOk(readdirSync(dir).some((f) => f !== 'vendor-aws.js' && readFileSync(join(dir, f), 'utf8').includes('SecretsManagerClient=class ')), 'no other file holds the Secrets Manager client')
+})
