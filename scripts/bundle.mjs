@@ -106,6 +106,26 @@ const DEFERRED = [
 // code (several MiB of the node binary) then stays resident.
 const AWS_SDK = { entry: 'dist/agent/aws-sdk.js', file: './vendor-aws.js' }
 
+/**
+ * The same for vendor-aws.js: the SDK's NodeHttpHandler loads node:https (and
+ * with it node:tls) when it loads, and makes its https Agent when it makes its
+ * config, also for an http:// endpoint (a local Secrets Manager, moto): about
+ * 1.6 MiB of the agent's resident memory. Here node:https loads on first use
+ * and the Agent is made the first time the config's httpsAgent is read (an
+ * https request): the same Agent, options, externalAgent and destroy as
+ * before (an https.Agent, the one `instanceof` the check dropped, has destroy).
+ */
+const AWS_SDK_DEFERRED = [
+  [/[\\/]node_modules[\\/]@smithy[\\/]node-http-handler[\\/]dist-es[\\/]node-https\.js$/, [
+    ['import node_https from "node:https";', 'let https;\nconst node_https = { get Agent () { return (https ??= require("node:https")).Agent }, get request () { return (https ??= require("node:https")).request } };'],
+  ]],
+  [/[\\/]node_modules[\\/]@smithy[\\/]node-http-handler[\\/]dist-es[\\/]node-http-handler\.js$/, [
+    ['        this.config?.httpsAgent?.destroy();\n', '        if (this.config !== undefined && Object.getOwnPropertyDescriptor(this.config, "httpsAgent")?.get !== undefined) this.httpsAgentMade?.destroy();\n        else this.config?.httpsAgent?.destroy();\n'],
+    ['        let httpAgentPromise;\n        return {\n', '        let httpAgentPromise;\n        const handler = this;\n        if (typeof httpsAgent?.destroy === "function") {\n            this.externalAgent = true;\n            this.httpsAgentMade = httpsAgent;\n        }\n        return {\n'],
+    ['            httpsAgent: (() => {\n                if (httpsAgent instanceof node_https.Agent || typeof httpsAgent?.destroy === "function") {\n                    this.externalAgent = true;\n                    return httpsAgent;\n                }\n                return new node_https.Agent({ keepAlive, maxSockets, ...httpsAgent });\n            })(),\n', '            get httpsAgent() {\n                return (handler.httpsAgentMade ??= new node_https.Agent({ keepAlive, maxSockets, ...httpsAgent }));\n            },\n'],
+  ]],
+]
+
 const awsSdkApart = {
   name: 'aws-sdk-apart',
   setup (b) {
@@ -113,10 +133,10 @@ const awsSdkApart = {
   },
 }
 
-const deferRequires = {
+const deferRequires = (deferred) => ({
   name: 'defer-requires',
   setup (b) {
-    for (const [filter, edits] of DEFERRED) {
+    for (const [filter, edits] of deferred) {
       b.onLoad({ filter, namespace: 'file' }, async (args) => {
         let src = await readFile(args.path, 'utf8')
         for (const [text, replacement] of edits) {
@@ -127,7 +147,7 @@ const deferRequires = {
       })
     }
   },
-}
+})
 
 const builtinsByRequire = {
   name: 'builtins-by-require',
@@ -181,7 +201,7 @@ const result = await build({
   // even load: its own top-level `const __dirname` clashes with the banner's
   // (a SyntaxError). Left out, that import finds no module in the image.
   external: ['open'],
-  plugins: [lazyRequire, deferRequires, builtinsByRequire, awsSdkApart],
+  plugins: [lazyRequire, deferRequires(DEFERRED), builtinsByRequire, awsSdkApart],
 })
 const awsSdk = await build({
   ...common,
@@ -190,7 +210,7 @@ const awsSdk = await build({
   mainFields: ['module', 'main'],
   banner,
   metafile: true,
-  plugins: [builtinsByRequire],
+  plugins: [deferRequires(AWS_SDK_DEFERRED), builtinsByRequire],
 })
 await build({
   ...common,
