@@ -106,10 +106,45 @@ const DEFERRED = [
   ]],
 ]
 
-const deferRequires = {
+// The aws provider's SDK (agent/aws-sdk.ts and all it imports): one
+// ES module of its own, built without splitting, that the provider imports on
+// its first client. Split with the rest, it was 25 chunks and 145 imports
+// between them for the loader to resolve, enough calls to make Node's own
+// path and URL functions hot: V8 compiled them with Maglev and TurboFan, whose
+// code (several MiB of the node binary) then stays resident.
+const AWS_SDK = { entry: 'dist/agent/aws-sdk.js', file: './vendor-aws.js' }
+
+/**
+ * The same for vendor-aws.js: the SDK's NodeHttpHandler loads node:https (and
+ * with it node:tls) when it loads, and makes its https Agent when it makes its
+ * config, also for an http:// endpoint (a local Secrets Manager, moto): about
+ * 1.6 MiB of the agent's resident memory. Here node:https loads on first use
+ * and the Agent is made the first time the config's httpsAgent is read (an
+ * https request): the same Agent, options, externalAgent and destroy as
+ * before (an https.Agent, the one `instanceof` the check dropped, has destroy).
+ */
+const AWS_SDK_DEFERRED = [
+  [/[\\/]node_modules[\\/]@smithy[\\/]node-http-handler[\\/]dist-es[\\/]node-https\.js$/, [
+    ['import node_https from "node:https";', 'let https;\nconst node_https = { get Agent () { return (https ??= require("node:https")).Agent }, get request () { return (https ??= require("node:https")).request } };'],
+  ]],
+  [/[\\/]node_modules[\\/]@smithy[\\/]node-http-handler[\\/]dist-es[\\/]node-http-handler\.js$/, [
+    ['        this.config?.httpsAgent?.destroy();\n', '        if (this.config !== undefined && Object.getOwnPropertyDescriptor(this.config, "httpsAgent")?.get !== undefined) this.httpsAgentMade?.destroy();\n        else this.config?.httpsAgent?.destroy();\n'],
+    ['        let httpAgentPromise;\n        return {\n', '        let httpAgentPromise;\n        const handler = this;\n        if (typeof httpsAgent?.destroy === "function") {\n            this.externalAgent = true;\n            this.httpsAgentMade = httpsAgent;\n        }\n        return {\n'],
+    ['            httpsAgent: (() => {\n                if (httpsAgent instanceof node_https.Agent || typeof httpsAgent?.destroy === "function") {\n                    this.externalAgent = true;\n                    return httpsAgent;\n                }\n                return new node_https.Agent({ keepAlive, maxSockets, ...httpsAgent });\n            })(),\n', '            get httpsAgent() {\n                return (handler.httpsAgentMade ??= new node_https.Agent({ keepAlive, maxSockets, ...httpsAgent }));\n            },\n'],
+  ]],
+]
+
+const awsSdkApart = {
+  name: 'aws-sdk-apart',
+  setup (b) {
+    b.onResolve({ filter: /^\.\.\/aws-sdk\.js$/ }, (args) => /[\\/]dist[\\/]agent[\\/]providers$/.test(args.resolveDir) ? { path: AWS_SDK.file, external: true } : undefined)
+  },
+}
+
+const deferRequires = (deferred) => ({
   name: 'defer-requires',
   setup (b) {
-    for (const [filter, edits] of DEFERRED) {
+    for (const [filter, edits] of deferred) {
       b.onLoad({ filter, namespace: 'file' }, async (args) => {
         let src = await readFile(args.path, 'utf8')
         for (const [text, replacement] of edits) {
@@ -120,7 +155,7 @@ const deferRequires = {
       })
     }
   },
-}
+})
 
 // `typeof G !== "undefined" && x instanceof G` and `x instanceof G` for the lazy web globals, in the Azure SDK's HTTP runtime.
 const WEB_GLOBAL_CHECK = /(?:typeof (FormData|File|ReadableStream) !== "undefined" && )?([A-Za-z_$][\w$.]*) instanceof (FormData|File|ReadableStream)\b/g
@@ -162,6 +197,14 @@ const builtinsByRequire = {
   },
 }
 
+const banner = {
+  js: [
+    "const require = process.getBuiltinModule('node:module').createRequire(import.meta.url)",
+    "const __filename = process.getBuiltinModule('node:url').fileURLToPath(import.meta.url)",
+    "const __dirname = process.getBuiltinModule('node:path').dirname(__filename)",
+  ].join('\n'),
+}
+
 /** What the agent's bundle and the vendor files share. */
 const common = {
   outdir: 'dist/bundle',
@@ -183,20 +226,23 @@ const result = await build({
   chunkNames: '[name]-[hash]',
   // Node's ESM loader prefers the `module` entry of packages that have one.
   mainFields: ['module', 'main'],
-  banner: {
-    js: [
-      "const require = process.getBuiltinModule('node:module').createRequire(import.meta.url)",
-      "const __filename = process.getBuiltinModule('node:url').fileURLToPath(import.meta.url)",
-      "const __dirname = process.getBuiltinModule('node:path').dirname(__filename)",
-    ].join('\n'),
-  },
+  banner,
   metafile: true,
   // `open` (start a browser) is only @azure/identity's interactive browser
   // sign-in, which no Sidekey config selects. Bundled, its chunk could not
   // even load: its own top-level `const __dirname` clashes with the banner's
   // (a SyntaxError). Left out, that import finds no module in the image.
   external: ['open'],
-  plugins: [lazyRequire, deferRequires, webGlobalsByTag, builtinsByRequire],
+  plugins: [lazyRequire, deferRequires(DEFERRED), webGlobalsByTag, builtinsByRequire, awsSdkApart],
+})
+const awsSdk = await build({
+  ...common,
+  entryPoints: { [AWS_SDK.file.slice(2, -3)]: AWS_SDK.entry },
+  format: 'esm',
+  mainFields: ['module', 'main'],
+  banner,
+  metafile: true,
+  plugins: [deferRequires(AWS_SDK_DEFERRED), builtinsByRequire],
 })
 await build({
   ...common,
@@ -204,7 +250,7 @@ await build({
   outExtension: { '.js': '.cjs' },
   format: 'cjs',
 })
-// esbuild's runtime (in the first chunk) copies a CommonJS module's exports
+// esbuild's runtime (in the first chunk, and in vendor-aws.js) copies a CommonJS module's exports
 // onto the object an `import` sees, each as a getter, and reads each export's
 // descriptor for its enumerability; on Node 24 that loads every lazy export of
 // a built-in (see the header). propertyIsEnumerable gives the same answer for
@@ -212,14 +258,14 @@ await build({
 // fails the build.
 const INTEROP = ['enumerable:!(desc=__getOwnPropDesc(from,key))||desc.enumerable', 'enumerable:Object.prototype.propertyIsEnumerable.call(from,key)']
 let interop = 0
-for (const file of Object.keys(result.metafile.outputs).filter((f) => f.endsWith('.js'))) {
+for (const file of [result, awsSdk].flatMap((r) => Object.keys(r.metafile.outputs)).filter((f) => f.endsWith('.js'))) {
   const src = await readFile(file, 'utf8')
   const parts = src.split(INTEROP[0])
   if (parts.length === 1) continue
   interop += parts.length - 1
   await writeFile(file, parts.join(INTEROP[1]))
 }
-if (interop !== 1) throw new Error(`scripts/bundle.mjs: esbuild's __copyProps was found ${interop} times, not once: check INTEROP against this esbuild`)
+if (interop !== 2) throw new Error(`scripts/bundle.mjs: esbuild's __copyProps was found ${interop} times, not once in the chunks and once in vendor-aws.js: check INTEROP against this esbuild`)
 // The chunks are ES modules whatever package.json sits above them (the image copies none).
 await writeFile('dist/bundle/package.json', '{ "type": "module" }\n')
 await chmod('dist/bundle/sidekey.js', 0o755)

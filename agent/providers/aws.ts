@@ -13,7 +13,7 @@ import { parseDuration } from '../../core/duration.js'
 import type { Have, Provider, ProviderContext, SecretData, Snapshot, SyncResult } from './provider.js'
 import { checkSize, dataFromText, isNetworkError } from './secret-data.js'
 
-type SM = typeof import('@aws-sdk/client-secrets-manager')
+type SM = typeof import('../aws-sdk.js')
 type Client = InstanceType<SM['SecretsManagerClient']>
 type CredentialProvider = (opts?: Record<string, unknown>) => Promise<{ accessKeyId: string, secretAccessKey: string, sessionToken?: string, expiration?: Date }>
 
@@ -66,7 +66,7 @@ export class AwsProvider implements Provider {
   }
 
   private async makeClient (region: string): Promise<{ sm: SM, client: Client }> {
-    this.sm ??= await import('@aws-sdk/client-secrets-manager')
+    this.sm ??= await import('../aws-sdk.js')
     const sm = this.sm
     let client = this.clients.get(region)
     if (client === undefined) {
@@ -93,7 +93,7 @@ export class AwsProvider implements Provider {
     if (roleArn === undefined || tokenFile === undefined) {
       throw new SidekeyError('SIDEKEY_E_CONFIG', `config.stores.${store}: web identity needs both roleArn and tokenFile (or AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE); ${roleArn === undefined ? 'roleArn' : 'tokenFile'} is missing`, { field: `stores.${store}.${roleArn === undefined ? 'roleArn' : 'tokenFile'}` })
     }
-    const { fromTokenFile } = await import('@aws-sdk/credential-providers')
+    const { fromTokenFile } = this.sm ??= await import('../aws-sdk.js')
     const inner = fromTokenFile({
       roleArn,
       webIdentityTokenFile: tokenFile,

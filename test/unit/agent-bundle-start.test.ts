@@ -4,7 +4,8 @@
 // Start-up times are measured by bench/peers, never asserted here.
 import t, { type Test } from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
-import { createServer } from 'node:http'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
@@ -12,6 +13,7 @@ import { pathToFileURL } from 'node:url'
 import type * as DockerfileModule from '../../scripts/image-dockerfile.mjs'
 import { tempDir } from '../helpers/agent.js'
 import { injectorConfigSchema } from '../../injector/config.js'
+import { makeCert } from '../../bench/admission-fixtures.js'
 
 const root = process.cwd()
 const BUNDLE = join(root, 'dist/bundle/sidekey.js')
@@ -196,4 +198,55 @@ t.test('every chunk of the bundle parses (a chunk loaded only on some path must 
   const results = r.stdout.trim().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as [string, string])
   t.equal(results.length, chunks.length, `every chunk was read${r.stderr !== '' ? `: ${r.stderr}` : ''}`)
   for (const [f, outcome] of results) t.equal(outcome, 'ok', `${f} parses`)
+})
+
+t.test('the aws provider\'s SDK is one file of the bundle, loaded by the provider alone', async (t) => {
+  // Split with the rest of the bundle, the SDK was 25 chunks with 145 imports between them, enough
+  // for Node's loader to make its path and URL functions hot (Maglev, TurboFan: MiB of resident code).
+  const dir = dirname(BUNDLE)
+  const vendor = join(dir, 'vendor-aws.js')
+  const src = readFileSync(vendor, 'utf8')
+  t.ok(src.includes('SecretsManagerClient=class ') && src.includes('AssumeRoleWithWebIdentityCommand=class '), 'vendor-aws.js holds the Secrets Manager client and STS\'s web identity call')
+  t.same([...src.matchAll(/\b(?:from\s*|import\()"(\.\/[^"]+)"/g)].map((m) => m[1]), [], 'and imports no other file of the bundle')
+  const users = readdirSync(dir).filter((f) => f !== 'vendor-aws.js' && f.endsWith('.js') && readFileSync(join(dir, f), 'utf8').includes('./vendor-aws.js'))
+  t.equal(users.length, 1, `one chunk imports it: ${users.join(', ')}`)
+  t.notOk(readdirSync(dir).some((f) => f !== 'vendor-aws.js' && readFileSync(join(dir, f), 'utf8').includes('SecretsManagerClient=class ')), 'no other file holds the Secrets Manager client')
+})
+
+t.test('the bundled SDK loads node:https for an https:// endpoint only, and sends there as before', async (t) => {
+  // An answer of Secrets Manager's GetSecretValue; the same from the http and the https server.
+  const answer = (req: IncomingMessage, res: ServerResponse): void => {
+    req.resume()
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' })
+      res.end(JSON.stringify({ ARN: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:s-AbCdEf', Name: 's', VersionId: 'v-1', SecretString: VALUE, VersionStages: ['AWSCURRENT'] }))
+    })
+  }
+  const tls = makeCert(tempDir(t))
+  const plain = createServer(answer)
+  const secure = createHttpsServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, answer)
+  for (const s of [plain, secure]) {
+    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => { s.closeAllConnections(); s.close() })
+  }
+  const url = (s: typeof plain | typeof secure, scheme: string): string => `${scheme}://127.0.0.1:${(s.address() as AddressInfo).port}`
+  const script = `
+    const sm = await import(${JSON.stringify(pathToFileURL(join(dirname(BUNDLE), 'vendor-aws.js')).href)})
+    const https = () => process.moduleLoadList.includes('NativeModule https')
+    const get = async (endpoint) => {
+      const c = new sm.SecretsManagerClient({ region: 'us-east-1', endpoint, maxAttempts: 1, credentials: { accessKeyId: 'a', secretAccessKey: 'b' } })
+      try { return (await c.send(new sm.GetSecretValueCommand({ SecretId: 's' }))).SecretString } finally { c.destroy() }
+    }
+    const out = { http: await get(process.argv[1]), httpsAfterHttp: https() }
+    out.https = await get(process.argv[2])
+    out.httpsAfterHttps = https()
+    console.log(JSON.stringify(out))`
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script, url(plain, 'http'), url(secure, 'https')], { env: { ...process.env, NODE_EXTRA_CA_CERTS: tls.cert }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  t.equal(code, 0, `the script ran${stderr !== '' ? `: ${stderr}` : ''}`)
+  t.same(JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}'), { http: VALUE, httpsAfterHttp: false, https: VALUE, httpsAfterHttps: true }, 'http:// sends without loading node:https (a client made and destroyed); https:// loads it and sends')
 })
