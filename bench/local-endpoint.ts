@@ -144,6 +144,12 @@ async function pacedC (bin: string, t: Target, rate: number, seconds: number): P
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m] as number : ((s[m - 1] as number) + (s[m] as number)) / 2 }
 const spread = (xs: number[], digits = 0): string => `${median(xs).toFixed(digits)} [${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)}]`
 const rotate = <T>(xs: T[], k: number): T[] => xs.map((_, i) => xs[(i + k) % xs.length] as T)
+/**
+ * Round r's order: a rotation, reversed every other round. A rotation alone
+ * keeps one cyclic order (bare, sidekey, before), so each target always ran
+ * right after the same one; over 6 rounds this gives all 6 orders of 3.
+ */
+const order = <T>(xs: T[], r: number): T[] => rotate(r % 2 === 0 ? xs : [...xs].reverse(), r >> 1)
 const load = (): string => loadavg().map((x) => x.toFixed(2)).join(' ')
 
 async function startAgent (name: string, script: string, dir: string, port: number): Promise<Target> {
@@ -213,8 +219,8 @@ async function main (): Promise<void> {
     const sat = new Map<string, Array<Awaited<ReturnType<typeof saturate>>>>(targets.map((t) => [t.name, []]))
     const pac = new Map<string, Array<Awaited<ReturnType<typeof paced>>>>(targets.map((t) => [t.name, []]))
     for (let r = 0; r < ROUNDS; r++) {
-      for (const t of rotate(targets, r)) sat.get(t.name)?.push(await saturate(t, SECONDS))
-      for (const t of rotate(targets, r)) pac.get(t.name)?.push(await paced(t, RATE, SECONDS))
+      for (const t of order(targets, r)) sat.get(t.name)?.push(await saturate(t, SECONDS))
+      for (const t of order(targets, r)) pac.get(t.name)?.push(await paced(t, RATE, SECONDS))
       console.error(`round ${r + 1}: ` + targets.map((t) => { const s = sat.get(t.name)?.[r]; const p = pac.get(t.name)?.[r]; return `${t.name} ${Math.round(s?.rps ?? 0)}/s ${Math.round(s?.cpuUsPerReq ?? 0)}µs cpu/req, paced p50/p99 ${p?.p50}/${p?.p99}µs` }).join('; ') + ` (load ${load()})`)
     }
 
