@@ -164,8 +164,6 @@ export function createHttpServer (o: HttpServerOptions): Server {
   const compat = o.compat ?? []
   /** A Host header value LOOPBACK_HOST accepted. */
   let loopbackHost: string | undefined
-  /** The last name in a /v1/secrets/<name> path that SECRET_NAME_RE accepted: a client asks for the same one each time. */
-  let validName: string | undefined
 
   /** The value, 304 or an error, synchronously; a long-poll (?wait=) only returns a promise. */
   function secrets (req: IncomingMessage, res: ServerResponse, name: string, query: URLSearchParams | undefined): Outcome | Promise<Outcome> {
@@ -292,10 +290,7 @@ export function createHttpServer (o: HttpServerOptions): Server {
         return { route: SECRET_ROUTE, status: sendError(res, 'SIDEKEY_E_BAD_REQUEST', 'the secret name in the path is not valid percent-encoding') }
       }
       // Refused before any lookup, and never echoed: a name of another shape is not a secret name.
-      if (name !== validName) {
-        if (!SECRET_NAME_RE.test(name)) return { route: SECRET_ROUTE, status: sendError(res, 'SIDEKEY_E_BAD_REQUEST', `the secret name (${name.length} chars, not shown) is not a secret name: letters, digits, ".", "_", "-", at most 253`) }
-        validName = name
-      }
+      if (!SECRET_NAME_RE.test(name)) return { route: SECRET_ROUTE, status: sendError(res, 'SIDEKEY_E_BAD_REQUEST', `the secret name (${name.length} chars, not shown) is not a secret name: letters, digits, ".", "_", "-", at most 253`) }
       return secrets(req, res, name, q === -1 ? undefined : query)
     }
     return { route: 'unknown', status: sendError(res, 'SIDEKEY_E_ROUTE', `no route ${shortName(path)}; see GET /v1/secrets`) }
