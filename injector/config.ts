@@ -30,11 +30,12 @@ export const injectorConfigSchema = {
     mountPath: { type: 'string', pattern: '^/[^:]*$', default: '/var/run/secrets/sidekey' },
     tmpfsSizeLimit: { ...quantity, default: '8Mi' },
     /**
-     * NODE_OPTIONS of the agent container: a young generation of at most 4 MiB per semi-space (Node's default is 16)
-     * keeps a burst of requests from growing the heap (bench/abuse, Node 24: 4,000 watchers peak at 96 MiB, 99 with 16),
-     * and costs the local GET less CPU than 2 did (bench/local-endpoint: 26.9 vs 30.0 us a request; bare Node 24.3).
+     * NODE_OPTIONS of the agent container: a young generation of at most 8 MiB per semi-space (Node's default is 16)
+     * keeps a burst of requests from growing the heap further (bench/abuse, Node 24, 4,000 watchers: peak 97.3 MiB;
+     * 99.3 with 16) and costs the local GET little CPU (bench/local-endpoint, same run: 0.95x a bare server's
+     * requests/s; with 2, the default until stop 20, 0.87x).
      */
-    agentNodeOptions: { type: 'string', default: '--max-semi-space-size=4' },
+    agentNodeOptions: { type: 'string', default: '--max-semi-space-size=8' },
     /**
      * MALLOC_ARENA_MAX of the agent container (0: unset, glibc's default of 8 per core). glibc gives
      * each of Node's threads that allocates (V8's workers, libuv's pool) an arena of its own; one

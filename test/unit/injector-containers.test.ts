@@ -65,7 +65,7 @@ t.test('the agent container gets NODE_OPTIONS and one malloc arena (MALLOC_ARENA
   }
   const dflt = agentEnv(cfg)
   t.equal(dflt.MALLOC_ARENA_MAX, '1')
-  t.equal(dflt.NODE_OPTIONS, '--max-semi-space-size=4')
+  t.equal(dflt.NODE_OPTIONS, '--max-semi-space-size=8')
   t.equal(agentEnv(testConfig({ agentMallocArenaMax: 4 })).MALLOC_ARENA_MAX, '4')
   t.notOk('MALLOC_ARENA_MAX' in agentEnv(testConfig({ agentMallocArenaMax: 0 })), '0: glibc decides')
   t.throws(() => testConfig({ agentMallocArenaMax: -1 }), { code: 'SIDEKEY_E_CONFIG' })
