@@ -32,8 +32,8 @@ export const injectorConfigSchema = {
     /**
      * NODE_OPTIONS of the agent container: a young generation of at most 8 MiB per semi-space (Node's default is 16)
      * keeps a burst of requests from growing the heap further (bench/abuse, Node 24, 4,000 watchers: peak 97.3 MiB;
-     * 99.3 with 16) and costs the local GET little CPU (bench/local-endpoint, same run: 0.95x a bare server's
-     * requests/s; with 2, the default until stop 20, 0.87x).
+     * 99.3 with 16) and costs the local GET little CPU (bench/local-endpoint: 0.95x a bare server's requests/s;
+     * 0.87x with 4 in the same hour; 2, the default until stop 20, cost 30.0 us a request against 26.9 with 4).
      */
     agentNodeOptions: { type: 'string', default: '--max-semi-space-size=8' },
     /**

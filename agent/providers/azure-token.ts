@@ -38,6 +38,17 @@ const EXPIRY_MARGIN_MS = 5 * 60_000
 
 const authError = (name: string, message: string): Error => Object.assign(new Error(message), { name })
 
+/** `p`, or an AbortError as soon as `signal` aborts (p goes on for the others waiting on it). */
+async function untilAborted<T> (p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return await p
+  return await new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => { reject(authError('AbortError', 'the token request was aborted')) }
+    if (signal.aborted) { onAbort(); return }
+    signal.addEventListener('abort', onAbort, { once: true })
+    p.then((v) => { signal.removeEventListener('abort', onAbort); resolve(v) }, (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e) })
+  })
+}
+
 export class WorkloadIdentityCredential {
   private readonly http: HttpClient
   private readonly url: string
@@ -66,14 +77,17 @@ export class WorkloadIdentityCredential {
       const hit = this.cache.get(scope)
       if (hit !== undefined && Date.now() < hit.renewAt) return hit.token
       const p = this.pending.get(scope)
-      if (p !== undefined) return await p
+      if (p !== undefined) return await untilAborted(p, options.abortSignal)
     }
-    const p = this.exchange(scope, claims, options.abortSignal)
+    // A shared exchange runs on its own timeouts, not on the first caller's signal: one caller
+    // giving up must not fail the others waiting on it. Each caller still stops at its own signal.
+    const p = this.exchange(scope, claims, claims === undefined ? undefined : options.abortSignal)
     if (claims === undefined) {
       this.pending.set(scope, p)
       p.then((token) => {
         this.cache.set(scope, { token, renewAt: token.refreshAfterTimestamp ?? token.expiresOnTimestamp - EXPIRY_MARGIN_MS })
       }, () => {}).finally(() => { if (this.pending.get(scope) === p) this.pending.delete(scope) })
+      return await untilAborted(p, options.abortSignal)
     }
     return await p
   }
@@ -96,6 +110,8 @@ export class WorkloadIdentityCredential {
       body: form.toString(),
       ...(signal !== undefined ? { signal } : {}),
     })
+    // Busy or failing (429, 5xx): a transient error, like no answer at all; the caller retries.
+    if (res.status === 429 || res.status >= 500) throw Object.assign(authError('EntraUnavailableError', `Entra answered HTTP ${res.status} to the token exchange`), { statusCode: res.status, transient: true })
     let body: { access_token?: unknown, expires_in?: unknown, refresh_in?: unknown, error?: unknown, error_codes?: unknown }
     try {
       body = JSON.parse(res.body.toString('utf8')) as typeof body

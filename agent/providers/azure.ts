@@ -32,7 +32,7 @@ interface Target { readonly vaultUrl: string, readonly name: string, readonly ve
 export class AzureProvider implements Provider {
   readonly type = 'azure'
   private kv: KV | undefined
-  private credential: TokenCredential | undefined
+  private credential: Promise<TokenCredential> | undefined
   private readonly clients = new Map<string, SecretClient>()
   private agent: HttpsAgent | undefined
   private context: SecureContext | undefined
@@ -86,8 +86,12 @@ export class AzureProvider implements Provider {
     let c = this.clients.get(vaultUrl)
     if (c !== undefined) return c
     this.kv ??= await import('@azure/keyvault-secrets')
-    this.credential ??= await this.makeCredential()
-    c = new this.kv.SecretClient(vaultUrl, this.credential, {
+    // One credential (and its exchange and connections) for every first call at once.
+    this.credential ??= this.makeCredential().catch((err: unknown) => { this.credential = undefined; throw err })
+    const credential = await this.credential
+    c = this.clients.get(vaultUrl)
+    if (c !== undefined) return c
+    c = new this.kv.SecretClient(vaultUrl, credential, {
       ...this.transport(),
       disableChallengeResourceVerification: this.config.disableChallengeResourceVerification === true,
       retryOptions: { maxRetries: 1, retryDelayInMs: 200, maxRetryDelayInMs: 1000 },
@@ -143,6 +147,7 @@ export class AzureProvider implements Provider {
           timeoutMs: this.timeoutMs,
         }))
     const meter = this.ctx.meter
+    const own = proxied() ? undefined : this.own
     // Token failures become SIDEKEY_E_AUTH here, before the Key Vault client wraps them.
     return {
       async getToken (scopes, options) {
@@ -151,10 +156,13 @@ export class AzureProvider implements Provider {
           return await inner.getToken(scopes, options)
         } catch (err) {
           const name = String((err as { name?: unknown }).name ?? 'Error')
-          if (isNetworkError(err)) {
+          // No answer, an answer cut short (HttpTransportError: connect, headers or body timeout, a reset), or Entra busy (429, 5xx): transient, retried.
+          if (isNetworkError(err) || name === 'HttpTransportError' || (err as { transient?: unknown }).transient === true) {
             throw new SidekeyError('SIDEKEY_E_UNAVAILABLE', `store ${store}: cannot reach the Entra authority${authorityHost !== undefined ? ` ${authorityHost}` : ''} for a token`, { store })
           }
-          throw new SidekeyError('SIDEKEY_E_AUTH', `store ${store}: workload-identity token exchange failed (${name}); check tenantId, clientId, the federated credential and the token file (audience api://AzureADTokenExchange)`, { store, error: name })
+          // Sidekey's own exchange builds its messages from Entra's error code and AADSTS numbers only (never an echo of the request): shown.
+          const why = own !== undefined && err instanceof Error ? `${name}: ${err.message}` : name
+          throw new SidekeyError('SIDEKEY_E_AUTH', `store ${store}: workload-identity token exchange failed (${why}); check tenantId, clientId, the federated credential and the token file (audience api://AzureADTokenExchange)`, { store, error: name })
         }
       },
     }

@@ -76,14 +76,16 @@ function h1Watches (server: string, timings: K8sTimings, tls: Pick<PoolOptions, 
   // undici (its Agent, and its HTTP parser: WebAssembly compiled when the module loads) on the first
   // watch: an agent whose watches are HTTP/2 streams never loads it (~4 MiB of resident memory).
   let pool: Promise<ReturnType<typeof createPool>> | undefined
-  const get = async (): Promise<ReturnType<typeof createPool>> => await (pool ??= import('../undici-pool.js').then((m) => m.createPool({ ...tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: timings.watchIdleMs, tcpKeepAliveMs: TCP_KEEPALIVE_MS })))
+  // A load that failed (EMFILE, a broken install) is tried again by the next watch, not kept.
+  const get = async (): Promise<ReturnType<typeof createPool>> => await (pool ??= import('../undici-pool.js').then((m) => m.createPool({ ...tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: timings.watchIdleMs, tcpKeepAliveMs: TCP_KEEPALIVE_MS })).catch((err: unknown) => { pool = undefined; throw err }))
+  const loaded = async (): Promise<ReturnType<typeof createPool> | undefined> => await pool?.catch(() => undefined)
   return {
     async open (path, headers, signal) {
       const res = await (await get()).request({ origin: server, path, method: 'GET', headers, signal })
       return { status: res.statusCode, body: res.body as AsyncIterable<Buffer>, discard: () => { res.body.resume() } }
     },
-    async close () { if (pool !== undefined) await (await pool).close() },
-    async destroy () { if (pool !== undefined) await (await pool).destroy() },
+    async close () { await (await loaded())?.close() },
+    async destroy () { await (await loaded())?.destroy() },
   }
 }
 

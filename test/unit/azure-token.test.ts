@@ -117,3 +117,30 @@ t.test('a token endpoint that answers garbage in its error fields: only a plain 
   t.match(err?.message, /HTTP 400 error AADSTS50027$/)
   t.notMatch(err?.message, /assertion-1/)
 })
+
+t.test('Entra busy (429, 5xx) or no answer is transient, not a refusal', async (t) => {
+  for (const status of [429, 503]) {
+    const e = await entra(t, (_s, res) => { res.statusCode = status; res.setHeader('content-type', 'text/html'); res.end('<html>gateway</html>') })
+    const { c } = credential(t, e.host)
+    const err = await c.getToken('s').then(() => undefined, (x: unknown) => x as Error & { statusCode?: number, transient?: boolean })
+    t.equal(err?.name, 'EntraUnavailableError', `${status}`)
+    t.equal(err?.transient, true, `${status}: marked transient (the store answers SIDEKEY_E_UNAVAILABLE, retried)`)
+    t.equal(err?.statusCode, status)
+  }
+})
+
+t.test("one caller's abort fails that caller only: the others waiting on the same exchange get the token", async (t) => {
+  let release: () => void = () => {}
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  const e = await entra(t, (s, res) => { void gate.then(() => ok(3600)(s, res)) })
+  const { c } = credential(t, e.host)
+  const ac = new AbortController()
+  const first = c.getToken('s', { abortSignal: ac.signal }).then(() => 'token', (x: unknown) => (x as Error).name)
+  const second = c.getToken('s').then((tok) => tok.token, (x: unknown) => (x as Error).name)
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  ac.abort()
+  t.equal(await first, 'AbortError', 'the aborted caller stops at once')
+  release()
+  t.equal(await second, 'access-1', 'the other caller gets the shared exchange\'s token')
+  t.equal(e.seen.length, 1, 'one exchange')
+})
