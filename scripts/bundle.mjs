@@ -217,17 +217,22 @@ const common = {
   logLevel: 'warning',
 }
 
-await rm('dist/bundle', { recursive: true, force: true })
-const result = await build({
+/** The agent's ES module builds (its chunks, vendor-aws.js). */
+const esm = {
   ...common,
-  entryPoints: { sidekey: 'dist/bin/sidekey.js' },
   format: 'esm',
-  splitting: true,
-  chunkNames: '[name]-[hash]',
   // Node's ESM loader prefers the `module` entry of packages that have one.
   mainFields: ['module', 'main'],
   banner,
   metafile: true,
+}
+
+await rm('dist/bundle', { recursive: true, force: true })
+const result = await build({
+  ...esm,
+  entryPoints: { sidekey: 'dist/bin/sidekey.js' },
+  splitting: true,
+  chunkNames: '[name]-[hash]',
   // `open` (start a browser) is only @azure/identity's interactive browser
   // sign-in, which no Sidekey config selects. Bundled, its chunk could not
   // even load: its own top-level `const __dirname` clashes with the banner's
@@ -236,12 +241,8 @@ const result = await build({
   plugins: [lazyRequire, deferRequires(DEFERRED), webGlobalsByTag, builtinsByRequire, awsSdkApart],
 })
 const awsSdk = await build({
-  ...common,
+  ...esm,
   entryPoints: { [AWS_SDK.file.slice(2, -3)]: AWS_SDK.entry },
-  format: 'esm',
-  mainFields: ['module', 'main'],
-  banner,
-  metafile: true,
   plugins: [deferRequires(AWS_SDK_DEFERRED), builtinsByRequire],
 })
 await build({

@@ -128,7 +128,9 @@ export class AzureProvider implements Provider {
     if (missing !== undefined) {
       throw new SidekeyError('SIDEKEY_E_CONFIG', `config.stores.${store}.${missing}: workload identity needs tenantId, clientId and tokenFile (or AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE)`, { field: `stores.${store}.${missing}` })
     }
-    const inner: Pick<TokenCredential, 'getToken'> = proxied()
+    // Behind a proxy, @azure/identity's exchange (it honours the proxy); else Sidekey's own.
+    const viaProxy = proxied()
+    const inner: Pick<TokenCredential, 'getToken'> = viaProxy
       ? new (await import('@azure/identity')).WorkloadIdentityCredential({
         tenantId: tenantId as string,
         clientId: clientId as string,
@@ -147,7 +149,6 @@ export class AzureProvider implements Provider {
           timeoutMs: this.timeoutMs,
         }))
     const meter = this.ctx.meter
-    const own = proxied() ? undefined : this.own
     // Token failures become SIDEKEY_E_AUTH here, before the Key Vault client wraps them.
     return {
       async getToken (scopes, options) {
@@ -161,7 +162,7 @@ export class AzureProvider implements Provider {
             throw new SidekeyError('SIDEKEY_E_UNAVAILABLE', `store ${store}: cannot reach the Entra authority${authorityHost !== undefined ? ` ${authorityHost}` : ''} for a token`, { store })
           }
           // Sidekey's own exchange builds its messages from Entra's error code and AADSTS numbers only (never an echo of the request): shown.
-          const why = own !== undefined && err instanceof Error ? `${name}: ${err.message}` : name
+          const why = !viaProxy && err instanceof Error ? `${name}: ${err.message}` : name
           throw new SidekeyError('SIDEKEY_E_AUTH', `store ${store}: workload-identity token exchange failed (${why}); check tenantId, clientId, the federated credential and the token file (audience api://AzureADTokenExchange)`, { store, error: name })
         }
       },
