@@ -13,9 +13,21 @@
 //     whole-process wall and CPU (user + system, from bash `times`)
 //   - rotation: write in OpenBao -> new content in the file, at 1s and at
 //     each agent's defaults (Sidekey 30s, bao agent 5m re-render)
+//   - backend requests at 1s, 1 secret: per minute with no rotation (over
+//     --quiet s) and per rotation seen (the rotation window's requests less
+//     the quiet rate), so the cost of a check and of a change read apart
+//
+// Where the agents write (--files): by default a tmpfs (/dev/shm), as in a pod,
+// where both agents write to an emptyDir of medium Memory (Sidekey's injector
+// and vault-k8s alike). On this VM's ext4 every new inode costs ~0.5-1 ms of
+// kernel time once many were deleted recently (the allocator's
+// recently_deleted scan), which the writes of 100 and 1,000 files then
+// measure more than the agents; `--files disk` writes under the OS's tmpdir
+// as before, `--files DIR` anywhere.
 //
 //   node dist/bench/peers.js [--runs 5] [--sizes 1,100,1000] [--idle 60] [--settle 15]
-//       [--rotations 10] [--no-defaults] [--sidekey path/to/dist/bin/sidekey.js]
+//       [--rotations 10] [--quiet 30] [--no-defaults] [--files tmpfs|disk|DIR]
+//       [--sidekey path/to/dist/bin/sidekey.js]
 //       [--before path/to/an/older/dist/bin/sidekey.js] [--node path/to/node]
 //
 // Sidekey runs as the injector runs it: with the injector's default
@@ -44,6 +56,7 @@ const SIZES = opt('--sizes', '1,100,1000').split(',').map(Number)
 const IDLE_S = Number(opt('--idle', '60'))
 const SETTLE_S = Number(opt('--settle', '15'))
 const ROTATIONS = Number(opt('--rotations', '10'))
+const QUIET_S = Number(opt('--quiet', '30'))
 const DEFAULTS = !args.includes('--no-defaults')
 const SIDEKEY = resolve(opt('--sidekey', 'dist/bin/sidekey.js'))
 const BEFORE = args.includes('--before') ? resolve(opt('--before', '')) : undefined
@@ -52,13 +65,30 @@ const BAO = opt('--bao', join(process.env.HOME ?? '', '.cache/sidekey/testenv/op
 const CLK_TCK = 100
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 const work = mkdtempSync(join(tmpdir(), 'sidekey-bench-peers-'))
+/** Whether `dir` is on a tmpfs (/proc/mounts' longest mount point above it). */
+function onTmpfs (dir: string): boolean {
+  let best = ''
+  let type = ''
+  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    const [, at, fs] = line.split(' ')
+    if (at === undefined || fs === undefined) continue
+    if ((dir === at || dir.startsWith(at.endsWith('/') ? at : at + '/')) && at.length > best.length) { best = at; type = fs }
+  }
+  return type === 'tmpfs'
+}
+const FILES_OPT = opt('--files', 'tmpfs')
+const FILES_AT = FILES_OPT === 'disk' ? tmpdir() : FILES_OPT === 'tmpfs' ? '/dev/shm' : resolve(FILES_OPT)
+if (FILES_OPT === 'tmpfs' && !(existsSync(FILES_AT) && onTmpfs(FILES_AT))) throw new Error('--files tmpfs: /dev/shm is not a tmpfs here; give --files disk or --files DIR')
+/** The agents' own directories (config, token, the files they write). */
+const files = mkdtempSync(join(FILES_AT, 'sidekey-bench-peers-files-'))
+const FILES_KIND = onTmpfs(files) ? 'tmpfs' : 'not a tmpfs'
 const tag = Date.now().toString(36)
 
 type Kind = 'sidekey' | 'before' | 'bao'
 const KINDS: Kind[] = BEFORE !== undefined ? ['sidekey', 'before', 'bao'] : ['sidekey', 'bao']
 const isSidekey = (k: Kind): boolean => k !== 'bao'
 const children = new Set<ChildProcess>()
-process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
+process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); rmSync(files, { recursive: true, force: true }) })
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130))
 const t00 = Date.now()
 const progress = (what: string): void => { console.error(`[${((Date.now() - t00) / 1000).toFixed(0)}s] ${what} (load ${loadavg()[0]?.toFixed(2) ?? ''})`) }
@@ -134,7 +164,7 @@ function envFor (kind: Kind, tok: string): NodeJS.ProcessEnv {
 
 let seq = 0
 async function start (kind: Kind, set: string, n: number, o: { refresh?: string } = {}): Promise<Proc & { firstMs: number, allMs: number }> {
-  const dir = mkdtempSync(join(work, `${kind}-`))
+  const dir = mkdtempSync(join(files, `${kind}-`))
   const name = `${kind}-${set}-${seq++}`
   const tok = await token(name)
   const argv = configFor(kind, dir, set, n, tok, o)
@@ -207,7 +237,7 @@ function auditCounts (from: number, to: number): Map<string, number> {
 }
 
 async function initOnly (kind: Kind, set: string): Promise<{ wallMs: number, cpuMs: number }> {
-  const dir = mkdtempSync(join(work, `${kind}-init-`))
+  const dir = mkdtempSync(join(files, `${kind}-init-`))
   const tok = await token(`${kind}-init`)
   const argv = configFor(kind, dir, set, 1, tok, { initOnly: true })
   const cmd = (isSidekey(kind) ? [NODE, ...argv] : argv).map((a) => `'${a}'`).join(' ')
@@ -233,15 +263,27 @@ async function fileIs (path: string, value: string, t0: number, limitMs: number)
 }
 
 /** Rotations of secrets in `n` secrets per agent, both agents at once; each secret rotated at a random moment within `spreadMs`. */
-async function rotation (refresh: Record<Kind, string | undefined>, intervalMs: Record<Kind, number>, n: number, rounds: number, spreadMs: number): Promise<Record<Kind, { delays: number[], reqPerSecMin: number }>> {
-  const res = {} as Record<Kind, { delays: number[], reqPerSecMin: number }>
+interface Rotated { delays: number[], reqPerSecMin: number, quietPerSecMin: number, reqPerRotation: number }
+/**
+ * Rotations of secrets in `n` secrets per agent, both agents at once; each secret rotated at a random moment within `spreadMs`.
+ * With `quietS` > 0, the agents' requests are first counted for that long with no rotation.
+ */
+async function rotation (refresh: Record<Kind, string | undefined>, intervalMs: Record<Kind, number>, n: number, rounds: number, spreadMs: number, quietS = 0): Promise<Record<Kind, Rotated>> {
+  const res = {} as Record<Kind, Rotated>
   const procs = {} as Record<Kind, Proc>
   for (const kind of KINDS) {
     const set = `rot-${kind}-${refresh[kind] ?? 'default'}`
     await putSecrets(set, n)
     const r = refresh[kind]
     procs[kind] = await start(kind, set, n, r !== undefined ? { refresh: r } : {})
-    res[kind] = { delays: [], reqPerSecMin: NaN }
+    res[kind] = { delays: [], reqPerSecMin: NaN, quietPerSecMin: NaN, reqPerRotation: NaN }
+  }
+  let quiet: { from: number, to: number } | undefined
+  if (quietS > 0) {
+    await sleep(2000) // past the first read
+    const qFrom = Date.now()
+    await sleep(quietS * 1000)
+    quiet = { from: qFrom, to: Date.now() }
   }
   const from = Date.now()
   await Promise.all(KINDS.map(async (kind) => {
@@ -268,9 +310,17 @@ async function rotation (refresh: Record<Kind, string | undefined>, intervalMs: 
   const to = Date.now()
   await sleep(1500) // the audit device writes asynchronously
   const counts = auditCounts(from, to)
+  const quietCounts = quiet !== undefined ? auditCounts(quiet.from, quiet.to) : undefined
   for (const kind of KINDS) {
-    const c = counts.get(procs[kind].name)
-    if (c !== undefined || audit) res[kind].reqPerSecMin = (c ?? 0) / n / ((to - from) / 60_000)
+    const c = counts.get(procs[kind].name) ?? 0
+    const minutes = (to - from) / 60_000
+    res[kind].reqPerSecMin = c / n / minutes
+    if (quiet !== undefined && quietCounts !== undefined) {
+      // What the window's rotations cost above the quiet rate: the reads of changed values (and any extra checks).
+      const perMin = (quietCounts.get(procs[kind].name) ?? 0) / n / ((quiet.to - quiet.from) / 60_000)
+      res[kind].quietPerSecMin = perMin
+      res[kind].reqPerRotation = (c - perMin * n * minutes) / (n > 1 ? n : rounds)
+    }
     await stop(procs[kind])
   }
   return res
@@ -342,10 +392,12 @@ for (let run = 0; run < RUNS; run++) {
 }
 
 progress('rotation at 1s')
-const rot1 = await rotation({ sidekey: '1s', before: '1s', bao: '1s' }, { sidekey: 1000, before: 1000, bao: 1000 }, 1, ROTATIONS, 1000)
+const rot1 = await rotation({ sidekey: '1s', before: '1s', bao: '1s' }, { sidekey: 1000, before: 1000, bao: 1000 }, 1, ROTATIONS, 1000, QUIET_S)
 for (const kind of KINDS) {
   add(kind, 'rotation_1s_ms', median(rot1[kind].delays))
   add(kind, 'req_per_secret_min_at_1s', rot1[kind].reqPerSecMin)
+  add(kind, 'req_per_secret_min_at_1s_quiet', rot1[kind].quietPerSecMin)
+  add(kind, 'req_per_rotation_at_1s', rot1[kind].reqPerRotation)
 }
 if (DEFAULTS) {
   progress('rotation at defaults (about 6 minutes)')
@@ -370,13 +422,15 @@ const rows: Array<[string, string]> = [
   ['init-only wall ms, 1 secret', 'init_wall_ms'],
   ['init-only CPU ms, 1 secret', 'init_cpu_ms'],
   ['rotation seen ms at 1s (median)', 'rotation_1s_ms'],
-  ['backend req/secret/min at 1s', 'req_per_secret_min_at_1s'],
+  ['backend req/secret/min at 1s, rotating', 'req_per_secret_min_at_1s'],
+  ['backend req/secret/min at 1s, no rotation', 'req_per_secret_min_at_1s_quiet'],
+  ['backend requests per rotation at 1s', 'req_per_rotation_at_1s'],
   ['rotation seen ms at defaults (median)', 'rotation_default_ms'],
   ['rotation seen ms at defaults (max)', 'rotation_default_max_ms'],
 ]
 const fmt = (x: number): string => !Number.isFinite(x) ? '-' : Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(2) : x.toFixed(3)
-console.log(`\nbench/peers: Sidekey (${SIDEKEY}) vs bao agent (OpenBao v2.4.0), ${RUNS} interleaved runs, medians; idle ${IDLE_S}s after ${SETTLE_S}s settle; load avg during idle ${fmt(median(loads))} (1 min)`)
-const ratioOf = (a: number, b: number): string => { const r = b === 0 ? (a === 0 ? 1 : Infinity) : a / b; return Number.isFinite(r) ? r.toFixed(2) + 'x' : '-' }
+console.log(`\nbench/peers: Sidekey (${SIDEKEY}) vs bao agent (OpenBao v2.4.0), ${RUNS} interleaved runs, medians; idle ${IDLE_S}s after ${SETTLE_S}s settle; load avg during idle ${fmt(median(loads))} (1 min); files written under ${FILES_AT} (${FILES_KIND})`)
+const ratioOf = (a: number, b: number): string => { const r = b === 0 ? (a === 0 ? 1 : Infinity) : b < 0 ? NaN : a / b; return Number.isFinite(r) ? r.toFixed(2) + 'x' : '-' }
 if (BEFORE !== undefined) console.log(`before = ${BEFORE}`)
 console.log(`${'figure'.padEnd(46)} ${'Sidekey'.padStart(10)} ${'bao agent'.padStart(10)} ${'ratio'.padStart(8)}${BEFORE !== undefined ? ` ${'before'.padStart(10)} ${'ratio'.padStart(8)}` : ''}`)
 const json: Record<string, number> = {}
