@@ -17,7 +17,7 @@ COPY core ./core
 COPY agent ./agent
 COPY injector ./injector
 COPY proto ./proto
-COPY scripts/bundle.mjs ./scripts/bundle.mjs
+COPY scripts/bundle.mjs scripts/bundle-edits.mjs ./scripts/
 RUN npx tsc -p tsconfig.json \
  && node scripts/bundle.mjs
 

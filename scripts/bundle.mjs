@@ -53,6 +53,7 @@
 import { chmod, readFile, rm, writeFile } from 'node:fs/promises'
 import { builtinModules } from 'node:module'
 import { build } from 'esbuild'
+import { deferRequires } from './bundle-edits.mjs'
 
 const LAZY_REQUIRE = /\bcreateRequire\(import\.meta\.url\)\((['"][^'"]+['"])\)/g
 
@@ -75,10 +76,14 @@ const lazyRequire = {
 
 /**
  * Requires moved from a module's top into the call that uses them, each
- * rewritten in its file as [file, [text, replacement]...]. The module is
- * still bundled, and evaluated on the first call. A dependency whose file no
- * longer has a text fails the build instead of loading that module again
- * unnoticed.
+ * rewritten in its file as [file, [text, replacement]..., { name: uses }]. The
+ * module is still bundled, and evaluated on the first call. A dependency whose
+ * file no longer has a text fails the build instead of loading that module
+ * again unnoticed. The last element counts each deferred name's uses after
+ * the edits (usesOf): the name now holds a function or getters where the
+ * module had the value itself, so a newer version that uses it once more
+ * (`isMainThread` read as a boolean elsewhere, `assert.ok`, `instanceof
+ * ThreadStream`) fails the build too instead of getting a function.
  */
 const DEFERRED = [
   // undici's HTTP/2 client: undici's Client requires it at load, and it loads
@@ -87,7 +92,7 @@ const DEFERRED = [
   // negotiates h2 and the code never runs.
   [/[\\/]node_modules[\\/]undici[\\/]lib[\\/]dispatcher[\\/]client\.js$/, [
     ["const connectH2 = require('./client-h2.js')", "const connectH2 = (client, socket) => require('./client-h2.js')(client, socket)"],
-  ]],
+  ], { connectH2: 2 }],
   // pino's worker-thread transports (thread-stream, with node:worker_threads
   // and node:assert) and the main-thread check of an asynchronous
   // destination: the agent's two loggers write synchronously to stdout
@@ -97,13 +102,13 @@ const DEFERRED = [
   [/[\\/]node_modules[\\/]pino[\\/]lib[\\/]tools\.js$/, [
     ["const { isMainThread } = require('worker_threads')", "const isMainThread = () => require('worker_threads').isMainThread"],
     ['if (!opts.sync && isMainThread) {', 'if (!opts.sync && isMainThread()) {'],
-  ]],
+  ], { isMainThread: 2 }],
   [/[\\/]node_modules[\\/]pino[\\/]lib[\\/]transport\.js$/, [
     ["const ThreadStream = require('thread-stream')", "const ThreadStream = function (opts) { return new (require('thread-stream'))(opts) }"],
-  ]],
+  ], { ThreadStream: 2 }],
   [/[\\/]node_modules[\\/]sonic-boom[\\/]index\.js$/, [
     ["const assert = require('assert')", "const assert = (...args) => require('assert')(...args)"],
-  ]],
+  ], { assert: 2 }],
 ]
 
 // The aws provider's SDK (agent/aws-sdk.ts and all it imports): one
@@ -131,7 +136,7 @@ const AWS_SDK_DEFERRED = [
     ['        this.config?.httpsAgent?.destroy();\n', '        if (this.config !== undefined && Object.getOwnPropertyDescriptor(this.config, "httpsAgent")?.get !== undefined) this.httpsAgentMade?.destroy();\n        else this.config?.httpsAgent?.destroy();\n'],
     ['        let httpAgentPromise;\n        return {\n', '        let httpAgentPromise;\n        const handler = this;\n        if (typeof httpsAgent?.destroy === "function") {\n            this.externalAgent = true;\n            this.httpsAgentMade = httpsAgent;\n        }\n        return {\n'],
     ['            httpsAgent: (() => {\n                if (httpsAgent instanceof node_https.Agent || typeof httpsAgent?.destroy === "function") {\n                    this.externalAgent = true;\n                    return httpsAgent;\n                }\n                return new node_https.Agent({ keepAlive, maxSockets, ...httpsAgent });\n            })(),\n', '            get httpsAgent() {\n                return (handler.httpsAgentMade ??= new node_https.Agent({ keepAlive, maxSockets, ...httpsAgent }));\n            },\n'],
-  ]],
+ ], { node_https: 4 }],
 ]
 
 const awsSdkApart = {
@@ -140,22 +145,6 @@ const awsSdkApart = {
     b.onResolve({ filter: /^\.\.\/aws-sdk\.js$/ }, (args) => /[\\/]dist[\\/]agent[\\/]providers$/.test(args.resolveDir) ? { path: AWS_SDK.file, external: true } : undefined)
   },
 }
-
-const deferRequires = (deferred) => ({
-  name: 'defer-requires',
-  setup (b) {
-    for (const [filter, edits] of deferred) {
-      b.onLoad({ filter, namespace: 'file' }, async (args) => {
-        let src = await readFile(args.path, 'utf8')
-        for (const [text, replacement] of edits) {
-          if (src.split(text).length !== 2) throw new Error(`${args.path}: "${text}" is not there exactly once; check scripts/bundle.mjs against this version`)
-          src = src.replace(text, replacement)
-        }
-        return { contents: src, loader: 'js' }
-      })
-    }
-  },
-})
 
 // `typeof G !== "undefined" && x instanceof G` and `x instanceof G` for the lazy web globals, in the Azure SDK's HTTP runtime.
 const WEB_GLOBAL_CHECK = /(?:typeof (FormData|File|ReadableStream) !== "undefined" && )?([A-Za-z_$][\w$.]*) instanceof (FormData|File|ReadableStream)\b/g
