@@ -250,3 +250,51 @@ t.test('the bundled SDK loads node:https for an https:// endpoint only, and send
   t.equal(code, 0, `the script ran${stderr !== '' ? `: ${stderr}` : ''}`)
   t.same(JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}'), { http: VALUE, httpsAfterHttp: false, https: VALUE, httpsAfterHttps: true }, 'http:// sends without loading node:https (a client made and destroyed); https:// loads it and sends')
 })
+
+t.test('the bundled SDK sends GetSecretValue and DescribeSecret without loading zlib, Web Crypto, the web streams or fs/promises', async (t) => {
+  // Each of them cost the aws agent resident memory for code its two calls never run (scripts/bundle.mjs, AWS_SDK_DEFERRED).
+  const seen: Array<{ target: string, invocation: string, authorization: string }> = []
+  const srv = createServer((req, res) => {
+    req.resume()
+    req.on('end', () => {
+      seen.push({ target: String(req.headers['x-amz-target']), invocation: String(req.headers['amz-sdk-invocation-id']), authorization: String(req.headers.authorization) })
+      res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' })
+      res.end(req.headers['x-amz-target'] === 'secretsmanager.DescribeSecret'
+        ? JSON.stringify({ ARN: 'arn:aws:secretsmanager:eu-west-3:123456789012:secret:s-AbCdEf', Name: 's', VersionIdsToStages: { 'v-1': ['AWSCURRENT'] } })
+        : JSON.stringify({ ARN: 'arn:aws:secretsmanager:eu-west-3:123456789012:secret:s-AbCdEf', Name: 's', VersionId: 'v-1', SecretString: VALUE, VersionStages: ['AWSCURRENT'] }))
+    })
+  })
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { srv.closeAllConnections(); srv.close() })
+  // The region comes from the shared config file, which the SDK reads with its own readFile.
+  const dir = tempDir(t)
+  const configFile = join(dir, 'aws-config')
+  writeFileSync(configFile, '[default]\nregion = eu-west-3\n')
+  // What the SDK loads: tap's own preload (its NODE_OPTIONS) loads Web Crypto before the script runs.
+  const script = `
+    const before = new Set(process.moduleLoadList)
+    const sm = await import(${JSON.stringify(pathToFileURL(join(dirname(BUNDLE), 'vendor-aws.js')).href)})
+    const c = new sm.SecretsManagerClient({ endpoint: process.argv[2], maxAttempts: 1, credentials: { accessKeyId: 'a', secretAccessKey: 'b' } })
+    const value = (await c.send(new sm.GetSecretValueCommand({ SecretId: 's' }))).SecretString
+    const stages = (await c.send(new sm.DescribeSecretCommand({ SecretId: 's' }))).VersionIdsToStages
+    c.destroy()
+    const modules = ['zlib', 'internal/crypto/webcrypto', 'internal/webstreams/readablestream', 'fs/promises'].filter((m) => process.moduleLoadList.includes('NativeModule ' + m) && !before.has('NativeModule ' + m))
+    console.log(JSON.stringify({ value, stages, modules }))`
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: AGENT_NODE_OPTIONS, AWS_CONFIG_FILE: configFile, AWS_SHARED_CREDENTIALS_FILE: join(dir, 'none') }
+  for (const k of ['AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_PROFILE']) delete env[k]
+  // A file, not -e: Node 20's ESM eval loads Web Crypto itself.
+  const file = join(dir, 'send.mjs')
+  writeFileSync(file, script)
+  const child = spawn(node24() ?? process.execPath, [file, `http://127.0.0.1:${(srv.address() as AddressInfo).port}`], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  t.equal(code, 0, `the script ran${stderr !== '' ? `: ${stderr}` : ''}`)
+  t.same(JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}'), { value: VALUE, stages: { 'v-1': ['AWSCURRENT'] }, modules: [] }, 'both answers arrived; none of the four modules loaded')
+  t.same(seen.map((s) => s.target), ['secretsmanager.GetSecretValue', 'secretsmanager.DescribeSecret'], 'two requests')
+  const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+  t.ok(seen.every((s) => uuid.test(s.invocation)) && seen[0]?.invocation !== seen[1]?.invocation, `each request has its own v4 UUID as amz-sdk-invocation-id: ${seen.map((s) => s.invocation).join(', ')}`)
+  t.ok(seen.every((s) => s.authorization.includes('/eu-west-3/secretsmanager/aws4_request')), 'signed for the region of the shared config file')
+})
