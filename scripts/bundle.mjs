@@ -109,6 +109,25 @@ const DEFERRED = [
   [/[\\/]node_modules[\\/]sonic-boom[\\/]index\.js$/, [
     ["const assert = require('assert')", "const assert = (...args) => require('assert')(...args)"],
   ], { assert: 2 }],
+  // The Azure SDK's HTTP runtime (@typespec/ts-http-runtime): its proxy
+  // policy's two agents (https-proxy-agent, http-proxy-agent, with
+  // agent-base, debug, supports-color and Node's assert, tty and tls), made
+  // only when the environment names a proxy, and zlib, only for an answer
+  // that came gzip- or deflate-encoded. The azure agent at 1 secret loaded all
+  // of them at start (Node 24, bench/store-memory).
+  [/[\\/]node_modules[\\/]@typespec[\\/]ts-http-runtime[\\/]dist[\\/]esm[\\/]policies[\\/]proxyPolicy\.js$/, [
+    ['import { HttpsProxyAgent } from "https-proxy-agent";\n', 'const HttpsProxyAgent = function (...args) { return new (require("https-proxy-agent").HttpsProxyAgent)(...args); };\n'],
+    ['import { HttpProxyAgent } from "http-proxy-agent";\n', 'const HttpProxyAgent = function (...args) { return new (require("http-proxy-agent").HttpProxyAgent)(...args); };\n'],
+  ], { HttpsProxyAgent: 2, HttpProxyAgent: 2 }],
+  [/[\\/]node_modules[\\/]@typespec[\\/]ts-http-runtime[\\/]dist[\\/]esm[\\/]nodeHttpClient\.js$/, [
+    ['import zlib from "node:zlib";\n', 'const zlib = { createGunzip: (...args) => require("node:zlib").createGunzip(...args), createInflate: (...args) => require("node:zlib").createInflate(...args) };\n'],
+  ], { zlib: 3 }],
+  // Each request's x-ms-client-request-id came from globalThis.crypto, whose
+  // getter loads the Web Crypto classes: node:crypto's randomUUID is the
+  // function Web Crypto's calls (node:crypto is loaded).
+  [/[\\/]node_modules[\\/]@typespec[\\/]ts-http-runtime[\\/]dist[\\/]esm[\\/]util[\\/]uuidUtils\.js$/, [
+    ['    return crypto.randomUUID();\n', '    return require("node:crypto").randomUUID();\n'],
+  ], { crypto: 0 }],
 ]
 
 // The aws provider's SDK (agent/aws-sdk.ts and all it imports): one

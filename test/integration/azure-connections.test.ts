@@ -3,7 +3,8 @@
 // TLS connection holding ~100 KiB while it stays open. Against the Key Vault
 // stand-in (test/helpers/keyvault-standin.ts) behind a relay that counts them.
 // And what a bundled azure agent leaves unloaded: @azure/identity and MSAL
-// (Sidekey makes the token exchange), Node's own undici (FormData's getter).
+// (Sidekey makes the token exchange), Node's own undici (FormData's getter),
+// the SDK's proxy agents (Node's assert and tty with them) and zlib.
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
@@ -18,6 +19,7 @@ import { createAzureProvider } from '../../agent/providers/azure.js'
 import { parseRef } from '../../core/reference.js'
 import { read } from '../helpers/provider.js'
 import { startRelay } from './backend-harness.js'
+import { injectorConfigSchema } from '../../injector/config.js'
 
 const { aad } = await useServers(t, ['aad'])
 const kv = await startKeyVaultStandin(aad)
@@ -62,7 +64,8 @@ process.on('exit', () => { appendFileSync(${JSON.stringify(seen)}, process.modul
     stores: { azure: { type: 'azure', vaultUrl: `https://localhost:${kv.port}`, tenantId: TENANT, clientId: id.clientId, tokenFile, authorityHost: aad.authorityHost, caFile, disableChallengeResourceVerification: true } },
     secrets: [{ name: 'a', ref: 'azure:lean-0' }],
   }
-  const env: NodeJS.ProcessEnv = { ...process.env, SIDEKEY_CONFIG: JSON.stringify(config) }
+  // The agent's NODE_OPTIONS, as the injector sets them (not tap's preload).
+  const env: NodeJS.ProcessEnv = { ...process.env, SIDEKEY_CONFIG: JSON.stringify(config), NODE_OPTIONS: String((injectorConfigSchema.properties.agentNodeOptions as { default: string }).default) }
   for (const k of ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy']) delete env[k]
   const child = spawn(process.execPath, ['--import', pathToFileURL(preload).href, join(process.cwd(), 'dist/bundle/sidekey.js'), 'agent'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
   let err = ''
@@ -75,4 +78,6 @@ process.on('exit', () => { appendFileSync(${JSON.stringify(seen)}, process.modul
   t.same(chunks.filter((f) => /@azure\/(identity|msal-node)\b/.test(readFileSync(f, 'utf8'))), [], 'no chunk of @azure/identity or MSAL')
   t.ok(loaded.includes('NativeModule tls'), 'the built-ins are listed')
   t.notOk(loaded.includes('NativeModule internal/deps/undici/undici'), 'no Node undici')
+  // The proxy agents are made only behind a proxy, zlib only decodes a compressed answer.
+  t.same(['assert', 'tty', 'zlib'].filter((m) => loaded.includes(`NativeModule ${m}`)), [], 'no assert, tty or zlib')
 })
