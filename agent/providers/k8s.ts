@@ -32,6 +32,13 @@ import type { Have, SyncResult, Provider, ProviderContext } from './provider.js'
 import type { Logger } from 'pino'
 import { checkSize, isNetworkError, withSignal } from './secret-data.js'
 
+/**
+ * Milliseconds on a monotonic clock, for the h2 retry and CA check deadlines. Not performance.now():
+ * the `performance` global's getter loads perf_hooks and its eight internal modules (Node 24), which
+ * nothing else in the agent loads.
+ */
+const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6
+
 const UTF8 = new TextDecoder('utf-8', { fatal: true })
 
 export type K8sStoreConfig = StoreConfigOf<'k8s'>
@@ -185,9 +192,9 @@ class H2Watches implements WatchTransport {
     // The provider does not hand out a retired transport; a watch that still reached it retries (backoff).
     if (this.closed) throw Object.assign(new Error('the connection was replaced (the CA file changed)'), { code: 'ECONNRESET' })
     if (this.h1 !== undefined) {
-      if (performance.now() < this.h2RetryAt) return await this.h1.open(path, headers, signal)
+      if (monotonicMs() < this.h2RetryAt) return await this.h1.open(path, headers, signal)
       // This watch tries HTTP/2 again; the others keep HTTP/1.1 until it has an answer.
-      this.h2RetryAt = performance.now() + this.timings.h2RetryMs
+      this.h2RetryAt = monotonicMs() + this.timings.h2RetryMs
     }
     try {
       const res = await this.stream(path, headers, signal)
@@ -206,7 +213,7 @@ class H2Watches implements WatchTransport {
         // One line per fallback, not per watch; a retry that finds HTTP/2 still refused says nothing.
         this.logger.warn({ store: this.store, code, retryInMs: this.timings.h2RetryMs }, 'k8s: the API server does not speak HTTP/2; watches use HTTP/1.1, one connection each (HTTP/2 is tried again later)')
         this.h1 = h1Watches(this.server, this.timings, this.pool)
-        this.h2RetryAt = performance.now() + this.timings.h2RetryMs
+        this.h2RetryAt = monotonicMs() + this.timings.h2RetryMs
       }
       return await this.h1.open(path, headers, signal)
     }
@@ -343,8 +350,8 @@ export class K8sProvider implements Provider {
     // The CA file is looked at once every caCheckMs at most (not at every GET while no watch is live).
     // One that cannot be read right now (mid-rotation) is no change: a later look sees it.
     let caNow: number | undefined
-    if (this.ca !== undefined && performance.now() >= this.caCheckAt) {
-      this.caCheckAt = performance.now() + this.timings.caCheckMs
+    if (this.ca !== undefined && monotonicMs() >= this.caCheckAt) {
+      this.caCheckAt = monotonicMs() + this.timings.caCheckMs
       caNow = mtimeMs(this.ca.file)
     }
     if (this.conn !== undefined && this.ca !== undefined && caNow !== undefined && caNow !== this.ca.mtimeMs) {
@@ -408,7 +415,7 @@ export class K8sProvider implements Provider {
       const stamp = caFile !== undefined ? mtimeMs(caFile) : undefined
       const ca = caFile !== undefined ? readFileSync(caFile) : undefined
       this.ca = caFile !== undefined && stamp !== undefined ? { file: caFile, mtimeMs: stamp } : undefined
-      this.caCheckAt = performance.now() + this.timings.caCheckMs
+      this.caCheckAt = monotonicMs() + this.timings.caCheckMs
       const tokenFile = c.tokenFile ?? `${SA_DIR}/token`
       const headers = async (): Promise<Record<string, string>> => {
         let token: string
