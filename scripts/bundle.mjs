@@ -157,29 +157,29 @@ const AWS_SDK_DEFERRED = [
   [/[\\/]node_modules[\\/]@smithy[\\/]core[\\/]dist-es[\\/]submodules[\\/]checksum[\\/]crc32[\\/]Crc32Node\.js$/, [
     ['import * as zlib from "node:zlib";\n', ''],
     ['const zlibCrc32 = typeof zlib.crc32 === "function" ? zlib.crc32 : undefined;\nexport const Crc32Node = zlibCrc32 ? buildNativeClass(zlibCrc32) : Crc32Js;\n', 'let Crc32Chosen;\nexport const Crc32Node = function Crc32Node() {\n    Crc32Chosen ??= (() => { const zlib = require("node:zlib"); return typeof zlib.crc32 === "function" ? buildNativeClass(zlib.crc32) : Crc32Js; })();\n    return new Crc32Chosen();\n};\n'],
-  ]],
+  ], { Crc32Node: 3 }],
   // - the Web Crypto classes (globalThis.crypto's getter), read at load for
   //   crypto.randomUUID (each request's amz-sdk-invocation-id): node:crypto's
   //   randomUUID is the function Web Crypto's calls, and node:crypto is loaded.
   [/[\\/]node_modules[\\/]@smithy[\\/]core[\\/]dist-es[\\/]submodules[\\/]serde[\\/]uuid[\\/]v4\.js$/, [
     ['    if (typeof crypto !== "undefined" && typeof crypto.randomUUID === "function") {\n        return () => crypto.randomUUID();\n    }\n', '    const { randomUUID } = require("node:crypto");\n    if (typeof randomUUID === "function") {\n        return () => randomUUID();\n    }\n'],
-  ]],
+  ], { crypto: 0 }],
   // - the web streams (globalThis.ReadableStream's getter), read by the
   //   check of every answer's body (an http.IncomingMessage): the check asks
   //   the value's tag instead, which is true of the same objects (as for the
   //   Azure SDK, WEB_GLOBAL_CHECK below).
   [/[\\/]node_modules[\\/]@smithy[\\/]core[\\/]dist-es[\\/]submodules[\\/]serde[\\/]util-stream[\\/]stream-type-check\.js$/, [
     ['export const isReadableStream = (stream) => typeof ReadableStream === "function" &&\n    (stream?.constructor?.name === ReadableStream.name || stream instanceof ReadableStream);\n', 'export const isReadableStream = (stream) => stream?.constructor?.name === "ReadableStream" || Object.prototype.toString.call(stream) === "[object ReadableStream]";\n'],
-  ]],
+  ], { ReadableStream: 1 }],
   // - node:fs/promises (and the eight modules it loads, agent/fs-async.ts),
   //   for the shared config files' readFile: node:fs's callback readFile,
   //   promisified, is the same read.
   [/[\\/]node_modules[\\/]@smithy[\\/]core[\\/]dist-es[\\/]submodules[\\/]config[\\/]shared-ini-file-loader[\\/]readFile\.js$/, [
     ['import { readFile as fsReadFile } from "node:fs/promises";\n', 'const fsReadFile = (path, encoding) => new Promise((resolve, reject) => require("node:fs").readFile(path, encoding, (err, data) => err ? reject(err) : resolve(data)));\n'],
-  ]],
+  ], { fsReadFile: 2 }],
   [/[\\/]node_modules[\\/]@smithy[\\/]core[\\/]dist-es[\\/]submodules[\\/]config[\\/]shared-ini-file-loader[\\/]getSSOTokenFromFile\.js$/, [
     ['import { readFile } from "node:fs/promises";\n', 'const readFile = (path, encoding) => new Promise((resolve, reject) => require("node:fs").readFile(path, encoding, (err, data) => err ? reject(err) : resolve(data)));\n'],
-  ]],
+  ], { readFile: 2 }],
   [/[\\/]node_modules[\\/]@smithy[\\/]node-http-handler[\\/]dist-es[\\/]node-https\.js$/, [
     ['import node_https from "node:https";', 'let https;\nconst node_https = { get Agent () { return (https ??= require("node:https")).Agent }, get request () { return (https ??= require("node:https")).request } };'],
   ]],
