@@ -5,6 +5,7 @@
 // first access, and on close. A line names references and versions, never a value.
 import type { Logger } from 'pino'
 import { AUDIT_FLUSH_MS } from './logger.js'
+import { isoTime } from '../core/utc-dates.js'
 
 export interface Access {
   readonly api: 'http' | 'grpc'
@@ -76,7 +77,7 @@ export class AuditTrail {
         ...(a.secret !== undefined ? { secret: a.secret } : {}),
         ...(refs !== undefined ? { refs } : {}),
         ...(a.version !== undefined ? { version: a.version } : {}),
-        count, first: new Date(first).toISOString(), last: new Date(last).toISOString(),
+        count, first: isoTime(first), last: isoTime(last),
       }, 'access')
     }
   }

@@ -14,6 +14,7 @@ import { DEFAULT_LIMITS, SECRET_NAME_RE, Slots, shortName, type LocalLimits } fr
 import type { AuditTrail } from './audit-trail.js'
 import { grpcError, type GrpcErrorStatus } from './grpc-error.js'
 import { PROTO_FILE, type GrpcBackend } from './grpc-listener.js'
+import { isoTime } from '../core/utc-dates.js'
 
 
 export function loadProto (): ProtoGrpcType {
@@ -65,7 +66,7 @@ function tokenInterceptor (check: GrpcServerOptions['checkToken'], onDenied: (pe
   })
 }
 
-const event = (kind: 'CURRENT' | 'CHANGED', e: ServedSecret): SecretEvent => ({ name: e.name, version: e.version, updatedAt: new Date(e.updatedAt).toISOString(), kind })
+const event = (kind: 'CURRENT' | 'CHANGED', e: ServedSecret): SecretEvent => ({ name: e.name, version: e.version, updatedAt: isoTime(e.updatedAt), kind })
 
 export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
   const { served, board, metrics } = o
@@ -103,7 +104,7 @@ export function createGrpcServer (o: GrpcServerOptions): grpc.Server {
         }
         const notModified = ifNoneMatch !== '' && ifNoneMatch === e.version
         record(call, 'Get', notModified ? 'NOT_MODIFIED' : 'OK', name)
-        cb(null, { name, version: e.version, updatedAt: new Date(e.updatedAt).toISOString(), notModified, value: notModified ? Buffer.alloc(0) : e.value })
+        cb(null, { name, version: e.version, updatedAt: isoTime(e.updatedAt), notModified, value: notModified ? Buffer.alloc(0) : e.value })
       }
       const cur = served.get(name)
       if (waitMs > 0 && (cur === undefined || cur.version === ifNoneMatch)) {

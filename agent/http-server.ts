@@ -16,6 +16,7 @@ import { presentedToken } from './access-token.js'
 import type { CompatRoute, RouteOutcome } from './compat/route.js'
 import { DEFAULT_LIMITS, SECRET_NAME_RE, Slots, shortName, type LocalLimits } from '../core/limits.js'
 import type { AuditTrail } from './audit-trail.js'
+import { httpDate, httpDateNow, isoTime } from '../core/utc-dates.js'
 
 export interface HttpServerOptions {
   /** The published generation the API serves. */
@@ -99,7 +100,7 @@ const etagOf = (e: ServedSecret): string => `"${e.version}"`
 
 function sendJson (res: ServerResponse, status: number, obj: unknown): number {
   const body = JSON.stringify(obj)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' })
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', date: httpDateNow() })
   res.end(body)
   return status
 }
@@ -120,8 +121,10 @@ function prepare (e: ServedSecret): Prepared {
         'content-length', String(e.value.length),
         'etag', etagOf(e),
         'x-sidekey-version', e.version,
-        'last-modified', new Date(e.updatedAt).toUTCString(),
+        'last-modified', httpDate(e.updatedAt),
         'cache-control', 'no-store',
+        // Kept current by sendValue (DATE_AT).
+        'date', '',
       ],
       body: e.value.toString('latin1'),
     }
@@ -130,15 +133,18 @@ function prepare (e: ServedSecret): Prepared {
   return p
 }
 
+/** Where the Date header's value is in a Prepared's headers. */
+const DATE_AT = 13
 function sendValue (res: ServerResponse, e: ServedSecret): number {
   const p = prepare(e)
+  p.headers[DATE_AT] = httpDateNow()
   res.writeHead(200, p.headers)
   res.end(p.body, 'latin1')
   return 200
 }
 
 function sendNotModified (res: ServerResponse, e: ServedSecret): number {
-  res.writeHead(304, { etag: etagOf(e), 'x-sidekey-version': e.version, 'cache-control': 'no-store' })
+  res.writeHead(304, { etag: etagOf(e), 'x-sidekey-version': e.version, 'cache-control': 'no-store', date: httpDateNow() })
   res.end()
   return 304
 }
@@ -208,9 +214,9 @@ export function createHttpServer (o: HttpServerOptions): Server {
   function watch (req: IncomingMessage, res: ServerResponse): number {
     const release = watchers.take()
     if (release === undefined) return sendError(res, 'SIDEKEY_E_CAPACITY', `${watchers.max} watches are open, the agent's limit (limits.watchers); close one or poll GET /v1/secrets`, true)
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' })
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', date: httpDateNow() })
     const send = (kind: 'current' | 'changed', e: ServedSecret): void => {
-      res.write(`event: ${kind}\ndata: ${JSON.stringify({ name: e.name, version: e.version, updatedAt: new Date(e.updatedAt).toISOString() })}\n\n`)
+      res.write(`event: ${kind}\ndata: ${JSON.stringify({ name: e.name, version: e.version, updatedAt: isoTime(e.updatedAt) })}\n\n`)
     }
     for (const e of served.entries()) send('current', e)
     const onChange = (e: ServedSecret): void => send('changed', e)
@@ -270,7 +276,7 @@ export function createHttpServer (o: HttpServerOptions): Server {
     if (path === '/metrics') {
       // Labels carry secret names: the token is needed, as for /v1.
       return metrics.registry.metrics().then((body) => {
-        res.writeHead(200, { 'content-type': metrics.registry.contentType })
+        res.writeHead(200, { 'content-type': metrics.registry.contentType, date: httpDateNow() })
         res.end(body)
         return { route: '/metrics', status: 200 }
       })

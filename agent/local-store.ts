@@ -13,6 +13,7 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:
 import { readFileSync, renameSync, mkdirSync, statSync, openSync, closeSync, writeSync, fsyncSync, unlinkSync, readdirSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { SidekeyError } from '../core/errors.js'
+import { isoTime } from '../core/utc-dates.js'
 
 const MAGIC = 'sidekey-local-store'
 const CHECK_PLAINTEXT = 'sidekey-key-check'
@@ -251,7 +252,7 @@ export class LocalStore {
       const doc = this.#readFile()
       const s = doc.secrets[name] ?? { versions: [] }
       const version = (s.versions[s.versions.length - 1]?.version ?? 0) + 1
-      s.versions.push({ version, createdAt: new Date().toISOString(), ...seal(this.#key, value, `${name}@${version}`) })
+      s.versions.push({ version, createdAt: isoTime(Date.now()), ...seal(this.#key, value, `${name}@${version}`) })
       s.versions = s.versions.slice(-HISTORY)
       doc.secrets[name] = s
       this.#write(doc)

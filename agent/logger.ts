@@ -13,6 +13,7 @@
 // threshold, an error line) until the next access or exit. No timer either:
 // an idle agent must not wake every second to write nothing.
 import { pino, type Logger, type DestinationStream, type LoggerOptions } from 'pino'
+import { isoTime } from '../core/utc-dates.js'
 
 // Top-level and one known nesting only: wildcard paths cost a scan of every
 // object on every line, and an audit line is written per request.
@@ -27,7 +28,8 @@ function baseOptions (level: string): LoggerOptions {
   return {
     level,
     base: { app: 'sidekey' },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    // pino.stdTimeFunctions.isoTime's string, without toISOString (core/utc-dates.ts).
+    timestamp: () => `,"time":"${isoTime(Date.now())}"`,
     formatters: { level: (label: string) => ({ level: label }) },
   }
 }

@@ -5,6 +5,7 @@
 import { createServer, type Server } from 'node:http'
 import type { AgentMetrics } from './metrics.js'
 import { sendHttpError } from '../core/error-answers.js'
+import { httpDateNow } from '../core/utc-dates.js'
 
 export const METRICS_MAX_CONNECTIONS = 16
 
@@ -21,7 +22,7 @@ export function createMetricsServer (metrics: AgentMetrics): Server {
       return
     }
     metrics.registry.metrics().then((text) => {
-      res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(req.method === 'HEAD' ? undefined : text)
+      res.writeHead(200, { 'content-type': metrics.registry.contentType, date: httpDateNow() }).end(req.method === 'HEAD' ? undefined : text)
     }, () => { sendHttpError(res, 'SIDEKEY_E_INTERNAL', 'the metrics could not be collected; the agent log has the cause') })
   })
   server.maxConnections = METRICS_MAX_CONNECTIONS

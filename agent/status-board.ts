@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events'
 import type { SidekeyError } from '../core/errors.js'
 import type { ServedSet } from './served.js'
+import { isoTime } from '../core/utc-dates.js'
 
 export interface SecretStatus {
   readonly name: string
@@ -108,8 +109,8 @@ export class StatusBoard extends EventEmitter<{ ready: [], update: [] }> {
         refs: s.refs.map((r) => r.raw),
         format: s.format,
         required: s.required,
-        ...(e !== undefined ? { version: e.version, updatedAt: new Date(e.updatedAt).toISOString(), origin: e.origin } : {}),
-        ...(f !== undefined ? { fetchedAt: new Date(f).toISOString() } : {}),
+        ...(e !== undefined ? { version: e.version, updatedAt: isoTime(e.updatedAt), origin: e.origin } : {}),
+        ...(f !== undefined ? { fetchedAt: isoTime(f) } : {}),
         ...(err !== undefined ? { error: { code: err.code, message: err.message } } : {}),
       }
     })

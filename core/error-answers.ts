@@ -5,6 +5,7 @@
 // the catalogue only; messages are the error's own (never a value).
 import type { ServerResponse } from 'node:http'
 import { ERRORS, SidekeyError, isSidekeyError, type ErrorCode } from './errors.js'
+import { httpDateNow } from './utc-dates.js'
 
 export interface HttpErrorAnswer {
   readonly status: number
@@ -17,7 +18,7 @@ export function httpErrorAnswer (code: ErrorCode, message: string, close = false
   const body = JSON.stringify({ error: { code, message } })
   return {
     status: ERRORS[code].status,
-    headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...(close ? { connection: 'close' } : {}) },
+    headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', date: httpDateNow(), ...(close ? { connection: 'close' } : {}) },
     body,
   }
 }

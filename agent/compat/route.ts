@@ -1,6 +1,7 @@
 // What a peer-compatible local API plugs into the HTTP server: a function that
 // claims a request (answers it and says how) or leaves it to the next route.
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { httpDateNow } from '../../core/utc-dates.js'
 
 export interface RouteOutcome {
   /** A fixed route label for metrics and audit lines (never request input). */
@@ -16,7 +17,7 @@ export type CompatRoute = (req: IncomingMessage, res: ServerResponse, path: stri
 
 export function sendBody (res: ServerResponse, status: number, obj: unknown): number {
   const body = JSON.stringify(obj)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' })
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', date: httpDateNow() })
   res.end(body)
   return status
 }

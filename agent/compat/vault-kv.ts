@@ -13,6 +13,7 @@ import type { ErrorCode } from '../../core/errors.js'
 import { peerStatus } from '../../core/error-answers.js'
 import type { ServedSecret, ServedSet } from '../served.js'
 import { header, quote, sendBody, type CompatRoute, type RouteOutcome } from './route.js'
+import { isoTime } from '../../core/utc-dates.js'
 
 const ROUTE_READ = 'vault:/v1/:kv'
 const ROUTE_MOUNTS = 'vault:/v1/sys/internal/ui/mounts'
@@ -118,7 +119,7 @@ export function vaultKvRoute (o: VaultCompatOptions): CompatRoute {
     if ((served[0] as Bound).kv === 1) return { route, secret: name, version: first.version, status: sendBody(res, 200, envelope(data, 'kv')) }
     const md = (first.meta as VaultMeta | undefined)?.metadata ?? {}
     const metadata = {
-      created_time: typeof md.created_time === 'string' ? md.created_time : new Date(first.updatedAt).toISOString(),
+      created_time: typeof md.created_time === 'string' ? md.created_time : isoTime(first.updatedAt),
       custom_metadata: md.custom_metadata ?? null,
       deletion_time: typeof md.deletion_time === 'string' ? md.deletion_time : '',
       destroyed: md.destroyed === true,
