@@ -52,6 +52,7 @@
 // 0.5). About 3 MiB less resident memory for the agent.
 import { chmod, readFile, rm, writeFile } from 'node:fs/promises'
 import { builtinModules } from 'node:module'
+import { resolve } from 'node:path'
 import { build } from 'esbuild'
 import { deferRequires } from './bundle-edits.mjs'
 
@@ -180,6 +181,13 @@ const AWS_SDK_DEFERRED = [
   [/[\\/]node_modules[\\/]@smithy[\\/]core[\\/]dist-es[\\/]submodules[\\/]config[\\/]shared-ini-file-loader[\\/]getSSOTokenFromFile\.js$/, [
     ['import { readFile } from "node:fs/promises";\n', 'const readFile = (path, encoding) => new Promise((resolve, reject) => require("node:fs").readFile(path, encoding, (err, data) => err ? reject(err) : resolve(data)));\n'],
   ], { readFile: 2 }],
+  // Not a module: the signature's date. SigV4 stamps every request with
+  // toISOString, and on Node 24 that makes V8 ask ICU for the local time
+  // zone's display name (core/utc-dates.ts): ICU's zone name tables, about
+  // 1 MiB, stay resident. The same string from the UTC fields.
+  [/[\\/]node_modules[\\/]@smithy[\\/]signature-v4[\\/]dist-es[\\/]utilDate\.js$/, [
+    ['export const iso8601 = (time) => toDate(time)\n    .toISOString()\n', `import { isoTime } from ${JSON.stringify(resolve('dist/core/utc-dates.js'))};\nexport const iso8601 = (time) => isoTime(toDate(time).getTime())\n`],
+  ], { isoTime: 2 }],
   [/[\\/]node_modules[\\/]@smithy[\\/]node-http-handler[\\/]dist-es[\\/]node-https\.js$/, [
     ['import node_https from "node:https";', 'let https;\nconst node_https = { get Agent () { return (https ??= require("node:https")).Agent }, get request () { return (https ??= require("node:https")).request } };'],
   ]],

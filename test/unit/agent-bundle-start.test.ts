@@ -251,13 +251,14 @@ t.test('the bundled SDK loads node:https for an https:// endpoint only, and send
   t.same(JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}'), { http: VALUE, httpsAfterHttp: false, https: VALUE, httpsAfterHttps: true }, 'http:// sends without loading node:https (a client made and destroyed); https:// loads it and sends')
 })
 
-t.test('the bundled SDK sends GetSecretValue and DescribeSecret without loading zlib, Web Crypto, the web streams or fs/promises', async (t) => {
-  // Each of them cost the aws agent resident memory for code its two calls never run (scripts/bundle.mjs, AWS_SDK_DEFERRED).
-  const seen: Array<{ target: string, invocation: string, authorization: string }> = []
+t.test('the bundled SDK sends GetSecretValue and DescribeSecret without loading zlib, Web Crypto, the web streams or fs/promises, or formatting a date with toISOString', async (t) => {
+  // Each of them cost the aws agent resident memory for code its two calls never run (scripts/bundle.mjs, AWS_SDK_DEFERRED);
+  // toISOString (the signature's date) makes Node 24 read ICU's time zone name tables (core/utc-dates.ts).
+  const seen: Array<{ target: string, invocation: string, authorization: string, amzDate: string }> = []
   const srv = createServer((req, res) => {
     req.resume()
     req.on('end', () => {
-      seen.push({ target: String(req.headers['x-amz-target']), invocation: String(req.headers['amz-sdk-invocation-id']), authorization: String(req.headers.authorization) })
+      seen.push({ target: String(req.headers['x-amz-target']), invocation: String(req.headers['amz-sdk-invocation-id']), authorization: String(req.headers.authorization), amzDate: String(req.headers['x-amz-date']) })
       res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' })
       res.end(req.headers['x-amz-target'] === 'secretsmanager.DescribeSecret'
         ? JSON.stringify({ ARN: 'arn:aws:secretsmanager:eu-west-3:123456789012:secret:s-AbCdEf', Name: 's', VersionIdsToStages: { 'v-1': ['AWSCURRENT'] } })
@@ -273,13 +274,15 @@ t.test('the bundled SDK sends GetSecretValue and DescribeSecret without loading 
   // What the SDK loads: tap's own preload (its NODE_OPTIONS) loads Web Crypto before the script runs.
   const script = `
     const before = new Set(process.moduleLoadList)
+    let dateStrings = 0
+    for (const m of ['toISOString', 'toUTCString']) { const f = Date.prototype[m]; Date.prototype[m] = function () { dateStrings++; return f.call(this) } }
     const sm = await import(${JSON.stringify(pathToFileURL(join(dirname(BUNDLE), 'vendor-aws.js')).href)})
     const c = new sm.SecretsManagerClient({ endpoint: process.argv[2], maxAttempts: 1, credentials: { accessKeyId: 'a', secretAccessKey: 'b' } })
     const value = (await c.send(new sm.GetSecretValueCommand({ SecretId: 's' }))).SecretString
     const stages = (await c.send(new sm.DescribeSecretCommand({ SecretId: 's' }))).VersionIdsToStages
     c.destroy()
     const modules = ['zlib', 'internal/crypto/webcrypto', 'internal/webstreams/readablestream', 'fs/promises'].filter((m) => process.moduleLoadList.includes('NativeModule ' + m) && !before.has('NativeModule ' + m))
-    console.log(JSON.stringify({ value, stages, modules }))`
+    console.log(JSON.stringify({ value, stages, modules, dateStrings }))`
   const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: AGENT_NODE_OPTIONS, AWS_CONFIG_FILE: configFile, AWS_SHARED_CREDENTIALS_FILE: join(dir, 'none') }
   for (const k of ['AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_PROFILE']) delete env[k]
   // A file, not -e: Node 20's ESM eval loads Web Crypto itself.
@@ -292,7 +295,14 @@ t.test('the bundled SDK sends GetSecretValue and DescribeSecret without loading 
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
   t.equal(code, 0, `the script ran${stderr !== '' ? `: ${stderr}` : ''}`)
-  t.same(JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}'), { value: VALUE, stages: { 'v-1': ['AWSCURRENT'] }, modules: [] }, 'both answers arrived; none of the four modules loaded')
+  const sent = Date.now()
+  t.same(JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}'), { value: VALUE, stages: { 'v-1': ['AWSCURRENT'] }, modules: [], dateStrings: 0 }, 'both answers arrived; none of the four modules loaded; no toISOString or toUTCString')
+  // The signature's date, built from the UTC fields: SigV4's basic format, the time the requests were sent.
+  for (const s of seen) {
+    const m = /^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/.exec(s.amzDate)
+    t.ok(m !== null && Math.abs(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])) - sent) < 120_000, `x-amz-date ${s.amzDate} is now, in SigV4's format`)
+    t.ok(s.authorization.includes(`Credential=a/${s.amzDate.slice(0, 8)}/eu-west-3/`), 'the credential scope has the same day')
+  }
   t.same(seen.map((s) => s.target), ['secretsmanager.GetSecretValue', 'secretsmanager.DescribeSecret'], 'two requests')
   const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
   t.ok(seen.every((s) => uuid.test(s.invocation)) && seen[0]?.invocation !== seen[1]?.invocation, `each request has its own v4 UUID as amz-sdk-invocation-id: ${seen.map((s) => s.invocation).join(', ')}`)
