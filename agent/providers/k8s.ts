@@ -31,13 +31,7 @@ import type { createPool } from '../undici-pool.js'
 import type { Have, SyncResult, Provider, ProviderContext } from './provider.js'
 import type { Logger } from 'pino'
 import { checkSize, isNetworkError, withSignal } from './secret-data.js'
-
-/**
- * Milliseconds on a monotonic clock, for the h2 retry and CA check deadlines. Not performance.now():
- * the `performance` global's getter loads perf_hooks and its eight internal modules (Node 24), which
- * nothing else in the agent loads.
- */
-const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6
+import { monotonicMs } from '../../core/monotonic.js'
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true })
 

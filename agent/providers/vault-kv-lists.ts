@@ -23,6 +23,7 @@
 // check up, and the listing is cut only when every check waiting on it has.
 import type { Logger } from 'pino'
 import type { VaultAnswer, VaultCall } from './vault-http.js'
+import { monotonicMs } from '../../core/monotonic.js'
 
 /** Where a KV v2 secret's metadata sits: `<mount>/metadata/<dir><name>`. */
 export interface KvKey {
@@ -82,7 +83,7 @@ export class KvVersionLists {
   constructor (o: KvListsOptions) {
     this.#o = o
     // A monotonic clock: a wall-clock step back must not stretch a listing's freshness.
-    this.#now = o.now ?? (() => performance.now())
+    this.#now = o.now ?? monotonicMs
   }
 
   /** Records that `k` is checked here (a folder is listed once two of its secrets are). */

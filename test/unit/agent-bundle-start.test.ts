@@ -74,6 +74,47 @@ t.test('a Vault agent over http loads neither http2 nor tls, https or zlib befor
   }
 })
 
+t.test('a Vault agent whose checks list a folder never loads perf_hooks (its clock is process.hrtime, core/monotonic.ts)', async (t) => {
+  // Two secrets of one folder: each check asks the folder's listing first
+  // (agent/providers/vault-kv-lists.ts), which reads the clock for its
+  // freshness. Node's HTTP server refuses the LIST method (llhttp has no LIST),
+  // so each check then reads its own metadata: two rounds of those, two rounds
+  // through the listing's clock.
+  const dir = tempDir(t)
+  let checks = 0
+  let checked!: () => void
+  const twoRounds = new Promise<void>((resolve) => { checked = resolve })
+  const srv = createServer((req, res) => {
+    res.setHeader('content-type', 'application/json')
+    if (req.url?.includes('/metadata/') === true) {
+      if (++checks === 4) checked()
+      res.end(JSON.stringify({ data: { current_version: 1 } }))
+      return
+    }
+    res.end(JSON.stringify({ data: { data: { k: VALUE }, metadata: { version: 1, created_time: '2026-01-01T00:00:00Z' } } }))
+  })
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => { srv.closeAllConnections(); await new Promise<void>((resolve) => srv.close(() => resolve())) })
+  const preload = join(dir, 'loaded.cjs')
+  writeFileSync(preload, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(join(dir, 'loaded.txt'))}, process.moduleLoadList.join('\\n')))\n`)
+  const config = JSON.stringify({
+    dir: join(dir, 'secrets'), apiTokenFile: join(dir, 'token'), listen: { http: 0 }, logLevel: 'warn', refresh: '1s',
+    stores: { vault: { type: 'vault', address: `http://127.0.0.1:${(srv.address() as AddressInfo).port}`, tokenEnv: 'SK_TEST_VAULT_TOKEN' } },
+    secrets: [{ name: 'a', ref: 'vault:secret/data/f/a#k' }, { name: 'b', ref: 'vault:secret/data/f/b#k' }],
+  })
+  const child = spawn('/usr/bin/env', [`NODE_OPTIONS=${AGENT_NODE_OPTIONS}`, process.execPath, '--require', preload, BUNDLE, 'agent'], { env: { ...process.env, SK_TEST_VAULT_TOKEN: 'test-token', SIDEKEY_CONFIG: config }, stdio: ['ignore', 'ignore', 'pipe'] })
+  let err = ''
+  child.stderr.on('data', (c: Buffer) => { err += c.toString() })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+  t.teardown(() => { child.kill('SIGKILL') })
+  await Promise.race([twoRounds, exited.then((code) => { throw new Error(`the agent exited (${code}): ${err}`) })])
+  child.kill('SIGTERM')
+  t.equal(await exited, 0, `a clean stop: ${err}`)
+  const builtins = new Set(readFileSync(join(dir, 'loaded.txt'), 'utf8').split('\n').filter((l) => l.startsWith('NativeModule ')).map((l) => l.slice('NativeModule '.length)))
+  t.ok(builtins.has('http'), 'the list is the real one')
+  t.notOk(builtins.has('perf_hooks'), 'perf_hooks not loaded')
+})
+
 t.test('a Vault agent and its probe load their built-in modules before they set the V8 flags (Node\'s own code cache serves them)', async (t) => {
   const dir = tempDir(t)
   const address = await fakeVault(t)
