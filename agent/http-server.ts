@@ -117,14 +117,14 @@ function prepare (e: ServedSecret): Prepared {
   if (p === undefined) {
     p = {
       headers: [
+        // First, so its value's index (DATE_AT) stays 1 whatever follows; kept current by sendValue.
+        'date', '',
         'content-type', 'application/octet-stream',
         'content-length', String(e.value.length),
         'etag', etagOf(e),
         'x-sidekey-version', e.version,
         'last-modified', httpDate(e.updatedAt),
         'cache-control', 'no-store',
-        // Kept current by sendValue (DATE_AT).
-        'date', '',
       ],
       body: e.value.toString('latin1'),
     }
@@ -134,7 +134,7 @@ function prepare (e: ServedSecret): Prepared {
 }
 
 /** Where the Date header's value is in a Prepared's headers. */
-const DATE_AT = 13
+const DATE_AT = 1
 function sendValue (res: ServerResponse, e: ServedSecret): number {
   const p = prepare(e)
   p.headers[DATE_AT] = httpDateNow()

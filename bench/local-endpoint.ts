@@ -84,22 +84,22 @@ async function saturate (t: Target, seconds: number): Promise<{ rps: number, cpu
   return { rps: n / seconds, cpuUsPerReq: (c1 - c0) * 1e6 / Math.max(1, n), errors: r.errors + r.non2xx + r.timeouts, n: r['2xx'] }
 }
 
-/**
- * `rate` requests per second for `seconds`, each timed with hrtime from send
- * to the last byte. The schedule is absolute: a late tick sends what is due.
- */
 /** `p99_from_write`: bench/paced.c's p99 timed from each write() rather than from when the request was due (not with --paced node). */
 interface PacedResult { p50: number, p99: number, max: number, n: number, rate: number, errors: number, p99_from_write?: number }
+/**
+ * `rate` requests per second for `seconds` through node:http, each timed from
+ * when it was due to the last byte. The schedule is absolute: a late tick sends what is due.
+ */
 async function pacedNode (t: Target, rate: number, seconds: number): Promise<PacedResult> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 8 })
   const samples: number[] = []
   let errors = 0
-  const one = async (): Promise<void> => await new Promise((resolve) => {
-    const t0 = process.hrtime.bigint()
+  // Timed from when the request was due (as bench/paced.c), a wait in the agent's queue included.
+  const one = async (dueMs: number): Promise<void> => await new Promise((resolve) => {
     http.get(t.url, { agent, headers: t.headers }, (res) => {
       if (res.statusCode !== 200) errors++
       res.on('data', () => {})
-      res.on('end', () => { samples.push(Number(process.hrtime.bigint() - t0) / 1000); resolve() })
+      res.on('end', () => { samples.push((performance.now() - dueMs) * 1000); resolve() })
     }).on('error', () => { errors++; resolve() })
   })
   const inflight: Array<Promise<void>> = []
@@ -108,7 +108,7 @@ async function pacedNode (t: Target, rate: number, seconds: number): Promise<Pac
   let sent = 0
   while (sent < total) {
     const due = Math.min(total, Math.floor((performance.now() - start) * rate / 1000) + 1)
-    for (; sent < due; sent++) inflight.push(one())
+    for (; sent < due; sent++) inflight.push(one(start + sent * 1000 / rate))
     await new Promise((resolve) => setTimeout(resolve, 1))
   }
   await Promise.all(inflight)
@@ -236,7 +236,9 @@ async function main (): Promise<void> {
       console.log(`${t.name.padEnd(36)} ${spread(s.map((x) => x.rps)).padEnd(34)} ${spread(s.map((x) => x.cpuUsPerReq), 1).padEnd(19)} ${spread(p.map((x) => x.p50)).padEnd(18)} ${spread(p.map((x) => x.p99))}${errors > 0 ? `  ERRORS ${errors}` : ''}`)
     }
     const bare = sat.get('bare') ?? []
-    const summary: Record<string, unknown> = { bench: 'local-endpoint', node: nodeVersion, paced: generator, rounds: ROUNDS, seconds: SECONDS, connections: CONNECTIONS, load: [load0, load1] }
+    /** bench/paced.c's p99 timed from the write, beside the one from when due (p99_us). */
+    const p99FromWrite = (name: string): { p99_from_write_us?: number } => { const xs = (pac.get(name) ?? []).map((x) => x.p99_from_write).filter((x): x is number => x !== undefined); return xs.length > 0 ? { p99_from_write_us: median(xs) } : {} }
+    const summary: Record<string, unknown> = { bench: 'local-endpoint', p99_basis: 'from when due', node: nodeVersion, paced: generator, rounds: ROUNDS, seconds: SECONDS, connections: CONNECTIONS, load: [load0, load1] }
     for (const t of targets.slice(1)) {
       const s = sat.get(t.name) ?? []
       const p = pac.get(t.name) ?? []
@@ -246,9 +248,9 @@ async function main (): Promise<void> {
       const p99 = median(p.map((x) => x.p99))
       const fromWrite = (name: string): string => { const xs = (pac.get(name) ?? []).map((x) => x.p99_from_write).filter((x): x is number => x !== undefined); return xs.length > 0 ? (median(xs) / 1000).toFixed(3) : '-' }
       console.log(`${t.name}/bare saturation ratio: ${spread(ratios, 2)} (goal >= 0.90), bare's CPU per request / ${t.name}'s ${spread(cpuRatios, 2)}; paced p99 ${(p99 / 1000).toFixed(3)} ms from when due (goal <= 0.5 ms), bare's ${(median(pac.get('bare')?.map((x) => x.p99) ?? []) / 1000).toFixed(3)} ms; from the write ${fromWrite(t.name)} ms, bare's ${fromWrite('bare')} ms`)
-      summary[t.name] = { rps: Math.round(median(s.map((x) => x.rps))), ratio: Number(median(ratios).toFixed(3)), cpu_ratio: Number(median(cpuRatios).toFixed(3)), cpu_us_per_req: Number(median(s.map((x) => x.cpuUsPerReq)).toFixed(1)), p50_us: median(p.map((x) => x.p50)), p99_us: p99 }
+      summary[t.name] = { rps: Math.round(median(s.map((x) => x.rps))), ratio: Number(median(ratios).toFixed(3)), cpu_ratio: Number(median(cpuRatios).toFixed(3)), cpu_us_per_req: Number(median(s.map((x) => x.cpuUsPerReq)).toFixed(1)), p50_us: median(p.map((x) => x.p50)), p99_us: p99, ...p99FromWrite(t.name) }
     }
-    summary.bare = { rps: Math.round(median(bare.map((x) => x.rps))), cpu_us_per_req: Number(median(bare.map((x) => x.cpuUsPerReq)).toFixed(1)), p50_us: median(pac.get('bare')?.map((x) => x.p50) ?? []), p99_us: median(pac.get('bare')?.map((x) => x.p99) ?? []) }
+    summary.bare = { rps: Math.round(median(bare.map((x) => x.rps))), cpu_us_per_req: Number(median(bare.map((x) => x.cpuUsPerReq)).toFixed(1)), p50_us: median(pac.get('bare')?.map((x) => x.p50) ?? []), p99_us: median(pac.get('bare')?.map((x) => x.p99) ?? []), ...p99FromWrite('bare') }
     for (const t of targets.slice(1)) console.log(await accounting(t))
     console.log(JSON.stringify(summary))
   } finally {

@@ -7,7 +7,7 @@
 // absolute: a late tick sends what is due, and a request that waits for a free
 // connection (every one busy with a slow answer) counts that wait, so a stall
 // shows in the tail instead of thinning the samples taken during it
-// (coordinated omission). `from_write` is the same percentile timed from the
+// (coordinated omission). `p99_from_write` is the same percentile timed from the
 // write() instead, as this client timed before. Timer slack is 1 ns, so a
 // sample holds the server's time and not the kernel's rounding of ppoll's
 // timeout. Prints one JSON line: p50, p99, max, p99_from_write (us), n, rate,

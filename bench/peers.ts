@@ -40,7 +40,7 @@
 // The idle phase runs every process of a run at once (idle processes do not
 // compete); start-ups and init-only runs are one at a time, alternating.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -64,15 +64,17 @@ const NODE = opt('--node', process.execPath)
 const BAO = opt('--bao', join(process.env.HOME ?? '', '.cache/sidekey/testenv/openbao-v2.4.0/bin/bao'))
 const CLK_TCK = 100
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
-const work = mkdtempSync(join(tmpdir(), 'sidekey-bench-peers-'))
 /** Whether `dir` is on a tmpfs (/proc/mounts' longest mount point above it). */
-function onTmpfs (dir: string): boolean {
+function onTmpfs (path: string): boolean {
+  const dir = realpathSync(path)
   let best = ''
   let type = ''
   for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
-    const [, at, fs] = line.split(' ')
-    if (at === undefined || fs === undefined) continue
-    if ((dir === at || dir.startsWith(at.endsWith('/') ? at : at + '/')) && at.length > best.length) { best = at; type = fs }
+    const [, raw, fs] = line.split(' ')
+    if (raw === undefined || fs === undefined) continue
+    const at = raw.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
+    // The last of mounts stacked on one point is the one in use.
+    if ((dir === at || dir.startsWith(at.endsWith('/') ? at : at + '/')) && at.length >= best.length) { best = at; type = fs }
   }
   return type === 'tmpfs'
 }
@@ -81,6 +83,7 @@ const FILES_AT = FILES_OPT === 'disk' ? tmpdir() : FILES_OPT === 'tmpfs' ? '/dev
 if (FILES_OPT === 'tmpfs' && !(existsSync(FILES_AT) && onTmpfs(FILES_AT))) throw new Error('--files tmpfs: /dev/shm is not a tmpfs here; give --files disk or --files DIR')
 /** The agents' own directories (config, token, the files they write). */
 const files = mkdtempSync(join(FILES_AT, 'sidekey-bench-peers-files-'))
+const work = mkdtempSync(join(tmpdir(), 'sidekey-bench-peers-'))
 const FILES_KIND = onTmpfs(files) ? 'tmpfs' : 'not a tmpfs'
 const tag = Date.now().toString(36)
 
@@ -88,8 +91,12 @@ type Kind = 'sidekey' | 'before' | 'bao'
 const KINDS: Kind[] = BEFORE !== undefined ? ['sidekey', 'before', 'bao'] : ['sidekey', 'bao']
 const isSidekey = (k: Kind): boolean => k !== 'bao'
 const children = new Set<ChildProcess>()
-process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); rmSync(files, { recursive: true, force: true }) })
-for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130))
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL')
+  // The files are in RAM (a tmpfs): gone with the bench, whatever ends it.
+  try { rmSync(files, { recursive: true, force: true, maxRetries: 3 }) } catch (err) { console.error(`peers: could not remove ${files}: ${(err as Error).message}`) }
+})
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) process.once(sig, () => process.exit(130))
 const t00 = Date.now()
 const progress = (what: string): void => { console.error(`[${((Date.now() - t00) / 1000).toFixed(0)}s] ${what} (load ${loadavg()[0]?.toFixed(2) ?? ''})`) }
 
@@ -213,11 +220,13 @@ function switches (pid: number): number {
   return sum
 }
 
+/** Stops an agent and removes its directory (on a tmpfs, its files are RAM). */
 async function stop (x: Proc): Promise<void> {
   x.p.kill('SIGTERM')
   const t = setTimeout(() => x.p.kill('SIGKILL'), 5000)
   await x.exited
   clearTimeout(t)
+  rmSync(x.dir, { recursive: true, force: true, maxRetries: 3 })
 }
 
 /** Requests each token made in [from, to] (audit "request" entries), by display name. */
@@ -251,6 +260,7 @@ async function initOnly (kind: Kind, set: string): Promise<{ wallMs: number, cpu
   // `times`: the shell's own user/sys, then its children's.
   const kids = (err.trim().split('\n').pop() ?? '').match(/(\d+)m([\d.]+)s/g) ?? []
   const cpuMs = kids.map((x) => { const m = /(\d+)m([\d.]+)s/.exec(x) as RegExpExecArray; return (Number(m[1]) * 60 + Number(m[2])) * 1000 }).reduce((a, b) => a + b, 0)
+  rmSync(dir, { recursive: true, force: true })
   return { wallMs, cpuMs }
 }
 
@@ -262,7 +272,7 @@ async function fileIs (path: string, value: string, t0: number, limitMs: number)
   }
 }
 
-/** Rotations of secrets in `n` secrets per agent, both agents at once; each secret rotated at a random moment within `spreadMs`. */
+/** One agent's rotations: the delays seen, requests per secret per minute while rotating and while quiet, requests per rotation. */
 interface Rotated { delays: number[], reqPerSecMin: number, quietPerSecMin: number, reqPerRotation: number }
 /**
  * Rotations of secrets in `n` secrets per agent, both agents at once; each secret rotated at a random moment within `spreadMs`.

@@ -148,6 +148,9 @@ const AWS_SDK = { entry: 'dist/agent/aws-sdk.js', file: './vendor-aws.js' }
  * https request): the same Agent, options, externalAgent and destroy as
  * before (an https.Agent, the one `instanceof` the check dropped, has destroy).
  */
+/** The agent's promisified node:fs callbacks (agent/fs-async.ts), for edits that replace node:fs/promises. */
+const FS_ASYNC = JSON.stringify(resolve('dist/agent/fs-async.js'))
+
 const AWS_SDK_DEFERRED = [
   // Four more of Node's modules the SDK loads when it loads, for code an
   // agent's GetSecretValue and DescribeSecret never run or run without them
@@ -174,12 +177,12 @@ const AWS_SDK_DEFERRED = [
   ], { ReadableStream: 1 }],
   // - node:fs/promises (and the eight modules it loads, agent/fs-async.ts),
   //   for the shared config files' readFile: node:fs's callback readFile,
-  //   promisified, is the same read.
+  //   promisified (agent/fs-async.ts, as the agent's own reads), is the same read.
   [/[\\/]node_modules[\\/]@smithy[\\/]core[\\/]dist-es[\\/]submodules[\\/]config[\\/]shared-ini-file-loader[\\/]readFile\.js$/, [
-    ['import { readFile as fsReadFile } from "node:fs/promises";\n', 'const fsReadFile = (path, encoding) => new Promise((resolve, reject) => require("node:fs").readFile(path, encoding, (err, data) => err ? reject(err) : resolve(data)));\n'],
+    ['import { readFile as fsReadFile } from "node:fs/promises";\n', `import { readFile as fsReadFile } from ${FS_ASYNC};\n`],
   ], { fsReadFile: 2 }],
   [/[\\/]node_modules[\\/]@smithy[\\/]core[\\/]dist-es[\\/]submodules[\\/]config[\\/]shared-ini-file-loader[\\/]getSSOTokenFromFile\.js$/, [
-    ['import { readFile } from "node:fs/promises";\n', 'const readFile = (path, encoding) => new Promise((resolve, reject) => require("node:fs").readFile(path, encoding, (err, data) => err ? reject(err) : resolve(data)));\n'],
+    ['import { readFile } from "node:fs/promises";\n', `import { readFile } from ${FS_ASYNC};\n`],
   ], { readFile: 2 }],
   // Not a module: the signature's date. SigV4 stamps every request with
   // toISOString, and on Node 24 that makes V8 ask ICU for the local time

@@ -44,8 +44,10 @@ t.test('a bundled k8s agent watches over HTTP/2 without loading perf_hooks', asy
   const file = join(dir, 'secrets', 'a')
   for (let i = 0; i < 300 && !existsSync(file) && child.exitCode === null; i++) await new Promise((resolve) => setTimeout(resolve, 50))
   t.equal(existsSync(file) ? readFileSync(file, 'utf8') : undefined, 'lean-value', `the secret came from the API server${err !== '' ? `: ${err}` : ''}`)
-  // The watch opens after the first sync; give it time to run before the agent stops.
-  await new Promise((resolve) => setTimeout(resolve, 1500))
+  // A change the watch delivers: the file follows it (the watch opens after the first sync, so the update is sent until it is seen).
+  await kube.must('PUT', `/api/v1/namespaces/${NS}/secrets/lean`, { ...body, data: { v: Buffer.from('lean-rotated').toString('base64') } })
+  for (let i = 0; i < 600 && readFileSync(file, 'utf8') !== 'lean-rotated' && child.exitCode === null; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(readFileSync(file, 'utf8'), 'lean-rotated', `the watch delivered the change${err !== '' ? `: ${err}` : ''}`)
   child.kill('SIGTERM')
   await exited
   const loaded = readFileSync(seen, 'utf8').split('\n')

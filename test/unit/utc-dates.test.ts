@@ -8,6 +8,8 @@ const edges = [
   Date.UTC(0, 0, 1) - 1, Date.UTC(0, 0, 1), Date.UTC(0, 0, 1) + 1, new Date('0001-01-01T00:00:00.000Z').getTime(),
   new Date('0999-12-31T23:59:59.999Z').getTime(), new Date('9999-12-31T23:59:59.999Z').getTime(),
   new Date('9999-12-31T23:59:59.999Z').getTime() + 1, 8.64e15, -8.64e15, -62198755200000 - 1,
+  // Year 0's first instant and year -1's last: where the UTC fields give way to the methods (Date.UTC(0, ...) is 1900).
+  -62167219200000, -62167219200000 - 1, -62167219200000 + 1,
 ]
 
 t.test('isoTime and httpDate equal toISOString and toUTCString', async (t) => {
@@ -32,9 +34,16 @@ t.test('an invalid date throws as toISOString does; toUTCString says Invalid Dat
   t.equal(httpDate(NaN), 'Invalid Date')
 })
 
-t.test('httpDateNow is the current second', async (t) => {
-  const before = Date.now()
-  const now = httpDateNow()
-  const after = Date.now()
-  t.ok(now === httpDate(before) || now === httpDate(after), now)
+t.test('httpDateNow is the current second, and the next one once the clock passes it', async (t) => {
+  const real = Date.now
+  t.teardown(() => { Date.now = real })
+  let clock = Date.UTC(2026, 11, 2, 8, 46, 54, 100)
+  Date.now = () => clock
+  t.equal(httpDateNow(), 'Wed, 02 Dec 2026 08:46:54 GMT')
+  clock += 800
+  t.equal(httpDateNow(), 'Wed, 02 Dec 2026 08:46:54 GMT', 'the same second')
+  clock += 200
+  t.equal(httpDateNow(), 'Wed, 02 Dec 2026 08:46:55 GMT', 'the next second')
+  clock += 3_600_000
+  t.equal(httpDateNow(), 'Wed, 02 Dec 2026 09:46:55 GMT', 'an hour on')
 })
