@@ -2,7 +2,7 @@
 // them (its DEFERRED tables say which and why); apart so a test can run them.
 import { readFile } from 'node:fs/promises'
 
-/** How often `name` occurs in `src` as an identifier (not a property, not inside a quoted name). */
+/** How often `name` occurs in `src` as an identifier: not a property (`.name`), not a quoted name (`'name'`); a word inside a longer string (`"[object name]"`) counts. */
 export const usesOf = (src, name) => src.match(new RegExp(`(?<![\\w$.'"])${name.replace(/\$/g, '\\$')}(?![\\w$'"])`, 'g'))?.length ?? 0
 
 export const deferRequires = (deferred) => ({

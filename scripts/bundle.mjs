@@ -320,6 +320,14 @@ for (const [what, r] of [['the chunks', result], ['vendor-aws.js', awsSdk]]) {
   }
   if (interop !== 1) throw new Error(`scripts/bundle.mjs: esbuild's __copyProps was found ${interop} times in ${what}, not once: check INTEROP against this esbuild`)
 }
+// Crc32Node (also exported as Crc32) is a function that makes its class on
+// first use (AWS_SDK_DEFERRED); its file's own uses are counted there, and no
+// other module of the SDK may treat it as the class.
+{
+  const aws = await readFile(Object.keys(awsSdk.metafile.outputs).find((f) => f.endsWith('vendor-aws.js')), 'utf8')
+  const asClass = /(?:instanceof|extends)\s+Crc32(?:Node)?\b|\bCrc32(?:Node)?\.prototype\b/.exec(aws)
+  if (asClass !== null) throw new Error(`scripts/bundle.mjs: vendor-aws.js uses Crc32 as a class ("${asClass[0]}"), which the Crc32Node edit makes a function: check AWS_SDK_DEFERRED against this SDK`)
+}
 // The chunks are ES modules whatever package.json sits above them (the image copies none).
 await writeFile('dist/bundle/package.json', '{ "type": "module" }\n')
 await chmod('dist/bundle/sidekey.js', 0o755)
