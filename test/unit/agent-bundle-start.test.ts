@@ -40,6 +40,17 @@ function vaultConfig (dir: string, address: string): string {
   })
 }
 
+/** A script's exit code and what it printed. */
+async function output (node: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const child = spawn(node, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  return { code, stdout, stderr }
+}
+
 async function run (node: string, args: string[], env: Record<string, string>): Promise<{ code: number | null, err: string }> {
   const child = spawn(node, args, { env: { ...process.env, SK_TEST_VAULT_TOKEN: 'test-token', ...env }, stdio: ['ignore', 'ignore', 'pipe'] })
   let err = ''
@@ -282,12 +293,7 @@ t.test('the bundled SDK loads node:https for an https:// endpoint only, and send
     out.https = await get(process.argv[2])
     out.httpsAfterHttps = https()
     console.log(JSON.stringify(out))`
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script, url(plain, 'http'), url(secure, 'https')], { env: { ...process.env, NODE_EXTRA_CA_CERTS: tls.cert }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  const { code, stdout, stderr } = await output(process.execPath, ['--input-type=module', '-e', script, url(plain, 'http'), url(secure, 'https')], { ...process.env, NODE_EXTRA_CA_CERTS: tls.cert })
   t.equal(code, 0, `the script ran${stderr !== '' ? `: ${stderr}` : ''}`)
   t.same(JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}'), { http: VALUE, httpsAfterHttp: false, https: VALUE, httpsAfterHttps: true }, 'http:// sends without loading node:https (a client made and destroyed); https:// loads it and sends')
 })
@@ -330,12 +336,7 @@ t.test('the bundled SDK sends GetSecretValue and DescribeSecret without loading 
   const file = join(dir, 'send.mjs')
   writeFileSync(file, script)
   const started = Date.now()
-  const child = spawn(node24() ?? process.execPath, [file, `http://127.0.0.1:${(srv.address() as AddressInfo).port}`], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  const { code, stdout, stderr } = await output(node24() ?? process.execPath, [file, `http://127.0.0.1:${(srv.address() as AddressInfo).port}`], env)
   t.equal(code, 0, `the script ran${stderr !== '' ? `: ${stderr}` : ''}`)
   const done = Date.now()
   t.same(JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}'), { value: VALUE, stages: { 'v-1': ['AWSCURRENT'] }, modules: [], dateStrings: 0 }, 'both answers arrived; none of the four modules loaded; no toISOString or toUTCString')
