@@ -89,21 +89,32 @@ t.test('a bundled azure agent behind an https proxy tunnels through it (the prox
   await kv.set('proxied-0', 'proxied-value')
   // A CONNECT proxy: each tunnel's target is recorded.
   const tunnels: string[] = []
+  // A tunnel's sockets are the proxy's own once it answers CONNECT (the server no longer tracks them): closed here at the end.
+  const sockets = new Set<Duplex>()
   const proxy = createHttpServer()
   proxy.on('connect', (req: IncomingMessage, client: Duplex, head: Buffer) => {
     tunnels.push(req.url ?? '')
     const [host, port] = (req.url ?? '').split(':')
+    sockets.add(client)
     const up = connect(Number(port), host ?? '', () => {
       client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
       up.write(head)
       up.pipe(client)
       client.pipe(up)
     })
+    sockets.add(up)
     up.on('error', () => { client.destroy() })
     client.on('error', () => { up.destroy() })
+    // Either end closing closes the tunnel (Key Vault keeps its side alive otherwise).
+    up.on('close', () => { client.destroy() })
+    client.on('close', () => { up.destroy() })
   })
   await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
-  t.teardown(async () => { proxy.closeAllConnections(); await new Promise<void>((resolve) => proxy.close(() => resolve())) })
+  t.teardown(async () => {
+    for (const s of sockets) s.destroy()
+    proxy.closeAllConnections()
+    await new Promise<void>((resolve) => proxy.close(() => resolve()))
+  })
   const dir = mkdtempSync(join(work, 'proxied-'))
   const seen = join(dir, 'loaded.txt')
   const preload = join(dir, 'preload.cjs')
