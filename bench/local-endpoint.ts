@@ -246,7 +246,7 @@ async function main (): Promise<void> {
       // The same comparison through CPU: a round's req/s moves with whatever else the cores run, its CPU per request much less.
       const cpuRatios = s.map((x, i) => (bare[i]?.cpuUsPerReq ?? NaN) / x.cpuUsPerReq)
       const p99 = median(p.map((x) => x.p99))
-      const fromWrite = (name: string): string => { const xs = (pac.get(name) ?? []).map((x) => x.p99_from_write).filter((x): x is number => x !== undefined); return xs.length > 0 ? (median(xs) / 1000).toFixed(3) : '-' }
+      const fromWrite = (name: string): string => { const us = p99FromWrite(name).p99_from_write_us; return us !== undefined ? (us / 1000).toFixed(3) : '-' }
       console.log(`${t.name}/bare saturation ratio: ${spread(ratios, 2)} (goal >= 0.90), bare's CPU per request / ${t.name}'s ${spread(cpuRatios, 2)}; paced p99 ${(p99 / 1000).toFixed(3)} ms from when due (goal <= 0.5 ms), bare's ${(median(pac.get('bare')?.map((x) => x.p99) ?? []) / 1000).toFixed(3)} ms; from the write ${fromWrite(t.name)} ms, bare's ${fromWrite('bare')} ms`)
       summary[t.name] = { rps: Math.round(median(s.map((x) => x.rps))), ratio: Number(median(ratios).toFixed(3)), cpu_ratio: Number(median(cpuRatios).toFixed(3)), cpu_us_per_req: Number(median(s.map((x) => x.cpuUsPerReq)).toFixed(1)), p50_us: median(p.map((x) => x.p50)), p99_us: p99, ...p99FromWrite(t.name) }
     }

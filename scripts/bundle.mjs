@@ -139,6 +139,11 @@ const DEFERRED = [
 // code (several MiB of the node binary) then stays resident.
 const AWS_SDK = { entry: 'dist/agent/aws-sdk.js', file: './vendor-aws.js' }
 
+/** An import specifier for one of Sidekey's compiled modules (dist/...), for edits that make a dependency call it. */
+const ownModule = (path) => JSON.stringify(resolve('dist', path))
+/** The agent's promisified node:fs callbacks (agent/fs-async.ts), for edits that replace node:fs/promises. */
+const FS_ASYNC = ownModule('agent/fs-async.js')
+
 /**
  * The same for vendor-aws.js: the SDK's NodeHttpHandler loads node:https (and
  * with it node:tls) when it loads, and makes its https Agent when it makes its
@@ -148,9 +153,6 @@ const AWS_SDK = { entry: 'dist/agent/aws-sdk.js', file: './vendor-aws.js' }
  * https request): the same Agent, options, externalAgent and destroy as
  * before (an https.Agent, the one `instanceof` the check dropped, has destroy).
  */
-/** The agent's promisified node:fs callbacks (agent/fs-async.ts), for edits that replace node:fs/promises. */
-const FS_ASYNC = JSON.stringify(resolve('dist/agent/fs-async.js'))
-
 const AWS_SDK_DEFERRED = [
   // Four more of Node's modules the SDK loads when it loads, for code an
   // agent's GetSecretValue and DescribeSecret never run or run without them
@@ -189,7 +191,7 @@ const AWS_SDK_DEFERRED = [
   // zone's display name (core/utc-dates.ts): ICU's zone name tables, about
   // 1 MiB, stay resident. The same string from the UTC fields.
   [/[\\/]node_modules[\\/]@smithy[\\/]signature-v4[\\/]dist-es[\\/]utilDate\.js$/, [
-    ['export const iso8601 = (time) => toDate(time)\n    .toISOString()\n', `import { isoTime } from ${JSON.stringify(resolve('dist/core/utc-dates.js'))};\nexport const iso8601 = (time) => isoTime(toDate(time).getTime())\n`],
+    ['export const iso8601 = (time) => toDate(time)\n    .toISOString()\n', `import { isoTime } from ${ownModule('core/utc-dates.js')};\nexport const iso8601 = (time) => isoTime(toDate(time).getTime())\n`],
   ], { isoTime: 2 }],
   [/[\\/]node_modules[\\/]@smithy[\\/]node-http-handler[\\/]dist-es[\\/]node-https\.js$/, [
     ['import node_https from "node:https";', 'let https;\nconst node_https = { get Agent () { return (https ??= require("node:https")).Agent }, get request () { return (https ??= require("node:https")).request } };'],
