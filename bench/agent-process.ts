@@ -1,9 +1,11 @@
 // How the benches run a Sidekey agent the way the injector runs it: the
 // injector's default agentNodeOptions as NODE_OPTIONS and agentMallocArenaMax
-// as MALLOC_ARENA_MAX, on the image's Node
+// as MALLOC_ARENA_MAX, the Node flags of the bundle's first line (the image
+// runs it as `sidekey`, through that line), on the image's Node
 // (scripts/node24 installs it; default here when installed).
-import { existsSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readSync } from 'node:fs'
 import { join } from 'node:path'
+import { shebangFlags } from '../agent/cli/v8-flags.js'
 import { injectorConfigSchema } from '../injector/config.js'
 
 /** The agent container's NODE_OPTIONS, as the injector sets them by default ($AGENT_NODE_OPTIONS weighs another). */
@@ -32,4 +34,17 @@ export function agentEnv (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   if (AGENT_MALLOC_ARENA_MAX !== '') env.MALLOC_ARENA_MAX = AGENT_MALLOC_ARENA_MAX
   else delete env.MALLOC_ARENA_MAX
   return env
+}
+
+/**
+ * Node's arguments to run `script` as the image runs it: the flags its first line gives Node
+ * (agent/cli/v8-flags.ts; none for dist/bin/sidekey.js or a bundle from before stop 22), then the script.
+ */
+export function nodeArgs (script: string): string[] {
+  const fd = openSync(script, 'r')
+  try {
+    const head = Buffer.alloc(512)
+    const n = readSync(fd, head, 0, head.length, 0)
+    return [...shebangFlags(head.subarray(0, n).toString('latin1').split('\n')[0] as string), script]
+  } finally { closeSync(fd) }
 }

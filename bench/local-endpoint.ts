@@ -39,7 +39,7 @@ import { cpus, loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import http from 'node:http'
 import autocannon from 'autocannon'
-import { AGENT_NODE_OPTIONS, agentEnv } from './agent-process.js'
+import { AGENT_NODE_OPTIONS, agentEnv, nodeArgs } from './agent-process.js'
 
 const args = process.argv.slice(2)
 const opt = (name: string, def: string): string => { const i = args.indexOf(name); return i !== -1 && args[i + 1] !== undefined ? args[i + 1] as string : def }
@@ -160,7 +160,7 @@ async function startAgent (name: string, script: string, dir: string, port: numb
   writeFileSync(join(dir, 'agent.json'), JSON.stringify(cfg))
   const out = join(dir, 'stdout.log')
   const fd = openSync(out, 'w')
-  const proc = spawn(NODE, [script, 'agent', '--config', join(dir, 'agent.json')], { env: agentEnv({ BENCH_VALUE: BODY }), stdio: ['ignore', fd, 'inherit'] })
+  const proc = spawn(NODE, [...nodeArgs(script), 'agent', '--config', join(dir, 'agent.json')], { env: agentEnv({ BENCH_VALUE: BODY }), stdio: ['ignore', fd, 'inherit'] })
   closeSync(fd)
   await waitFor(`http://127.0.0.1:${port}/ready`)
   const headers = { 'x-sidekey-token': readFileSync(join(dir, 'token'), 'utf8').trim() }

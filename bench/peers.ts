@@ -45,7 +45,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { useServers, stopServers } from '../test/helpers/testenv.js'
-import { AGENT_NODE_OPTIONS, agentEnv } from './agent-process.js'
+import { AGENT_NODE_OPTIONS, agentEnv, nodeArgs } from './agent-process.js'
 
 process.env.TAP_TIMEOUT = '0'
 
@@ -147,7 +147,7 @@ function configFor (kind: Kind, dir: string, set: string, n: number, tok: string
       stores: { vault: { type: 'vault', address: openbao.addr, tokenEnv: 'PEERS_VAULT_TOKEN' } },
       secrets: Array.from({ length: n }, (_, i) => ({ name: `s${i}`, ref: `vault:${kvPath(set, i)}#v` })),
     }))
-    return [kind === 'before' ? BEFORE as string : SIDEKEY, 'agent', '--config', cfg]
+    return [...nodeArgs(kind === 'before' ? BEFORE as string : SIDEKEY), 'agent', '--config', cfg]
   }
   mkdirSync(out, { recursive: true })
   const tf = join(dir, 'bao-token')

@@ -24,7 +24,7 @@ import { SecretsManagerClient, CreateSecretCommand } from '@aws-sdk/client-secre
 import { useServers, stopServers, openbaoApi } from '../test/helpers/testenv.js'
 import { startKeyVaultStandin, TENANT } from '../test/helpers/keyvault-standin.js'
 import { entraIdentity } from '../test/helpers/azure-recordings.js'
-import { agentEnv, AGENT_NODE_OPTIONS, imageNode } from './agent-process.js'
+import { agentEnv, AGENT_NODE_OPTIONS, imageNode, nodeArgs } from './agent-process.js'
 
 process.env.TAP_TIMEOUT = '0'
 const args = process.argv.slice(2)
@@ -137,7 +137,7 @@ async function start (b: Backend, kind: string, n: number): Promise<ChildProcess
     stores: { [String(b.store.type)]: b.store },
     secrets: Array.from({ length: n }, (_, i) => ({ name: `s${i}`, ref: b.ref(n, i) })),
   }))
-  const p = spawn(NODE, [builds[kind] as string, 'agent', '--config', cfg], { env: agentEnv(b.env), stdio: ['ignore', 'ignore', 'inherit'] })
+  const p = spawn(NODE, [...nodeArgs(builds[kind] as string), 'agent', '--config', cfg], { env: agentEnv(b.env), stdio: ['ignore', 'ignore', 'inherit'] })
   children.add(p)
   let dead = false
   p.once('exit', () => { dead = true; children.delete(p) })

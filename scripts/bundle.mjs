@@ -55,6 +55,7 @@ import { builtinModules } from 'node:module'
 import { resolve } from 'node:path'
 import { build } from 'esbuild'
 import { deferRequires } from './bundle-edits.mjs'
+import { IMAGE_SHEBANG } from '../dist/agent/cli/v8-flags.js'
 
 const LAZY_REQUIRE = /\bcreateRequire\(import\.meta\.url\)\((['"][^'"]+['"])\)/g
 
@@ -332,5 +333,12 @@ for (const [what, r] of [['the chunks', result], ['vendor-aws.js', awsSdk]]) {
 }
 // The chunks are ES modules whatever package.json sits above them (the image copies none).
 await writeFile('dist/bundle/package.json', '{ "type": "module" }\n')
+// The image runs the bundle as `sidekey` through its first line, which gives
+// Node the image's V8 flags (agent/cli/v8-flags.ts says why).
+{
+  const entry = await readFile('dist/bundle/sidekey.js', 'utf8')
+  if (!entry.startsWith('#!/usr/bin/env node\n')) throw new Error('scripts/bundle.mjs: dist/bundle/sidekey.js does not start with "#!/usr/bin/env node": check esbuild\'s hashbang against bin/sidekey.ts')
+  await writeFile('dist/bundle/sidekey.js', IMAGE_SHEBANG + entry.slice(entry.indexOf('\n')))
+}
 await chmod('dist/bundle/sidekey.js', 0o755)
 if (process.argv.includes('--meta')) console.log(JSON.stringify(result.metafile))

@@ -38,3 +38,36 @@ export function setAgentV8Flags (): void {
   setFlagsFromString(AGENT_V8_FLAGS)
   if (Number(process.versions.node.split('.')[0]) >= 24) setFlagsFromString(AGENT_V8_FLAGS_NODE24)
 }
+
+/**
+ * The V8 flags the image's `sidekey` gives Node on its command line: the
+ * bundle's first line is `#!/usr/bin/env -S node` and these (scripts/bundle.mjs
+ * writes it; bench/agent-process reads it back to run agents as the image
+ * does). Tier-up thresholds 50x V8 13's defaults (Maglev after 400 calls,
+ * TurboFan after 3,000): set at run time they would come too late, since V8
+ * gives a function its tier-up budget when it first allocates its feedback,
+ * and Node's own loader functions warm up before any of Sidekey's code runs.
+ *
+ * With the defaults, the only functions hot enough to compile while an agent
+ * starts and idles are Node's: the ES module loader resolves each of the
+ * bundle's ~30 files twice, and its path and URL functions run per character
+ * (an env or Vault agent at 1 secret: 9 to 13 functions to Maglev). The first
+ * Maglev compile touches ~2.2 MiB of the compilers' machine code in the node
+ * binary, resident from then on (1 Vault secret, steady RSS 59.9 -> 57.7 MiB;
+ * floor-tools' pagemap: Maglev's and TurboFan's text pages). With these, an
+ * idle agent compiles nothing; a busy local endpoint still tiers up within
+ * its first second (20,000 calls to Maglev at ~37k requests/s).
+ *
+ * Node 24's V8 names (the image's Node); Node 20 would refuse them, so only
+ * the bundle carries them, not dist/bin/sidekey.js (package.json's bin).
+ */
+export const IMAGE_NODE_FLAGS = ['--invocation-count-for-maglev=20000', '--invocation-count-for-turbofan=150000'] as const
+
+/** The bundle's first line: Node through env(1) with IMAGE_NODE_FLAGS (`env -S`: coreutils >= 8.30; Debian bookworm has 9.1). */
+export const IMAGE_SHEBANG = `#!/usr/bin/env -S node ${IMAGE_NODE_FLAGS.join(' ')}`
+
+/** The Node flags a bundle's first line carries (none for `#!/usr/bin/env node`, as bundles before stop 22 have). */
+export function shebangFlags (firstLine: string): string[] {
+  const m = /^#!\/usr\/bin\/env -S node((?: --[a-z0-9-]+(?:=\S+)?)*)$/.exec(firstLine)
+  return m === null ? [] : (m[1] as string).split(' ').filter((f) => f !== '')
+}

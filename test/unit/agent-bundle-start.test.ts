@@ -14,6 +14,7 @@ import type * as DockerfileModule from '../../scripts/image-dockerfile.mjs'
 import { tempDir } from '../helpers/agent.js'
 import { injectorConfigSchema } from '../../injector/config.js'
 import { makeCert } from '../../bench/admission-fixtures.js'
+import { IMAGE_NODE_FLAGS, IMAGE_SHEBANG, shebangFlags } from '../../agent/cli/v8-flags.js'
 
 const root = process.cwd()
 const BUNDLE = join(root, 'dist/bundle/sidekey.js')
@@ -170,6 +171,9 @@ t.test('the agent command\'s code does not carry commander (the other commands\'
   t.ok([...staticGraph(join(dirname(BUNDLE), getChunk))].some((f) => readFileSync(f, 'utf8').includes('node_modules/commander/')), 'while `sidekey get` still has it (the check finds it)')
 })
 
+/** The Node flags of the bundle's first line, which the image runs it through as `sidekey`. */
+const IMAGE_FLAGS = shebangFlags(readFileSync(BUNDLE, 'latin1').split('\n')[0] as string)
+
 /** Node 24 (the image's, from scripts/node24), or undefined where it cannot be had. */
 function node24 (): string | undefined {
   if (Number(process.versions.node.split('.')[0]) >= 24) return process.execPath
@@ -191,7 +195,7 @@ t.test('the compile cache the Dockerfile warms serves the agent and its probe wi
   const dir = tempDir(t)
   const cache = join(dir, 'compile-cache')
   mkdirSync(cache)
-  // `sidekey` on PATH is the bundle, run by Node 24 (its shebang is `env node`).
+  // `sidekey` on PATH is the bundle, run by Node 24 (its shebang is `env -S node` and the image's flags).
   const bin = join(dir, 'bin')
   mkdirSync(bin)
   symlinkSync(BUNDLE, join(bin, 'sidekey'))
@@ -201,15 +205,16 @@ t.test('the compile cache the Dockerfile warms serves the agent and its probe wi
   const w = spawnSync('sh', ['-c', warm.command.replaceAll(cacheEnv, cache)], { encoding: 'utf8', env: { ...process.env, ...env } })
   t.equal(w.status, 0, `the Dockerfile's warm-up: ${w.stderr}`)
 
-  // A pod: the agent with the injector's NODE_OPTIONS, then its startup probe.
+  // A pod: the agent with the injector's NODE_OPTIONS, then its startup probe,
+  // each as `sidekey` (the image's entrypoint): Node with the shebang's flags.
   const address = await fakeVault(t)
   const debug = { ...env, NODE_DEBUG_NATIVE: 'COMPILE_CACHE', NODE_OPTIONS: AGENT_NODE_OPTIONS }
-  const agent = await run(node, [BUNDLE, 'agent'], { ...debug, SIDEKEY_CONFIG: vaultConfig(dir, address) })
+  const agent = await run(node, [...IMAGE_FLAGS, BUNDLE, 'agent'], { ...debug, SIDEKEY_CONFIG: vaultConfig(dir, address) })
   t.equal(agent.code, 0, 'the agent synced')
-  const probe = await run(node, [BUNDLE, 'get', '--ready'], debug)
+  const probe = await run(node, [...IMAGE_FLAGS, BUNDLE, 'get', '--ready'], debug)
   t.equal(probe.code, 1, 'the probe fails: no agent')
   // A serving agent: its HTTP and gRPC servers load after the first publish.
-  const serving = spawn(node, [BUNDLE, 'agent'], {
+  const serving = spawn(node, [...IMAGE_FLAGS, BUNDLE, 'agent'], {
     env: { ...process.env, ...debug, SK_TEST_VALUE: VALUE, SIDEKEY_CONFIG: JSON.stringify({ dir: join(dir, 'serve'), apiTokenFile: join(dir, 'token'), listen: { http: 0, grpc: 0 }, logLevel: 'info', stores: { env: { type: 'env' } }, secrets: [{ name: 'a', ref: 'env:SK_TEST_VALUE' }] }) },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -229,6 +234,40 @@ t.test('the compile cache the Dockerfile warms serves the agent and its probe wi
     t.same(lines.filter((l) => / was rejected/.test(l)), [], `${what}: no entry rejected`)
     t.same(lines.filter((l) => / not initialized/.test(l)).map((l) => l.replace(/.*bundle\//, '')), [], `${what}: no file the warm-up missed`)
   }
+})
+
+t.test('the image\'s `sidekey` gives Node its tier-up flags, and a serving agent compiles no function with Maglev or TurboFan through start-up and its first sync', async (t) => {
+  const node = node24()
+  if (node === undefined) {
+    t.pass('SKIP: no Node 24 here (scripts/node24 failed), and Node 20 has other flags')
+    return
+  }
+  const node24Bin: string = node
+  t.equal(readFileSync(BUNDLE, 'latin1').split('\n')[0], IMAGE_SHEBANG, 'the bundle\'s first line')
+  t.same(IMAGE_FLAGS, [...IMAGE_NODE_FLAGS], 'read back from it')
+  const dir = tempDir(t)
+  /** The functions V8 compiled with an optimizing tier (--trace-opt's lines) while an agent served its first sync. */
+  async function optimized (flags: string[], name: string): Promise<string[]> {
+    const child = spawn('/usr/bin/env', [`NODE_OPTIONS=${AGENT_NODE_OPTIONS}`, node24Bin, ...flags, '--trace-opt', BUNDLE, 'agent'], {
+      env: { ...process.env, SK_TEST_VALUE: VALUE, SIDEKEY_CONFIG: JSON.stringify({ dir: join(dir, name), apiTokenFile: join(dir, `${name}.token`), listen: { http: 0, grpc: 0 }, logLevel: 'info', stores: { env: { type: 'env' } }, secrets: [{ name: 'a', ref: 'env:SK_TEST_VALUE' }] }) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    t.teardown(() => { child.kill('SIGKILL') })
+    let out = ''
+    let err = ''
+    child.stderr.on('data', (c: Buffer) => { err += c.toString() })
+    await new Promise<void>((resolve) => {
+      child.stdout.on('data', (c: Buffer) => { out += c.toString(); if (out.includes('"agent listening"')) resolve() })
+      child.once('exit', () => resolve())
+    })
+    child.kill('SIGTERM')
+    t.equal(await new Promise<number | null>((resolve) => child.once('exit', resolve)), 0, `${name}: the agent served and stopped on SIGTERM ${err}`)
+    t.equal(readFileSync(join(dir, name, 'a'), 'utf8'), VALUE, `${name}: the secret is on disk`)
+    return out.split('\n').filter((l) => l.startsWith('[compiling method')).map((l) => l.replace(/0x[0-9a-f]+/g, ''))
+  }
+  // V8's defaults: Node's loader functions get hot on the bundle's paths (the measure can see a compile).
+  t.ok((await optimized([], 'defaults')).length > 0, 'with V8\'s defaults, start-up compiles some of Node\'s functions')
+  t.same(await optimized(IMAGE_FLAGS, 'image'), [], 'with the image\'s flags, none')
 })
 
 t.test('every chunk of the bundle parses (a chunk loaded only on some path must not fail with a SyntaxError there)', async (t) => {
