@@ -24,6 +24,7 @@ import type { WorkloadIdentityCredential as OwnCredential } from './azure-token.
 type KV = typeof import('@azure/keyvault-secrets')
 type SecretClient = InstanceType<KV['SecretClient']>
 type TokenCredential = ConstructorParameters<KV['SecretClient']>[1]
+type PolicyEntry = NonNullable<NonNullable<ConstructorParameters<KV['SecretClient']>[2]>['additionalPolicies']>[number]
 
 export type AzureStoreConfig = StoreConfigOf<'azure'>
 
@@ -36,6 +37,7 @@ export class AzureProvider implements Provider {
   private readonly clients = new Map<string, SecretClient>()
   private agent: HttpsAgent | undefined
   private context: SecureContext | undefined
+  private proxyTls: PolicyEntry | undefined
   private own: OwnCredential | undefined
   private readonly ca: Buffer | undefined
   private readonly timeoutMs: number
@@ -104,12 +106,36 @@ export class AzureProvider implements Provider {
    * The Key Vault clients' connections: at most KV_SOCKETS, kept alive, one TLS context for all
    * (the SDK's own agent opens a connection for each request in flight, up to the refresher's 32,
    * each with a context of its own built from the CA: ~100 KiB apiece that stay open). With a
-   * proxy in the environment the SDK's proxy agent is used instead (it takes no custom agent).
+   * proxy in the environment the SDK's proxy agent is used instead (it takes no custom agent),
+   * and the store's CA reaches it through viaProxyTls().
    */
-  private transport (): { agent: HttpsAgent } | { tlsOptions: { ca: Buffer } } | Record<string, never> {
-    if (proxied()) return this.ca !== undefined ? { tlsOptions: { ca: this.ca } } : {}
+  private transport (): { agent: HttpsAgent } | { additionalPolicies: PolicyEntry[] } | Record<string, never> {
+    if (proxied()) return this.viaProxyTls()
     this.agent ??= new HttpsAgent({ keepAlive: true, maxSockets: KV_SOCKETS, secureContext: this.secureContext() })
     return { agent: this.agent }
+  }
+
+  /**
+   * Behind a proxy, the store's TLS context for the SDK's clients (Key Vault's and @azure/identity's).
+   * Their proxy policy makes its own https-proxy-agent and drops `tlsOptions` ("certificates provided
+   * to the client will be ignored"); the agent upgrades the CONNECT tunnel to TLS with the request's
+   * own options, which the SDK's HttpClient takes from `requestOverrides`. The context also serves a
+   * host NO_PROXY exempts (the SDK's own agent, which passes the request's options to tls.connect).
+   */
+  private viaProxyTls (): { additionalPolicies: PolicyEntry[] } | Record<string, never> {
+    if (this.ca === undefined) return {}
+    const secureContext = this.secureContext()
+    this.proxyTls ??= {
+      position: 'perCall',
+      policy: {
+        name: 'sidekeyStoreTls',
+        async sendRequest (request, next) {
+          request.requestOverrides = { ...request.requestOverrides, secureContext }
+          return await next(request)
+        },
+      },
+    }
+    return { additionalPolicies: [this.proxyTls] }
   }
 
   /** The store's one TLS context (its CA parsed once): the Key Vault connections' and the token exchange's. */
@@ -138,7 +164,7 @@ export class AzureProvider implements Provider {
         ...(authorityHost !== undefined ? { authorityHost } : {}),
         // A custom authority (sovereign cloud, test issuer) has no instance-discovery document.
         ...(authorityHost !== undefined && !/login\.microsoftonline\.com/.test(authorityHost) ? { disableInstanceDiscovery: true } : {}),
-        ...(this.ca !== undefined ? { tlsOptions: { ca: this.ca } } : {}),
+        ...this.viaProxyTls(),
       })
       : (this.own = new (await import('./azure-token.js')).WorkloadIdentityCredential({
           tenantId: tenantId as string,

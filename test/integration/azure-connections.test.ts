@@ -127,10 +127,8 @@ t.test('a bundled azure agent behind an https proxy tunnels through it (the prox
   const env: NodeJS.ProcessEnv = { ...process.env, SIDEKEY_CONFIG: JSON.stringify(config), NODE_OPTIONS: String((injectorConfigSchema.properties.agentNodeOptions as { default: string }).default) }
   for (const k of ['HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy', 'NO_PROXY', 'no_proxy', 'https_proxy']) delete env[k]
   env.HTTPS_PROXY = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`
-  // Behind a proxy the store's caFile does not reach the SDK's proxy agents (the
-  // stand-ins' certificates then fail with DEPTH_ZERO_SELF_SIGNED_CERT; the same
-  // with stop 20's build): trusted here through Node's own extra CA file.
-  env.NODE_EXTRA_CA_CERTS = caFile
+  // The stand-ins' certificates are trusted through the store's caFile only, not Node's own extra CA file.
+  delete env.NODE_EXTRA_CA_CERTS
   const child = spawn(process.execPath, ['--require', preload, join(process.cwd(), 'dist/bundle/sidekey.js'), 'agent'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
   let err = ''
   child.stdout.on('data', (c: Buffer) => { if (err.length < 20_000) err += c.toString() })
@@ -141,5 +139,9 @@ t.test('a bundled azure agent behind an https proxy tunnels through it (the prox
   t.equal(await new Promise<number | null>((resolve) => child.once('exit', resolve)), 0, `the agent exits after its sync (tunnels: ${tunnels.join(', ')}) ${err}`)
   t.equal(readFileSync(join(dir, 'secrets', 'a'), 'utf8'), 'proxied-value', 'the secret came from Key Vault')
   t.ok(tunnels.includes(`localhost:${kv.port}`), `Key Vault was reached through the proxy: ${tunnels.join(', ')}`)
+  t.ok(tunnels.includes(new URL(aad.authorityHost).host), `the Entra authority was reached through the proxy (@azure/identity on the store's CA): ${tunnels.join(', ')}`)
+  // What the agent printed holds neither the value nor the CA it was given.
+  const pem = (kv.ca + aad.ca).split('\n').filter((l) => l.length > 40)
+  t.notOk(err.includes('proxied-value') || pem.some((l) => err.includes(l)), 'no secret value or CA content in the agent\'s output')
   t.ok(readFileSync(seen, 'utf8').split('\n').includes('NativeModule tty'), 'the proxy agents loaded (with debug\'s tty)')
 })
