@@ -1,6 +1,9 @@
 // AdmissionReviews over TLS with keep-alive against one injector process
 // (`sidekey injector`, spawned): admissions/s at saturation, then p50/p99 at
 // a fixed 500/s. Prints figures and ends with one JSON line. Never asserted.
+//   node dist/bench/admission.js [--sidekey dist/bundle/sidekey.js --node NODE]
+// --sidekey runs another entry (the image's bundle: with its first line's Node
+// flags, as the image runs it), --node another Node (the image's is 24).
 import { spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -8,6 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { admissionReview, makeCert } from './admission-fixtures.js'
+import { nodeArgs } from './agent-process.js'
 
 interface Histogram { p50: number, p90: number, p99: number, mean: number, max: number, average: number }
 interface Result { requests: Histogram & { total: number }, latency: Histogram, non2xx: number, errors: number, duration: number }
@@ -16,6 +20,9 @@ const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const seconds = Number(process.env.BENCH_SECONDS ?? 10)
+const opt = (name: string, dflt: string): string => { const i = process.argv.indexOf(name); return i > 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1] as string : dflt }
+const ENTRY = opt('--sidekey', join(REPO, 'dist/bin/sidekey.js'))
+const NODE = opt('--node', process.execPath)
 
 const { dir, cert, key } = makeCert(mkdtempSync(join(tmpdir(), 'sidekey-bench-')), 'bench')
 writeFileSync(join(dir, 'config.json'), JSON.stringify({
@@ -46,7 +53,7 @@ const review = JSON.stringify(admissionReview({
   },
 }, { uid: '00000000-0000-0000-0000-000000000001' }))
 
-const child = spawn(process.execPath, [join(REPO, 'dist/bin/sidekey.js'), 'injector', '--config', join(dir, 'config.json'), '--tls-cert', cert, '--tls-key', key, '--host', '127.0.0.1', '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] })
+const child = spawn(NODE, [...nodeArgs(ENTRY), 'injector', '--config', join(dir, 'config.json'), '--tls-cert', cert, '--tls-key', key, '--host', '127.0.0.1', '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] })
 const port = await new Promise<number>((resolve, reject) => {
   let buf = ''
   child.stdout.on('data', (c: Buffer) => {
@@ -67,7 +74,7 @@ const fixed = await autocannon({ ...common, connections: 8, overallRate: 500 })
 child.kill('SIGTERM')
 
 const f = (n: number): string => n.toFixed(2)
-console.log(`injector admission bench (${seconds}s each, 1 injector process, TLS keep-alive, ${review.length} byte review)`)
+console.log(`injector admission bench (${seconds}s each, 1 injector process: ${[NODE, ...nodeArgs(ENTRY)].join(' ')}, TLS keep-alive, ${review.length} byte review)`)
 console.log(`saturation (16 connections): ${f(sat.requests.average)} admissions/s, p50 ${f(sat.latency.p50)} ms, p99 ${f(sat.latency.p99)} ms, errors ${sat.errors}, non-2xx ${sat.non2xx}`)
 console.log(`fixed 500/s (8 connections): ${f(fixed.requests.average)} admissions/s, p50 ${f(fixed.latency.p50)} ms, p99 ${f(fixed.latency.p99)} ms, max ${f(fixed.latency.max)} ms, errors ${fixed.errors}, non-2xx ${fixed.non2xx}`)
 console.log(JSON.stringify({
