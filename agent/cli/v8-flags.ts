@@ -58,6 +58,13 @@ export function setAgentV8Flags (): void {
  * idle agent compiles nothing; a busy local endpoint still tiers up within
  * its first second (20,000 calls to Maglev at ~37k requests/s).
  *
+ * The price is paid at start: a flag on the command line changes the hash V8
+ * checks on the code cache the node binary embeds for Node's built-in
+ * modules, so those an agent loads are compiled from source (init-only, 1
+ * secret: ~10-18 ms more). Every process of the image runs with them (the
+ * agent, its startup probe, the Dockerfile's compile-cache warm-up, the
+ * webhook), so the image's compile cache matches all of them.
+ *
  * Node 24's V8 names (the image's Node); Node 20 would refuse them, so only
  * the bundle carries them, not dist/bin/sidekey.js (package.json's bin).
  */
