@@ -30,6 +30,8 @@ export interface StartOptions {
   readonly auditLogger?: Logger
   /** Skip prom-client's process metrics (tests start many agents in one process). */
   readonly defaultMetrics?: boolean
+  /** Called once a serving agent's first publish is done (or waited GRPC_WAIT_MS), before its local endpoint loads. */
+  readonly beforeServing?: () => void
 }
 
 export interface RunningAgent {
@@ -128,6 +130,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   }
   if (serving) {
     if (adopted === 0) await firstPublish
+    opts.beforeServing?.()
     let server: Server
     try {
       const { createHttpServer } = await import('./http-server.js')

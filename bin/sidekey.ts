@@ -5,7 +5,7 @@
 import module from 'node:module'
 import { SidekeyError } from '../core/errors.js'
 import { reportCliError, usageError } from '../core/error-answers.js'
-import { setAgentV8Flags } from '../agent/cli/v8-flags.js'
+import { restoreTierUp, setAgentV8Flags } from '../agent/cli/v8-flags.js'
 
 /** The built-ins loaded before the agent's V8 flags (see `builtins` below): the agent's. */
 const AGENT_BUILTINS = ['node:os', 'node:crypto', 'node:http'] as const
@@ -56,6 +56,9 @@ async function run (): Promise<number> {
   }
   for (const id of cmd.builtins ?? []) process.getBuiltinModule(id)
   if (cmd.agentV8 === true) setAgentV8Flags()
+  // The image's tier-up flags (IMAGE_NODE_FLAGS) are for an agent's start and
+  // idle time; the webhook and the other commands run with V8's own.
+  else restoreTierUp()
   const main = await cmd.run()
   return await main(rest)
 }

@@ -7,6 +7,7 @@ import { SidekeyError } from '../../core/errors.js'
 import { createAuditLogger, createLogger } from '../logger.js'
 import { startAgent } from '../agent.js'
 import { seedDemo } from './demo.js'
+import { restoreTierUp } from './v8-flags.js'
 import { DEFAULT_TERMINATION_MESSAGE_PATH, awaitInitialSync, writeTerminationMessage } from '../init-sync.js'
 
 const HELP = `Usage: sidekey agent [options]
@@ -68,7 +69,7 @@ export async function main (argv: string[]): Promise<number> {
   process.once('SIGINT', onInt)
   let agent: Awaited<ReturnType<typeof startAgent>>
   try {
-    agent = await startAgent(config, { logger, auditLogger: createAuditLogger(config.logLevel) })
+    agent = await startAgent(config, { logger, auditLogger: createAuditLogger(config.logLevel), beforeServing: restoreTierUp })
   } catch (err) {
     process.off('SIGTERM', onTerm)
     process.off('SIGINT', onInt)

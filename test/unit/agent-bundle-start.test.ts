@@ -4,7 +4,7 @@
 // Start-up times are measured by bench/peers, never asserted here.
 import t, { type Test } from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { Agent as HttpAgent, createServer, get as httpGet, type IncomingMessage, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
@@ -14,7 +14,7 @@ import type * as DockerfileModule from '../../scripts/image-dockerfile.mjs'
 import { tempDir } from '../helpers/agent.js'
 import { injectorConfigSchema } from '../../injector/config.js'
 import { makeCert } from '../../bench/admission-fixtures.js'
-import { IMAGE_NODE_FLAGS, IMAGE_SHEBANG, shebangFlags } from '../../agent/cli/v8-flags.js'
+import { IMAGE_NODE_FLAGS, IMAGE_SHEBANG, TIER_UP_DEFAULTS, shebangFlags } from '../../agent/cli/v8-flags.js'
 
 const root = process.cwd()
 const BUNDLE = join(root, 'dist/bundle/sidekey.js')
@@ -236,7 +236,7 @@ t.test('the compile cache the Dockerfile warms serves the agent and its probe wi
   }
 })
 
-t.test('the image\'s `sidekey` gives Node its tier-up flags, and a serving agent compiles no function with Maglev or TurboFan through start-up and its first sync', async (t) => {
+t.test('the image\'s `sidekey` gives Node its tier-up flags: a serving agent compiles no function with Maglev or TurboFan through start-up and its first sync, and its request path then tiers up as by default', async (t) => {
   const node = node24()
   if (node === undefined) {
     t.pass('SKIP: no Node 24 here (scripts/node24 failed), and Node 20 has other flags')
@@ -245,9 +245,15 @@ t.test('the image\'s `sidekey` gives Node its tier-up flags, and a serving agent
   const node24Bin: string = node
   t.equal(readFileSync(BUNDLE, 'latin1').split('\n')[0], IMAGE_SHEBANG, 'the bundle\'s first line')
   t.same(IMAGE_FLAGS, [...IMAGE_NODE_FLAGS], 'read back from it')
+  // restoreTierUp() sets V8's own defaults back: those Node 24 prints.
+  const options = spawnSync(node24Bin, ['--v8-options'], { encoding: 'utf8' }).stdout
+  for (const f of TIER_UP_DEFAULTS) t.ok(options.includes(`default: ${f}\n`), `${f} is V8's default`)
   const dir = tempDir(t)
-  /** The functions V8 compiled with an optimizing tier (--trace-opt's lines) while an agent served its first sync. */
-  async function optimized (flags: string[], name: string): Promise<string[]> {
+  /**
+   * The functions V8 compiled with an optimizing tier (--trace-opt's lines): by the time an agent
+   * listens (its first sync done), and after `gets` GETs of its secret on one keep-alive connection.
+   */
+  async function optimized (flags: string[], name: string, gets = 0): Promise<{ started: string[], served: string[] }> {
     const child = spawn('/usr/bin/env', [`NODE_OPTIONS=${AGENT_NODE_OPTIONS}`, node24Bin, ...flags, '--trace-opt', BUNDLE, 'agent'], {
       env: { ...process.env, SK_TEST_VALUE: VALUE, SIDEKEY_CONFIG: JSON.stringify({ dir: join(dir, name), apiTokenFile: join(dir, `${name}.token`), listen: { http: 0, grpc: 0 }, logLevel: 'info', stores: { env: { type: 'env' } }, secrets: [{ name: 'a', ref: 'env:SK_TEST_VALUE' }] }) },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -256,18 +262,42 @@ t.test('the image\'s `sidekey` gives Node its tier-up flags, and a serving agent
     let out = ''
     let err = ''
     child.stderr.on('data', (c: Buffer) => { err += c.toString() })
-    await new Promise<void>((resolve) => {
-      child.stdout.on('data', (c: Buffer) => { out += c.toString(); if (out.includes('"agent listening"')) resolve() })
-      child.once('exit', () => resolve())
+    const compiled = (): string[] => out.split('\n').filter((l) => l.startsWith('[compiling method')).map((l) => l.replace(/0x[0-9a-f]+/g, ''))
+    const listening = await new Promise<string | undefined>((resolve) => {
+      child.stdout.on('data', (c: Buffer) => { out += c.toString(); const m = /"http":"([^"]+)"[^\n]*"agent listening"/.exec(out); if (m !== null) resolve(m[1]) })
+      child.once('exit', () => resolve(undefined))
     })
+    const started = compiled()
+    if (listening !== undefined && gets > 0) {
+      const [host, port] = listening.split(':') as [string, string]
+      const token = readFileSync(join(dir, `${name}.token`), 'utf8').trim()
+      const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 })
+      try {
+        for (let i = 0; i < gets; i++) {
+          const body = await new Promise<string>((resolve, reject) => {
+            httpGet({ host, port, path: '/v1/secrets/a', agent, headers: { 'x-sidekey-token': token } }, (res) => {
+              let b = ''
+              res.on('data', (c: Buffer) => { b += c.toString() })
+              res.on('end', () => resolve(b))
+            }).once('error', reject)
+          })
+          if (i === 0) t.equal(body, VALUE, `${name}: the local endpoint serves the secret`)
+        }
+      } finally { agent.destroy() }
+    }
     child.kill('SIGTERM')
     t.equal(await new Promise<number | null>((resolve) => child.once('exit', resolve)), 0, `${name}: the agent served and stopped on SIGTERM ${err}`)
     t.equal(readFileSync(join(dir, name, 'a'), 'utf8'), VALUE, `${name}: the secret is on disk`)
-    return out.split('\n').filter((l) => l.startsWith('[compiling method')).map((l) => l.replace(/0x[0-9a-f]+/g, ''))
+    return { started, served: compiled().slice(started.length) }
   }
   // V8's defaults: Node's loader functions get hot on the bundle's paths (the measure can see a compile).
-  t.ok((await optimized([], 'defaults')).length > 0, 'with V8\'s defaults, start-up compiles some of Node\'s functions')
-  t.same(await optimized(IMAGE_FLAGS, 'image'), [], 'with the image\'s flags, none')
+  t.ok((await optimized([], 'defaults')).started.length > 0, 'with V8\'s defaults, start-up compiles some of Node\'s functions')
+  const image = await optimized(IMAGE_FLAGS, 'image', 3000)
+  t.same(image.started, [], 'with the image\'s flags, none')
+  // The same thresholds but not the image's flags (one differs by 1): restoreTierUp() leaves them.
+  const kept = await optimized([IMAGE_FLAGS[0] as string, `${(IMAGE_FLAGS[1] as string).replace(/\d+$/, (n) => String(Number(n) + 1))}`], 'kept', 3000)
+  t.same(kept.started, [], 'thresholds kept: nothing compiled through start-up either')
+  t.ok(image.served.length > 2 * kept.served.length, `after the first publish, 3,000 GETs compile the request path as by default (${image.served.length} functions; ${kept.served.length} with the high thresholds kept)`)
 })
 
 t.test('every chunk of the bundle parses (a chunk loaded only on some path must not fail with a SyntaxError there)', async (t) => {
