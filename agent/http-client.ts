@@ -1,12 +1,13 @@
 // The HTTP client for every call Sidekey itself makes (the onChange notifier,
-// `sidekey get`, the Vault provider, the k8s store's GETs): node:http (node:https
+// `sidekey get`, the Vault provider, the k8s store's GETs and its few-Secret
+// watches over HTTPS, streamed): node:http (node:https
 // for an https URL), one keep-alive pool per owner with connect / headers /
 // body timeouts and a bounded number of connections per origin. The AWS and
 // Azure SDKs keep their own HTTP handlers (README: "Outbound HTTP"). Not
 // undici: its Agent, its HTTP parser (WebAssembly) and the compiler that runs
 // it were ~10 MiB of the agent's resident memory, where node:http's parser is
 // the one the local API's server already uses (agent/undici-pool.ts keeps
-// undici for the k8s store's HTTP/1.1 watches).
+// undici for the k8s store's watches over plain HTTP or an HTTPS server without HTTP/2).
 //
 // Errors name the method, the URL's origin and path and a code (the socket's:
 // ECONNREFUSED, ...; a timeout's: UND_ERR_CONNECT_TIMEOUT, UND_ERR_HEADERS_TIMEOUT,
@@ -28,7 +29,7 @@ export interface PoolOptions {
   readonly headersTimeoutMs?: number
   /** Longest pause between two chunks of the body. Default 10 s. */
   readonly bodyTimeoutMs?: number
-  /** TCP keepalive: the first probe after this long without traffic (then the kernel's interval and count). agent/undici-pool.ts only (the k8s store's HTTP/1.1 watches); default undici's, 60 s. */
+  /** TCP keepalive: the first probe after this long without traffic (then the kernel's interval and count). Set from the connection's start (the k8s store's HTTP/1.1 watches); default node's agent's (1 s, once a connection is kept idle), undici's 60 s. */
   readonly tcpKeepAliveMs?: number
   /** How long an idle connection stays open. Default 30 s. */
   readonly keepAliveTimeoutMs?: number

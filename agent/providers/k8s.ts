@@ -8,13 +8,19 @@
 // the watch reconnects with backoff after errors, drops the copy while
 // disconnected (checks fall back to GET) and tells the refresher to resync.
 // GETs go through the agent's node:https pool (agent/http-client.ts). Over HTTPS
-// the watches are HTTP/2 streams, up to 100 on a connection (a watch on its
-// own HTTP/1.1 TLS connection costs ~100 KiB of OpenSSL buffers: 1,000 Secrets
-// were +103 MiB, as streams +18 MiB); over plain HTTP, or HTTPS without HTTP/2
+// a store that watches at most 4 Secrets (H1_WATCH_SECRETS; the refresher starts
+// every watch at once, so the count is known when the first one opens, and each
+// watch picks again when it reconnects) runs them over HTTP/1.1 through node:https
+// as well, one connection each from a pool of their own: node:http2 (with the
+// assert and fs/promises it loads) costs ~4.2 MiB of RSS, an HTTP/1.1 TLS watch
+// ~100 KiB. With more, the watches are HTTP/2 streams, up to 100 on a connection
+// (a watch on its own HTTP/1.1 TLS connection costs ~100 KiB of OpenSSL buffers:
+// 1,000 Secrets were +103 MiB, as streams +18 MiB); over plain HTTP, or HTTPS without HTTP/2
 // (no ALPN h2), one undici connection each (agent/undici-pool.ts; HTTPS: HTTP/2 is tried again 10 min
 // after such a fallback, and by a new connection after a CA change). A stream
 // closed before its answer, settings not readable yet (token, CA, exec plugin)
-// or a silent peer (HTTP/2 PING every 30 s while watches run) fail the watch,
+// or a silent peer (HTTP/2 PING every 30 s while watches run; HTTP/1.1: TCP
+// keepalive from 30 s and no byte for 360 s) fail the watch,
 // which reconnects with backoff; an oversized event parks it (checks GET the
 // Secret until it fits again). Watch paths keep the server URL's path prefix (a
 // proxy such as Rancher's). A CA file whose mtime changed (looked at every 5 s at
