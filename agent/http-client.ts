@@ -158,18 +158,16 @@ export class HttpClient {
   }
 
   private transportError (u: URL, r: HttpRequest, err: unknown): HttpTransportError {
-    {
-      const e = err as { code?: unknown, name?: unknown }
-      // The error's own code first (a timeout that fired before the abort is a timeout); an abort without one says aborted.
-      const code = e.name === 'AbortError' ? 'ABORTED' : typeof e.code === 'string' ? e.code : r.signal?.aborted === true ? 'ABORTED' : 'ERR_HTTP'
-      if (code === 'ERR_BODY_TOO_LARGE') return new HttpTransportError(`${r.method} ${describe(u)}: the server's answer is over ${this.maxBody} bytes, more than any secret (${code})`, code, false)
-      const what = TIMEOUT_CODES[code]
-      if (what !== undefined) {
-        const ms = code === 'UND_ERR_CONNECT_TIMEOUT' ? this.t.connect : code === 'UND_ERR_HEADERS_TIMEOUT' ? (r.headersTimeoutMs ?? this.t.headers) : (r.bodyTimeoutMs ?? this.t.body)
-        return new HttpTransportError(`${r.method} ${describe(u)}: the server ${what} within ${formatMs(ms)} (${code})`, code, true)
-      }
-      return new HttpTransportError(`${r.method} ${describe(u)}: ${code === 'ABORTED' ? 'aborted' : 'no answer'} (${code})`, code, false)
+    const e = err as { code?: unknown, name?: unknown }
+    // The error's own code first (a timeout that fired before the abort is a timeout); an abort without one says aborted.
+    const code = e.name === 'AbortError' ? 'ABORTED' : typeof e.code === 'string' ? e.code : r.signal?.aborted === true ? 'ABORTED' : 'ERR_HTTP'
+    if (code === 'ERR_BODY_TOO_LARGE') return new HttpTransportError(`${r.method} ${describe(u)}: the server's answer is over ${this.maxBody} bytes, more than any secret (${code})`, code, false)
+    const what = TIMEOUT_CODES[code]
+    if (what !== undefined) {
+      const ms = code === 'UND_ERR_CONNECT_TIMEOUT' ? this.t.connect : code === 'UND_ERR_HEADERS_TIMEOUT' ? (r.headersTimeoutMs ?? this.t.headers) : (r.bodyTimeoutMs ?? this.t.body)
+      return new HttpTransportError(`${r.method} ${describe(u)}: the server ${what} within ${formatMs(ms)} (${code})`, code, true)
     }
+    return new HttpTransportError(`${r.method} ${describe(u)}: ${code === 'ABORTED' ? 'aborted' : 'no answer'} (${code})`, code, false)
   }
 
   /** Waits for requests in flight, then closes the connections (a second call waits for the same). */
@@ -266,6 +264,8 @@ export class HttpClient {
           arm(bodyMs, 'UND_ERR_BODY_TIMEOUT', res)
           timer?.unref()
           res.once('close', () => { clearTimeout(timer); this.inFlight.delete(req); if (this.inFlight.size === 0) this.drained?.() })
+          // An error before the caller iterates (a timeout, a reset) must not be an uncaught 'error' event: the iterator throws it.
+          res.on('error', () => {})
           const body = async function * (): AsyncGenerator<Buffer> {
             for await (const c of res as AsyncIterable<Buffer>) {
               arm(bodyMs, 'UND_ERR_BODY_TIMEOUT', res)
