@@ -1,12 +1,13 @@
 // The HTTP client for every call Sidekey itself makes (the onChange notifier,
-// `sidekey get`, the Vault provider, the k8s store's GETs): node:http (node:https
+// `sidekey get`, the Vault provider, the k8s store's GETs and its few-Secret
+// watches over HTTPS, streamed): node:http (node:https
 // for an https URL), one keep-alive pool per owner with connect / headers /
 // body timeouts and a bounded number of connections per origin. The AWS and
 // Azure SDKs keep their own HTTP handlers (README: "Outbound HTTP"). Not
 // undici: its Agent, its HTTP parser (WebAssembly) and the compiler that runs
 // it were ~10 MiB of the agent's resident memory, where node:http's parser is
 // the one the local API's server already uses (agent/undici-pool.ts keeps
-// undici for the k8s store's HTTP/1.1 watches).
+// undici for the k8s store's watches over plain HTTP or an HTTPS server without HTTP/2).
 //
 // Errors name the method, the URL's origin and path and a code (the socket's:
 // ECONNREFUSED, ...; a timeout's: UND_ERR_CONNECT_TIMEOUT, UND_ERR_HEADERS_TIMEOUT,
@@ -28,7 +29,7 @@ export interface PoolOptions {
   readonly headersTimeoutMs?: number
   /** Longest pause between two chunks of the body. Default 10 s. */
   readonly bodyTimeoutMs?: number
-  /** TCP keepalive: the first probe after this long without traffic (then the kernel's interval and count). agent/undici-pool.ts only (the k8s store's HTTP/1.1 watches); default undici's, 60 s. */
+  /** TCP keepalive: the first probe after this long without traffic (then the kernel's interval and count). Set from the connection's start (the k8s store's HTTP/1.1 watches); default node's agent's (1 s, once a connection is kept idle), undici's 60 s. */
   readonly tcpKeepAliveMs?: number
   /** How long an idle connection stays open. Default 30 s. */
   readonly keepAliveTimeoutMs?: number
@@ -67,6 +68,15 @@ export function tlsConnectOptions (o: Pick<PoolOptions, 'tls' | 'secureContext'>
 }
 
 export const POOL_DEFAULTS = { connections: 4, connectTimeoutMs: 5_000, headersTimeoutMs: 10_000, bodyTimeoutMs: 10_000, keepAliveTimeoutMs: 30_000, maxBodyBytes: 64 * 1024 * 1024 } as const
+
+/** An answer whose body is read as it comes (a k8s watch): `discard` closes it unread. */
+export interface HttpStream {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>
+  /** The body's chunks; a pause longer than the body timeout fails it (UND_ERR_BODY_TIMEOUT). */
+  readonly body: AsyncIterable<Buffer>
+  discard (): void
+}
 
 export interface HttpAnswer {
   readonly status: number
@@ -126,19 +136,38 @@ export class HttpClient {
     const u = new URL(r.url)
     try {
       if (this.closed) throw codeError('UND_ERR_DESTROYED')
-      return await this.send(u, r)
+      return await this.send(u, r, false)
     } catch (err) {
-      const e = err as { code?: unknown, name?: unknown }
-      // The error's own code first (a timeout that fired before the abort is a timeout); an abort without one says aborted.
-      const code = e.name === 'AbortError' ? 'ABORTED' : typeof e.code === 'string' ? e.code : r.signal?.aborted === true ? 'ABORTED' : 'ERR_HTTP'
-      if (code === 'ERR_BODY_TOO_LARGE') throw new HttpTransportError(`${r.method} ${describe(u)}: the server's answer is over ${this.maxBody} bytes, more than any secret (${code})`, code, false)
-      const what = TIMEOUT_CODES[code]
-      if (what !== undefined) {
-        const ms = code === 'UND_ERR_CONNECT_TIMEOUT' ? this.t.connect : code === 'UND_ERR_HEADERS_TIMEOUT' ? (r.headersTimeoutMs ?? this.t.headers) : (r.bodyTimeoutMs ?? this.t.body)
-        throw new HttpTransportError(`${r.method} ${describe(u)}: the server ${what} within ${formatMs(ms)} (${code})`, code, true)
-      }
-      throw new HttpTransportError(`${r.method} ${describe(u)}: ${code === 'ABORTED' ? 'aborted' : 'no answer'} (${code})`, code, false)
+      throw this.transportError(u, r, err)
     }
+  }
+
+  /**
+   * The answer once its headers came, its body read by the caller as it arrives: a long-lived
+   * answer (a k8s watch) holds its connection until the body ends or is discarded. The body
+   * timeout bounds each pause between chunks; close() waits for open bodies.
+   */
+  async stream (r: HttpRequest): Promise<HttpStream> {
+    const u = new URL(r.url)
+    try {
+      if (this.closed) throw codeError('UND_ERR_DESTROYED')
+      return await this.send(u, r, true)
+    } catch (err) {
+      throw this.transportError(u, r, err)
+    }
+  }
+
+  private transportError (u: URL, r: HttpRequest, err: unknown): HttpTransportError {
+    const e = err as { code?: unknown, name?: unknown }
+    // The error's own code first (a timeout that fired before the abort is a timeout); an abort without one says aborted.
+    const code = e.name === 'AbortError' ? 'ABORTED' : typeof e.code === 'string' ? e.code : r.signal?.aborted === true ? 'ABORTED' : 'ERR_HTTP'
+    if (code === 'ERR_BODY_TOO_LARGE') return new HttpTransportError(`${r.method} ${describe(u)}: the server's answer is over ${this.maxBody} bytes, more than any secret (${code})`, code, false)
+    const what = TIMEOUT_CODES[code]
+    if (what !== undefined) {
+      const ms = code === 'UND_ERR_CONNECT_TIMEOUT' ? this.t.connect : code === 'UND_ERR_HEADERS_TIMEOUT' ? (r.headersTimeoutMs ?? this.t.headers) : (r.bodyTimeoutMs ?? this.t.body)
+      return new HttpTransportError(`${r.method} ${describe(u)}: the server ${what} within ${formatMs(ms)} (${code})`, code, true)
+    }
+    return new HttpTransportError(`${r.method} ${describe(u)}: ${code === 'ABORTED' ? 'aborted' : 'no answer'} (${code})`, code, false)
   }
 
   /** Waits for requests in flight, then closes the connections (a second call waits for the same). */
@@ -165,6 +194,8 @@ export class HttpClient {
     const o = this.o
     const pool = {
       keepAlive: true,
+      // TCP keepalive's first probe (node's agent sets it on the connections it keeps, default 1 s).
+      ...(o.tcpKeepAliveMs !== undefined ? { keepAliveMsecs: o.tcpKeepAliveMs } : {}),
       // An idle connection closes after this long (Node's agent sets it on the sockets it keeps).
       timeout: o.keepAliveTimeoutMs ?? POOL_DEFAULTS.keepAliveTimeoutMs,
       maxSockets: o.connections === undefined ? POOL_DEFAULTS.connections : (o.connections ?? Infinity),
@@ -184,9 +215,11 @@ export class HttpClient {
     return t
   }
 
-  private async send (u: URL, r: HttpRequest): Promise<HttpAnswer> {
+  private async send (u: URL, r: HttpRequest, streamed: false): Promise<HttpAnswer>
+  private async send (u: URL, r: HttpRequest, streamed: true): Promise<HttpStream>
+  private async send (u: URL, r: HttpRequest, streamed: boolean): Promise<HttpAnswer | HttpStream> {
     const { agent, request } = this.transport(u.protocol)
-    return await new Promise<HttpAnswer>((resolve, reject) => {
+    return await new Promise<HttpAnswer | HttpStream>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined
       let settled = false
       const settle = (f: () => void): void => {
@@ -217,6 +250,8 @@ export class HttpClient {
       const headersMs = r.headersTimeoutMs ?? this.t.headers
       const bodyMs = r.bodyTimeoutMs ?? this.t.body
       req.once('socket', (s: Socket) => {
+        // TCP keepalive on the connection from its start (a long-lived answer: a dead peer is found without traffic).
+        if (this.o.tcpKeepAliveMs !== undefined) s.setKeepAlive(true, this.o.tcpKeepAliveMs)
         if (!s.connecting) { arm(headersMs, 'UND_ERR_HEADERS_TIMEOUT', req); return }
         // The connect timeout covers TCP and, for https, the TLS handshake.
         arm(this.t.connect, 'UND_ERR_CONNECT_TIMEOUT', req)
@@ -224,6 +259,24 @@ export class HttpClient {
       })
       req.on('error', fail)
       req.on('response', (res: IncomingMessage) => {
+        if (streamed) {
+          // In flight until the body ends (close() waits for it, destroy() cuts it); each chunk re-arms the body timeout.
+          arm(bodyMs, 'UND_ERR_BODY_TIMEOUT', res)
+          timer?.unref()
+          res.once('close', () => { clearTimeout(timer); this.inFlight.delete(req); if (this.inFlight.size === 0) this.drained?.() })
+          // An error before the caller iterates (a timeout, a reset) must not be an uncaught 'error' event: the iterator throws it.
+          res.on('error', () => {})
+          const body = async function * (): AsyncGenerator<Buffer> {
+            for await (const c of res as AsyncIterable<Buffer>) {
+              arm(bodyMs, 'UND_ERR_BODY_TIMEOUT', res)
+              timer?.unref()
+              yield c
+            }
+          }
+          settled = true
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: body(), discard: () => { res.destroy() } })
+          return
+        }
         const chunks: Buffer[] = []
         let size = 0
         arm(bodyMs, 'UND_ERR_BODY_TIMEOUT', res)

@@ -8,20 +8,28 @@
 // the watch reconnects with backoff after errors, drops the copy while
 // disconnected (checks fall back to GET) and tells the refresher to resync.
 // GETs go through the agent's node:https pool (agent/http-client.ts). Over HTTPS
-// the watches are HTTP/2 streams, up to 100 on a connection (a watch on its
-// own HTTP/1.1 TLS connection costs ~100 KiB of OpenSSL buffers: 1,000 Secrets
-// were +103 MiB, as streams +18 MiB); over plain HTTP, or HTTPS without HTTP/2
+// a store that watches at most 4 Secrets (H1_WATCH_SECRETS; the refresher starts
+// every watch at once, so the count is known when the first one opens, and each
+// watch picks again when it reconnects) runs them over HTTP/1.1 through node:https
+// as well, one connection each from a pool of their own: node:http2 (with the
+// assert and fs/promises it loads) costs ~4.2 MiB of RSS, an HTTP/1.1 TLS watch
+// ~100 KiB. With more, the watches are HTTP/2 streams, up to 100 on a connection
+// (a watch on its own HTTP/1.1 TLS connection costs ~100 KiB of OpenSSL buffers:
+// 1,000 Secrets were +103 MiB, as streams +18 MiB); over plain HTTP, or HTTPS without HTTP/2
 // (no ALPN h2), one undici connection each (agent/undici-pool.ts; HTTPS: HTTP/2 is tried again 10 min
 // after such a fallback, and by a new connection after a CA change). A stream
 // closed before its answer, settings not readable yet (token, CA, exec plugin)
-// or a silent peer (HTTP/2 PING every 30 s while watches run) fail the watch,
+// or a silent peer (HTTP/2 PING every 30 s while watches run; HTTP/1.1: TCP
+// keepalive from 30 s and no byte for 360 s) fail the watch,
 // which reconnects with backoff; an oversized event parks it (checks GET the
 // Secret until it fits again). Watch paths keep the server URL's path prefix (a
 // proxy such as Rancher's). A CA file whose mtime changed (looked at every 5 s at
 // most) builds a new connection.
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { readFile } from '../fs-async.js'
-import { connect as h2connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
+import { createRequire } from 'node:module'
+import type * as Http2 from 'node:http2'
+import type { ClientHttp2Session, ClientHttp2Stream } from 'node:http2'
 import { StringDecoder } from 'node:string_decoder'
 import { SidekeyError } from '../../core/errors.js'
 import type { SecretRef } from '../../core/reference.js'
@@ -90,6 +98,52 @@ function h1Watches (server: string, timings: K8sTimings, tls: Pick<PoolOptions, 
   }
 }
 
+/**
+ * Watches over node:https (node:http), one HTTP/1.1 connection each, through an HttpClient of their
+ * own (the GET pool's 4 connections stay free for GETs) that shares the store's TLS context: the
+ * store's few-watch route over HTTPS, which loads neither node:http2 nor undici. HTTP/1.1 has no PING: a dead
+ * peer is found by TCP keepalive (a first probe after TCP_KEEPALIVE_MS without traffic) and by the
+ * read-idle bound, watchIdleMs without a byte (the server ends each watch at WATCH_SECONDS).
+ */
+function nodeWatches (server: string, timings: K8sTimings, tls: Pick<PoolOptions, 'tls' | 'secureContext'>): WatchTransport {
+  const client = new HttpClient({ ...tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: timings.watchIdleMs, tcpKeepAliveMs: TCP_KEEPALIVE_MS })
+  return {
+    async open (path, headers, signal) {
+      const res = await client.stream({ method: 'GET', url: `${server}${path}`, headers, signal })
+      return { status: res.status, body: res.body, discard: res.discard }
+    },
+    async close () { await client.close() },
+    async destroy () { await client.destroy() },
+  }
+}
+
+/**
+ * The watches of an HTTPS store: HTTP/1.1 ones (nodeWatches) while the store watches at most
+ * timings.h1WatchSecrets Secrets, HTTP/2 streams (H2Watches) beyond. Each watch picks when it
+ * (re)connects: a store whose Secrets grow past the bound moves its watches to HTTP/2 as they
+ * reconnect (the server ends each after WATCH_SECONDS). node:http2 loads with the first HTTP/2 watch.
+ */
+class HttpsWatches implements WatchTransport {
+  private h1: WatchTransport | undefined
+  private h2: H2Watches | undefined
+  constructor (private readonly server: string, private readonly pool: Pick<PoolOptions, 'tls' | 'secureContext'>, private readonly logger: Logger, private readonly store: string, private readonly timings: K8sTimings, private readonly secrets: () => number) {}
+
+  async open (path: string, headers: Record<string, string>, signal: AbortSignal): Promise<WatchResponse> {
+    if (this.secrets() <= this.timings.h1WatchSecrets) return await (this.h1 ??= nodeWatches(this.server, this.timings, this.pool)).open(path, headers, signal)
+    return await (this.h2 ??= new H2Watches(this.server, this.pool, this.logger, this.store, this.timings)).open(path, headers, signal)
+  }
+
+  async close (): Promise<void> { await Promise.all([this.h1?.close(), this.h2?.close()]) }
+  async destroy (): Promise<void> { await Promise.all([this.h1?.destroy(), this.h2?.destroy()]) }
+}
+
+/** node:http2, loaded by the first HTTP/2 watch (~4 MiB of resident memory an agent with few watches does without). */
+let http2: typeof Http2 | undefined
+const loadHttp2 = (): typeof Http2 => (http2 ??= createRequire(import.meta.url)('node:http2') as typeof Http2)
+/** HTTP/2 error codes (RFC 9113 §7). */
+const NGHTTP2_NO_ERROR = 0
+const NGHTTP2_CANCEL = 8
+
 /** A watch stream that closed before its response headers (RST_STREAM, GOAWAY, connection closed). */
 class StreamClosed extends Error {
   readonly code = 'ERR_HTTP2_STREAM_CLOSED_BEFORE_RESPONSE'
@@ -133,7 +187,7 @@ class H2Watches implements WatchTransport {
     // The server's own limit once its settings arrived (a stream beyond it would wait unanswered).
     const limit = (s: ClientHttp2Session): number => Math.min(WATCH_STREAMS, s.connecting ? WATCH_STREAMS : (s.remoteSettings.maxConcurrentStreams ?? WATCH_STREAMS))
     for (const [s, n] of this.sessions) if (n < limit(s) && !this.draining.has(s) && !s.closed && !s.destroyed) return s
-    const s = h2connect(this.server, tlsConnectOptions(this.pool))
+    const s = loadHttp2().connect(this.server, tlsConnectOptions(this.pool))
     this.sessions.set(s, 0)
     const drop = (): void => { this.sessions.delete(s) }
     s.once('close', drop)
@@ -260,17 +314,17 @@ class H2Watches implements WatchTransport {
       const onResponse = (h: Record<string, unknown>): void => { settle(() => { resolve(Number(h[':status'])) }) }
       const onError = (err: Error): void => { settle(() => { reject(err) }) }
       // Closed with neither a response nor an error: RST_STREAM NO_ERROR, GOAWAY, the connection closed.
-      const onClose = (): void => { settle(() => { reject(stream.errored ?? new StreamClosed(stream.rstCode ?? h2.NGHTTP2_NO_ERROR)) }) }
+      const onClose = (): void => { settle(() => { reject(stream.errored ?? new StreamClosed(stream.rstCode ?? NGHTTP2_NO_ERROR)) }) }
       const timer = setTimeout(() => {
         settle(() => { reject(Object.assign(new Error('the API server did not answer'), { code: 'UND_ERR_HEADERS_TIMEOUT' })) })
-        stream.close(h2.NGHTTP2_CANCEL)
+        stream.close(NGHTTP2_CANCEL)
       }, GET_TIMEOUT_MS)
       timer.unref()
       stream.once('response', onResponse)
       stream.once('error', onError)
       stream.once('close', onClose)
     })
-    return { status, body: stream as AsyncIterable<Buffer>, discard: () => { stream.close(h2.NGHTTP2_CANCEL) } }
+    return { status, body: stream as AsyncIterable<Buffer>, discard: () => { stream.close(NGHTTP2_CANCEL) } }
   }
 
   async close (): Promise<void> {
@@ -395,7 +449,7 @@ export class K8sProvider implements Provider {
         prefix: url.pathname.replace(/\/+$/, ''),
         http: new HttpClient({ ...pool, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: GET_TIMEOUT_MS }),
         watches: url.protocol === 'https:'
-          ? new H2Watches(url.origin, pool, this.ctx.logger, store, this.timings)
+          ? new HttpsWatches(url.origin, pool, this.ctx.logger, store, this.timings, () => this.watched.size)
           : h1Watches(url.origin, this.timings),
       }
     }
@@ -702,6 +756,11 @@ export class K8sProvider implements Provider {
 
 /** The transport's timings; tests shorten them (createK8sProvider's third argument). */
 export interface K8sTimings {
+  /**
+   * Over HTTPS, the most Secrets a store watches over HTTP/1.1 (one connection each); with more, its
+   * watches are HTTP/2 streams. Tests set 0 to run HTTP/2 at one Secret.
+   */
+  readonly h1WatchSecrets: number
   /** After a fallback to HTTP/1.1, how long until a watch tries HTTP/2 again. */
   readonly h2RetryMs: number
   /** While an HTTP/2 connection carries watches, a PING this often, answered within pingTimeoutMs or the connection is dropped. */
@@ -719,7 +778,14 @@ const GET_TIMEOUT_MS = 10_000
 const WATCH_SECONDS = 300
 /** On HTTP/1.1 watches, the first TCP keepalive probe after this long without traffic (as often as the HTTP/2 PING). */
 const TCP_KEEPALIVE_MS = 30_000
-const TIMINGS: K8sTimings = { h2RetryMs: 10 * 60_000, pingIntervalMs: 30_000, pingTimeoutMs: 10_000, caCheckMs: 5_000, watchIdleMs: (WATCH_SECONDS + 60) * 1000 }
+/**
+ * Up to this many watched Secrets, an HTTPS store's watches are HTTP/1.1 connections (node:https, as
+ * its GETs): node:http2 costs ~4.2 MiB of resident memory once loaded, an HTTP/1.1 TLS watch ~100 KiB
+ * (its OpenSSL buffers). 4 keeps the agent's connections to the API server as bounded as its GET
+ * pool (4) and well under the memory break-even (~40 watches); beyond it, HTTP/2 streams on one connection.
+ */
+const H1_WATCH_SECRETS = 4
+const TIMINGS: K8sTimings = { h1WatchSecrets: H1_WATCH_SECRETS, h2RetryMs: 10 * 60_000, pingIntervalMs: 30_000, pingTimeoutMs: 10_000, caCheckMs: 5_000, watchIdleMs: (WATCH_SECONDS + 60) * 1000 }
 /** Watches on one HTTP/2 connection: under the API server's stream limit (--http2-max-streams-per-connection, 100 or more). */
 const WATCH_STREAMS = 100
 const CONNECT_TIMEOUT_MS = 5_000

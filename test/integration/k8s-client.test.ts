@@ -3,8 +3,9 @@
 // @kubernetes/client-node, whose import alone costs an agent about 40 MiB of RSS
 // (every API model of the generated client). Only a kubeconfig loads it, to read it.
 // A resolve hook records every module of the library this process resolves.
-// Over HTTPS the watches are HTTP/2 streams on a few connections, not a TLS
-// connection each (~100 KiB of OpenSSL buffers apiece).
+// Over HTTPS many watches are HTTP/2 streams on a few connections, not a TLS
+// connection each (~100 KiB of OpenSSL buffers apiece); a few (at most 4
+// Secrets) are HTTP/1.1 connections, on the GET pool's TLS context too.
 import t from 'tap'
 import { createRequire, register, syncBuiltinESMExports } from 'node:module'
 import { MessageChannel } from 'node:worker_threads'
@@ -66,7 +67,8 @@ await t.test('a kubeconfig is read with @kubernetes/client-node (the hook sees t
   t.ok(loaded.length > 0, 'the library was loaded for the kubeconfig')
 })
 
-await t.test('one TLS context for the GETs and the watches: the CA is parsed once', async (t) => {
+for (const [timings, via] of [[{}, 'HTTP/1.1'], [{ h1WatchSecrets: 0 }, 'HTTP/2']] as const) {
+await t.test(`one TLS context for the GETs and the ${via} watches: the CA is parsed once`, async (t) => {
   // Every context node makes goes through tls.createSecureContext (the ESM binding follows the module object).
   const tls = createRequire(import.meta.url)('node:tls') as { createSecureContext: (...a: unknown[]) => unknown }
   const create = tls.createSecureContext
@@ -74,7 +76,7 @@ await t.test('one TLS context for the GETs and the watches: the CA is parsed onc
   tls.createSecureContext = (...a: unknown[]) => { made++; return create(...a) }
   syncBuiltinESMExports()
   t.teardown(() => { tls.createSecureContext = create; syncBuiltinESMExports() })
-  const p = createK8sProvider({ type: 'k8s', server: kube.server, tokenFile, caFile: kube.caFile, namespace: NS }, ctx)
+  const p = createK8sProvider({ type: 'k8s', server: kube.server, tokenFile, caFile: kube.caFile, namespace: NS }, ctx, timings)
   t.teardown(async () => { await p.close?.() })
   const r = await p.sync(ref, undefined)
   t.ok(r.changed, 'a GET')
@@ -82,8 +84,9 @@ await t.test('one TLS context for the GETs and the watches: the CA is parsed onc
   const stop = p.watch?.(ref, () => { events++ })
   t.teardown(() => stop?.())
   await eventually(() => events >= 1, 'the watch\'s first event', WAIT)
-  t.equal(made, 1, 'one context for the GET pool and the HTTP/2 watches')
+  t.equal(made, 1, `one context for the GET pool and the ${via} watches`)
 })
+}
 
 await t.test('150 watches share HTTP/2 connections (at most 100 streams each)', async (t) => {
   const N = 150

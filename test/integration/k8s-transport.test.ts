@@ -170,11 +170,32 @@ async function seesChange (t: Tap, p: Provider, name: string, changes: () => num
 
 const { code } = errorCollector()
 
+/** HTTP/2 watches at one Secret (by default a store watching at most 4 Secrets uses HTTP/1.1). */
+const H2: Partial<K8sTimings> = { h1WatchSecrets: 0 }
+
+t.test('at one Secret, HTTPS watches are HTTP/1.1 through node:https; beyond four Secrets, HTTP/2 streams', async (t) => {
+  const names = ['few-1', 'few-2', 'few-3', 'few-4', 'few-5']
+  for (const n of names) await putSecret(n, { k: 'v1' })
+  const cert = makeCert('few')
+  const proxy = await startProxy(t, { h2: true, cert })
+  const p = provider({ server: `https://127.0.0.1:${proxy.port}`, caFile: cert.certFile })
+  const watchVersions = (name: string): string[] => proxy.requests.filter((r) => r.path.includes('watch=true') && r.path.includes(`metadata.name%3D${name}&`)).map((r) => r.version)
+  const first = watch(t, p, 'few-1')
+  await eventually(() => first() >= 1, 'the watch\'s first event', WAIT)
+  await seesChange(t, p, 'few-1', first, 'v2')
+  t.same(watchVersions('few-1'), ['1.1'], 'one Secret: an HTTP/1.1 watch (the server offers HTTP/2)')
+  // Four more: five Secrets watched, each new watch is an HTTP/2 stream.
+  const more = names.slice(1).map((n) => [n, watch(t, p, n)] as const)
+  await eventually(() => more.every(([, c]) => c() >= 1), 'the new watches\' first events', WAIT)
+  for (const [n, c] of more) await seesChange(t, p, n, c, 'v2')
+  t.same(names.slice(1).map((n) => watchVersions(n)), names.slice(1).map(() => ['2.0']), 'five Secrets: the new watches are HTTP/2 streams')
+})
+
 t.test('a watch stream reset before its answer (RST_STREAM NO_ERROR) reconnects', async (t) => {
   await putSecret('reset', { k: 'v1' })
   const cert = makeCert('reset')
   const proxy = await startProxy(t, { h2: true, cert, resetWatches: 1 })
-  const p = provider({ server: `https://127.0.0.1:${proxy.port}`, caFile: cert.certFile })
+  const p = provider({ server: `https://127.0.0.1:${proxy.port}`, caFile: cert.certFile }, undefined, undefined, H2)
   const changes = watch(t, p, 'reset')
   await eventually(() => changes() >= 1, 'the watch\'s first event, on a second stream', WAIT)
   t.equal(proxy.paths.filter((u) => u.includes('watch=true')).length, 2, 'the reset stream, then a new watch')
@@ -219,7 +240,7 @@ for (const [alpn, errCode, what] of [
     const cert = makeCert(name)
     const proxy = await startProxy(t, { h2: false, cert, ...(alpn !== undefined ? { alpn: [...alpn] } : {}) })
     const { logger, records } = recordingLogger()
-    const p = provider({ server: `https://127.0.0.1:${proxy.port}`, caFile: cert.certFile }, logger)
+    const p = provider({ server: `https://127.0.0.1:${proxy.port}`, caFile: cert.certFile }, logger, undefined, H2)
     const changes = watch(t, p, name)
     await eventually(() => changes() >= 1, 'the watch\'s first event over HTTP/1.1', WAIT)
     await seesChange(t, p, name, changes, 'v2')
@@ -235,7 +256,7 @@ t.test('after a fallback to HTTP/1.1, a later watch tries HTTP/2 again (one log 
   const first = await startProxy(t, { h2: false, cert })
   const { logger, records } = recordingLogger()
   const retryMs = 1000
-  const p = provider({ server: `https://127.0.0.1:${first.port}`, caFile: cert.certFile }, logger, undefined, { h2RetryMs: retryMs })
+  const p = provider({ server: `https://127.0.0.1:${first.port}`, caFile: cert.certFile }, logger, undefined, { ...H2, h2RetryMs: retryMs })
   const a = watch(t, p, 'back-a')
   const b = watch(t, p, 'back-b')
   await eventually(() => a() >= 1 && b() >= 1, 'both watches\' first events over HTTP/1.1', WAIT)
@@ -368,7 +389,7 @@ t.test('a CA file missing for a moment (mid-rotation) keeps the connection that 
 t.test('a peer gone silent (no FIN, no RST): the HTTP/2 ping drops the connection and checks fall back to GET', async (t) => {
   await putSecret('silent', { k: 'v1' })
   const relay = await startRelay(t, kube.port)
-  const p = provider({ server: `https://127.0.0.1:${relay.port}` })
+  const p = provider({ server: `https://127.0.0.1:${relay.port}` }, undefined, undefined, H2)
   // Within a ping interval and its answer timeout the watch is given up.
   await silenceDropsWatch(t, p, relay, 'silent', await liveWatch(t, p, 'silent'), 'the watch on the silent server', 120_000)
 })
@@ -378,7 +399,7 @@ t.test('a draining HTTP/2 connection (GOAWAY received, a watch still on it) is p
   const cert = makeCert('drain')
   const proxy = await startProxy(t, { h2: true, cert })
   const relay = await startRelay(t, proxy.port)
-  const p = provider({ server: `https://127.0.0.1:${relay.port}`, caFile: cert.certFile }, undefined, undefined, { pingIntervalMs: 500, pingTimeoutMs: 500 })
+  const p = provider({ server: `https://127.0.0.1:${relay.port}`, caFile: cert.certFile }, undefined, undefined, { ...H2, pingIntervalMs: 500, pingTimeoutMs: 500 })
   const ref = parseRef('k8s:drain#k')
   const live = await liveWatch(t, p, 'drain')
   proxy.goaway()
@@ -406,7 +427,8 @@ t.test('a CA change retires the old connection at once: a watch that took it jus
   t.ok(second.paths.some((u) => u.includes('watch=true')), 'the watch is on the server with certificate B')
 })
 
-t.test('an HTTP/1.1 watch has TCP keepalive and, gone silent (no FIN, no RST), is given up at the read-idle bound', async (t) => {
+for (const [over, via] of [[{}, 'node:https, few Secrets'], [H2, 'undici, HTTP/2 refused']] as const) {
+t.test(`an HTTP/1.1 watch (${via}) has TCP keepalive and, gone silent (no FIN, no RST), is given up at the read-idle bound`, async (t) => {
   await putSecret('h1-silent', { k: 'v1' })
   const cert = makeCert('h1-silent')
   const proxy = await startProxy(t, { h2: false, cert })
@@ -418,7 +440,7 @@ t.test('an HTTP/1.1 watch has TCP keepalive and, gone silent (no FIN, no RST), i
     return setKeepAlive.apply(this, a)
   }
   t.teardown(() => { Socket.prototype.setKeepAlive = setKeepAlive })
-  const p = provider({ server: `https://127.0.0.1:${relay.port}`, caFile: cert.certFile }, undefined, undefined, { watchIdleMs: 3000 })
+  const p = provider({ server: `https://127.0.0.1:${relay.port}`, caFile: cert.certFile }, undefined, undefined, { ...over, watchIdleMs: 3000 })
   const ref = parseRef('k8s:h1-silent#k')
   const changes = watch(t, p, 'h1-silent')
   await eventually(() => changes() >= 1, 'the watch\'s first event over HTTP/1.1', WAIT)
@@ -428,3 +450,4 @@ t.test('an HTTP/1.1 watch has TCP keepalive and, gone silent (no FIN, no RST), i
   await silenceDropsWatch(t, p, relay, 'h1-silent', { changes, rv }, 'the silent HTTP/1.1 watch', 20_000)
   t.same([...proxy.versions], ['1.1'], 'over HTTP/1.1')
 })
+}

@@ -132,3 +132,33 @@ t.test('close() twice while a request is in flight: both return once it has its 
   await Promise.all(closes)
   t.pass('both closes returned')
 })
+
+t.test('stream(): the body as it comes, a pause longer than the body timeout fails it, close() waits for an open body', async (t) => {
+  const s = await server(t, (req, res) => {
+    res.writeHead(200, { 'x-kind': 'watch' })
+    res.write('first\n')
+    // The slow body pauses 300 ms between its chunks (under the 2 s body timeout); the silent one never sends again.
+    if (req.url === '/slow') setTimeout(() => { res.write('second\n'); setTimeout(() => { res.end('third\n') }, 300) }, 300)
+  })
+  const c = new HttpClient({ connections: null, bodyTimeoutMs: 2000, keepAliveTimeoutMs: 100 })
+  t.teardown(async () => { await c.destroy() })
+  const slow = await c.stream({ method: 'GET', url: `${s.url}/slow` })
+  t.equal(slow.status, 200)
+  t.equal(slow.headers['x-kind'], 'watch')
+  let text = ''
+  for await (const chunk of slow.body) text += chunk.toString()
+  t.equal(text, 'first\nsecond\nthird\n', 'every chunk, pauses shorter than the body timeout included (the pool\'s idle timeout does not apply)')
+  const silent = await c.stream({ method: 'GET', url: `${s.url}/silent` })
+  // Not read for a while: the timeout's error waits for the reader, it is not an uncaught 'error' event.
+  await new Promise((resolve) => setTimeout(resolve, 2500))
+  const err = await (async () => { for await (const chunk of silent.body) void chunk })().then(() => undefined, (e: { code?: string }) => e.code)
+  t.equal(err, 'UND_ERR_BODY_TIMEOUT', 'a silent body fails with the body timeout')
+  const open = await c.stream({ method: 'GET', url: `${s.url}/slow` })
+  let closed = false
+  const closing = c.close().then(() => { closed = true })
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.notOk(closed, 'close() waits while a body is open')
+  open.discard()
+  await closing
+  t.ok(closed, 'and returns once it is discarded')
+})
