@@ -30,8 +30,8 @@ export interface StartOptions {
   readonly auditLogger?: Logger
   /** Skip prom-client's process metrics (tests start many agents in one process). */
   readonly defaultMetrics?: boolean
-  /** Called once a serving agent's first publish is done (or waited GRPC_WAIT_MS), before its local endpoint loads. */
-  readonly beforeServing?: () => void
+  /** Called once, when every source has been tried once and the first publish is done (not when a restart's files are adopted, nor at GRPC_WAIT_MS). */
+  readonly afterFirstSync?: () => void
 }
 
 export interface RunningAgent {
@@ -97,6 +97,7 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   // sooner, and the servers answer /ready with 503 until they do.
   const synced = refresher.start()
   synced.catch((err: unknown) => logger.error({ err: (err as Error).message }, 'initial sync failed'))
+  if (opts.afterFirstSync !== undefined) void synced.then(opts.afterFirstSync, opts.afterFirstSync)
   // Stops what runs before the servers: used by close(), and when a listener cannot bind.
   const abandon = async (): Promise<void> => {
     await refresher.close()
@@ -130,7 +131,6 @@ export async function startAgent (config: AgentConfig, opts: StartOptions = {}):
   }
   if (serving) {
     if (adopted === 0) await firstPublish
-    opts.beforeServing?.()
     let server: Server
     try {
       const { createHttpServer } = await import('./http-server.js')

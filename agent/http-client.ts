@@ -7,7 +7,7 @@
 // undici: its Agent, its HTTP parser (WebAssembly) and the compiler that runs
 // it were ~10 MiB of the agent's resident memory, where node:http's parser is
 // the one the local API's server already uses (agent/undici-pool.ts keeps
-// undici for the k8s store's watches over plain HTTP or an HTTPS server without HTTP/2).
+// undici for the k8s store's watches over plain HTTP, and over HTTPS to a server without HTTP/2 beyond 4 Secrets).
 //
 // Errors name the method, the URL's origin and path and a code (the socket's:
 // ECONNREFUSED, ...; a timeout's: UND_ERR_CONNECT_TIMEOUT, UND_ERR_HEADERS_TIMEOUT,
@@ -266,11 +266,13 @@ export class HttpClient {
           res.once('close', () => { clearTimeout(timer); this.inFlight.delete(req); if (this.inFlight.size === 0) this.drained?.() })
           // An error before the caller iterates (a timeout, a reset) must not be an uncaught 'error' event: the iterator throws it.
           res.on('error', () => {})
+          // The timer runs while the body waits on the server, not while the caller holds a chunk.
           const body = async function * (): AsyncGenerator<Buffer> {
             for await (const c of res as AsyncIterable<Buffer>) {
+              clearTimeout(timer)
+              yield c
               arm(bodyMs, 'UND_ERR_BODY_TIMEOUT', res)
               timer?.unref()
-              yield c
             }
           }
           settled = true

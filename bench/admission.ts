@@ -53,7 +53,7 @@ const review = JSON.stringify(admissionReview({
   },
 }, { uid: '00000000-0000-0000-0000-000000000001' }))
 
-const child = spawn(NODE, [...nodeArgs(ENTRY), 'injector', '--config', join(dir, 'config.json'), '--tls-cert', cert, '--tls-key', key, '--host', '127.0.0.1', '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] })
+const child = spawn(NODE, [...nodeArgs(ENTRY, NODE), 'injector', '--config', join(dir, 'config.json'), '--tls-cert', cert, '--tls-key', key, '--host', '127.0.0.1', '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] })
 const port = await new Promise<number>((resolve, reject) => {
   let buf = ''
   child.stdout.on('data', (c: Buffer) => {
@@ -74,7 +74,7 @@ const fixed = await autocannon({ ...common, connections: 8, overallRate: 500 })
 child.kill('SIGTERM')
 
 const f = (n: number): string => n.toFixed(2)
-console.log(`injector admission bench (${seconds}s each, 1 injector process: ${[NODE, ...nodeArgs(ENTRY)].join(' ')}, TLS keep-alive, ${review.length} byte review)`)
+console.log(`injector admission bench (${seconds}s each, 1 injector process: ${[NODE, ...nodeArgs(ENTRY, NODE)].join(' ')}, TLS keep-alive, ${review.length} byte review)`)
 console.log(`saturation (16 connections): ${f(sat.requests.average)} admissions/s, p50 ${f(sat.latency.p50)} ms, p99 ${f(sat.latency.p99)} ms, errors ${sat.errors}, non-2xx ${sat.non2xx}`)
 console.log(`fixed 500/s (8 connections): ${f(fixed.requests.average)} admissions/s, p50 ${f(fixed.latency.p50)} ms, p99 ${f(fixed.latency.p99)} ms, max ${f(fixed.latency.max)} ms, errors ${fixed.errors}, non-2xx ${fixed.non2xx}`)
 console.log(JSON.stringify({

@@ -3,6 +3,7 @@
 // as MALLOC_ARENA_MAX, the Node flags of the bundle's first line (the image
 // runs it as `sidekey`, through that line), on the image's Node
 // (scripts/node24 installs it; default here when installed).
+import { spawnSync } from 'node:child_process'
 import { closeSync, existsSync, openSync, readSync } from 'node:fs'
 import { join } from 'node:path'
 import { shebangFlags } from '../agent/cli/v8-flags.js'
@@ -40,11 +41,25 @@ export function agentEnv (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
  * Node's arguments to run `script` as the image runs it: the flags its first line gives Node
  * (agent/cli/v8-flags.ts; none for dist/bin/sidekey.js or a bundle from before stop 22), then the script.
  */
-export function nodeArgs (script: string): string[] {
+export function nodeArgs (script: string, node: string): string[] {
   const fd = openSync(script, 'r')
+  let flags: string[]
   try {
     const head = Buffer.alloc(512)
     const n = readSync(fd, head, 0, head.length, 0)
-    return [...shebangFlags(head.subarray(0, n).toString('latin1').split('\n')[0] as string), script]
+    flags = shebangFlags(head.subarray(0, n).toString('latin1').split('\n')[0] as string)
   } finally { closeSync(fd) }
+  // The image's flags are Node 24's V8 names (agent/cli/v8-flags.ts): an older Node refuses them.
+  if (flags.length > 0 && nodeMajor(node) < 24) throw new Error(`${script} gives Node 24's V8 flags on its first line (${flags.join(' ')}), which ${node} (Node ${nodeMajor(node)}) refuses: pass --node <Node 24> (scripts/node24 installs it)`)
+  return [...flags, script]
+}
+
+const majors = new Map<string, number>()
+function nodeMajor (node: string): number {
+  let m = majors.get(node)
+  if (m === undefined) {
+    m = Number(spawnSync(node, ['-p', 'process.versions.node'], { encoding: 'utf8' }).stdout.split('.')[0])
+    majors.set(node, m)
+  }
+  return m
 }

@@ -160,7 +160,7 @@ async function startAgent (name: string, script: string, dir: string, port: numb
   writeFileSync(join(dir, 'agent.json'), JSON.stringify(cfg))
   const out = join(dir, 'stdout.log')
   const fd = openSync(out, 'w')
-  const proc = spawn(NODE, [...nodeArgs(script), 'agent', '--config', join(dir, 'agent.json')], { env: agentEnv({ BENCH_VALUE: BODY }), stdio: ['ignore', fd, 'inherit'] })
+  const proc = spawn(NODE, [...nodeArgs(script, NODE), 'agent', '--config', join(dir, 'agent.json')], { env: agentEnv({ BENCH_VALUE: BODY }), stdio: ['ignore', fd, 'inherit'] })
   closeSync(fd)
   await waitFor(`http://127.0.0.1:${port}/ready`)
   const headers = { 'x-sidekey-token': readFileSync(join(dir, 'token'), 'utf8').trim() }

@@ -147,7 +147,7 @@ function configFor (kind: Kind, dir: string, set: string, n: number, tok: string
       stores: { vault: { type: 'vault', address: openbao.addr, tokenEnv: 'PEERS_VAULT_TOKEN' } },
       secrets: Array.from({ length: n }, (_, i) => ({ name: `s${i}`, ref: `vault:${kvPath(set, i)}#v` })),
     }))
-    return [...nodeArgs(kind === 'before' ? BEFORE as string : SIDEKEY), 'agent', '--config', cfg]
+    return [...nodeArgs(kind === 'before' ? BEFORE as string : SIDEKEY, NODE), 'agent', '--config', cfg]
   }
   mkdirSync(out, { recursive: true })
   const tf = join(dir, 'bao-token')

@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { nodeArgs } from './agent-process.js'
 
 const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -25,7 +26,7 @@ async function once (entry: string, dir: string, port: number, rssAfterMs: numbe
     secrets: [{ name: 's0', ref: `file:${join(dir, 'source')}` }],
   }))
   const started = process.hrtime.bigint()
-  const p = spawn(process.execPath, [entry, 'agent', '--config', cfg], { stdio: 'ignore' })
+  const p = spawn(process.execPath, [...nodeArgs(entry, process.execPath), 'agent', '--config', cfg], { stdio: 'ignore' })
   let exited = false
   p.on('exit', () => { exited = true })
   let firstFileMs = -1

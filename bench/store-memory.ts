@@ -137,7 +137,7 @@ async function start (b: Backend, kind: string, n: number): Promise<ChildProcess
     stores: { [String(b.store.type)]: b.store },
     secrets: Array.from({ length: n }, (_, i) => ({ name: `s${i}`, ref: b.ref(n, i) })),
   }))
-  const p = spawn(NODE, [...nodeArgs(builds[kind] as string), 'agent', '--config', cfg], { env: agentEnv(b.env), stdio: ['ignore', 'ignore', 'inherit'] })
+  const p = spawn(NODE, [...nodeArgs(builds[kind] as string, NODE), 'agent', '--config', cfg], { env: agentEnv(b.env), stdio: ['ignore', 'ignore', 'inherit'] })
   children.add(p)
   let dead = false
   p.once('exit', () => { dead = true; children.delete(p) })

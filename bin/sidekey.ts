@@ -57,7 +57,8 @@ async function run (): Promise<number> {
   for (const id of cmd.builtins ?? []) process.getBuiltinModule(id)
   if (cmd.agentV8 === true) setAgentV8Flags()
   // The image's tier-up flags (IMAGE_NODE_FLAGS) are for an agent's start and
-  // idle time; the webhook and the other commands run with V8's own.
+  // idle time, and its startup probe's (`get`, short-lived, keeps them); the
+  // webhook and the other commands run with V8's own.
   else restoreTierUp()
   const main = await cmd.run()
   return await main(rest)

@@ -339,7 +339,9 @@ for (const [what, r] of [['the chunks', result], ['vendor-aws.js', awsSdk]]) {
 // other module of the SDK may treat it as the class.
 // Checked in the SDK's own files (vendor-aws.js's names are minified).
 {
-  for (const input of Object.keys(awsSdk.metafile.inputs).filter((f) => /^node_modules[\\/]/.test(f) && !/[\\/]Crc32Node\.js$/.test(f))) {
+  const sdkFiles = Object.keys(awsSdk.metafile.inputs).filter((f) => !f.startsWith('builtin:') && /(?:^|[\\/])node_modules[\\/]/.test(f) && !/[\\/]Crc32Node\.js$/.test(f))
+  if (sdkFiles.length < 100) throw new Error(`scripts/bundle.mjs: only ${sdkFiles.length} of vendor-aws.js's inputs are under node_modules: check the Crc32 guard's filter against this layout`)
+  for (const input of sdkFiles) {
     const asClass = /(?:instanceof|extends)\s+Crc32(?:Node)?\b|\bCrc32(?:Node)?\.prototype\b/.exec(await readFile(input, 'utf8'))
     if (asClass !== null) throw new Error(`scripts/bundle.mjs: ${input} uses Crc32 as a class ("${asClass[0]}"), which the Crc32Node edit makes a function: check AWS_SDK_DEFERRED against this SDK`)
   }

@@ -69,7 +69,7 @@ export async function main (argv: string[]): Promise<number> {
   process.once('SIGINT', onInt)
   let agent: Awaited<ReturnType<typeof startAgent>>
   try {
-    agent = await startAgent(config, { logger, auditLogger: createAuditLogger(config.logLevel), beforeServing: restoreTierUp })
+    agent = await startAgent(config, { logger, auditLogger: createAuditLogger(config.logLevel), afterFirstSync: restoreTierUp })
   } catch (err) {
     process.off('SIGTERM', onTerm)
     process.off('SIGINT', onInt)

@@ -55,15 +55,19 @@ export function setAgentV8Flags (): void {
  * Maglev compile touches ~2.2 MiB of the compilers' machine code in the node
  * binary, resident from then on (1 Vault secret, steady RSS 59.9 -> 57.7 MiB;
  * floor-tools' pagemap: Maglev's and TurboFan's text pages). With these, an
- * idle agent compiles nothing; a busy local endpoint still tiers up within
- * its first second (20,000 calls to Maglev at ~37k requests/s).
+ * agent compiles nothing through start-up and its first sync, nor while idle
+ * (the checks run code the first sync warmed); after the first sync
+ * restoreTierUp() puts V8's defaults back for what runs first after it (the
+ * local endpoint's request path).
  *
  * The price is paid at start: a flag on the command line changes the hash V8
  * checks on the code cache the node binary embeds for Node's built-in
  * modules, so those an agent loads are compiled from source (init-only, 1
- * secret: ~10-18 ms more). Every process of the image runs with them (the
- * agent, its startup probe, the Dockerfile's compile-cache warm-up, the
- * webhook), so the image's compile cache matches all of them.
+ * secret: ~10-18 ms more). The agent, its startup probe (`sidekey get`,
+ * which keeps them: it is short-lived) and the Dockerfile's compile-cache
+ * warm-up of both run with them, so that cache matches them; the webhook and
+ * the other commands put the defaults back at once (bin/sidekey.ts). NODE_OPTIONS
+ * may not carry V8's tier-up flags, so an operator cannot set them there.
  *
  * Node 24's V8 names (the image's Node); Node 20 would refuse them, so only
  * the bundle carries them, not dist/bin/sidekey.js (package.json's bin).
@@ -75,14 +79,17 @@ export const TIER_UP_DEFAULTS = ['--invocation-count-for-maglev=400', '--invocat
 
 /**
  * Puts V8's tier-up thresholds back to its defaults when the process was
- * started with IMAGE_NODE_FLAGS: the agent calls it after its first publish,
- * before its local endpoint loads. A function's budget is fixed when it first
- * allocates its feedback, so what ran through start-up (Node's loader, the
- * first sync's code, which the idle checks run again) keeps the high one and
- * an idle agent still compiles nothing, while the request path, first run
- * after this, tiers up as V8 would by default, and again as soon after a
- * deoptimization. With the high thresholds kept, a busy endpoint spent 25%
- * more CPU per request (bench/local-endpoint: 39.7 against 31.7 µs).
+ * started with IMAGE_NODE_FLAGS: the agent calls it once its first sync is
+ * done (every source tried once and published; a restart that adopted its
+ * files serves before that, and a slow backend is still being read when the
+ * local endpoint starts at GRPC_WAIT_MS). A function's budget is fixed when
+ * it first allocates its feedback (after 8 calls), so what ran through
+ * start-up and the first sync (Node's loader, the stores' code, which the
+ * idle checks run again) keeps the high one and an idle agent still compiles
+ * nothing, while the request path tiers up as V8 would by default, and again
+ * as soon after a deoptimization. With the high thresholds kept, a busy
+ * endpoint spent 25% more CPU per request (bench/local-endpoint: 39.7 against
+ * 31.7 µs, a loaded machine).
  */
 export function restoreTierUp (): void {
   if (IMAGE_NODE_FLAGS.every((f) => process.execArgv.includes(f))) setFlagsFromString(TIER_UP_DEFAULTS.join(' '))
@@ -93,6 +100,8 @@ export const IMAGE_SHEBANG = `#!/usr/bin/env -S node ${IMAGE_NODE_FLAGS.join(' '
 
 /** The Node flags a bundle's first line carries (none for `#!/usr/bin/env node`, as bundles before stop 22 have). */
 export function shebangFlags (firstLine: string): string[] {
+  if (!firstLine.startsWith('#!/usr/bin/env -S node')) return []
   const m = /^#!\/usr\/bin\/env -S node((?: --[a-z0-9-]+(?:=\S+)?)*)$/.exec(firstLine)
-  return m === null ? [] : (m[1] as string).split(' ').filter((f) => f !== '')
+  if (m === null) throw new Error(`cannot read the Node flags of the first line "${firstLine.slice(0, 200)}": expected "#!/usr/bin/env -S node --flag[=value] ..."`)
+  return (m[1] as string).split(' ').filter((f) => f !== '')
 }

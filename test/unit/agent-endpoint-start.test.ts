@@ -5,11 +5,11 @@
 import t from 'tap'
 import { createServer as createHttpServer } from 'node:http'
 import { connect, type AddressInfo } from 'node:net'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { loadConfig } from '../../core/config/load.js'
 import { startAgent } from '../../agent/agent.js'
-import { captureLogger, freePort, tempDir } from '../helpers/agent.js'
+import { captureLogger, eventually, freePort, tempDir } from '../helpers/agent.js'
 
 const VALUE = 'endpoint-start-value-5d1c'
 
@@ -59,4 +59,43 @@ t.test('the files are written before the local HTTP endpoint listens', async (t)
   const ready = await fetch(`http://127.0.0.1:${port}/ready`)
   t.equal(ready.status, 200, '/ready')
   t.notOk(logs.join('\n').includes(VALUE), 'the value is in no log line')
+})
+
+/** Whether the test has let the backend answer (afterFirstSync must not come before). */
+let published = false
+const runPublished = (): boolean => published
+
+t.test('afterFirstSync (where the agent puts V8\'s tier-up thresholds back) waits for the first sync, not for the endpoint: a backend slower than the endpoint\'s wait, and a restart that adopted its files', async (t) => {
+  // A Vault that answers only when the test lets it, after the endpoint started anyway (GRPC_WAIT_MS).
+  let release: () => void = () => {}
+  let held = new Promise<void>((resolve) => { release = resolve })
+  const vault = createHttpServer((req, res) => {
+    void held.then(() => {
+      res.setHeader('content-type', 'application/json')
+      res.end(JSON.stringify({ data: { data: { k: VALUE }, metadata: { version: 1 } } }))
+    })
+  })
+  await new Promise<void>((resolve) => vault.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => { vault.closeAllConnections(); await new Promise<void>((resolve) => vault.close(() => resolve())) })
+  const root = tempDir(t)
+  process.env.SK_ENDPOINT_TOKEN = 'test-token'
+  const config = loadConfig({
+    dir: join(root, 'secrets'), apiTokenFile: join(root, 'token'), listen: { http: 0, grpcEnabled: false }, logLevel: 'debug',
+    stores: { vault: { type: 'vault', address: `http://127.0.0.1:${(vault.address() as AddressInfo).port}`, tokenEnv: 'SK_ENDPOINT_TOKEN' } },
+    secrets: [{ name: 'a', ref: 'vault:secret/data/a#k' }],
+  })
+  for (const run of ['first start, the backend held past the endpoint\'s wait', 'a restart with the files of the first']) {
+    const calls: boolean[] = []
+    const agent = await startAgent(config, { logger: captureLogger([]), defaultMetrics: false, afterFirstSync: () => { calls.push(existsSync(join(root, 'secrets', 'a')) && readFileSync(join(root, 'secrets', 'a'), 'utf8') === VALUE && runPublished()) } })
+    // The endpoint serves before the backend answered (at GRPC_WAIT_MS, or at once with adopted files).
+    t.ok(agent.httpPort !== undefined, `${run}: the endpoint listens`)
+    t.same(calls, [], `${run}: not called while the first sync waits on the backend`)
+    published = true
+    release()
+    await eventually(() => calls.length > 0, `${run}: afterFirstSync`)
+    t.same(calls, [true], `${run}: called once, after the first sync's publish`)
+    await agent.close()
+    published = false
+    held = new Promise<void>((resolve) => { release = resolve })
+  }
 })
