@@ -2,7 +2,7 @@
 // a second without one): the files do not wait for the HTTP server. Before
 // that publish there is nothing to serve, and the startup probe fails either
 // way; a previous run's files are served at once.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createServer as createHttpServer } from 'node:http'
 import { connect, type AddressInfo } from 'node:net'
 import { existsSync, readFileSync } from 'node:fs'
@@ -23,10 +23,10 @@ async function accepts (port: number): Promise<boolean> {
   })
 }
 
-t.test('the files are written before the local HTTP endpoint listens', async (t) => {
-  // A Vault that holds its first answer until the test lets it go.
+/** A Vault whose answers wait until the test calls release(); hold() holds the next ones again. */
+async function heldVault (t: Test): Promise<{ address: string, asked: Promise<void>, release: () => void, hold: () => void }> {
   let release: () => void = () => {}
-  const held = new Promise<void>((resolve) => { release = resolve })
+  let held = new Promise<void>((resolve) => { release = resolve })
   let asked: () => void = () => {}
   const askedOnce = new Promise<void>((resolve) => { asked = resolve })
   const vault = createHttpServer((req, res) => {
@@ -38,19 +38,30 @@ t.test('the files are written before the local HTTP endpoint listens', async (t)
   })
   await new Promise<void>((resolve) => vault.listen(0, '127.0.0.1', resolve))
   t.teardown(async () => { vault.closeAllConnections(); await new Promise<void>((resolve) => vault.close(() => resolve())) })
+  return {
+    address: `http://127.0.0.1:${(vault.address() as AddressInfo).port}`,
+    asked: askedOnce,
+    release: () => { release() },
+    hold: () => { held = new Promise<void>((resolve) => { release = resolve }) },
+  }
+}
+
+t.test('the files are written before the local HTTP endpoint listens', async (t) => {
+  // A Vault that holds its first answer until the test lets it go.
+  const vault = await heldVault(t)
   const root = tempDir(t)
   const port = await freePort()
   process.env.SK_ENDPOINT_TOKEN = 'test-token'
   const config = loadConfig({
     dir: join(root, 'secrets'), apiTokenFile: join(root, 'token'), listen: { http: port, grpcEnabled: false }, logLevel: 'debug',
-    stores: { vault: { type: 'vault', address: `http://127.0.0.1:${(vault.address() as AddressInfo).port}`, tokenEnv: 'SK_ENDPOINT_TOKEN' } },
+    stores: { vault: { type: 'vault', address: vault.address, tokenEnv: 'SK_ENDPOINT_TOKEN' } },
     secrets: [{ name: 'a', ref: 'vault:secret/data/a#k' }],
   })
   const logs: string[] = []
   const starting = startAgent(config, { logger: captureLogger(logs), defaultMetrics: false })
-  await askedOnce
+  await vault.asked
   t.notOk(await accepts(port), 'while the backend has not answered, nothing listens on the HTTP port')
-  release()
+  vault.release()
   const agent = await starting
   t.teardown(async () => { await agent.close() })
   t.equal(readFileSync(join(root, 'secrets', 'a'), 'utf8'), VALUE, 'the file is written')
@@ -67,21 +78,12 @@ const runPublished = (): boolean => published
 
 t.test('afterFirstSync (where the agent puts V8\'s tier-up thresholds back) waits for the first sync, not for the endpoint: a backend slower than the endpoint\'s wait, and a restart that adopted its files', async (t) => {
   // A Vault that answers only when the test lets it, after the endpoint started anyway (GRPC_WAIT_MS).
-  let release: () => void = () => {}
-  let held = new Promise<void>((resolve) => { release = resolve })
-  const vault = createHttpServer((req, res) => {
-    void held.then(() => {
-      res.setHeader('content-type', 'application/json')
-      res.end(JSON.stringify({ data: { data: { k: VALUE }, metadata: { version: 1 } } }))
-    })
-  })
-  await new Promise<void>((resolve) => vault.listen(0, '127.0.0.1', resolve))
-  t.teardown(async () => { vault.closeAllConnections(); await new Promise<void>((resolve) => vault.close(() => resolve())) })
+  const vault = await heldVault(t)
   const root = tempDir(t)
   process.env.SK_ENDPOINT_TOKEN = 'test-token'
   const config = loadConfig({
     dir: join(root, 'secrets'), apiTokenFile: join(root, 'token'), listen: { http: 0, grpcEnabled: false }, logLevel: 'debug',
-    stores: { vault: { type: 'vault', address: `http://127.0.0.1:${(vault.address() as AddressInfo).port}`, tokenEnv: 'SK_ENDPOINT_TOKEN' } },
+    stores: { vault: { type: 'vault', address: vault.address, tokenEnv: 'SK_ENDPOINT_TOKEN' } },
     secrets: [{ name: 'a', ref: 'vault:secret/data/a#k' }],
   })
   for (const run of ['first start, the backend held past the endpoint\'s wait', 'a restart with the files of the first']) {
@@ -91,11 +93,11 @@ t.test('afterFirstSync (where the agent puts V8\'s tier-up thresholds back) wait
     t.ok(agent.httpPort !== undefined, `${run}: the endpoint listens`)
     t.same(calls, [], `${run}: not called while the first sync waits on the backend`)
     published = true
-    release()
+    vault.release()
     await eventually(() => calls.length > 0, `${run}: afterFirstSync`)
     t.same(calls, [true], `${run}: called once, after the first sync's publish`)
     await agent.close()
     published = false
-    held = new Promise<void>((resolve) => { release = resolve })
+    vault.hold()
   }
 })
