@@ -76,6 +76,14 @@ interface WatchTransport {
 }
 
 /**
+ * The pool of HTTP/1.1 watches (undici's or node:https's): a connection each (no limit of its own:
+ * one per watched Secret), headers as a GET's, a body silent for watchIdleMs fails, TCP keepalive.
+ */
+function watchPool (tls: Pick<PoolOptions, 'tls' | 'secureContext'>, timings: K8sTimings): PoolOptions {
+  return { ...tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: timings.watchIdleMs, tcpKeepAliveMs: TCP_KEEPALIVE_MS }
+}
+
+/**
  * Watches over undici, one HTTP/1.1 connection each (a plain-HTTP server: no HTTP/2 without TLS; an
  * HTTPS one without h2). HTTP/1.1 has no PING: a dead peer is found by TCP keepalive (a first probe
  * after TCP_KEEPALIVE_MS without traffic, the kernel's interval and count then) and by the read-idle
@@ -86,7 +94,7 @@ function h1Watches (server: string, timings: K8sTimings, tls: Pick<PoolOptions, 
   // watch: an agent whose watches are HTTP/2 streams never loads it (~4 MiB of resident memory).
   let pool: Promise<ReturnType<typeof createPool>> | undefined
   // A load that failed (EMFILE, a broken install) is tried again by the next watch, not kept.
-  const get = async (): Promise<ReturnType<typeof createPool>> => await (pool ??= import('../undici-pool.js').then((m) => m.createPool({ ...tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: timings.watchIdleMs, tcpKeepAliveMs: TCP_KEEPALIVE_MS })).catch((err: unknown) => { pool = undefined; throw err }))
+  const get = async (): Promise<ReturnType<typeof createPool>> => await (pool ??= import('../undici-pool.js').then((m) => m.createPool(watchPool(tls, timings))).catch((err: unknown) => { pool = undefined; throw err }))
   const loaded = async (): Promise<ReturnType<typeof createPool> | undefined> => await pool?.catch(() => undefined)
   return {
     async open (path, headers, signal) {
@@ -106,7 +114,7 @@ function h1Watches (server: string, timings: K8sTimings, tls: Pick<PoolOptions, 
  * read-idle bound, watchIdleMs without a byte (the server ends each watch at WATCH_SECONDS).
  */
 function nodeWatches (server: string, timings: K8sTimings, tls: Pick<PoolOptions, 'tls' | 'secureContext'>): WatchTransport {
-  const client = new HttpClient({ ...tls, connections: null, headersTimeoutMs: GET_TIMEOUT_MS, bodyTimeoutMs: timings.watchIdleMs, tcpKeepAliveMs: TCP_KEEPALIVE_MS })
+  const client = new HttpClient(watchPool(tls, timings))
   return {
     async open (path, headers, signal) {
       const res = await client.stream({ method: 'GET', url: `${server}${path}`, headers, signal })

@@ -72,10 +72,6 @@ t.test('the files are written before the local HTTP endpoint listens', async (t)
   t.notOk(logs.join('\n').includes(VALUE), 'the value is in no log line')
 })
 
-/** Whether the test has let the backend answer (afterFirstSync must not come before). */
-let published = false
-const runPublished = (): boolean => published
-
 t.test('afterFirstSync (where the agent puts V8\'s tier-up thresholds back) waits for the first sync, not for the endpoint: a backend slower than the endpoint\'s wait, and a restart that adopted its files', async (t) => {
   // A Vault that answers only when the test lets it, after the endpoint started anyway (GRPC_WAIT_MS).
   const vault = await heldVault(t)
@@ -88,16 +84,17 @@ t.test('afterFirstSync (where the agent puts V8\'s tier-up thresholds back) wait
   })
   for (const run of ['first start, the backend held past the endpoint\'s wait', 'a restart with the files of the first']) {
     const calls: boolean[] = []
-    const agent = await startAgent(config, { logger: captureLogger([]), defaultMetrics: false, afterFirstSync: () => { calls.push(existsSync(join(root, 'secrets', 'a')) && readFileSync(join(root, 'secrets', 'a'), 'utf8') === VALUE && runPublished()) } })
+    /** Whether the test has let the backend answer (afterFirstSync must not come before). */
+    let released = false
+    const agent = await startAgent(config, { logger: captureLogger([]), defaultMetrics: false, afterFirstSync: () => { calls.push(existsSync(join(root, 'secrets', 'a')) && readFileSync(join(root, 'secrets', 'a'), 'utf8') === VALUE && released) } })
     // The endpoint serves before the backend answered (at GRPC_WAIT_MS, or at once with adopted files).
     t.ok(agent.httpPort !== undefined, `${run}: the endpoint listens`)
     t.same(calls, [], `${run}: not called while the first sync waits on the backend`)
-    published = true
+    released = true
     vault.release()
     await eventually(() => calls.length > 0, `${run}: afterFirstSync`)
     t.same(calls, [true], `${run}: called once, after the first sync's publish`)
     await agent.close()
-    published = false
     vault.hold()
   }
 })
