@@ -2,10 +2,11 @@
 // One CLI, several programs. Each subcommand parses its own flags and loads
 // only its own code, so `sidekey get` starts fast and the agent never loads
 // the webhook.
+import { startedRaised } from './tier-up-first.js'
 import module from 'node:module'
 import { SidekeyError } from '../core/errors.js'
 import { reportCliError, usageError } from '../core/error-answers.js'
-import { restoreTierUp, setAgentV8Flags } from '../agent/cli/v8-flags.js'
+import { raiseTierUp, setAgentV8Flags } from '../agent/cli/v8-flags.js'
 
 /** The built-ins loaded before the agent's V8 flags (see `builtins` below): the agent's. */
 const AGENT_BUILTINS = ['node:os', 'node:crypto', 'node:http'] as const
@@ -21,10 +22,11 @@ const GET_BUILTINS = ['node:child_process', 'node:process', 'node:http'] as cons
 // `agentV8`: the commands of the agent's container run with the agent's V8
 // flags, set before their code loads (agent/cli/v8-flags.ts says why).
 // `builtins`: Node's built-in modules the command's start loads anyway,
-// loaded before those flags. Setting a V8 flag at run time changes the flag
-// hash V8 checks code caches against, so every built-in loaded afterwards
-// misses the code cache Node ships for its own modules and is compiled from
-// source. Loaded first, they come from that cache: for an agent with one
+// loaded before those flags (and, in the image, with its tier-up flag put
+// back to V8's default: run() below). Setting a V8 flag changes the flag
+// hash V8 checks code caches against, so every built-in loaded while one is
+// set misses the code cache Node ships for its own modules and is compiled
+// from source. Loaded first, they come from that cache: for an agent with one
 // Vault secret (Node 24) these accounted for 60 of its 161 built-ins, about
 // 11% of its start-up CPU (it now loads 73: scripts/bundle.mjs says which it
 // no longer does). Only modules every agent loads before or at its first
@@ -54,12 +56,15 @@ async function run (): Promise<number> {
     process.stderr.write(usage() + '\n')
     return code
   }
+  // The image's tier-up flag (IMAGE_NODE_FLAGS) is for an agent's start and
+  // idle time, and its startup probe's (`get`, short-lived, keeps it); the
+  // webhook and the other commands run with V8's own. Lowered while the
+  // built-ins load (bin/tier-up-first.ts), so they come from Node's code cache.
   for (const id of cmd.builtins ?? []) process.getBuiltinModule(id)
-  if (cmd.agentV8 === true) setAgentV8Flags()
-  // The image's tier-up flags (IMAGE_NODE_FLAGS) are for an agent's start and
-  // idle time, and its startup probe's (`get`, short-lived, keeps them); the
-  // webhook and the other commands run with V8's own.
-  else restoreTierUp()
+  if (cmd.agentV8 === true) {
+    setAgentV8Flags()
+    if (startedRaised) raiseTierUp()
+  }
   const main = await cmd.run()
   return await main(rest)
 }

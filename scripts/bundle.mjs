@@ -43,7 +43,10 @@
 // dependencies use them, so each chunk starts with a banner defining them,
 // from process.getBuiltinModule: an `import` of node:module, node:url and
 // node:path would build their ESM facades, which read every export (node:module's
-// SourceMap loads Node's source-map support).
+// SourceMap loads Node's source-map support). A chunk keeps only the lines of
+// the banner its code uses (BANNER_LINES below): 7 of the ~60 chunks use
+// `require`, 2 `__filename` or `__dirname`, and each line is path and URL
+// work at every chunk's load (createRequire, fileURLToPath).
 //
 // Whitespace and syntax are minified, names are not (stack traces keep them):
 // V8 holds every loaded chunk's source in the heap for as long as the process
@@ -251,12 +254,29 @@ const builtinsByRequire = {
   },
 }
 
-const banner = {
-  js: [
-    "const require = process.getBuiltinModule('node:module').createRequire(import.meta.url)",
-    "const __filename = process.getBuiltinModule('node:url').fileURLToPath(import.meta.url)",
-    "const __dirname = process.getBuiltinModule('node:path').dirname(__filename)",
-  ].join('\n'),
+/** The banner's lines, each with the name it defines and the names whose use needs it. */
+const BANNER_LINES = [
+  ['require', "const require = process.getBuiltinModule('node:module').createRequire(import.meta.url)", ['require']],
+  ['__filename', "const __filename = process.getBuiltinModule('node:url').fileURLToPath(import.meta.url)", ['__filename', '__dirname']],
+  ['__dirname', "const __dirname = process.getBuiltinModule('node:path').dirname(__filename)", ['__dirname']],
+]
+const banner = { js: BANNER_LINES.map(([, line]) => line).join('\n') }
+
+/** Whether minified code uses the binding `name`: the name as a token of its own, not a property (`.name`). */
+const usesName = (code, name) => new RegExp(`(?<![\\w$.#])${name.replace(/\$/g, '\\$')}(?![\\w$])`).test(code)
+
+/**
+ * Drops the banner's lines the chunk's code does not use. A name is kept
+ * whenever it appears as a token (a string or a shorthand with that text keeps
+ * it too: a line too many, never one too few).
+ */
+function pruneBanner (src, file) {
+  const text = banner.js + '\n'
+  const at = src.indexOf(text)
+  if (at === -1) throw new Error(`scripts/bundle.mjs: ${file} does not carry the banner: check pruneBanner against this esbuild`)
+  const code = src.slice(at + text.length)
+  const kept = BANNER_LINES.filter(([, , users]) => users.some((n) => usesName(code, n))).map(([, line]) => line + '\n')
+  return src.slice(0, at) + kept.join('') + code
 }
 
 /** What the agent's bundle and the vendor files share. */
@@ -328,9 +348,8 @@ for (const [what, r] of [['the chunks', result], ['vendor-aws.js', awsSdk]]) {
   for (const file of Object.keys(r.metafile.outputs).filter((f) => f.endsWith('.js'))) {
     const src = await readFile(file, 'utf8')
     const n = src.match(INTEROP[0])?.length ?? 0
-    if (n === 0) continue
     interop += n
-    await writeFile(file, src.replace(INTEROP[0], INTEROP[1]))
+    await writeFile(file, pruneBanner(n === 0 ? src : src.replace(INTEROP[0], INTEROP[1]), file))
   }
   if (interop !== 1) throw new Error(`scripts/bundle.mjs: esbuild's __copyProps was found ${interop} times in ${what}, not once: check INTEROP against this esbuild`)
 }

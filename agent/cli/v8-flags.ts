@@ -40,59 +40,84 @@ export function setAgentV8Flags (): void {
 }
 
 /**
- * The V8 flags the image's `sidekey` gives Node on its command line: the
- * bundle's first line is `#!/usr/bin/env -S node` and these (scripts/bundle.mjs
+ * The V8 flag the image's `sidekey` gives Node on its command line: the
+ * bundle's first line is `#!/usr/bin/env -S node` and this (scripts/bundle.mjs
  * writes it; bench/agent-process reads it back to run agents as the image
- * does). Tier-up thresholds 50x V8 13's defaults (Maglev after 400 calls,
- * TurboFan after 3,000): set at run time they would come too late, since V8
- * gives a function its tier-up budget when it first allocates its feedback,
- * and Node's own loader functions warm up before any of Sidekey's code runs.
+ * does). Maglev's tier-up threshold 50x V8 13's default (after 20,000 calls
+ * instead of 400): set at run time it would come too late, since V8 gives a
+ * function its tier-up budget when it first allocates its feedback, and
+ * Node's own loader functions warm up before any of Sidekey's code runs.
+ * TurboFan's threshold counts from Maglev's tier (V8 13: Ignition and
+ * Sparkplug tier up to Maglev when it is on), so this one flag holds both
+ * compilers back.
  *
- * With the defaults, the only functions hot enough to compile while an agent
+ * With the default, the only functions hot enough to compile while an agent
  * starts and idles are Node's: the ES module loader resolves each of the
  * bundle's ~30 files twice, and its path and URL functions run per character
  * (an env or Vault agent at 1 secret: 9 to 13 functions to Maglev). The first
  * Maglev compile touches ~2.2 MiB of the compilers' machine code in the node
  * binary, resident from then on (1 Vault secret, steady RSS 59.9 -> 57.7 MiB;
- * floor-tools' pagemap: Maglev's and TurboFan's text pages). With these, an
+ * floor-tools' pagemap: Maglev's and TurboFan's text pages). With it, an
  * agent compiles nothing through start-up and its first sync, nor while idle
  * (the checks run code the first sync warmed); after the first sync
- * restoreTierUp() puts V8's defaults back for what runs first after it (the
+ * restoreTierUp() puts V8's default back for what runs first after it (the
  * local endpoint's request path).
  *
- * The price is paid at start: a flag on the command line changes the hash V8
- * checks on the code cache the node binary embeds for Node's built-in
- * modules, so those an agent loads are compiled from source (init-only, 1
- * secret: ~10-18 ms more). The agent, its startup probe (`sidekey get`,
- * which keeps them: it is short-lived) and the Dockerfile's compile-cache
- * warm-up of both run with them, so that cache matches them; the webhook and
- * the other commands put the defaults back at once (bin/sidekey.ts). NODE_OPTIONS
- * may not carry V8's tier-up flags, so an operator cannot set them there.
+ * A V8 flag also changes the hash V8 checks on the code cache the node binary
+ * embeds for Node's built-in modules, so a built-in loaded while it is set is
+ * compiled from source (Node 24: os, crypto and http with what they load,
+ * ~15 ms of CPU more). This flag, put back to its default value at run time,
+ * gives the default hash back (TurboFan's does not: set back to 3,000 the
+ * cache was still refused, hence the one flag): bin/sidekey.ts lowers it
+ * while it loads the built-ins a command needs (restoreTierUp) and raises it
+ * again (raiseTierUp) before the agent's own code loads, so those built-ins
+ * come from Node's cache (NODE_DEBUG_NATIVE=CODE_CACHE: "accepted") and the
+ * functions that warmed up before keep their high budget.
+ *
+ * The agent, its startup probe (`sidekey get`, which keeps it: it is
+ * short-lived) and the Dockerfile's compile-cache warm-up of both run with
+ * it, so that cache matches them; the webhook and the other commands put the
+ * default back at once (bin/sidekey.ts). NODE_OPTIONS may not carry V8's
+ * tier-up flags, so an operator cannot set them there.
  *
  * Node 24's V8 names (the image's Node); Node 20 would refuse them, so only
  * the bundle carries them, not dist/bin/sidekey.js (package.json's bin).
  */
-export const IMAGE_NODE_FLAGS = ['--invocation-count-for-maglev=20000', '--invocation-count-for-turbofan=150000'] as const
+export const IMAGE_NODE_FLAGS = ['--invocation-count-for-maglev=20000'] as const
 
-/** V8 13's own tier-up thresholds, the ones IMAGE_NODE_FLAGS raise (test/unit/agent-bundle-start reads them from `node --v8-options`). */
-export const TIER_UP_DEFAULTS = ['--invocation-count-for-maglev=400', '--invocation-count-for-turbofan=3000'] as const
+/** V8 13's own tier-up threshold, the one IMAGE_NODE_FLAGS raise (test/unit/agent-bundle-start reads it from `node --v8-options`). */
+export const TIER_UP_DEFAULTS = ['--invocation-count-for-maglev=400'] as const
+
+/** Whether this process was started with IMAGE_NODE_FLAGS (the image's `sidekey`). */
+function startedRaised (): boolean {
+  return IMAGE_NODE_FLAGS.every((f) => process.execArgv.includes(f))
+}
 
 /**
- * Puts V8's tier-up thresholds back to its defaults when the process was
- * started with IMAGE_NODE_FLAGS: the agent calls it once its first sync is
- * done (every source tried once and published; a restart that adopted its
- * files serves before that, and a slow backend is still being read when the
- * local endpoint starts at GRPC_WAIT_MS). A function's budget is fixed when
- * it first allocates its feedback (after 8 calls), so what ran through
- * start-up and the first sync (Node's loader, the stores' code, which the
- * idle checks run again) keeps the high one and an idle agent still compiles
- * nothing, while the request path tiers up as V8 would by default, and again
- * as soon after a deoptimization. With the high thresholds kept, a busy
- * endpoint spent 25% more CPU per request (bench/local-endpoint: 39.7 against
- * 31.7 µs, a loaded machine).
+ * Puts V8's tier-up threshold back to its default when the process was
+ * started with IMAGE_NODE_FLAGS, and says whether it did. bin/sidekey.ts
+ * calls it before it loads a command's built-ins (see IMAGE_NODE_FLAGS), and
+ * the agent once its first sync is done (every source tried once and
+ * published; a restart that adopted its files serves before that, and a slow
+ * backend is still being read when the local endpoint starts at
+ * GRPC_WAIT_MS). A function's budget is fixed when it first allocates its
+ * feedback (after 8 calls), so what ran through start-up and the first sync
+ * (Node's loader, the stores' code, which the idle checks run again) keeps
+ * the high one and an idle agent still compiles nothing, while the request
+ * path tiers up as V8 would by default, and again as soon after a
+ * deoptimization. With the high threshold kept, a busy endpoint spent 25%
+ * more CPU per request (bench/local-endpoint: 39.7 against 31.7 µs, a loaded
+ * machine).
  */
-export function restoreTierUp (): void {
-  if (IMAGE_NODE_FLAGS.every((f) => process.execArgv.includes(f))) setFlagsFromString(TIER_UP_DEFAULTS.join(' '))
+export function restoreTierUp (): boolean {
+  if (!startedRaised()) return false
+  setFlagsFromString(TIER_UP_DEFAULTS.join(' '))
+  return true
+}
+
+/** Sets IMAGE_NODE_FLAGS again, at run time, after restoreTierUp() let built-ins load from Node's code cache. */
+export function raiseTierUp (): void {
+  setFlagsFromString(IMAGE_NODE_FLAGS.join(' '))
 }
 
 /** The bundle's first line: Node through env(1) with IMAGE_NODE_FLAGS (`env -S`: coreutils >= 8.30; Debian bookworm has 9.1). */
