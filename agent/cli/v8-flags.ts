@@ -49,7 +49,9 @@ export function setAgentV8Flags (): void {
  * Node's own loader functions warm up before any of Sidekey's code runs.
  * TurboFan's threshold counts from Maglev's tier (V8 13: Ignition and
  * Sparkplug tier up to Maglev when it is on), so this one flag holds both
- * compilers back.
+ * compilers back through start-up; raiseTierUp() raises TurboFan's too (50x,
+ * at run time: a function gets it when it reaches Maglev), for what a first
+ * sync of 1,000 secrets makes hot enough for Maglev.
  *
  * With the default, the only functions hot enough to compile while an agent
  * starts and idles are Node's: the ES module loader resolves each of the
@@ -68,10 +70,11 @@ export function setAgentV8Flags (): void {
  * compiled from source (Node 24: os, crypto and http with what they load,
  * ~15 ms of CPU more). This flag, put back to its default value at run time,
  * gives the default hash back (TurboFan's does not: set back to 3,000 the
- * cache was still refused, hence the one flag): bin/sidekey.ts lowers it
- * while it loads the built-ins a command needs (restoreTierUp) and raises it
- * again (raiseTierUp) before the agent's own code loads, so those built-ins
- * come from Node's cache (NODE_DEBUG_NATIVE=CODE_CACHE: "accepted") and the
+ * cache was still refused, hence one flag on the command line):
+ * bin/tier-up-first.ts lowers it (lowerTierUp) before the entry's modules and
+ * the built-ins a command needs load, and bin/sidekey.ts raises it again
+ * (raiseTierUp) before the agent's own code loads, so those built-ins come
+ * from Node's cache (NODE_DEBUG_NATIVE=CODE_CACHE: "accepted") and the
  * functions that warmed up before keep their high budget.
  *
  * The agent, its startup probe (`sidekey get`, which keeps it: it is
@@ -85,8 +88,11 @@ export function setAgentV8Flags (): void {
  */
 export const IMAGE_NODE_FLAGS = ['--invocation-count-for-maglev=20000'] as const
 
-/** V8 13's own tier-up threshold, the one IMAGE_NODE_FLAGS raise (test/unit/agent-bundle-start reads it from `node --v8-options`). */
-export const TIER_UP_DEFAULTS = ['--invocation-count-for-maglev=400'] as const
+/** The tier-up thresholds raiseTierUp() sets at run time: IMAGE_NODE_FLAGS's, and TurboFan's 50x V8 13's default. */
+export const RAISED_TIER_UP = [...IMAGE_NODE_FLAGS, '--invocation-count-for-turbofan=150000'] as const
+
+/** V8 13's own tier-up thresholds, the ones RAISED_TIER_UP raise (test/unit/agent-bundle-start reads them from `node --v8-options`). */
+export const TIER_UP_DEFAULTS = ['--invocation-count-for-maglev=400', '--invocation-count-for-turbofan=3000'] as const
 
 /** Whether this process was started with IMAGE_NODE_FLAGS (the image's `sidekey`). */
 function startedRaised (): boolean {
@@ -94,10 +100,22 @@ function startedRaised (): boolean {
 }
 
 /**
- * Puts V8's tier-up threshold back to its default when the process was
- * started with IMAGE_NODE_FLAGS, and says whether it did. bin/sidekey.ts
- * calls it before it loads a command's built-ins (see IMAGE_NODE_FLAGS), and
- * the agent once its first sync is done (every source tried once and
+ * Puts Maglev's threshold back to V8's default when the process was started
+ * with IMAGE_NODE_FLAGS, and says whether it did: bin/tier-up-first.ts, before
+ * the entry's modules and a command's built-ins load (see IMAGE_NODE_FLAGS).
+ * TurboFan's is left as it is: set, even to its default, it would change the
+ * hash again.
+ */
+export function lowerTierUp (): boolean {
+  if (!startedRaised()) return false
+  setFlagsFromString(TIER_UP_DEFAULTS[0])
+  return true
+}
+
+/**
+ * Puts V8's tier-up thresholds back to their defaults when the process was
+ * started with IMAGE_NODE_FLAGS: the agent calls it once its first sync is
+ * done (every source tried once and
  * published; a restart that adopted its files serves before that, and a slow
  * backend is still being read when the local endpoint starts at
  * GRPC_WAIT_MS). A function's budget is fixed when it first allocates its
@@ -109,15 +127,13 @@ function startedRaised (): boolean {
  * more CPU per request (bench/local-endpoint: 39.7 against 31.7 µs, a loaded
  * machine).
  */
-export function restoreTierUp (): boolean {
-  if (!startedRaised()) return false
-  setFlagsFromString(TIER_UP_DEFAULTS.join(' '))
-  return true
+export function restoreTierUp (): void {
+  if (startedRaised()) setFlagsFromString(TIER_UP_DEFAULTS.join(' '))
 }
 
-/** Sets IMAGE_NODE_FLAGS again, at run time, after restoreTierUp() let built-ins load from Node's code cache. */
+/** Sets RAISED_TIER_UP, at run time, after lowerTierUp() let built-ins load from Node's code cache. */
 export function raiseTierUp (): void {
-  setFlagsFromString(IMAGE_NODE_FLAGS.join(' '))
+  setFlagsFromString(RAISED_TIER_UP.join(' '))
 }
 
 /** The bundle's first line: Node through env(1) with IMAGE_NODE_FLAGS (`env -S`: coreutils >= 8.30; Debian bookworm has 9.1). */
