@@ -2,11 +2,10 @@
 // One CLI, several programs. Each subcommand parses its own flags and loads
 // only its own code, so `sidekey get` starts fast and the agent never loads
 // the webhook.
-import { startedRaised } from './tier-up-first.js'
 import module from 'node:module'
 import { SidekeyError } from '../core/errors.js'
 import { reportCliError, usageError } from '../core/error-answers.js'
-import { raiseTierUp, setAgentV8Flags } from '../agent/cli/v8-flags.js'
+import { lowerTierUp, raiseTierUp, setAgentV8Flags } from '../agent/cli/v8-flags.js'
 
 /** The built-ins loaded before the agent's V8 flags (see `builtins` below): the agent's. */
 const AGENT_BUILTINS = ['node:os', 'node:crypto', 'node:http'] as const
@@ -59,11 +58,12 @@ async function run (): Promise<number> {
   // The image's tier-up flag (IMAGE_NODE_FLAGS) is for an agent's start and
   // idle time, and its startup probe's (`get`, short-lived, keeps it); the
   // webhook and the other commands run with V8's own. Lowered while the
-  // built-ins load (bin/tier-up-first.ts), so they come from Node's code cache.
+  // built-ins load, so they come from Node's code cache (agent/cli/v8-flags.ts).
+  const raised = lowerTierUp()
   for (const id of cmd.builtins ?? []) process.getBuiltinModule(id)
   if (cmd.agentV8 === true) {
     setAgentV8Flags()
-    if (startedRaised) raiseTierUp()
+    if (raised) raiseTierUp()
   }
   const main = await cmd.run()
   return await main(rest)

@@ -71,11 +71,12 @@ export function setAgentV8Flags (): void {
  * ~15 ms of CPU more). This flag, put back to its default value at run time,
  * gives the default hash back (TurboFan's does not: set back to 3,000 the
  * cache was still refused, hence one flag on the command line):
- * bin/tier-up-first.ts lowers it (lowerTierUp) before the entry's modules and
- * the built-ins a command needs load, and bin/sidekey.ts raises it again
- * (raiseTierUp) before the agent's own code loads, so those built-ins come
- * from Node's cache (NODE_DEBUG_NATIVE=CODE_CACHE: "accepted") and the
- * functions that warmed up before keep their high budget.
+ * bin/sidekey.ts lowers it (lowerTierUp) while it loads the built-ins a
+ * command needs and raises it again (raiseTierUp) before the agent's own
+ * code loads, so those built-ins come from Node's cache
+ * (NODE_DEBUG_NATIVE=CODE_CACHE: "accepted") and the functions that warmed
+ * up before keep their high budget. (node:v8, and the streams it loads, come
+ * before: setFlagsFromString is its.)
  *
  * The agent, its startup probe (`sidekey get`, which keeps it: it is
  * short-lived) and the Dockerfile's compile-cache warm-up of both run with
@@ -101,13 +102,27 @@ function startedRaised (): boolean {
 
 /**
  * Puts Maglev's threshold back to V8's default when the process was started
- * with IMAGE_NODE_FLAGS, and says whether it did: bin/tier-up-first.ts, before
- * the entry's modules and a command's built-ins load (see IMAGE_NODE_FLAGS).
- * TurboFan's is left as it is: set, even to its default, it would change the
- * hash again.
+ * with IMAGE_NODE_FLAGS, and says whether it did: bin/sidekey.ts, before a
+ * command's built-ins load (see IMAGE_NODE_FLAGS). TurboFan's is left as it
+ * is: set, even to its default, it would change the hash again.
+ *
+ * A function that first allocates its feedback (its first 8 calls) while the
+ * threshold is down gets V8's default budget, and Node's own that loading
+ * the built-ins calls first are used by every request later: FastBuffer and
+ * alignPool (each Buffer), canBeRequiredByUsers (each built-in asked for) and
+ * hideStackFrames' wrappedFn (each validator). With their first calls there,
+ * FastBuffer reached Maglev in a first sync of 100 Vault secrets and
+ * wrappedFn in one of 100 AWS secrets (bench/store-memory with --trace-opt:
+ * 1 to 2 MiB more resident); their first calls here, before, give them the
+ * image's.
  */
 export function lowerTierUp (): boolean {
   if (!startedRaised()) return false
+  for (let i = 0; i < 16; i++) {
+    Buffer.alloc(0)
+    Buffer.from('x')
+    process.getBuiltinModule('node:fs')
+  }
   setFlagsFromString(TIER_UP_DEFAULTS[0])
   return true
 }
