@@ -67,8 +67,8 @@ export function setAgentV8Flags (): void {
  *
  * A V8 flag also changes the hash V8 checks on the code cache the node binary
  * embeds for Node's built-in modules, so a built-in loaded while it is set is
- * compiled from source (Node 24: os, crypto and http with what they load,
- * ~15 ms of CPU more). This flag, put back to its default value at run time,
+ * compiled from source (Node 24: crypto and http with what they load, ~15
+ * ms of CPU more at every start). This flag, put back to its default value at run time,
  * gives the default hash back (TurboFan's does not: set back to 3,000 the
  * cache was still refused, hence one flag on the command line):
  * bin/sidekey.ts lowers it (lowerTierUp) while it loads the built-ins a
@@ -130,10 +130,9 @@ export function lowerTierUp (): boolean {
 /**
  * Puts V8's tier-up thresholds back to their defaults when the process was
  * started with IMAGE_NODE_FLAGS: the agent calls it once its first sync is
- * done (every source tried once and
- * published; a restart that adopted its files serves before that, and a slow
- * backend is still being read when the local endpoint starts at
- * GRPC_WAIT_MS). A function's budget is fixed when it first allocates its
+ * done (every source tried once and published; a restart that adopted its
+ * files serves before that, and a slow backend is still being read when the
+ * local endpoint starts at GRPC_WAIT_MS). A function's budget is fixed when it first allocates its
  * feedback (after 8 calls), so what ran through start-up and the first sync
  * (Node's loader, the stores' code, which the idle checks run again) keeps
  * the high one and an idle agent still compiles nothing, while the request
