@@ -59,7 +59,7 @@ async function run (): Promise<number> {
   // idle time, and its startup probe's (`get`, short-lived, keeps it); the
   // webhook and the other commands run with V8's own. Lowered while the
   // built-ins load, so they come from Node's code cache (agent/cli/v8-flags.ts).
-  const raised = lowerTierUp()
+  const raised = lowerTierUp(cmd.agentV8 === true)
   for (const id of cmd.builtins ?? []) process.getBuiltinModule(id)
   if (cmd.agentV8 === true) {
     setAgentV8Flags()

@@ -44,7 +44,7 @@
 // from process.getBuiltinModule: an `import` of node:module, node:url and
 // node:path would build their ESM facades, which read every export (node:module's
 // SourceMap loads Node's source-map support). A chunk keeps only the lines of
-// the banner its code uses (BANNER_LINES below): 7 of the ~60 chunks use
+// the banner its code uses (BANNER_LINES below): 7 of the 62 chunks use
 // `require`, 2 `__filename` or `__dirname`, and each line is path and URL
 // work at every chunk's load (createRequire, fileURLToPath).
 //
@@ -262,8 +262,8 @@ const BANNER_LINES = [
 ]
 const banner = { js: BANNER_LINES.map(([, line]) => line).join('\n') }
 
-/** Whether minified code uses the binding `name`: the name as a token of its own, not a property (`.name`). */
-const usesName = (code, name) => new RegExp(`(?<![\\w$.#])${name.replace(/\$/g, '\\$')}(?![\\w$])`).test(code)
+/** Whether minified code uses the binding `name`: the name as a token of its own, not a property (`.name`, `?.name`; a spread, `...name`, is a use). */
+const usesName = (code, name) => new RegExp(`(?<![\\w$#])(?<![^.]\\.)(?<!^\\.)${name.replace(/\$/g, '\\$')}(?![\\w$])`).test(code)
 
 /**
  * Drops the banner's lines the chunk's code does not use. A name is kept

@@ -84,8 +84,10 @@ export function setAgentV8Flags (): void {
  * default back at once (bin/sidekey.ts). NODE_OPTIONS may not carry V8's
  * tier-up flags, so an operator cannot set them there.
  *
- * Node 24's V8 names (the image's Node); Node 20 would refuse them, so only
- * the bundle carries them, not dist/bin/sidekey.js (package.json's bin).
+ * Node 24's V8 names and defaults (the image's Node; Node 20's V8 has no
+ * TurboFan flag and another Maglev default), so only the bundle carries it,
+ * not dist/bin/sidekey.js (package.json's bin), and the run-time changes
+ * below are made on Node 24 or later only.
  */
 export const IMAGE_NODE_FLAGS = ['--invocation-count-for-maglev=20000'] as const
 
@@ -95,9 +97,14 @@ export const RAISED_TIER_UP = [...IMAGE_NODE_FLAGS, '--invocation-count-for-turb
 /** V8 13's own tier-up thresholds, the ones RAISED_TIER_UP raise (test/unit/agent-bundle-start reads them from `node --v8-options`). */
 export const TIER_UP_DEFAULTS = ['--invocation-count-for-maglev=400', '--invocation-count-for-turbofan=3000'] as const
 
-/** Whether this process was started with IMAGE_NODE_FLAGS (the image's `sidekey`). */
+/**
+ * Whether this process was started with IMAGE_NODE_FLAGS (the image's
+ * `sidekey`) on Node 24 or later. Node 20's V8 takes Maglev's flag too (with
+ * another default, 100) but has no TurboFan one: run there through the
+ * bundle's first line, the thresholds are left as they came.
+ */
 function startedRaised (): boolean {
-  return IMAGE_NODE_FLAGS.every((f) => process.execArgv.includes(f))
+  return Number(process.versions.node.split('.')[0]) >= 24 && IMAGE_NODE_FLAGS.every((f) => process.execArgv.includes(f))
 }
 
 /**
@@ -116,12 +123,16 @@ function startedRaised (): boolean {
  * 1 to 2 MiB more resident); their first calls here, before, give them the
  * image's.
  */
-export function lowerTierUp (): boolean {
+export function lowerTierUp (forAgent: boolean): boolean {
   if (!startedRaised()) return false
-  for (let i = 0; i < 16; i++) {
-    Buffer.alloc(0)
-    Buffer.from('x')
-    process.getBuiltinModule('node:fs')
+  // Only for a command that raises the threshold again (the agent, its
+  // probe): the webhook's own first calls then come with V8's default.
+  if (forAgent) {
+    for (let i = 0; i < 16; i++) {
+      Buffer.alloc(0)
+      Buffer.from('x')
+      process.getBuiltinModule('node:fs')
+    }
   }
   setFlagsFromString(TIER_UP_DEFAULTS[0])
   return true
