@@ -254,13 +254,13 @@ const builtinsByRequire = {
   },
 }
 
-/** The banner's lines, each with the name it defines and the names whose use needs it. */
+/** The banner's lines, each with the names whose use needs it. */
 const BANNER_LINES = [
-  ['require', "const require = process.getBuiltinModule('node:module').createRequire(import.meta.url)", ['require']],
-  ['__filename', "const __filename = process.getBuiltinModule('node:url').fileURLToPath(import.meta.url)", ['__filename', '__dirname']],
-  ['__dirname', "const __dirname = process.getBuiltinModule('node:path').dirname(__filename)", ['__dirname']],
+  ["const require = process.getBuiltinModule('node:module').createRequire(import.meta.url)", ['require']],
+  ["const __filename = process.getBuiltinModule('node:url').fileURLToPath(import.meta.url)", ['__filename', '__dirname']],
+  ["const __dirname = process.getBuiltinModule('node:path').dirname(__filename)", ['__dirname']],
 ]
-const banner = { js: BANNER_LINES.map(([, line]) => line).join('\n') }
+const banner = { js: BANNER_LINES.map(([line]) => line).join('\n') }
 
 /** Whether minified code uses the binding `name`: the name as a token of its own, not a property (`.name`, `?.name`; a spread, `...name`, is a use). */
 const usesName = (code, name) => new RegExp(`(?<![\\w$#])(?<![^.]\\.)(?<!^\\.)${name.replace(/\$/g, '\\$')}(?![\\w$])`).test(code)
@@ -275,7 +275,7 @@ function pruneBanner (src, file) {
   const at = src.indexOf(text)
   if (at === -1) throw new Error(`scripts/bundle.mjs: ${file} does not carry the banner: check pruneBanner against this esbuild`)
   const code = src.slice(at + text.length)
-  const kept = BANNER_LINES.filter(([, , users]) => users.some((n) => usesName(code, n))).map(([, line]) => line + '\n')
+  const kept = BANNER_LINES.filter(([, users]) => users.some((n) => usesName(code, n))).map(([line]) => line + '\n')
   return src.slice(0, at) + kept.join('') + code
 }
 

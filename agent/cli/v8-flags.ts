@@ -143,12 +143,12 @@ export function lowerTierUp (forAgent: boolean): boolean {
  * started with IMAGE_NODE_FLAGS: the agent calls it once its first sync is
  * done (every source tried once and published; a restart that adopted its
  * files serves before that, and a slow backend is still being read when the
- * local endpoint starts at GRPC_WAIT_MS). A function's budget is fixed when it first allocates its
- * feedback (after 8 calls), so what ran through start-up and the first sync
- * (Node's loader, the stores' code, which the idle checks run again) keeps
- * the high one and an idle agent still compiles nothing, while the request
- * path tiers up as V8 would by default, and again as soon after a
- * deoptimization. With the high threshold kept, a busy endpoint spent 25%
+ * local endpoint starts at GRPC_WAIT_MS). A function's budget is fixed when
+ * it first allocates its feedback (after 8 calls), so what ran through
+ * start-up and the first sync (Node's loader, the stores' code, which the
+ * idle checks run again) keeps the high one and an idle agent still compiles
+ * nothing, while the request path tiers up as V8 would by default, and again
+ * as soon after a deoptimization. With the high threshold kept, a busy endpoint spent 25%
  * more CPU per request (bench/local-endpoint: 39.7 against 31.7 µs, a loaded
  * machine).
  */

@@ -182,12 +182,16 @@ function node24 (): string | undefined {
   return r.status === 0 ? join(r.stdout.trim(), 'node') : undefined
 }
 
-t.test('the compile cache the Dockerfile warms serves the agent and its probe without a rejected entry', async (t) => {
+/** node24() for a test that needs it; where it cannot be had, the test passes as skipped (`why`: what Node 20 lacks). */
+function node24For (t: Test, why: string): string | undefined {
   const node = node24()
-  if (node === undefined) {
-    t.pass('SKIP: no Node 24 here (scripts/node24 failed), and Node 20 has no compile cache')
-    return
-  }
+  if (node === undefined) t.pass(`SKIP: no Node 24 here (scripts/node24 failed), and ${why}`)
+  return node
+}
+
+t.test('the compile cache the Dockerfile warms serves the agent and its probe without a rejected entry', async (t) => {
+  const node = node24For(t, 'Node 20 has no compile cache')
+  if (node === undefined) return
   const df = await import(pathToFileURL(resolve(root, 'scripts/image-dockerfile.mjs')).href) as typeof DockerfileModule
   const stage = df.parseDockerfile(readFileSync(join(root, 'Dockerfile'), 'utf8')).at(-1)
   const cacheEnv = stage?.steps.flatMap((s) => s.op === 'ENV' ? s.pairs : []).find(([k]) => k === 'NODE_COMPILE_CACHE')?.[1]
@@ -238,11 +242,8 @@ t.test('the compile cache the Dockerfile warms serves the agent and its probe wi
 })
 
 t.test('the image\'s `sidekey` gives Node its tier-up flags: a serving agent compiles no function with Maglev or TurboFan through start-up and its first sync, and its request path then tiers up as by default', async (t) => {
-  const node = node24()
-  if (node === undefined) {
-    t.pass('SKIP: no Node 24 here (scripts/node24 failed), and Node 20 has other flags')
-    return
-  }
+  const node = node24For(t, 'Node 20 has other flags')
+  if (node === undefined) return
   const node24Bin: string = node
   t.equal(readFileSync(BUNDLE, 'latin1').split('\n')[0], IMAGE_SHEBANG, 'the bundle\'s first line')
   t.same(IMAGE_FLAGS, [...IMAGE_NODE_FLAGS], 'read back from it')
@@ -327,34 +328,21 @@ t.test('with the image\'s flag, a Vault agent with 100 secrets compiles no funct
   // budget (Node's FastBuffer did, and reached Maglev in this sync). This
   // checks the budgets only: --trace-opt is a V8 flag too, so in this run the
   // built-ins are compiled from source (the next test checks the cache).
-  const node = node24()
-  if (node === undefined) {
-    t.pass('SKIP: no Node 24 here (scripts/node24 failed), and Node 20 has other flags')
-    return
-  }
+  const node = node24For(t, 'Node 20 has other flags')
+  if (node === undefined) return
   const dir = tempDir(t)
   const address = await fakeVault(t)
   const secrets = Array.from({ length: 100 }, (_, i) => ({ name: `s${i}`, ref: `vault:secret/data/s${i}#k` }))
   const config = JSON.stringify({ ...JSON.parse(vaultConfig(dir, address)) as object, secrets })
-  const child = spawn('/usr/bin/env', [`NODE_OPTIONS=${AGENT_NODE_OPTIONS}`, node, ...IMAGE_FLAGS, '--trace-opt', BUNDLE, 'agent'], {
-    env: { ...process.env, SK_TEST_VAULT_TOKEN: 'test-token', SIDEKEY_CONFIG: config }, stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  t.teardown(() => { child.kill('SIGKILL') })
-  let out = ''
-  let err = ''
-  child.stdout.on('data', (c: Buffer) => { out += c.toString() })
-  child.stderr.on('data', (c: Buffer) => { err += c.toString() })
-  t.equal(await new Promise<number | null>((resolve) => child.once('exit', resolve)), 0, `the agent synced and exited (exitAfterSync) ${err}`)
+  const r = await output('/usr/bin/env', [`NODE_OPTIONS=${AGENT_NODE_OPTIONS}`, node, ...IMAGE_FLAGS, '--trace-opt', BUNDLE, 'agent'], { ...process.env, SK_TEST_VAULT_TOKEN: 'test-token', SIDEKEY_CONFIG: config })
+  t.equal(r.code, 0, `the agent synced and exited (exitAfterSync) ${r.stderr}`)
   t.equal(readFileSync(join(dir, 'secrets', 's99'), 'utf8'), VALUE, 'the 100th secret is on disk')
-  t.same(out.split('\n').filter((l) => l.startsWith('[compiling method')).map((l) => l.replace(/0x[0-9a-f]+/g, '')), [], 'nothing compiled')
+  t.same(r.stdout.split('\n').filter((l) => l.startsWith('[compiling method')).map((l) => l.replace(/0x[0-9a-f]+/g, '')), [], 'nothing compiled')
 })
 
 t.test('the image\'s `sidekey` loads the built-ins an agent needs from the code cache Node embeds for them, its tier-up flag notwithstanding', async (t) => {
-  const node = node24()
-  if (node === undefined) {
-    t.pass('SKIP: no Node 24 here (scripts/node24 failed), and Node 20 has other flags')
-    return
-  }
+  const node = node24For(t, 'Node 20 has other flags')
+  if (node === undefined) return
   const node24Bin: string = node
   const dir = tempDir(t)
   const address = await fakeVault(t)
