@@ -12,11 +12,17 @@
 // too, so before and after share the load. In a run, each store's agents start
 // one at a time (each until all its files are written) and stay up; all are
 // sampled --settle s after the last one started.
+// The reference, in the same run: the OpenBao agent (`bao agent`, the testenv
+// build of OpenBao v2.4.0, the code vault-k8s injects) with the same number of
+// secrets, one template each, from the OpenBao dev server (token auth), beside
+// each store's agents, so every store's ratio to it (issue 12: at most 0.75)
+// is taken under the same load. --no-bao leaves it out.
 //
 //   node dist/bench/store-memory.js [--store aws,k8s,azure,vault] [--runs 3] [--sizes 1,100,1000]
 //       [--settle 15] [--sidekey dist/bundle/sidekey.js] [--before path/to/sidekey.js] [--node path/to/node]
+//       [--bao path/to/bao | --no-bao]
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { join, resolve } from 'node:path'
@@ -41,6 +47,7 @@ const SETTLE_S = Number(opt('--settle', '15'))
 const NODE = opt('--node', imageNode())
 const builds: Record<string, string> = { sidekey: resolve(opt('--sidekey', 'dist/bundle/sidekey.js')) }
 if (args.includes('--before')) builds.before = resolve(opt('--before', ''))
+const BAO = args.includes('--no-bao') ? undefined : opt('--bao', join(process.env.HOME ?? '', '.cache/sidekey/testenv/openbao-v2.4.0/bin/bao'))
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 const work = mkdtempSync(join(tmpdir(), 'sidekey-bench-store-memory-'))
 const tag = Date.now().toString(36)
@@ -56,6 +63,8 @@ async function batched (n: number, f: (i: number) => Promise<unknown>): Promise<
 
 /** One store's agent settings: the `stores` entry, the reference of secret i of size n, the agent's extra environment. */
 interface Backend { store: Record<string, unknown>, ref: (n: number, i: number) => string, env: NodeJS.ProcessEnv }
+/** The OpenBao agent's settings: its server, a token, the KV v2 API path of secret i of size n. */
+interface BaoBackend { addr: string, token: string, path: (n: number, i: number) => string }
 
 async function aws (): Promise<Backend> {
   // moto from the testenv-built venv, started here (a private server; testenv installs it when missing).
@@ -115,12 +124,38 @@ async function azure (): Promise<Backend> {
   }
 }
 
+/** The OpenBao dev server with the secrets of every size (made once; the vault store and the OpenBao agent read the same). */
+let openbaoSecrets: Promise<BaoBackend> | undefined
+async function openbaoKv (): Promise<BaoBackend> {
+  openbaoSecrets ??= (async () => {
+    const { openbao } = await useServers(undefined, ['openbao'])
+    const api = openbaoApi(openbao)
+    const path = (n: number, i: number): string => `secret/data/mem-${tag}/n${n}/s${i}`
+    for (const n of SIZES) await batched(n, async (i) => await api('POST', path(n, i), { data: { v: `initial-${i}` } }))
+    return { addr: openbao.addr, token: openbao.rootToken, path }
+  })()
+  return await openbaoSecrets
+}
+
 async function vault (): Promise<Backend> {
-  const { openbao } = await useServers(undefined, ['openbao'])
-  const api = openbaoApi(openbao)
-  const path = (n: number, i: number): string => `secret/data/mem-${tag}/n${n}/s${i}`
-  for (const n of SIZES) await batched(n, async (i) => await api('POST', path(n, i), { data: { v: `initial-${i}` } }))
-  return { store: { type: 'vault', address: openbao.addr, tokenEnv: 'BENCH_VAULT_TOKEN' }, ref: (n, i) => `vault:${path(n, i)}#v`, env: { BENCH_VAULT_TOKEN: openbao.rootToken } }
+  const { addr, token, path } = await openbaoKv()
+  return { store: { type: 'vault', address: addr, tokenEnv: 'BENCH_VAULT_TOKEN' }, ref: (n, i) => `vault:${path(n, i)}#v`, env: { BENCH_VAULT_TOKEN: token } }
+}
+
+/** `bao agent`'s command line for n secrets written under `dir`/secrets, one template each (the agent vault-k8s injects renders templates). */
+function baoAgent (b: BaoBackend, dir: string, n: number): string[] {
+  const out = join(dir, 'secrets')
+  mkdirSync(out, { recursive: true })
+  const tokenFile = join(dir, 'bao-token')
+  writeFileSync(tokenFile, b.token)
+  const cfg = join(dir, 'agent.json')
+  writeFileSync(cfg, JSON.stringify({
+    vault: { address: b.addr },
+    auto_auth: { method: [{ type: 'token_file', config: { token_file_path: tokenFile } }] },
+    log_level: 'warn',
+    template: Array.from({ length: n }, (_, i) => ({ contents: `{{ with secret "${b.path(n, i)}" }}{{ .Data.data.v }}{{ end }}`, destination: join(out, `s${i}`) })),
+  }))
+  return [BAO as string, 'agent', `-config=${cfg}`]
 }
 
 const kb = (pid: number, field: string): number => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0)
@@ -131,29 +166,41 @@ const loads: number[] = []
 
 async function start (b: Backend, kind: string, n: number): Promise<ChildProcess> {
   const dir = mkdtempSync(join(work, `${kind}-`))
-  const cfg = join(dir, 'agent.json')
-  writeFileSync(cfg, JSON.stringify({
-    dir: join(dir, 'secrets'), apiTokenFile: join(dir, 'token'), listen: { http: 0, grpc: 0 }, logLevel: 'warn',
-    stores: { [String(b.store.type)]: b.store },
-    secrets: Array.from({ length: n }, (_, i) => ({ name: `s${i}`, ref: b.ref(n, i) })),
-  }))
-  const p = spawn(NODE, [...nodeArgs(builds[kind] as string, NODE), 'agent', '--config', cfg], { env: agentEnv(b.env), stdio: ['ignore', 'ignore', 'inherit'] })
+  let p: ChildProcess
+  if (kind === 'bao') {
+    const [cmd, ...argv] = baoAgent(await openbaoKv(), dir, n)
+    // Its warnings (1,000 templates: "watching this many dependencies could DDoS your servers") only in the error below.
+    p = spawn(cmd as string, argv, { stdio: ['ignore', 'ignore', 'pipe'] })
+  } else {
+    const cfg = join(dir, 'agent.json')
+    writeFileSync(cfg, JSON.stringify({
+      dir: join(dir, 'secrets'), apiTokenFile: join(dir, 'token'), listen: { http: 0, grpc: 0 }, logLevel: 'warn',
+      stores: { [String(b.store.type)]: b.store },
+      secrets: Array.from({ length: n }, (_, i) => ({ name: `s${i}`, ref: b.ref(n, i) })),
+    }))
+    p = spawn(NODE, [...nodeArgs(builds[kind] as string, NODE), 'agent', '--config', cfg], { env: agentEnv(b.env), stdio: ['ignore', 'ignore', 'inherit'] })
+  }
   children.add(p)
+  let stderr = ''
+  p.stderr?.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000) })
   let dead = false
   p.once('exit', () => { dead = true; children.delete(p) })
   const deadline = Date.now() + 180_000
   while (!existsSync(join(dir, 'secrets', `s${n - 1}`))) {
-    if (dead || Date.now() > deadline) throw new Error(`${kind} ${n}: no files`)
+    if (dead || Date.now() > deadline) throw new Error(`${kind} ${n}: no files${stderr !== '' ? `: ${stderr}` : ''}`)
     await sleep(20)
   }
   return p
 }
 
-console.error(`store-memory: stores=${STORES.join(',')} node=${NODE} NODE_OPTIONS=${AGENT_NODE_OPTIONS} ${Object.entries(builds).map(([k, v]) => `${k}=${v}`).join(' ')} runs=${RUNS} sizes=${SIZES.join(',')} settle=${SETTLE_S}s load=${loadavg().map((x) => x.toFixed(2)).join(' ')}`)
+console.error(`store-memory: stores=${STORES.join(',')} node=${NODE} NODE_OPTIONS=${AGENT_NODE_OPTIONS} ${Object.entries(builds).map(([k, v]) => `${k}=${v}`).join(' ')} bao=${BAO ?? 'none'} runs=${RUNS} sizes=${SIZES.join(',')} settle=${SETTLE_S}s load=${loadavg().map((x) => x.toFixed(2)).join(' ')}`)
+if (BAO !== undefined && !existsSync(BAO)) throw new Error(`--bao ${BAO}: no such file (scripts/testenv builds it; --no-bao leaves the OpenBao agent out)`)
 const backends: Partial<Record<StoreName, Backend>> = {}
 for (const s of STORES) backends[s] = await { aws, k8s, azure, vault }[s]()
+/** What runs beside each store's agents: the builds, and the OpenBao agent as the reference. */
+const allKinds = [...Object.keys(builds), ...(BAO !== undefined ? ['bao'] : [])]
 for (let run = 0; run < RUNS; run++) {
-  const kinds = run % 2 === 0 ? Object.keys(builds) : Object.keys(builds).reverse()
+  const kinds = run % 2 === 0 ? allKinds : [...allKinds].reverse()
   for (const s of STORES) {
     const b = backends[s] as Backend
     const live: Array<{ kind: string, n: number, p: ChildProcess }> = []
@@ -176,12 +223,19 @@ for (let run = 0; run < RUNS; run++) {
   }
 }
 console.log(`\nbench/store-memory: ${RUNS} interleaved runs, medians; RSS after ${SETTLE_S} s settle; ${NODE}, NODE_OPTIONS=${AGENT_NODE_OPTIONS}; load avg (1 min) ${median(loads).toFixed(2)}`)
+/** Each build's steady RSS over the OpenBao agent's beside it, per run (the median of those ratios). */
+const ratios: Record<string, number> = {}
 for (const s of STORES) {
   for (const n of SIZES) {
-    console.log(`${s.padEnd(5)} ${String(n).padStart(5)} secrets  ` + Object.keys(builds).map((k) => `${k}: RSS ${median(fig[`${s}_${k}_rss_mib_${n}`] ?? []).toFixed(1)} MiB, peak ${median(fig[`${s}_${k}_peak_mib_${n}`] ?? []).toFixed(1)} MiB`).join('   '))
+    const bao = fig[`${s}_bao_rss_mib_${n}`]
+    for (const k of Object.keys(builds)) {
+      const mine = fig[`${s}_${k}_rss_mib_${n}`]
+      if (bao !== undefined && mine !== undefined) ratios[`${s}_${k}_rss_ratio_${n}`] = median(mine.map((v, i) => v / (bao[i] as number)))
+    }
+    console.log(`${s.padEnd(5)} ${String(n).padStart(5)} secrets  ` + allKinds.map((k) => `${k}: RSS ${median(fig[`${s}_${k}_rss_mib_${n}`] ?? []).toFixed(1)} MiB, peak ${median(fig[`${s}_${k}_peak_mib_${n}`] ?? []).toFixed(1)} MiB${ratios[`${s}_${k}_rss_ratio_${n}`] !== undefined ? ` (${(ratios[`${s}_${k}_rss_ratio_${n}`] as number).toFixed(2)}x bao)` : ''}`).join('   '))
   }
 }
-console.log(JSON.stringify({ bench: 'store-memory', stores: STORES, runs: RUNS, load: Number(median(loads).toFixed(2)), ...Object.fromEntries(Object.entries(fig).map(([k, v]) => [k, Number(median(v).toFixed(1))])) }))
+console.log(JSON.stringify({ bench: 'store-memory', stores: STORES, runs: RUNS, load: Number(median(loads).toFixed(2)), ...Object.fromEntries(Object.entries(fig).map(([k, v]) => [k, Number(median(v).toFixed(1))])), ...Object.fromEntries(Object.entries(ratios).map(([k, v]) => [k, Number(v.toFixed(3))])) }))
 for (const c of cleanups) await c()
 await stopServers()
 rmSync(work, { recursive: true, force: true })
