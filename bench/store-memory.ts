@@ -194,9 +194,13 @@ async function start (b: Backend, kind: string, n: number): Promise<ChildProcess
 }
 
 console.error(`store-memory: stores=${STORES.join(',')} node=${NODE} NODE_OPTIONS=${AGENT_NODE_OPTIONS} ${Object.entries(builds).map(([k, v]) => `${k}=${v}`).join(' ')} bao=${BAO ?? 'none'} runs=${RUNS} sizes=${SIZES.join(',')} settle=${SETTLE_S}s load=${loadavg().map((x) => x.toFixed(2)).join(' ')}`)
-if (BAO !== undefined && !existsSync(BAO)) throw new Error(`--bao ${BAO}: no such file (scripts/testenv builds it; --no-bao leaves the OpenBao agent out)`)
 const backends: Partial<Record<StoreName, Backend>> = {}
 for (const s of STORES) backends[s] = await { aws, k8s, azure, vault }[s]()
+if (BAO !== undefined) {
+  // testenv builds the default --bao with the server (openbaoKv starts it).
+  await openbaoKv()
+  if (!existsSync(BAO)) throw new Error(`--bao ${BAO}: no such file (scripts/testenv builds OpenBao; --no-bao leaves the OpenBao agent out)`)
+}
 /** What runs beside each store's agents: the builds, and the OpenBao agent as the reference. */
 const allKinds = [...Object.keys(builds), ...(BAO !== undefined ? ['bao'] : [])]
 for (let run = 0; run < RUNS; run++) {

@@ -353,6 +353,30 @@ for (const [what, r] of [['the chunks', result], ['vendor-aws.js', awsSdk]]) {
   }
   if (interop !== 1) throw new Error(`scripts/bundle.mjs: esbuild's __copyProps was found ${interop} times in ${what}, not once: check INTEROP against this esbuild`)
 }
+// A built-in taken through `require` (builtinsByRequire) is imported through
+// esbuild's __toESM, which copies each of the module's exports onto a new
+// object as a getter: 111 wrappers, node:fs's ~100 exports, node:crypto's ~80,
+// ... thousands of closures made at every start for the few names the code
+// reads. The import reads the module itself instead, through an object whose
+// prototype it is, with the `default` __toESM gives it: the same values,
+// read when the code reads them (a lazy export still loads on first use), and
+// `this` in a call is that object as before. In Sidekey's chunks only (the
+// wrappers sit in the chunk of the file that imports them); an esbuild that
+// writes either otherwise fails the build.
+const BUILTIN_WRAPPER = /\bvar (require_[\w$]+)=__commonJS\(\{"builtin:[^"]*"\(exports,(module\d*)\)\{\2\.exports=__require\("[^"]+"\)\}\}\)/g
+let builtinViews = 0
+for (const file of Object.keys(result.metafile.outputs).filter((f) => f.endsWith('.js'))) {
+  const src = await readFile(file, 'utf8')
+  const wrappers = new Set([...src.matchAll(BUILTIN_WRAPPER)].map((m) => m[1]))
+  if (wrappers.size === 0) continue
+  const out = src.replace(/\b__toESM\((require_[\w$]+)\(\),1\)/g, (all, name) => {
+    if (!wrappers.has(name)) return all
+    builtinViews++
+    return `(m=>Object.create(m,{default:{value:m,enumerable:!0}}))(${name}())`
+  })
+  await writeFile(file, out)
+}
+if (builtinViews < 50) throw new Error(`scripts/bundle.mjs: only ${builtinViews} imports of built-ins through __toESM found in the chunks: check BUILTIN_WRAPPER against this esbuild`)
 // Crc32Node (also exported as Crc32) is a function that makes its class on
 // first use (AWS_SDK_DEFERRED); its file's own uses are counted there, and no
 // other module of the SDK may treat it as the class.

@@ -384,6 +384,24 @@ t.test('every chunk of the bundle parses (a chunk loaded only on some path must 
   for (const [f, outcome] of results) t.equal(outcome, 'ok', `${f} parses`)
 })
 
+t.test('Sidekey\'s chunks read a built-in\'s exports from the module itself, not from a copy made of every export at load', async (t) => {
+  // esbuild's __toESM defined a getter for each export of the built-in (node:fs ~100, node:crypto ~80) at each of
+  // the 111 imports: thousands of closures at every start (scripts/bundle.mjs, BUILTIN_WRAPPER).
+  const dir = dirname(BUNDLE)
+  const chunks = readdirSync(dir).filter((f) => f.endsWith('.js') && !f.startsWith('vendor-'))
+  let wrappers = 0
+  for (const f of chunks) {
+    const src = readFileSync(join(dir, f), 'utf8')
+    for (const [, name] of src.matchAll(/\bvar (require_[\w$]+)=__commonJS\(\{"builtin:/g)) {
+      wrappers++
+      t.notOk(src.includes(`__toESM(${name as string}(),`), `${f}: ${name as string} is not copied by __toESM`)
+    }
+  }
+  t.ok(wrappers > 50, `${wrappers} imports of built-ins checked`)
+  // What they read instead; the agents these tests run (and the probe, the webhook) use it.
+  t.ok(chunks.some((f) => readFileSync(join(dir, f), 'utf8').includes('(m=>Object.create(m,{default:{value:m,enumerable:!0}}))(require_')), 'a view of the module with its default')
+})
+
 t.test('the aws provider\'s SDK is one file of the bundle, loaded by the provider alone', async (t) => {
   // Split with the rest of the bundle, the SDK was 25 chunks with 145 imports between them, enough
   // for Node's loader to make its path and URL functions hot (Maglev, TurboFan: MiB of resident code).
