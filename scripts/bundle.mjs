@@ -355,28 +355,52 @@ for (const [what, r] of [['the chunks', result], ['vendor-aws.js', awsSdk]]) {
 }
 // A built-in taken through `require` (builtinsByRequire) is imported through
 // esbuild's __toESM, which copies each of the module's exports onto a new
-// object as a getter: 111 wrappers, node:fs's ~100 exports, node:crypto's ~80,
-// ... thousands of closures made at every start for the few names the code
-// reads. The import reads the module itself instead, through an object whose
-// prototype it is, with the `default` __toESM gives it: the same values,
-// read when the code reads them (a lazy export still loads on first use), and
-// `this` in a call is that object as before. In Sidekey's chunks only (the
-// wrappers sit in the chunk of the file that imports them); an esbuild that
-// writes either otherwise fails the build.
-const BUILTIN_WRAPPER = /\bvar (require_[\w$]+)=__commonJS\(\{"builtin:[^"]*"\(exports,(module\d*)\)\{\2\.exports=__require\("[^"]+"\)\}\}\)/g
-let builtinViews = 0
-for (const file of Object.keys(result.metafile.outputs).filter((f) => f.endsWith('.js'))) {
-  const src = await readFile(file, 'utf8')
-  const wrappers = new Set([...src.matchAll(BUILTIN_WRAPPER)].map((m) => m[1]))
-  if (wrappers.size === 0) continue
-  const out = src.replace(/\b__toESM\((require_[\w$]+)\(\),1\)/g, (all, name) => {
-    if (!wrappers.has(name)) return all
-    builtinViews++
-    return `(m=>Object.create(m,{default:{value:m,enumerable:!0}}))(${name}())`
-  })
-  await writeFile(file, out)
+// object as a getter: 111 imports in the chunks and 33 in vendor-aws.js,
+// node:fs's ~100 exports, node:crypto's ~80, ... thousands of closures made at
+// every start for the few names the code reads. The import reads the module
+// itself instead, through an object whose prototype it is, with the `default`
+// __toESM gives it: the same values, read when the code reads them (a lazy
+// export still loads on first use), and `this` in a call is that object as
+// before. The wrappers sit in the file of the code that imports them. The
+// chunks name theirs (`var require_x=__commonJS({"builtin:<importer> ->
+// node:x"(exports,module){module.exports=__require("node:x")}})`);
+// vendor-aws.js's names are minified, its __toESM found by its body. An
+// esbuild that writes any of them otherwise fails the build.
+const BUILTIN_VIEW = (call) => `(m=>Object.create(m,{default:{value:m,enumerable:!0}}))(${call})`
+const BUILTIN_WRAPPERS = {
+  chunks: /\bvar (require_[\w$]+)=__commonJS\(\{"builtin:[^"]*"\(exports,(module\d*)\)\{\2\.exports=__require\("[^"]+"\)\}\}\)/g,
+  minified: /\bvar ([\w$]+)=[\w$]+\(\(([\w$]+),([\w$]+)\)=>\{\3\.exports=[\w$]+\("node:[^"]+"\)\}\)/g,
 }
-if (builtinViews < 50) throw new Error(`scripts/bundle.mjs: only ${builtinViews} imports of built-ins through __toESM found in the chunks: check BUILTIN_WRAPPER against this esbuild`)
+const TO_ESM_MINIFIED = /(?<![\w$.])([\w$]+)=\(([\w$]+),([\w$]+),([\w$]+)\)=>\(\4=\2!=null\?/g
+/** Rewrites the built-in imports of `files`; how many. */
+async function builtinViews (files, wrapperRe, minified) {
+  let n = 0
+  for (const file of files) {
+    const src = await readFile(file, 'utf8')
+    const wrappers = new Set([...src.matchAll(wrapperRe)].map((m) => m[1]))
+    if (wrappers.size === 0) continue
+    let toEsm = '__toESM'
+    if (minified) {
+      const defs = [...src.matchAll(TO_ESM_MINIFIED)]
+      if (defs.length !== 1) throw new Error(`scripts/bundle.mjs: ${file}: esbuild's __toESM found ${defs.length} times, not once: check TO_ESM_MINIFIED against this esbuild`)
+      toEsm = defs[0][1]
+    }
+    const site = new RegExp(`(?<![\\w$.])${toEsm.replace(/\$/g, '\\$')}\\(([\\w$]+)\\(\\)(?:,1)?\\)`, 'g')
+    const out = src.replace(site, (all, name) => {
+      if (!wrappers.has(name)) return all
+      n++
+      return BUILTIN_VIEW(`${name}()`)
+    })
+    await writeFile(file, out)
+  }
+  return n
+}
+{
+  const jsOf = (r) => Object.keys(r.metafile.outputs).filter((f) => f.endsWith('.js'))
+  const inChunks = await builtinViews(jsOf(result), BUILTIN_WRAPPERS.chunks, false)
+  const inAws = await builtinViews(jsOf(awsSdk), BUILTIN_WRAPPERS.minified, true)
+  if (inChunks < 50 || inAws < 20) throw new Error(`scripts/bundle.mjs: only ${inChunks} imports of built-ins through __toESM found in the chunks and ${inAws} in vendor-aws.js: check BUILTIN_WRAPPERS against this esbuild`)
+}
 // Crc32Node (also exported as Crc32) is a function that makes its class on
 // first use (AWS_SDK_DEFERRED); its file's own uses are counted there, and no
 // other module of the SDK may treat it as the class.

@@ -400,6 +400,13 @@ t.test('Sidekey\'s chunks read a built-in\'s exports from the module itself, not
   t.ok(wrappers > 50, `${wrappers} imports of built-ins checked`)
   // What they read instead; the agents these tests run (and the probe, the webhook) use it.
   t.ok(chunks.some((f) => readFileSync(join(dir, f), 'utf8').includes('(m=>Object.create(m,{default:{value:m,enumerable:!0}}))(require_')), 'a view of the module with its default')
+  // vendor-aws.js, minified: `var w=F((a,b)=>{b.exports=N("node:x")})`, and __toESM found by its body.
+  const aws = readFileSync(join(dir, 'vendor-aws.js'), 'utf8')
+  const toEsm = [...aws.matchAll(/(?<![\w$.])([\w$]+)=\(([\w$]+),([\w$]+),([\w$]+)\)=>\(\4=\2!=null\?/g)].map((m) => m[1] as string)
+  t.equal(toEsm.length, 1, 'vendor-aws.js has one __toESM')
+  const awsWrappers = [...aws.matchAll(/\bvar ([\w$]+)=[\w$]+\(\(([\w$]+),([\w$]+)\)=>\{\3\.exports=[\w$]+\("node:[^"]+"\)\}\)/g)].map((m) => m[1] as string)
+  t.ok(awsWrappers.length > 20, `${awsWrappers.length} imports of built-ins in vendor-aws.js`)
+  for (const w of awsWrappers) t.notOk(new RegExp(`(?<![\\w$.])${(toEsm[0] ?? '').replace(/\$/g, '\\$')}\\(${w.replace(/\$/g, '\\$')}\\(\\)`).test(aws), `vendor-aws.js: ${w} is not copied by __toESM`)
 })
 
 t.test('the aws provider\'s SDK is one file of the bundle, loaded by the provider alone', async (t) => {
