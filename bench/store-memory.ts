@@ -13,7 +13,7 @@
 // one at a time (each until all its files are written) and stay up; all are
 // sampled --settle s after the last one started.
 // The reference, in the same run: the OpenBao agent (`bao agent`, the testenv
-// build of OpenBao v2.4.0, the code vault-k8s injects) with the same number of
+// build of OpenBao v2.4.0, OpenBao's fork of the agent vault-k8s injects) with the same number of
 // secrets, one template each, from the OpenBao dev server (token auth), beside
 // each store's agents, so every store's ratio to it (issue 12: at most 0.75)
 // is taken under the same load. --no-bao leaves it out.
@@ -142,7 +142,7 @@ async function vault (): Promise<Backend> {
   return { store: { type: 'vault', address: addr, tokenEnv: 'BENCH_VAULT_TOKEN' }, ref: (n, i) => `vault:${path(n, i)}#v`, env: { BENCH_VAULT_TOKEN: token } }
 }
 
-/** `bao agent`'s command line for n secrets written under `dir`/secrets, one template each (the agent vault-k8s injects renders templates). */
+/** `bao agent`'s command line for n secrets written under `dir`/secrets, one template each (as the agent vault-k8s injects renders them). */
 function baoAgent (b: BaoBackend, dir: string, n: number): string[] {
   const out = join(dir, 'secrets')
   mkdirSync(out, { recursive: true })
@@ -170,7 +170,10 @@ async function start (b: Backend, kind: string, n: number): Promise<ChildProcess
   if (kind === 'bao') {
     const [cmd, ...argv] = baoAgent(await openbaoKv(), dir, n)
     // Its warnings (1,000 templates: "watching this many dependencies could DDoS your servers") only in the error below.
-    p = spawn(cmd as string, argv, { stdio: ['ignore', 'ignore', 'pipe'] })
+    // Not the environment's VAULT_ADDR or BAO_ADDR: they would override the config's address.
+    const env = { ...process.env }
+    for (const k of ['VAULT_ADDR', 'BAO_ADDR', 'VAULT_TOKEN', 'BAO_TOKEN']) delete env[k]
+    p = spawn(cmd as string, argv, { env, stdio: ['ignore', 'ignore', 'pipe'] })
   } else {
     const cfg = join(dir, 'agent.json')
     writeFileSync(cfg, JSON.stringify({

@@ -18,8 +18,9 @@
 //   facade, which reads every export, lazy getters included. On Node 24
 //   `node:http`'s WebSocket getter loads Node's own undici (about 50 ms of CPU)
 //   and `node:crypto`'s webcrypto getter the Web Crypto classes. The bundle
-//   takes built-ins through `require` instead (esbuild's interop object reads
-//   a property only when the code uses it).
+//   takes built-ins through `require` instead, and reads each one's exports
+//   from the module itself, a property only when the code uses it
+//   (BUILTIN_VIEW below, in place of esbuild's interop copy).
 // - requires at a dependency's top for code Sidekey never runs (undici's
 //   HTTP/2 client, pino's worker-thread transports): each moves into the
 //   call that uses it (DEFERRED below; esbuild still bundles the module,
@@ -29,8 +30,9 @@
 //   it: esbuild's interop object, which asks each export's descriptor for its
 //   enumerability, loaded node:util's parseArgs, diff and setTraceSigInt
 //   (node:worker_threads and its six modules) and node:fs's Dir and
-//   SyncWriteStream at every start. The bundle asks propertyIsEnumerable
-//   instead, which reads no value (INTEROP below).
+//   SyncWriteStream at every start. The built-ins no longer go through it
+//   (BUILTIN_VIEW); for the CommonJS packages that still do, it asks
+//   propertyIsEnumerable, which reads no value (INTEROP below).
 // - the Azure SDK's HTTP runtime (@typespec/ts-http-runtime) asks
 //   `typeof FormData` and `x instanceof ReadableStream` of every request and
 //   answer. Those globals are Node's lazy getters: FormData loads Node's own
@@ -337,8 +339,10 @@ await build({
 })
 // esbuild's runtime (in the first chunk, and in vendor-aws.js) copies a CommonJS module's exports
 // onto the object an `import` sees, each as a getter, and reads each export's
-// descriptor for its enumerability; on Node 24 that loads every lazy export of
-// a built-in (see the header). propertyIsEnumerable gives the same answer for
+// descriptor for its enumerability; on Node 24 that loaded every lazy export of
+// a built-in (see the header). The built-ins now skip the copy (BUILTIN_VIEW
+// below), the CommonJS packages (pino, ...) keep it, and a lazy property of
+// theirs would be read the same way. propertyIsEnumerable gives the same answer for
 // an own property without reading it. An esbuild that writes this otherwise
 // fails the build. The chunks have `enumerable:!(desc=__getOwnPropDesc(from,key))||desc.enumerable`,
 // vendor-aws.js the same with minified names (`enumerable:!(o=QI(e,s))||o.enumerable`).
@@ -355,29 +359,51 @@ for (const [what, r] of [['the chunks', result], ['vendor-aws.js', awsSdk]]) {
 }
 // A built-in taken through `require` (builtinsByRequire) is imported through
 // esbuild's __toESM, which copies each of the module's exports onto a new
-// object as a getter: 111 imports in the chunks and 33 in vendor-aws.js,
-// node:fs's ~100 exports, node:crypto's ~80, ... thousands of closures made at
-// every start for the few names the code reads. The import reads the module
-// itself instead, through an object whose prototype it is, with the `default`
-// __toESM gives it: the same values, read when the code reads them (a lazy
-// export still loads on first use), and `this` in a call is that object as
-// before. The wrappers sit in the file of the code that imports them. The
-// chunks name theirs (`var require_x=__commonJS({"builtin:<importer> ->
+// object as a getter: over a hundred imports in the chunks and a few dozen in
+// vendor-aws.js, node:fs's ~100 exports, node:crypto's ~80, ... thousands of
+// closures made at every start for the few names the code reads, and a getter
+// call at each read. Each import reads the module itself instead, through an
+// object whose prototype it is, with the `default` __toESM gives it: the same
+// values, read when the code reads them (a lazy export still loads on first
+// use). Its keys, own properties and writes differ from the copy's (only
+// `default` is its own; a write would land on it instead of throwing), and
+// a direct method call would run with it as `this`: the build fails unless
+// every use of a view is a member read, `(0,view.name)(...)`, `new
+// view.name(...)` or `view.default...` (what esbuild writes for named and
+// default imports), and unless every built-in the metafile lists went through
+// it. The wrappers sit in the file of the code that imports them. The chunks
+// name theirs (`var require_x=__commonJS({"builtin:<importer> ->
 // node:x"(exports,module){module.exports=__require("node:x")}})`);
-// vendor-aws.js's names are minified, its __toESM found by its body. An
-// esbuild that writes any of them otherwise fails the build.
+// vendor-aws.js's names are minified, its __toESM found by its body.
 const BUILTIN_VIEW = (call) => `(m=>Object.create(m,{default:{value:m,enumerable:!0}}))(${call})`
 const BUILTIN_WRAPPERS = {
   chunks: /\bvar (require_[\w$]+)=__commonJS\(\{"builtin:[^"]*"\(exports,(module\d*)\)\{\2\.exports=__require\("[^"]+"\)\}\}\)/g,
-  minified: /\bvar ([\w$]+)=[\w$]+\(\(([\w$]+),([\w$]+)\)=>\{\3\.exports=[\w$]+\("node:[^"]+"\)\}\)/g,
+  minified: /\bvar ([\w$]+)=[\w$]+\(\(([\w$]+),([\w$]+)\)=>\{\3\.exports=[\w$]+\("[\w:/]+"\)\}\)/g,
 }
 const TO_ESM_MINIFIED = /(?<![\w$.])([\w$]+)=\(([\w$]+),([\w$]+),([\w$]+)\)=>\(\4=\2!=null\?/g
-/** Rewrites the built-in imports of `files`; how many. */
-async function builtinViews (files, wrapperRe, minified) {
+const esc = (name) => name.replace(/\$/g, '\\$')
+/** Throws unless every use of the view bound to `name` in `src` is one the view answers as the copy did (see above). */
+function checkViewUses (src, name, file) {
+  // Quoted strings blanked (same length): a view named `fs` also appears in "node:fs".
+  const code = src.replace(/"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'/g, (q) => ' '.repeat(q.length))
+  for (const m of code.matchAll(new RegExp(`(?<![\\w$.])${esc(name)}(?![\\w$])`, 'g'))) {
+    const at = m.index
+    const after = src.slice(at + name.length, at + name.length + 2)
+    const call = /^\.([\w$]+)\(/.exec(src.slice(at + name.length, at + name.length + 200))
+    const ok = after[0] === '.'
+      ? call === null || call[1] === 'default' || src.slice(at - 3, at) === '(0,' || src.slice(at - 4, at) === 'new '
+      : (after[0] === '=' && after[1] !== '=' && after[1] !== '>') || /\bvar [\w$,]*$/.test(src.slice(Math.max(0, at - 300), at))
+    if (!ok) throw new Error(`scripts/bundle.mjs: ${file} uses the built-in view ${name} as "${src.slice(Math.max(0, at - 20), at + name.length + 20)}", which it may not answer as esbuild's copy did: check BUILTIN_VIEW against this code`)
+  }
+}
+/** Rewrites the built-in imports of one build's outputs; how many. */
+async function builtinViews (r, wrapperRe, minified) {
   let n = 0
-  for (const file of files) {
+  for (const [file, { inputs }] of Object.entries(r.metafile.outputs).filter(([f]) => f.endsWith('.js'))) {
     const src = await readFile(file, 'utf8')
     const wrappers = new Set([...src.matchAll(wrapperRe)].map((m) => m[1]))
+    const listed = Object.keys(inputs).filter((k) => k.startsWith('builtin:')).length
+    if (wrappers.size !== listed) throw new Error(`scripts/bundle.mjs: ${file} holds ${listed} built-in wrappers (its metafile inputs) but BUILTIN_WRAPPERS finds ${wrappers.size}: check it against this esbuild`)
     if (wrappers.size === 0) continue
     let toEsm = '__toESM'
     if (minified) {
@@ -385,21 +411,26 @@ async function builtinViews (files, wrapperRe, minified) {
       if (defs.length !== 1) throw new Error(`scripts/bundle.mjs: ${file}: esbuild's __toESM found ${defs.length} times, not once: check TO_ESM_MINIFIED against this esbuild`)
       toEsm = defs[0][1]
     }
-    const site = new RegExp(`(?<![\\w$.])${toEsm.replace(/\$/g, '\\$')}\\(([\\w$]+)\\(\\)(?:,1)?\\)`, 'g')
-    const out = src.replace(site, (all, name) => {
-      if (!wrappers.has(name)) return all
+    // Only a binding's value (`x=__toESM(w(),1)`) or a dynamic import's (`.then(()=>__toESM(w()))`, which the
+    // SDK destructures): any other site (a re-export's __reExport copies own keys) is left and fails below.
+    const views = new Set()
+    const out = src.replace(new RegExp(`(?:([\\w$]+)=|\\(\\)=>)${esc(toEsm)}\\(([\\w$]+)\\(\\)(?:,1)?\\)`, 'g'), (all, binding, w) => {
+      if (!wrappers.has(w)) return all
       n++
-      return BUILTIN_VIEW(`${name}()`)
+      if (binding === undefined) return `()=>${BUILTIN_VIEW(`${w}()`)}`
+      views.add(binding)
+      return `${binding}=${BUILTIN_VIEW(`${w}()`)}`
     })
+    for (const w of wrappers) {
+      if (new RegExp(`(?<![\\w$.])${esc(toEsm)}\\(${esc(w)}\\(\\)[,)]`).test(out)) throw new Error(`scripts/bundle.mjs: ${file} takes the built-in wrapper ${w} through __toESM where it is not a binding's value: check BUILTIN_VIEW against this code`)
+    }
+    for (const v of views) checkViewUses(out, v, file)
     await writeFile(file, out)
   }
   return n
 }
-{
-  const jsOf = (r) => Object.keys(r.metafile.outputs).filter((f) => f.endsWith('.js'))
-  const inChunks = await builtinViews(jsOf(result), BUILTIN_WRAPPERS.chunks, false)
-  const inAws = await builtinViews(jsOf(awsSdk), BUILTIN_WRAPPERS.minified, true)
-  if (inChunks < 50 || inAws < 20) throw new Error(`scripts/bundle.mjs: only ${inChunks} imports of built-ins through __toESM found in the chunks and ${inAws} in vendor-aws.js: check BUILTIN_WRAPPERS against this esbuild`)
+if (await builtinViews(result, BUILTIN_WRAPPERS.chunks, false) === 0 || await builtinViews(awsSdk, BUILTIN_WRAPPERS.minified, true) === 0) {
+  throw new Error('scripts/bundle.mjs: no import of a built-in through __toESM found in the chunks or in vendor-aws.js: check BUILTIN_WRAPPERS against this esbuild')
 }
 // Crc32Node (also exported as Crc32) is a function that makes its class on
 // first use (AWS_SDK_DEFERRED); its file's own uses are counted there, and no
