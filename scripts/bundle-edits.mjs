@@ -25,3 +25,33 @@ export const deferRequires = (deferred) => ({
     }
   },
 })
+
+// How the bundle imports Node's built-ins (scripts/bundle.mjs, BUILTIN_VIEW there says why), shared with the
+// test that checks its output (test/unit/agent-bundle-start.test.ts).
+
+/** What an import of a built-in reads: an object whose prototype is the module, with the `default` esbuild's __toESM gives. */
+export const builtinView = (call) => `(m=>Object.create(m,{default:{value:m,enumerable:!0}}))(${call})`
+
+/**
+ * The CommonJS wrappers of built-ins (builtinsByRequire), their name in group 1: the chunks name theirs
+ * (`var require_x=__commonJS({"builtin:<importer> -> node:x"(exports,module){module.exports=__require("node:x")}})`),
+ * vendor-aws.js's are minified (`var w=F((a,b)=>{b.exports=N("node:x")})`).
+ */
+export const BUILTIN_WRAPPERS = {
+  chunks: /\bvar (require_[\w$]+)=__commonJS\(\{"builtin:[^"]*"\(exports,(module\d*)\)\{\2\.exports=__require\("[^"]+"\)\}\}\)/g,
+  minified: /\bvar ([\w$]+)=[\w$]+\(\(([\w$]+),([\w$]+)\)=>\{\3\.exports=[\w$]+\("[\w:/]+"\)\}\)/g,
+}
+
+/** A name as a regular expression's text. */
+export const escName = (name) => name.replace(/\$/g, '\\$')
+
+/** esbuild's __toESM in `file`: its own name in the chunks; in a minified file the one function with its body, else an error. */
+export function toEsmName (src, minified, file) {
+  if (!minified) return '__toESM'
+  const defs = [...src.matchAll(/(?<![\w$.])([\w$]+)=\(([\w$]+),([\w$]+),([\w$]+)\)=>\(\4=\2!=null\?/g)]
+  if (defs.length !== 1) throw new Error(`scripts/bundle-edits.mjs: ${file}: esbuild's __toESM found ${defs.length} times, not once: check toEsmName against this esbuild`)
+  return defs[0][1]
+}
+
+/** The names of the functions whose result `src` gives to __toESM (`toEsm(w()` then `,` or `)`), each once. */
+export const toEsmCalls = (src, toEsm) => new Set([...src.matchAll(new RegExp(`(?<![\\w$.])${escName(toEsm)}\\(([\\w$]+)\\(\\)[,)]`, 'g'))].map((m) => m[1]))

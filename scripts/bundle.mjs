@@ -20,7 +20,7 @@
 //   and `node:crypto`'s webcrypto getter the Web Crypto classes. The bundle
 //   takes built-ins through `require` instead, and reads each one's exports
 //   from the module itself, a property only when the code uses it
-//   (BUILTIN_VIEW below, in place of esbuild's interop copy).
+//   (builtinView below, in place of esbuild's interop copy).
 // - requires at a dependency's top for code Sidekey never runs (undici's
 //   HTTP/2 client, pino's worker-thread transports): each moves into the
 //   call that uses it (DEFERRED below; esbuild still bundles the module,
@@ -31,7 +31,7 @@
 //   enumerability, loaded node:util's parseArgs, diff and setTraceSigInt
 //   (node:worker_threads and its six modules) and node:fs's Dir and
 //   SyncWriteStream at every start. The built-ins no longer go through it
-//   (BUILTIN_VIEW); for the CommonJS packages that still do, it asks
+//   (builtinView); for the CommonJS packages that still do, it asks
 //   propertyIsEnumerable, which reads no value (INTEROP below).
 // - the Azure SDK's HTTP runtime (@typespec/ts-http-runtime) asks
 //   `typeof FormData` and `x instanceof ReadableStream` of every request and
@@ -59,7 +59,7 @@ import { chmod, readFile, rm, writeFile } from 'node:fs/promises'
 import { builtinModules } from 'node:module'
 import { resolve } from 'node:path'
 import { build } from 'esbuild'
-import { deferRequires } from './bundle-edits.mjs'
+import { BUILTIN_WRAPPERS, builtinView, deferRequires, escName, toEsmCalls, toEsmName } from './bundle-edits.mjs'
 import { IMAGE_SHEBANG } from '../dist/agent/cli/v8-flags.js'
 
 const LAZY_REQUIRE = /\bcreateRequire\(import\.meta\.url\)\((['"][^'"]+['"])\)/g
@@ -340,7 +340,7 @@ await build({
 // esbuild's runtime (in the first chunk, and in vendor-aws.js) copies a CommonJS module's exports
 // onto the object an `import` sees, each as a getter, and reads each export's
 // descriptor for its enumerability; on Node 24 that loaded every lazy export of
-// a built-in (see the header). The built-ins now skip the copy (BUILTIN_VIEW
+// a built-in (see the header). The built-ins now skip the copy (builtinView
 // below), the CommonJS packages (pino, ...) keep it, and a lazy property of
 // theirs would be read the same way. propertyIsEnumerable gives the same answer for
 // an own property without reading it. An esbuild that writes this otherwise
@@ -371,29 +371,21 @@ for (const [what, r] of [['the chunks', result], ['vendor-aws.js', awsSdk]]) {
 // every use of a view is a member read, `(0,view.name)(...)`, `new
 // view.name(...)` or `view.default...` (what esbuild writes for named and
 // default imports), and unless every built-in the metafile lists went through
-// it. The wrappers sit in the file of the code that imports them. The chunks
-// name theirs (`var require_x=__commonJS({"builtin:<importer> ->
-// node:x"(exports,module){module.exports=__require("node:x")}})`);
-// vendor-aws.js's names are minified, its __toESM found by its body.
-const BUILTIN_VIEW = (call) => `(m=>Object.create(m,{default:{value:m,enumerable:!0}}))(${call})`
-const BUILTIN_WRAPPERS = {
-  chunks: /\bvar (require_[\w$]+)=__commonJS\(\{"builtin:[^"]*"\(exports,(module\d*)\)\{\2\.exports=__require\("[^"]+"\)\}\}\)/g,
-  minified: /\bvar ([\w$]+)=[\w$]+\(\(([\w$]+),([\w$]+)\)=>\{\3\.exports=[\w$]+\("[\w:/]+"\)\}\)/g,
-}
-const TO_ESM_MINIFIED = /(?<![\w$.])([\w$]+)=\(([\w$]+),([\w$]+),([\w$]+)\)=>\(\4=\2!=null\?/g
-const esc = (name) => name.replace(/\$/g, '\\$')
-/** Throws unless every use of the view bound to `name` in `src` is one the view answers as the copy did (see above). */
-function checkViewUses (src, name, file) {
-  // Quoted strings blanked (same length): a view named `fs` also appears in "node:fs".
-  const code = src.replace(/"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'/g, (q) => ' '.repeat(q.length))
-  for (const m of code.matchAll(new RegExp(`(?<![\\w$.])${esc(name)}(?![\\w$])`, 'g'))) {
+// it. The wrappers sit in the file of the code that imports them
+// (scripts/bundle-edits.mjs: builtinView, BUILTIN_WRAPPERS, toEsmName).
+/**
+ * Throws unless every use of the view bound to `name` in `src` is one the view answers as the copy did
+ * (see above); `code` is `src` with its quoted strings blanked (a view named `fs` also appears in "node:fs").
+ */
+function checkViewUses (src, code, name, file) {
+  for (const m of code.matchAll(new RegExp(`(?<![\\w$.])${escName(name)}(?![\\w$])`, 'g'))) {
     const at = m.index
     const after = src.slice(at + name.length, at + name.length + 2)
     const call = /^\.([\w$]+)\(/.exec(src.slice(at + name.length, at + name.length + 200))
     const ok = after[0] === '.'
       ? call === null || call[1] === 'default' || src.slice(at - 3, at) === '(0,' || src.slice(at - 4, at) === 'new '
       : (after[0] === '=' && after[1] !== '=' && after[1] !== '>') || /\bvar [\w$,]*$/.test(src.slice(Math.max(0, at - 300), at))
-    if (!ok) throw new Error(`scripts/bundle.mjs: ${file} uses the built-in view ${name} as "${src.slice(Math.max(0, at - 20), at + name.length + 20)}", which it may not answer as esbuild's copy did: check BUILTIN_VIEW against this code`)
+    if (!ok) throw new Error(`scripts/bundle.mjs: ${file} uses the built-in view ${name} as "${src.slice(Math.max(0, at - 20), at + name.length + 20)}", which it may not answer as esbuild's copy did: check builtinView against this code`)
   }
 }
 /** Rewrites the built-in imports of one build's outputs; how many. */
@@ -405,31 +397,28 @@ async function builtinViews (r, wrapperRe, minified) {
     const listed = Object.keys(inputs).filter((k) => k.startsWith('builtin:')).length
     if (wrappers.size !== listed) throw new Error(`scripts/bundle.mjs: ${file} holds ${listed} built-in wrappers (its metafile inputs) but BUILTIN_WRAPPERS finds ${wrappers.size}: check it against this esbuild`)
     if (wrappers.size === 0) continue
-    let toEsm = '__toESM'
-    if (minified) {
-      const defs = [...src.matchAll(TO_ESM_MINIFIED)]
-      if (defs.length !== 1) throw new Error(`scripts/bundle.mjs: ${file}: esbuild's __toESM found ${defs.length} times, not once: check TO_ESM_MINIFIED against this esbuild`)
-      toEsm = defs[0][1]
-    }
+    const toEsm = toEsmName(src, minified, file)
     // Only a binding's value (`x=__toESM(w(),1)`) or a dynamic import's (`.then(()=>__toESM(w()))`, which the
     // SDK destructures): any other site (a re-export's __reExport copies own keys) is left and fails below.
     const views = new Set()
-    const out = src.replace(new RegExp(`(?:([\\w$]+)=|\\(\\)=>)${esc(toEsm)}\\(([\\w$]+)\\(\\)(?:,1)?\\)`, 'g'), (all, binding, w) => {
+    const out = src.replace(new RegExp(`(?:([\\w$]+)=|\\(\\)=>)${escName(toEsm)}\\(([\\w$]+)\\(\\)(?:,1)?\\)`, 'g'), (all, binding, w) => {
       if (!wrappers.has(w)) return all
       n++
-      if (binding === undefined) return `()=>${BUILTIN_VIEW(`${w}()`)}`
+      if (binding === undefined) return `()=>${builtinView(`${w}()`)}`
       views.add(binding)
-      return `${binding}=${BUILTIN_VIEW(`${w}()`)}`
+      return `${binding}=${builtinView(`${w}()`)}`
     })
-    for (const w of wrappers) {
-      if (new RegExp(`(?<![\\w$.])${esc(toEsm)}\\(${esc(w)}\\(\\)[,)]`).test(out)) throw new Error(`scripts/bundle.mjs: ${file} takes the built-in wrapper ${w} through __toESM where it is not a binding's value: check BUILTIN_VIEW against this code`)
-    }
-    for (const v of views) checkViewUses(out, v, file)
+    const left = [...toEsmCalls(out, toEsm)].filter((w) => wrappers.has(w))
+    if (left.length > 0) throw new Error(`scripts/bundle.mjs: ${file} takes the built-in wrappers ${left.join(', ')} through __toESM where they are not a binding's value: check builtinView against this code`)
+    const code = out.replace(/"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'/g, (q) => ' '.repeat(q.length))
+    for (const v of views) checkViewUses(out, code, v, file)
     await writeFile(file, out)
   }
   return n
 }
-if (await builtinViews(result, BUILTIN_WRAPPERS.chunks, false) === 0 || await builtinViews(awsSdk, BUILTIN_WRAPPERS.minified, true) === 0) {
+const inChunks = await builtinViews(result, BUILTIN_WRAPPERS.chunks, false)
+const inAwsSdk = await builtinViews(awsSdk, BUILTIN_WRAPPERS.minified, true)
+if (inChunks === 0 || inAwsSdk === 0) {
   throw new Error('scripts/bundle.mjs: no import of a built-in through __toESM found in the chunks or in vendor-aws.js: check BUILTIN_WRAPPERS against this esbuild')
 }
 // Crc32Node (also exported as Crc32) is a function that makes its class on

@@ -11,6 +11,7 @@ import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from
 import { basename, dirname, join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import type * as DockerfileModule from '../../scripts/image-dockerfile.mjs'
+import type * as BundleEdits from '../../scripts/bundle-edits.mjs'
 import { tempDir } from '../helpers/agent.js'
 import { injectorConfigSchema } from '../../injector/config.js'
 import { makeCert } from '../../bench/admission-fixtures.js'
@@ -386,28 +387,24 @@ t.test('every chunk of the bundle parses (a chunk loaded only on some path must 
 
 t.test('the bundle (its chunks and vendor-aws.js) reads a built-in\'s exports from the module itself, not from a copy made of every export at load', async (t) => {
   // esbuild's __toESM defined a getter for each export of the built-in (node:fs ~100, node:crypto ~80) at each
-  // import: thousands of closures at every start (scripts/bundle.mjs, BUILTIN_WRAPPERS and BUILTIN_VIEW).
+  // import: thousands of closures at every start (scripts/bundle.mjs, builtinView).
+  const { BUILTIN_WRAPPERS, builtinView, toEsmCalls, toEsmName } = await import(pathToFileURL(join(root, 'scripts/bundle-edits.mjs')).href) as typeof BundleEdits
   const dir = dirname(BUNDLE)
-  const files = readdirSync(dir).filter((f) => f.endsWith('.js')).map((f) => [f, readFileSync(join(dir, f), 'utf8')] as const)
-  const esc = (name: string): string => name.replace(/\$/g, '\\$')
-  const VIEW = '(m=>Object.create(m,{default:{value:m,enumerable:!0}}))('
-  for (const [what, wrapperRe, toEsmOf] of [
-    // The chunks: `var require_x=__commonJS({"builtin:<importer> -> node:x"(exports,module){...}})`, esbuild's own names.
-    ['the chunks', /\bvar (require_[\w$]+)=__commonJS\(\{"builtin:/g, (): string => '__toESM'],
-    // vendor-aws.js, minified: `var w=F((a,b)=>{b.exports=N("node:x")})`, and __toESM found by its body.
-    ['vendor-aws.js', /\bvar ([\w$]+)=[\w$]+\(\(([\w$]+),([\w$]+)\)=>\{\3\.exports=[\w$]+\("[\w:/]+"\)\}\)/g, (src: string): string => /(?<![\w$.])([\w$]+)=\(([\w$]+),([\w$]+),([\w$]+)\)=>\(\4=\2!=null\?/.exec(src)?.[1] ?? '__toESM'],
-  ] as const) {
-    const mine = files.filter(([f]) => what === 'vendor-aws.js' ? f === 'vendor-aws.js' : !f.startsWith('vendor-'))
+  const VIEW = builtinView('').slice(0, -1)
+  const files = readdirSync(dir).filter((f) => f.endsWith('.js')).map((f) => {
+    const src = readFileSync(join(dir, f), 'utf8')
+    const minified = f === 'vendor-aws.js'
+    // What each file gives to __toESM (an import in another file of the build would take a wrapper there).
+    return { f, src, minified, copies: toEsmCalls(src, toEsmName(src, minified, f)) }
+  })
+  for (const [what, minified] of [['the chunks', false], ['vendor-aws.js', true]] as const) {
     let wrappers = 0
     let views = 0
-    for (const [f, src] of mine) {
-      const toEsm = toEsmOf(src)
+    for (const { f, src } of files.filter((x) => x.minified === minified && (minified || !x.f.startsWith('vendor-')))) {
       views += src.split(VIEW).length - 1
-      for (const [, w] of src.matchAll(wrapperRe)) {
+      for (const [, w] of src.matchAll(minified ? BUILTIN_WRAPPERS.minified : BUILTIN_WRAPPERS.chunks)) {
         wrappers++
-        // Wherever it is called: an import in another file of the build would take it there.
-        const copied = files.filter(([, other]) => new RegExp(`(?<![\\w$.])${esc(toEsm)}\\(${esc(w as string)}\\(\\)[,)]`).test(other)).map(([g]) => g)
-        t.same(copied, [], `${f}: ${w as string} is not copied by __toESM`)
+        t.same(files.filter((x) => x.copies.has(w as string)).map((x) => x.f), [], `${f}: ${w as string} is not copied by __toESM`)
       }
     }
     t.ok(wrappers > 10, `${what}: ${wrappers} imports of built-ins checked`)
