@@ -4,7 +4,7 @@
 // runs it as `sidekey`, through that line), on the image's Node
 // (scripts/node24 installs it; default here when installed).
 import { spawnSync } from 'node:child_process'
-import { closeSync, existsSync, openSync, readSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, openSync, readSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { shebangFlags } from '../agent/cli/v8-flags.js'
 import { injectorConfigSchema } from '../injector/config.js'
@@ -62,4 +62,26 @@ function nodeMajor (node: string): number {
     majors.set(node, m)
   }
   return m
+}
+
+/**
+ * `bao agent`'s command line (the OpenBao agent the benches measure Sidekey against, OpenBao's fork of the
+ * agent vault-k8s injects): token auth from a file under `dir`, one template per KV v2 API path, path i
+ * rendered to `dir`/secrets/s<i>; `refresh` sets its re-render interval, `initOnly` exit_after_auth.
+ */
+export function baoAgentArgs (bao: string, dir: string, o: { addr: string, token: string, paths: readonly string[], refresh?: string, initOnly?: boolean }): string[] {
+  const out = join(dir, 'secrets')
+  mkdirSync(out, { recursive: true })
+  const tokenFile = join(dir, 'bao-token')
+  writeFileSync(tokenFile, o.token)
+  const cfg = join(dir, 'agent.json')
+  writeFileSync(cfg, JSON.stringify({
+    vault: { address: o.addr },
+    auto_auth: { method: [{ type: 'token_file', config: { token_file_path: tokenFile } }] },
+    ...(o.refresh !== undefined ? { template_config: { static_secret_render_interval: o.refresh } } : {}),
+    ...(o.initOnly === true ? { exit_after_auth: true } : {}),
+    log_level: 'warn',
+    template: o.paths.map((path, i) => ({ contents: `{{ with secret "${path}" }}{{ .Data.data.v }}{{ end }}`, destination: join(out, `s${i}`) })),
+  }))
+  return [bao, 'agent', `-config=${cfg}`]
 }

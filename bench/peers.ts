@@ -40,12 +40,12 @@
 // The idle phase runs every process of a run at once (idle processes do not
 // compete); start-ups and init-only runs are one at a time, alternating.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { useServers, stopServers } from '../test/helpers/testenv.js'
-import { AGENT_NODE_OPTIONS, agentEnv, nodeArgs } from './agent-process.js'
+import { AGENT_NODE_OPTIONS, agentEnv, baoAgentArgs, nodeArgs } from './agent-process.js'
 
 process.env.TAP_TIMEOUT = '0'
 
@@ -149,19 +149,7 @@ function configFor (kind: Kind, dir: string, set: string, n: number, tok: string
     }))
     return [...nodeArgs(kind === 'before' ? BEFORE as string : SIDEKEY, NODE), 'agent', '--config', cfg]
   }
-  mkdirSync(out, { recursive: true })
-  const tf = join(dir, 'bao-token')
-  writeFileSync(tf, tok)
-  const cfg = join(dir, 'agent.json')
-  writeFileSync(cfg, JSON.stringify({
-    vault: { address: openbao.addr },
-    auto_auth: { method: [{ type: 'token_file', config: { token_file_path: tf } }] },
-    ...(o.refresh !== undefined ? { template_config: { static_secret_render_interval: o.refresh } } : {}),
-    ...(o.initOnly === true ? { exit_after_auth: true } : {}),
-    log_level: 'warn',
-    template: Array.from({ length: n }, (_, i) => ({ contents: `{{ with secret "${kvPath(set, i)}" }}{{ .Data.data.v }}{{ end }}`, destination: join(out, `s${i}`) })),
-  }))
-  return [BAO, 'agent', `-config=${cfg}`]
+  return baoAgentArgs(BAO, dir, { addr: openbao.addr, token: tok, paths: Array.from({ length: n }, (_, i) => kvPath(set, i)), ...(o.refresh !== undefined ? { refresh: o.refresh } : {}), ...(o.initOnly === true ? { initOnly: true } : {}) })
 }
 
 /** The environment of one agent: its token, and for Sidekey the injected NODE_OPTIONS. */

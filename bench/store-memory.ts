@@ -22,7 +22,7 @@
 //       [--settle 15] [--sidekey dist/bundle/sidekey.js] [--before path/to/sidekey.js] [--node path/to/node]
 //       [--bao path/to/bao | --no-bao]
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { join, resolve } from 'node:path'
@@ -30,7 +30,7 @@ import { SecretsManagerClient, CreateSecretCommand } from '@aws-sdk/client-secre
 import { useServers, stopServers, openbaoApi } from '../test/helpers/testenv.js'
 import { startKeyVaultStandin, TENANT } from '../test/helpers/keyvault-standin.js'
 import { entraIdentity } from '../test/helpers/azure-recordings.js'
-import { agentEnv, AGENT_NODE_OPTIONS, imageNode, nodeArgs } from './agent-process.js'
+import { agentEnv, AGENT_NODE_OPTIONS, baoAgentArgs, imageNode, nodeArgs } from './agent-process.js'
 
 process.env.TAP_TIMEOUT = '0'
 const args = process.argv.slice(2)
@@ -142,22 +142,6 @@ async function vault (): Promise<Backend> {
   return { store: { type: 'vault', address: addr, tokenEnv: 'BENCH_VAULT_TOKEN' }, ref: (n, i) => `vault:${path(n, i)}#v`, env: { BENCH_VAULT_TOKEN: token } }
 }
 
-/** `bao agent`'s command line for n secrets written under `dir`/secrets, one template each (as the agent vault-k8s injects renders them). */
-function baoAgent (b: BaoBackend, dir: string, n: number): string[] {
-  const out = join(dir, 'secrets')
-  mkdirSync(out, { recursive: true })
-  const tokenFile = join(dir, 'bao-token')
-  writeFileSync(tokenFile, b.token)
-  const cfg = join(dir, 'agent.json')
-  writeFileSync(cfg, JSON.stringify({
-    vault: { address: b.addr },
-    auto_auth: { method: [{ type: 'token_file', config: { token_file_path: tokenFile } }] },
-    log_level: 'warn',
-    template: Array.from({ length: n }, (_, i) => ({ contents: `{{ with secret "${b.path(n, i)}" }}{{ .Data.data.v }}{{ end }}`, destination: join(out, `s${i}`) })),
-  }))
-  return [BAO as string, 'agent', `-config=${cfg}`]
-}
-
 const kb = (pid: number, field: string): number => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0)
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 === 1 ? s[(s.length - 1) / 2] as number : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2 }
 const fig: Record<string, number[]> = {}
@@ -168,7 +152,8 @@ async function start (b: Backend, kind: string, n: number): Promise<ChildProcess
   const dir = mkdtempSync(join(work, `${kind}-`))
   let p: ChildProcess
   if (kind === 'bao') {
-    const [cmd, ...argv] = baoAgent(await openbaoKv(), dir, n)
+    const kv = await openbaoKv()
+    const [cmd, ...argv] = baoAgentArgs(BAO as string, dir, { addr: kv.addr, token: kv.token, paths: Array.from({ length: n }, (_, i) => kv.path(n, i)) })
     // Its warnings (1,000 templates: "watching this many dependencies could DDoS your servers") only in the error below.
     // Not the environment's VAULT_ADDR or BAO_ADDR: they would override the config's address.
     const env = { ...process.env }
