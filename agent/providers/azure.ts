@@ -6,6 +6,9 @@
 // api://AzureADTokenExchange): Sidekey's own exchange (azure-token.ts), or
 // @azure/identity's behind a proxy; the token is cached until shortly before
 // expiry and the token file re-read at each exchange.
+// Reads: Sidekey's own Get Secret with Key Vault's challenge authentication
+// (azure-keyvault.ts says why), or @azure/keyvault-secrets' SecretClient
+// behind a proxy (its proxy agent honours HTTPS_PROXY and NO_PROXY).
 // Sync: Key Vault has no metadata-only call that names the latest version
 // (the version list is paged and unordered), so a sync is one getSecret
 // compared with what the caller has; a pinned version the caller already
@@ -20,6 +23,7 @@ import { parseDuration } from '../../core/duration.js'
 import { against, type Have, type Provider, type ProviderContext, type Snapshot, type SyncResult } from './provider.js'
 import { checkSize, dataFromText, isNetworkError } from './secret-data.js'
 import type { WorkloadIdentityCredential as OwnCredential } from './azure-token.js'
+import type { KeyVaultReader, KeyVaultSecret } from './azure-keyvault.js'
 
 type KV = typeof import('@azure/keyvault-secrets')
 type SecretClient = InstanceType<KV['SecretClient']>
@@ -29,6 +33,7 @@ type PolicyEntry = NonNullable<NonNullable<ConstructorParameters<KV['SecretClien
 export type AzureStoreConfig = StoreConfigOf<'azure'>
 
 interface Target { readonly vaultUrl: string, readonly name: string, readonly version?: string }
+type Read = (t: Target, signal: AbortSignal) => Promise<KeyVaultSecret>
 
 export class AzureProvider implements Provider {
   readonly type = 'azure'
@@ -39,6 +44,7 @@ export class AzureProvider implements Provider {
   private context: SecureContext | undefined
   private proxyTls: PolicyEntry | undefined
   private own: OwnCredential | undefined
+  private reader: Promise<KeyVaultReader> | undefined
   private readonly ca: Buffer | undefined
   private readonly timeoutMs: number
 
@@ -84,13 +90,34 @@ export class AzureProvider implements Provider {
     return { vaultUrl, name, ...(version !== undefined ? { version } : {}) }
   }
 
+  /** Sidekey's own Key Vault client (no proxy in the environment): one for every vault of the store, on the store's TLS context. */
+  private async ownReader (): Promise<KeyVaultReader> {
+    this.reader ??= (async () => {
+      const { KeyVaultReader } = await import('./azure-keyvault.js')
+      return new KeyVaultReader({
+        // The credential is made at the first token asked for: its errors (a missing tenantId) fail that read, and the next makes it again.
+        credential: { getToken: async (scopes, options) => await (await this.tokenCredential()).getToken(scopes, options) },
+        secureContext: this.secureContext(),
+        timeoutMs: this.timeoutMs,
+        connections: KV_SOCKETS,
+        disableChallengeResourceVerification: this.config.disableChallengeResourceVerification === true,
+      })
+    })()
+    return await this.reader
+  }
+
+  /** One credential (and its exchange and connections) for every first call at once; made again after it failed. */
+  private async tokenCredential (): Promise<TokenCredential> {
+    this.credential ??= this.makeCredential().catch((err: unknown) => { this.credential = undefined; throw err })
+    return await this.credential
+  }
+
+  /** Behind a proxy: @azure/keyvault-secrets' client for the vault. */
   private async client (vaultUrl: string): Promise<SecretClient> {
     let c = this.clients.get(vaultUrl)
     if (c !== undefined) return c
     this.kv ??= await import('@azure/keyvault-secrets')
-    // One credential (and its exchange and connections) for every first call at once.
-    this.credential ??= this.makeCredential().catch((err: unknown) => { this.credential = undefined; throw err })
-    const credential = await this.credential
+    const credential = await this.tokenCredential()
     c = this.clients.get(vaultUrl)
     if (c !== undefined) return c
     c = new this.kv.SecretClient(vaultUrl, credential, {
@@ -203,7 +230,7 @@ export class AzureProvider implements Provider {
 
   private async get (ref: SecretRef, signal: AbortSignal | undefined): Promise<Snapshot> {
     const t = this.target(ref)
-    const client = await this.client(t.vaultUrl)
+    const read = proxied() ? await this.sdkRead(t) : await this.ownRead()
     this.ctx.meter?.request('getSecret')
     // One controller per call, aborted by the timeout or the caller's signal. Not AbortSignal.any:
     // on Node 20 each call would leave an entry on the agent's long-lived stop signal.
@@ -212,22 +239,47 @@ export class AzureProvider implements Provider {
     const timer = setTimeout(() => ac.abort(new DOMException('timed out', 'TimeoutError')), this.timeoutMs)
     if (signal?.aborted === true) onAbort()
     else signal?.addEventListener('abort', onAbort, { once: true })
-    let secret: Awaited<ReturnType<SecretClient['getSecret']>>
+    let secret: KeyVaultSecret
     try {
-      secret = await client.getSecret(t.name, { ...(t.version !== undefined ? { version: t.version } : {}), abortSignal: ac.signal })
+      secret = await read(t, ac.signal)
     } catch (err) {
       throw this.mapError(err, ref, t)
     } finally {
       clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)
     }
-    if (secret.properties.enabled === false) throw new SidekeyError('SIDEKEY_E_NOT_FOUND', `${ref.raw}: the secret version is disabled`, { ref: ref.raw })
+    if (secret.enabled === false) throw new SidekeyError('SIDEKEY_E_NOT_FOUND', `${ref.raw}: the secret version is disabled`, { ref: ref.raw })
     if (typeof secret.value !== 'string') throw new SidekeyError('SIDEKEY_E_BACKEND', `${ref.raw}: Key Vault answered without a value`, { ref: ref.raw })
     const data = checkSize(dataFromText(secret.value), ref, this.ctx.maxValueBytes)
-    const version = secret.properties.version
+    const version = secret.version
     if (typeof version !== 'string' || version === '') throw new SidekeyError('SIDEKEY_E_BACKEND', `${ref.raw}: Key Vault answered without a version id`, { ref: ref.raw })
     // expiresOn is the owner's rotation deadline, not a lease: it is not used as expiresAt.
     return { data, version }
+  }
+
+  /** One Get Secret through Sidekey's own client; its credential or client failing to load fails the read. */
+  private async ownRead (): Promise<Read> {
+    let reader: KeyVaultReader
+    try {
+      reader = await this.ownReader()
+    } catch (err) {
+      return async () => { throw err }
+    }
+    return async (t, signal) => await reader.getSecret(t.vaultUrl, t.name, t.version, signal)
+  }
+
+  /** One Get Secret through the SDK's client (behind a proxy). */
+  private async sdkRead (t: Target): Promise<Read> {
+    let client: SecretClient
+    try {
+      client = await this.client(t.vaultUrl)
+    } catch (err) {
+      return async () => { throw err }
+    }
+    return async (t, signal) => {
+      const s = await client.getSecret(t.name, { ...(t.version !== undefined ? { version: t.version } : {}), abortSignal: signal })
+      return { value: s.value, version: s.properties.version, enabled: s.properties.enabled }
+    }
   }
 
   private mapError (err: unknown, ref: SecretRef, t: Target): SidekeyError {
@@ -246,6 +298,7 @@ export class AzureProvider implements Provider {
     const what = `${t.name}${t.version !== undefined ? ` version ${t.version}` : ''}`
     const identity = this.config.clientId ?? process.env.AZURE_CLIENT_ID
     const who = identity !== undefined ? `the identity (client id ${identity})` : 'the identity'
+    if (code === 'ChallengeResourceMismatch') return e('SIDEKEY_E_AUTH', `Key Vault ${t.vaultUrl}: ${String(body?.message)}`)
     if (status === 404) return e('SIDEKEY_E_NOT_FOUND', `Key Vault ${t.vaultUrl} has no secret ${what} (${why})`)
     if (status === 403 && inner === 'SecretDisabled') return e('SIDEKEY_E_NOT_FOUND', `Key Vault ${t.vaultUrl} has secret ${what} disabled (${why}); enable it in the vault or pin an enabled version with @<version>`)
     if (status === 403 && inner === 'ForbiddenByRbac') return e('SIDEKEY_E_DENIED', `Key Vault ${t.vaultUrl} denied reading ${t.name} (${why}): the vault uses Azure RBAC; assign ${who} the "Key Vault Secrets User" role on the vault or on the secret`)
@@ -257,12 +310,15 @@ export class AzureProvider implements Provider {
       return e('SIDEKEY_E_AUTH', `Key Vault ${t.vaultUrl} rejected the access token (${akv !== undefined ? `${code}: ${akv}` : why}); check tenantId and clientId, and that the vault belongs to that tenant`)
     }
     if (status === 429 || (typeof status === 'number' && status >= 500)) return e('SIDEKEY_E_UNAVAILABLE', `Key Vault ${t.vaultUrl} is unavailable (HTTP ${status})`)
-    if (isNetworkError(err) || code === 'REQUEST_SEND_ERROR' || code === 'AbortError') return e('SIDEKEY_E_UNAVAILABLE', `cannot reach Key Vault ${t.vaultUrl} (${code})`)
+    if (isNetworkError(err) || code === 'REQUEST_SEND_ERROR' || code === 'AbortError' || code === 'ABORTED') return e('SIDEKEY_E_UNAVAILABLE', `cannot reach Key Vault ${t.vaultUrl} (${code})`)
     if (typeof status === 'number' && status === 400 && /version/i.test(code)) return e('SIDEKEY_E_NOT_FOUND', `Key Vault has no version ${String(t.version)} of ${t.name}`)
     return e('SIDEKEY_E_BACKEND', `Key Vault ${t.vaultUrl} failed (${why}${typeof status === 'number' ? `, HTTP ${status}` : ''})`)
   }
 
   async close (): Promise<void> {
+    const reader = this.reader
+    this.reader = undefined
+    await (await reader?.catch(() => undefined))?.close()
     this.clients.clear()
     this.agent?.destroy()
     this.agent = undefined

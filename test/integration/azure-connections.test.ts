@@ -2,20 +2,20 @@
 // opened one for each request in flight (the refresher runs 32 at once), each
 // TLS connection holding ~100 KiB while it stays open. Against the Key Vault
 // stand-in (test/helpers/keyvault-standin.ts) behind a relay that counts them.
-// And what a bundled azure agent leaves unloaded: @azure/identity and MSAL
-// (Sidekey makes the token exchange), Node's own undici (FormData's getter),
-// the SDK's proxy agents (Node's assert and tty with them) and zlib.
+// And what a bundled azure agent leaves unloaded without a proxy: @azure/identity
+// and MSAL (Sidekey makes the token exchange), @azure/keyvault-secrets and
+// core-rest-pipeline (Sidekey reads the secret: agent/providers/azure-keyvault.ts),
+// Node's own undici (FormData's getter), the SDK's proxy agents (Node's assert
+// and tty with them) and zlib; and behind a proxy, that the SDK's clients load.
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { createServer as createHttpServer, type IncomingMessage } from 'node:http'
-import { connect, type AddressInfo } from 'node:net'
-import type { Duplex } from 'node:stream'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { pino } from 'pino'
 import { useServers } from '../helpers/testenv.js'
+import { startConnectProxy } from '../helpers/connect-proxy.js'
 import { startKeyVaultStandin, TENANT } from '../helpers/keyvault-standin.js'
 import { entraIdentity } from '../helpers/azure-recordings.js'
 import { createAzureProvider } from '../../agent/providers/azure.js'
@@ -47,12 +47,13 @@ t.test('40 reads at once use at most 8 connections, kept for the next ones', asy
   t.ok(relay.connections() >= 1 && relay.connections() <= 8, `${relay.connections()} connections open to Key Vault (at most 8)`)
 })
 
-t.test('a bundled azure agent loads neither @azure/identity nor MSAL nor Node\'s undici', async (t) => {
-  await kv.set('lean-0', 'lean-value')
-  const dir = mkdtempSync(join(work, 'agent-'))
+/**
+ * A preload (node --import) that writes to `seen` every module the ESM loader loads (the
+ * bundle's chunks, as file: URLs) and, at exit, Node's built-ins (process.moduleLoadList).
+ */
+function loadTracer (dir: string): { preload: string, seen: string } {
   const seen = join(dir, 'loaded.txt')
   writeFileSync(seen, '')
-  // Every module the ESM loader loads (the bundle's chunks), and at exit Node's built-ins.
   const hooks = join(dir, 'hooks.mjs')
   writeFileSync(hooks, `import { appendFileSync } from 'node:fs'
 export async function load (url, context, next) { if (url.startsWith('file:')) appendFileSync(${JSON.stringify(seen)}, url + '\\n'); return await next(url, context) }
@@ -62,6 +63,20 @@ export async function load (url, context, next) { if (url.startsWith('file:')) a
 register(${JSON.stringify(pathToFileURL(hooks).href)})
 process.on('exit', () => { appendFileSync(${JSON.stringify(seen)}, process.moduleLoadList.join('\\n') + '\\n') })
 `)
+  return { preload, seen }
+}
+
+/** The bundle's files among a loadTracer's lines. */
+const loadedChunks = (lines: string[]): string[] => lines.filter((l) => l.startsWith('file:') && l.includes('/dist/bundle/')).map((u) => fileURLToPath(u))
+
+/** The bundle's chunks of @azure/keyvault-secrets (its user agent) and of core-rest-pipeline (its logger's name). */
+const SDK_CHUNK = /azsdk-js-keyvault-secrets|createClientLogger\d*\("core-rest-pipeline"\)/
+t.ok(readFileSync(join(process.cwd(), 'dist/bundle', readdirSync(join(process.cwd(), 'dist/bundle')).find((f) => /^esm-.*\.js$/.test(f) && SDK_CHUNK.test(readFileSync(join(process.cwd(), 'dist/bundle', f), 'utf8'))) ?? 'none'), 'utf8').length > 0, 'the bundle has a chunk SDK_CHUNK finds (else the checks below could not fail)')
+
+t.test('a bundled azure agent loads neither @azure/identity, MSAL, @azure/keyvault-secrets nor Node\'s undici', async (t) => {
+  await kv.set('lean-0', 'lean-value')
+  const dir = mkdtempSync(join(work, 'agent-'))
+  const { preload, seen } = loadTracer(dir)
   const config = {
     dir: join(dir, 'secrets'), apiTokenFile: join(dir, 'token'), listen: { http: 0 }, logLevel: 'warn', exitAfterSync: true,
     stores: { azure: { type: 'azure', vaultUrl: `https://localhost:${kv.port}`, tenantId: TENANT, clientId: id.clientId, tokenFile, authorityHost: aad.authorityHost, caFile, disableChallengeResourceVerification: true } },
@@ -76,9 +91,10 @@ process.on('exit', () => { appendFileSync(${JSON.stringify(seen)}, process.modul
   t.equal(await new Promise<number | null>((resolve) => child.once('exit', resolve)), 0, err)
   t.equal(readFileSync(join(dir, 'secrets', 'a'), 'utf8'), 'lean-value', 'the secret came from Key Vault')
   const loaded = readFileSync(seen, 'utf8').split('\n')
-  const chunks = loaded.filter((l) => l.startsWith('file:') && l.includes('/dist/bundle/')).map((u) => fileURLToPath(u))
+  const chunks = loadedChunks(loaded)
   t.ok(chunks.length > 5, `${chunks.length} chunks loaded`)
   t.same(chunks.filter((f) => /@azure\/(identity|msal-node)\b/.test(readFileSync(f, 'utf8'))), [], 'no chunk of @azure/identity or MSAL')
+  t.same(chunks.filter((f) => SDK_CHUNK.test(readFileSync(f, 'utf8'))), [], 'no chunk of @azure/keyvault-secrets or core-rest-pipeline: Sidekey\'s own Get Secret')
   t.ok(loaded.includes('NativeModule tls'), 'the built-ins are listed')
   t.notOk(loaded.includes('NativeModule internal/deps/undici/undici'), 'no Node undici')
   // The proxy agents are made only behind a proxy, zlib only decodes a compressed answer.
@@ -88,37 +104,9 @@ process.on('exit', () => { appendFileSync(${JSON.stringify(seen)}, process.modul
 t.test('a bundled azure agent behind an https proxy tunnels through it (the proxy agents load then) and gets its secret', async (t) => {
   await kv.set('proxied-0', 'proxied-value')
   // A CONNECT proxy: each tunnel's target is recorded.
-  const tunnels: string[] = []
-  // A tunnel's sockets are the proxy's own once it answers CONNECT (the server no longer tracks them): closed here at the end.
-  const sockets = new Set<Duplex>()
-  const proxy = createHttpServer()
-  proxy.on('connect', (req: IncomingMessage, client: Duplex, head: Buffer) => {
-    tunnels.push(req.url ?? '')
-    const [host, port] = (req.url ?? '').split(':')
-    sockets.add(client)
-    const up = connect(Number(port), host ?? '', () => {
-      client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
-      up.write(head)
-      up.pipe(client)
-      client.pipe(up)
-    })
-    sockets.add(up)
-    up.on('error', () => { client.destroy() })
-    client.on('error', () => { up.destroy() })
-    // Either end closing closes the tunnel (Key Vault keeps its side alive otherwise).
-    up.on('close', () => { client.destroy() })
-    client.on('close', () => { up.destroy() })
-  })
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
-  t.teardown(async () => {
-    for (const s of sockets) s.destroy()
-    proxy.closeAllConnections()
-    await new Promise<void>((resolve) => proxy.close(() => resolve()))
-  })
+  const { url: proxyUrl, tunnels } = await startConnectProxy(t)
   const dir = mkdtempSync(join(work, 'proxied-'))
-  const seen = join(dir, 'loaded.txt')
-  const preload = join(dir, 'preload.cjs')
-  writeFileSync(preload, `process.on('exit', () => { require('fs').writeFileSync(${JSON.stringify(seen)}, process.moduleLoadList.join('\\n')) })\n`)
+  const { preload, seen } = loadTracer(dir)
   const config = {
     dir: join(dir, 'secrets'), apiTokenFile: join(dir, 'token'), listen: { http: 0 }, logLevel: 'warn', exitAfterSync: true,
     stores: { azure: { type: 'azure', vaultUrl: `https://localhost:${kv.port}`, tenantId: TENANT, clientId: id.clientId, tokenFile, authorityHost: aad.authorityHost, caFile, disableChallengeResourceVerification: true } },
@@ -126,10 +114,10 @@ t.test('a bundled azure agent behind an https proxy tunnels through it (the prox
   }
   const env: NodeJS.ProcessEnv = { ...process.env, SIDEKEY_CONFIG: JSON.stringify(config), NODE_OPTIONS: String((injectorConfigSchema.properties.agentNodeOptions as { default: string }).default) }
   for (const k of ['HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy', 'NO_PROXY', 'no_proxy', 'https_proxy']) delete env[k]
-  env.HTTPS_PROXY = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`
+  env.HTTPS_PROXY = proxyUrl
   // The stand-ins' certificates are trusted through the store's caFile only, not Node's own extra CA file.
   delete env.NODE_EXTRA_CA_CERTS
-  const child = spawn(process.execPath, ['--require', preload, join(process.cwd(), 'dist/bundle/sidekey.js'), 'agent'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, ['--import', pathToFileURL(preload).href, join(process.cwd(), 'dist/bundle/sidekey.js'), 'agent'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
   let err = ''
   child.stdout.on('data', (c: Buffer) => { if (err.length < 20_000) err += c.toString() })
   child.stderr.on('data', (c: Buffer) => { if (err.length < 20_000) err += c.toString() })
@@ -144,4 +132,7 @@ t.test('a bundled azure agent behind an https proxy tunnels through it (the prox
   const pem = (kv.ca + aad.ca).split('\n').filter((l) => l.length > 40)
   t.notOk(err.includes('proxied-value') || pem.some((l) => err.includes(l)), 'no secret value or CA content in the agent\'s output')
   t.ok(readFileSync(seen, 'utf8').split('\n').includes('NativeModule tty'), 'the proxy agents loaded (with debug\'s tty)')
+  // Behind a proxy the reads go through the SDK's client (its proxy agent): its chunks load.
+  const chunks = loadedChunks(readFileSync(seen, 'utf8').split('\n'))
+  t.ok(chunks.some((f) => SDK_CHUNK.test(readFileSync(f, 'utf8'))), '@azure/keyvault-secrets read the secret through the proxy')
 })

@@ -1,13 +1,16 @@
 // Provider fidelity: the real Key Vault service's recorded answers
 // (../shared/azure-recordings) are served back over HTTPS on 127.0.0.1, host
-// rewritten, to the real Azure provider (agent/providers/azure.ts with
-// @azure/keyvault-secrets and @azure/identity's WorkloadIdentityCredential,
-// configured as the agent configures them; the access token comes from the
-// fake Entra endpoint). It checks the provider code and the SDK options, not
-// the stand-in: get latest, get by version, versions paging (nextLink), not
-// found, disabled, forbidden (the RBAC and access-policy bodies quoted in
-// INDEX.md), and a bad token; then the Sidekey codes and messages, and that no
-// secret value reaches an error, a log line of the agent or of the Azure SDK.
+// rewritten, to the real Azure provider (agent/providers/azure.ts), both ways
+// it reads: without a proxy, Sidekey's own Get Secret (azure-keyvault.ts) and
+// token exchange (azure-token.ts); behind a proxy (HTTPS_PROXY, a CONNECT
+// proxy here), @azure/keyvault-secrets and @azure/identity's
+// WorkloadIdentityCredential configured as the agent configures them. The
+// access token comes from the fake Entra endpoint. It checks the provider code
+// and the SDK options, not the stand-in: get latest, get by version, versions
+// paging (nextLink, the SDK's), not found, disabled, forbidden (the RBAC and
+// access-policy bodies quoted in INDEX.md), and a bad token; then the Sidekey
+// codes and messages, the same both ways, and that no secret value reaches an
+// error, a log line of the agent or of the Azure SDK.
 //
 // The playback server is ours: @azure-tools/test-recorder plays these files
 // back only through the test-proxy, a .NET binary that its tooling downloads
@@ -25,6 +28,7 @@ import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import { AzureLogger, setLogLevel } from '@azure/logger'
 import { useServers } from '../helpers/testenv.js'
+import { startConnectProxy } from '../helpers/connect-proxy.js'
 import { recording, recordingsDir, header, entraIdentity, type RecordedEntry, type Recording } from '../helpers/azure-recordings.js'
 import { AzureProvider, createAzureProvider } from '../../agent/providers/azure.js'
 import { parseRef } from '../../core/reference.js'
@@ -145,28 +149,105 @@ if (Object.keys(recs).length > 0) {
     return d.kind === 'bytes' ? (d.bytes as Buffer).toString('utf8') : JSON.stringify(d)
   }
 
-  await t.test('get latest (api-version 2026-03-01-preview and 2025-07-01 answers)', async (t) => {
-    for (const [file, i] of [['go/TestCRUD.json', 2], ['js/recording_updatesecretproperties_roundtrips_contenttype.json', 3]] as const) {
-      play(file, [i])
-      const want = recorded(file, i)
-      const r = await read(provider(), parseRef(`azure:${want.name}`))
-      t.equal(text(r), want.value, `${file}: the recorded value`)
-      t.equal(r.version, want.version, `${file}: the version id of the recorded id`)
-      played(t)
-    }
-  })
+  const forbidden = (body: string): RecordedEntry => {
+    const disabled = rec('js/recording_cant_get_a_disabled_secret.json').entries[2] as RecordedEntry
+    return { ...disabled, ResponseBody: JSON.parse(body) as unknown }
+  }
+  // The two ways the provider reads (see the header): the same answers, the same requests, the same results.
+  const proxy = await startConnectProxy(t)
+  const PROXY_VARS = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy', 'NO_PROXY', 'no_proxy'] as const
+  const saved = Object.fromEntries(PROXY_VARS.map((k) => [k, process.env[k]]))
+  const setProxy = (url: string | undefined): void => {
+    for (const k of PROXY_VARS) delete process.env[k]
+    if (url !== undefined) process.env.HTTPS_PROXY = url
+  }
+  t.teardown(() => { for (const k of PROXY_VARS) { if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k] } })
+  for (const way of [{ label: 'own client', proxy: undefined }, { label: 'SDK behind a proxy', proxy: proxy.url }]) {
+    setProxy(way.proxy)
+    const tunnelsBefore = proxy.tunnels.length
+    await t.test(`${way.label}: get latest (api-version 2026-03-01-preview and 2025-07-01 answers)`, async (t) => {
+      for (const [file, i] of [['go/TestCRUD.json', 2], ['js/recording_updatesecretproperties_roundtrips_contenttype.json', 3]] as const) {
+        play(file, [i])
+        const want = recorded(file, i)
+        const r = await read(provider(), parseRef(`azure:${want.name}`))
+        t.equal(text(r), want.value, `${file}: the recorded value`)
+        t.equal(r.version, want.version, `${file}: the version id of the recorded id`)
+        played(t)
+      }
+    })
 
-  await t.test('get by version', async (t) => {
-    const file = 'js/recording_can_retrieve_all_versions_of_a_secret_by_page.json'
-    play(file, [5])
-    const want = recorded(file, 5)
-    const p = provider()
-    t.equal(await syncFrom(p, parseRef(`azure:${want.name}@${want.version}`), want.version), 'unchanged', 'a pinned version in hand needs no request (the script has no answer for one)')
-    const r = await read(p, parseRef(`azure:${want.name}@${want.version}`))
-    t.equal(text(r), want.value)
-    t.equal(r.version, want.version)
-    played(t)
-  })
+    await t.test(`${way.label}: get by version`, async (t) => {
+      const file = 'js/recording_can_retrieve_all_versions_of_a_secret_by_page.json'
+      play(file, [5])
+      const want = recorded(file, 5)
+      const p = provider()
+      t.equal(await syncFrom(p, parseRef(`azure:${want.name}@${want.version}`), want.version), 'unchanged', 'a pinned version in hand needs no request (the script has no answer for one)')
+      const r = await read(p, parseRef(`azure:${want.name}@${want.version}`))
+      t.equal(text(r), want.value)
+      t.equal(r.version, want.version)
+      played(t)
+    })
+
+    await t.test(`${way.label}: not found: 404 SecretNotFound`, async (t) => {
+      const file = 'js/recording_can_get_a_secret_non_existing.json'
+      play(file, [1])
+      const name = new URL(rec(file).entries[1]?.RequestUri ?? '').pathname.split('/')[2] as string
+      const err = await failure(read(provider(), parseRef(`azure:${name}`)))
+      t.equal(err.code, 'SIDEKEY_E_NOT_FOUND')
+      t.equal(err.message, `azure:${name}: Key Vault ${origin} has no secret ${name} (SecretNotFound)`)
+      played(t)
+    })
+
+    await t.test(`${way.label}: disabled: 403 Forbidden / SecretDisabled`, async (t) => {
+      const file = 'js/recording_cant_get_a_disabled_secret.json'
+      play(file, [2])
+      const name = recorded(file, 1).name
+      const err = await failure(read(provider(), parseRef(`azure:${name}`)))
+      t.equal(err.code, 'SIDEKEY_E_NOT_FOUND', 'a disabled secret is not a permission problem')
+      t.equal(err.message, `azure:${name}: Key Vault ${origin} has secret ${name} disabled (Forbidden/SecretDisabled); enable it in the vault or pin an enabled version with @<version>`)
+      t.equal(err.details.innerError, 'SecretDisabled')
+      played(t)
+    })
+
+    await t.test(`${way.label}: forbidden: Azure RBAC deny (ForbiddenByRbac)`, async (t) => {
+      play('js/recording_cant_get_a_disabled_secret.json', [])
+      script = [forbidden(rbacBody)]
+      const name = recorded('js/recording_cant_get_a_disabled_secret.json', 1).name
+      const err = await failure(read(provider(), parseRef(`azure:${name}`)))
+      t.equal(err.code, 'SIDEKEY_E_DENIED')
+      t.equal(err.message, `azure:${name}: Key Vault ${origin} denied reading ${name} (Forbidden/ForbiddenByRbac): the vault uses Azure RBAC; assign the identity (client id ${identity.clientId}) the "Key Vault Secrets User" role on the vault or on the secret`)
+      played(t)
+    })
+
+    await t.test(`${way.label}: forbidden: access-policy deny (AccessDenied)`, async (t) => {
+      play('js/recording_cant_get_a_disabled_secret.json', [])
+      script = [forbidden(policyBody)]
+      const name = recorded('js/recording_cant_get_a_disabled_secret.json', 1).name
+      const err = await failure(read(provider(), parseRef(`azure:${name}`)))
+      t.equal(err.code, 'SIDEKEY_E_DENIED')
+      t.equal(err.message, `azure:${name}: Key Vault ${origin} denied reading ${name} (Forbidden/AccessDenied): the vault uses access policies; give the identity (client id ${identity.clientId}) the Get permission on secrets in an access policy`)
+      played(t)
+    })
+
+    await t.test(`${way.label}: bad token: 401 AKV10022 after the challenge`, async (t) => {
+      const file = 'js/recording_can_get_a_secret_non_existing.json'
+      play(file, [])
+      const c = rec(file).entries[0] as RecordedEntry
+      script = [{ ...c, RequestMethod: 'GET', ResponseBody: { error: { code: 'Unauthorized', message: badToken } } }]
+      const name = new URL(c.RequestUri).pathname.split('/')[2] as string
+      const err = await failure(read(provider(), parseRef(`azure:${name}`)))
+      t.equal(err.code, 'SIDEKEY_E_AUTH')
+      t.equal(err.message, `azure:${name}: Key Vault ${origin} rejected the access token (Unauthorized: AKV10022: Invalid audience); check tenantId and clientId, and that the vault belongs to that tenant`)
+      played(t)
+    })
+
+    await t.test(`${way.label}: the requests went ${way.proxy === undefined ? 'straight to the vault' : 'through the proxy'}`, async (t) => {
+      const tunnels = proxy.tunnels.slice(tunnelsBefore)
+      if (way.proxy === undefined) t.same(tunnels, [], 'no tunnel')
+      else t.ok(tunnels.includes(new URL(origin).host), `the vault through the proxy: ${tunnels.join(', ')}`)
+    })
+  }
+  setProxy(undefined)
 
   await t.test('versions paging: the SDK as the provider configures it follows nextLink; each listed version is fetched by pin', async (t) => {
     const file = 'js/recording_can_retrieve_all_versions_of_a_secret_by_page.json'
@@ -190,63 +271,6 @@ if (Object.keys(recs).length > 0) {
     const items = []
     for await (const item of (await (provider() as unknown as { client (url: string): Promise<import('@azure/keyvault-secrets').SecretClient> }).client(origin)).listPropertiesOfSecretVersions(recorded(go, 1).name)) items.push(item.version)
     t.same(items, (rec(go).entries[4]?.ResponseBody as { value: Array<{ id: string }> }).value.map((v) => v.id.split('/').at(-1)), `${go}: one page of three versions (nextLink null)`)
-    played(t)
-  })
-
-  await t.test('not found: 404 SecretNotFound', async (t) => {
-    const file = 'js/recording_can_get_a_secret_non_existing.json'
-    play(file, [1])
-    const name = new URL(rec(file).entries[1]?.RequestUri ?? '').pathname.split('/')[2] as string
-    const err = await failure(read(provider(), parseRef(`azure:${name}`)))
-    t.equal(err.code, 'SIDEKEY_E_NOT_FOUND')
-    t.equal(err.message, `azure:${name}: Key Vault ${origin} has no secret ${name} (SecretNotFound)`)
-    played(t)
-  })
-
-  await t.test('disabled: 403 Forbidden / SecretDisabled', async (t) => {
-    const file = 'js/recording_cant_get_a_disabled_secret.json'
-    play(file, [2])
-    const name = recorded(file, 1).name
-    const err = await failure(read(provider(), parseRef(`azure:${name}`)))
-    t.equal(err.code, 'SIDEKEY_E_NOT_FOUND', 'a disabled secret is not a permission problem')
-    t.equal(err.message, `azure:${name}: Key Vault ${origin} has secret ${name} disabled (Forbidden/SecretDisabled); enable it in the vault or pin an enabled version with @<version>`)
-    t.equal(err.details.innerError, 'SecretDisabled')
-    played(t)
-  })
-
-  const forbidden = (body: string): RecordedEntry => {
-    const disabled = rec('js/recording_cant_get_a_disabled_secret.json').entries[2] as RecordedEntry
-    return { ...disabled, ResponseBody: JSON.parse(body) as unknown }
-  }
-  await t.test('forbidden: Azure RBAC deny (ForbiddenByRbac)', async (t) => {
-    play('js/recording_cant_get_a_disabled_secret.json', [])
-    script = [forbidden(rbacBody)]
-    const name = recorded('js/recording_cant_get_a_disabled_secret.json', 1).name
-    const err = await failure(read(provider(), parseRef(`azure:${name}`)))
-    t.equal(err.code, 'SIDEKEY_E_DENIED')
-    t.equal(err.message, `azure:${name}: Key Vault ${origin} denied reading ${name} (Forbidden/ForbiddenByRbac): the vault uses Azure RBAC; assign the identity (client id ${identity.clientId}) the "Key Vault Secrets User" role on the vault or on the secret`)
-    played(t)
-  })
-
-  await t.test('forbidden: access-policy deny (AccessDenied)', async (t) => {
-    play('js/recording_cant_get_a_disabled_secret.json', [])
-    script = [forbidden(policyBody)]
-    const name = recorded('js/recording_cant_get_a_disabled_secret.json', 1).name
-    const err = await failure(read(provider(), parseRef(`azure:${name}`)))
-    t.equal(err.code, 'SIDEKEY_E_DENIED')
-    t.equal(err.message, `azure:${name}: Key Vault ${origin} denied reading ${name} (Forbidden/AccessDenied): the vault uses access policies; give the identity (client id ${identity.clientId}) the Get permission on secrets in an access policy`)
-    played(t)
-  })
-
-  await t.test('bad token: 401 AKV10022 after the challenge', async (t) => {
-    const file = 'js/recording_can_get_a_secret_non_existing.json'
-    play(file, [])
-    const c = rec(file).entries[0] as RecordedEntry
-    script = [{ ...c, RequestMethod: 'GET', ResponseBody: { error: { code: 'Unauthorized', message: badToken } } }]
-    const name = new URL(c.RequestUri).pathname.split('/')[2] as string
-    const err = await failure(read(provider(), parseRef(`azure:${name}`)))
-    t.equal(err.code, 'SIDEKEY_E_AUTH')
-    t.equal(err.message, `azure:${name}: Key Vault ${origin} rejected the access token (Unauthorized: AKV10022: Invalid audience); check tenantId and clientId, and that the vault belongs to that tenant`)
     played(t)
   })
 
