@@ -15,9 +15,9 @@
 // Not the SDK itself: @azure/keyvault-secrets with core-rest-pipeline,
 // core-client and their dependencies is ~170 KB of code that V8 keeps as
 // source and bytecode, and the pipeline objects of each client; an azure
-// agent with one secret held 1.1 MiB more steady (1.6 MiB more at its peak)
-// with it (bench/store-memory, Node 24, 4 runs), on the edge of issue 12's
-// 0.75x of the OpenBao agent. Behind a proxy the SDK's client is kept
+// agent held 0.7 MiB more steady with it at one secret (1.3 MiB more at its
+// peak; 0.8 and 2.6 at 100 secrets: bench/store-memory, Node 24, 3 runs),
+// against issue 12's 0.75x of the OpenBao agent. Behind a proxy the SDK's client is kept
 // (azure.ts): this client takes no proxy.
 //
 // A non-200 answer becomes a KeyVaultError with the SDK's RestError fields
