@@ -11,7 +11,14 @@
 //     end in `.<resource host>`) unless disableChallengeResourceVerification;
 //   - the request is sent again with it, and later ones carry it at once; a
 //     401 naming `error="insufficient_claims"` (continuous access evaluation)
-//     gets one token with those claims and one more try.
+//     gets one token with those claims and one more try (tokens are asked for
+//     without CAE capability, so Key Vault is not expected to send one).
+// The token is kept per tenant and scope and renewed as the SDK's token
+// cycler does: from 2 minutes before it expires (or Entra's refresh_in) one
+// renewal runs in the background while reads keep the current token, which
+// they wait for only in its last 10 seconds; a failed renewal is tried again
+// by the next read. Concurrent reads share one exchange, and one caller
+// giving up (its signal) does not fail the others.
 // Not the SDK itself: @azure/keyvault-secrets with core-rest-pipeline,
 // core-client and their dependencies is ~170 KB of code that V8 keeps as
 // source and bytecode, and the pipeline objects of each client; an azure
@@ -23,8 +30,10 @@
 // A non-200 answer becomes a KeyVaultError with the SDK's RestError fields
 // (statusCode, code, details.error) so that one mapping (azure.ts) reads both.
 // No retry here: a failed sync is retried by the refresher with its backoff.
+import { randomUUID } from 'node:crypto'
 import type { SecureContext } from 'node:tls'
 import { HttpClient, type HttpAnswer } from '../http-client.js'
+import { untilAborted } from './azure-token.js'
 
 /** @azure/keyvault-secrets 4.11's LATEST_API_VERSION, the version the SDK path sends too. */
 export const KEY_VAULT_API_VERSION = '2025-07-01'
@@ -32,14 +41,18 @@ export const KEY_VAULT_API_VERSION = '2025-07-01'
 /** Key Vault's values are at most 25 KB; an answer larger than this is not a secret bundle. */
 const MAX_ANSWER_BYTES = 1 << 20
 
-/** A token is asked for again this long before it expires, as @azure/core-rest-pipeline's token cycler does. */
+/** A token is renewed in the background from this long before it expires, as @azure/core-rest-pipeline's token cycler does. */
 const TOKEN_REFRESH_MARGIN_MS = 2 * 60_000
+/** In its last seconds a token is no longer sent: reads wait for the new one. */
+const TOKEN_EXPIRY_MARGIN_MS = 10_000
+/** Tokens kept (one per tenant and scope a challenge named; a store has one or two). */
+const MAX_TOKENS = 16
 
 export interface KeyVaultToken { readonly token: string, readonly expiresOnTimestamp: number, readonly refreshAfterTimestamp?: number }
 
 /** The credential: the store's workload identity (azure.ts), which maps its own failures. */
 export interface KeyVaultCredential {
-  getToken: (scopes: string[], options: { tenantId?: string, claims?: string, abortSignal?: AbortSignal }) => Promise<KeyVaultToken | null>
+  getToken: (scopes: string[], options: { tenantId?: string, claims?: string }) => Promise<KeyVaultToken | null>
 }
 
 export interface KeyVaultReaderOptions {
@@ -63,6 +76,17 @@ export interface KeyVaultSecret {
 
 /** Key Vault's error body, as the SDK's RestError carries it (innererror read as innerError). */
 export interface KeyVaultErrorBody { readonly code?: string, readonly message?: string, readonly innerError?: { readonly code?: string } }
+
+/**
+ * The vault's challenge names a resource its host does not belong to (checked before any token is
+ * asked for). Its own class: a server's error body can never pass for it.
+ */
+export class ChallengeMismatchError extends Error {
+  constructor (readonly resourceHost: string, readonly vaultHost: string) {
+    super(`the vault's challenge names the resource ${resourceHost}, which does not match the vault's host ${vaultHost}`)
+    this.name = 'ChallengeMismatchError'
+  }
+}
 
 /** A non-200 answer: the fields azure.ts reads from the SDK's RestError too. */
 export class KeyVaultError extends Error {
@@ -118,14 +142,15 @@ export function challengeMatches (scope: string, vaultUrl: string): boolean {
 }
 
 interface Authorized { readonly scope: string, readonly tenantId: string | undefined }
-interface CachedToken { readonly p: Promise<KeyVaultToken>, renewAt?: number }
+/** The token of one tenant and scope: the current one, and the exchange under way (a renewal, or one with claims). */
+interface TokenSlot { current?: KeyVaultToken & { readonly renewAt: number }, pending?: Promise<KeyVaultToken> | undefined }
 
 export class KeyVaultReader {
   private readonly http: HttpClient
   /** Per vault URL: the scope and tenant its challenge named, once answered. */
   private readonly authorized = new Map<string, Authorized>()
   /** Per tenant and scope: the token, shared by every request (one exchange for many first requests). */
-  private readonly tokens = new Map<string, CachedToken>()
+  private readonly tokens = new Map<string, TokenSlot>()
 
   constructor (private readonly o: KeyVaultReaderOptions) {
     this.http = new HttpClient({
@@ -141,24 +166,24 @@ export class KeyVaultReader {
   async getSecret (vaultUrl: string, name: string, version: string | undefined, signal: AbortSignal): Promise<KeyVaultSecret> {
     const url = `${vaultUrl}/secrets/${encodeURIComponent(name)}/${version !== undefined ? encodeURIComponent(version) : ''}?api-version=${KEY_VAULT_API_VERSION}`
     let auth = this.authorized.get(vaultUrl)
-    let res = await this.send(url, auth !== undefined ? await this.token(auth, undefined, signal) : undefined, signal)
+    let sent = auth !== undefined ? await this.token(auth, undefined, signal) : undefined
+    let res = await this.send(url, sent, signal)
     let c = challengeOf(res)
     if (c !== undefined && !(auth !== undefined && isClaimsChallenge(c))) {
       // The vault names the resource and tenant to ask a token for (the first request, or a vault that moved).
       const scope = challengeScope(c)
       if (scope !== undefined) {
-        if (!this.o.disableChallengeResourceVerification && !challengeMatches(scope, vaultUrl)) {
-          throw new KeyVaultError(401, 'ChallengeResourceMismatch', { message: `the vault's challenge names the resource ${shortHost(scope)}, which does not match the vault's host ${new URL(vaultUrl).hostname}; check vaultUrl or vaultDomain, or set disableChallengeResourceVerification for a vault behind another name` })
-        }
+        if (!this.o.disableChallengeResourceVerification && !challengeMatches(scope, vaultUrl)) throw new ChallengeMismatchError(shortHost(scope), new URL(vaultUrl).hostname)
         auth = { scope, tenantId: c.tenantId }
         this.authorized.set(vaultUrl, auth)
-        res = await this.send(url, await this.token(auth, undefined, signal), signal)
+        sent = await this.token(auth, undefined, signal)
+        res = await this.send(url, sent, signal)
         c = challengeOf(res)
       }
     }
     if (auth !== undefined && c !== undefined && isClaimsChallenge(c)) {
       // Continuous access evaluation: the token was revoked; one with the claims asked for, and one more try.
-      res = await this.send(url, await this.token(auth, Buffer.from(c.claims as string, 'base64').toString('utf8'), signal), signal)
+      res = await this.send(url, await this.token(auth, { claims: Buffer.from(c.claims as string, 'base64').toString('utf8'), rejected: sent }, signal), signal)
     }
     if (res.status !== 200) throw answerError(res)
     let body: { value?: unknown, id?: unknown, attributes?: { enabled?: unknown } }
@@ -172,33 +197,55 @@ export class KeyVaultReader {
     // https://<vault>/secrets/<name>/<version>: the version is the segment after the name.
     const segs = (URL.canParse(id) ? new URL(id).pathname : '').split('/')
     const enabled = body.attributes?.enabled
-    return { value: body.value, version: segs[1] === 'secrets' && segs.length >= 4 ? segs[3] : undefined, enabled: typeof enabled === 'boolean' ? enabled : undefined }
+    return { value: body.value, version: segs.length === 4 && segs[1] === 'secrets' && segs[3] !== '' ? segs[3] : undefined, enabled: typeof enabled === 'boolean' ? enabled : undefined }
   }
 
   private async send (url: string, token: string | undefined, signal: AbortSignal): Promise<HttpAnswer> {
-    return await this.http.request({ method: 'GET', url, headers: { accept: 'application/json', ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}) }, signal })
+    // The request id Key Vault logs (the SDK sends one too): what its support asks for.
+    return await this.http.request({ method: 'GET', url, headers: { accept: 'application/json', 'user-agent': 'sidekey-agent', 'x-ms-client-request-id': randomUUID(), ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}) }, signal })
   }
 
-  /** The cached token for `auth` until shortly before it is due, else a new one; with claims, always a new one. */
-  private async token (auth: Authorized, claims: string | undefined, signal: AbortSignal): Promise<string> {
+  /**
+   * The token for `auth`: the current one while it is good, renewed in the background once due;
+   * with claims (a CAE challenge to the token `rejected`), a new one, unless another read already
+   * got one since. Every wait stops at the caller's own signal; the exchange goes on for the others.
+   */
+  private async token (auth: Authorized, cae: { claims: string, rejected: string | undefined } | undefined, signal: AbortSignal): Promise<string> {
     const key = `${auth.tenantId ?? ''} ${auth.scope}`
-    const hit = claims === undefined ? this.tokens.get(key) : undefined
-    if (hit !== undefined && (hit.renewAt === undefined || Date.now() < hit.renewAt)) return (await hit.p).token
-    const p = this.o.credential.getToken([auth.scope], { ...(auth.tenantId !== undefined ? { tenantId: auth.tenantId } : {}), ...(claims !== undefined ? { claims } : {}), abortSignal: signal })
-      .then((t) => {
-        if (t === null) throw new KeyVaultError(401, 'NoToken', { message: 'the credential gave no token' })
-        return t
-      })
-    const entry: CachedToken = { p }
-    this.tokens.set(key, entry)
-    try {
-      const t = await p
-      entry.renewAt = t.refreshAfterTimestamp ?? t.expiresOnTimestamp - TOKEN_REFRESH_MARGIN_MS
-      return t.token
-    } catch (err) {
-      if (this.tokens.get(key) === entry) this.tokens.delete(key)
-      throw err
+    let slot = this.tokens.get(key)
+    if (slot === undefined) {
+      // Bounded: a vault answering a new resource each time (verification off) cannot grow this.
+      if (this.tokens.size >= MAX_TOKENS) this.tokens.delete(this.tokens.keys().next().value as string)
+      this.tokens.set(key, slot = {})
     }
+    const now = Date.now()
+    const current = slot.current
+    if (cae !== undefined) {
+      if (current !== undefined && current.token !== cae.rejected && now < current.expiresOnTimestamp - TOKEN_EXPIRY_MARGIN_MS) return current.token
+      return (await untilAborted(this.exchange(slot, auth, cae.claims), signal)).token
+    }
+    if (current !== undefined && now < current.renewAt) return current.token
+    if (current !== undefined && now < current.expiresOnTimestamp - TOKEN_EXPIRY_MARGIN_MS) {
+      // Due but still good: renewed in the background; a failure leaves it to the next read.
+      this.exchange(slot, auth, undefined).catch(() => {})
+      return current.token
+    }
+    return (await untilAborted(this.exchange(slot, auth, undefined), signal)).token
+  }
+
+  /** The slot's exchange under way, or a new one (without any caller's signal: the credential has its own timeouts). */
+  private async exchange (slot: TokenSlot, auth: Authorized, claims: string | undefined): Promise<KeyVaultToken> {
+    slot.pending ??= (async () => {
+      try {
+        const t = await this.o.credential.getToken([auth.scope], { ...(auth.tenantId !== undefined ? { tenantId: auth.tenantId } : {}), ...(claims !== undefined ? { claims } : {}) })
+        if (t === null) throw new KeyVaultError(401, 'NoToken', { message: 'the credential gave no token' })
+        slot.current = { ...t, renewAt: Math.min(t.refreshAfterTimestamp ?? Infinity, t.expiresOnTimestamp - TOKEN_REFRESH_MARGIN_MS) }
+        return t
+      } finally {
+        slot.pending = undefined
+      }
+    })()
+    return await slot.pending
   }
 
   async close (): Promise<void> {

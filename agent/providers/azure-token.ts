@@ -39,7 +39,7 @@ const EXPIRY_MARGIN_MS = 5 * 60_000
 const authError = (name: string, message: string): Error => Object.assign(new Error(message), { name })
 
 /** `p`, or an AbortError as soon as `signal` aborts (p goes on for the others waiting on it). */
-async function untilAborted<T> (p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+export async function untilAborted<T> (p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (signal === undefined) return await p
   return await new Promise<T>((resolve, reject) => {
     const onAbort = (): void => { reject(authError('AbortError', 'the token request was aborted')) }

@@ -93,7 +93,7 @@ export class AzureProvider implements Provider {
   /** Sidekey's own Key Vault client (no proxy in the environment): one for every vault of the store, on the store's TLS context. */
   private async ownReader (): Promise<KeyVaultReader> {
     this.reader ??= (async () => {
-      const { KeyVaultReader } = await import('./azure-keyvault.js')
+      const { KeyVaultReader } = await import('./azure-keyvault.js').catch((err: unknown) => { this.reader = undefined; throw err })
       return new KeyVaultReader({
         // The credential is made at the first token asked for: its errors (a missing tenantId) fail that read, and the next makes it again.
         credential: { getToken: async (scopes, options) => await (await this.tokenCredential()).getToken(scopes, options) },
@@ -298,7 +298,13 @@ export class AzureProvider implements Provider {
     const what = `${t.name}${t.version !== undefined ? ` version ${t.version}` : ''}`
     const identity = this.config.clientId ?? process.env.AZURE_CLIENT_ID
     const who = identity !== undefined ? `the identity (client id ${identity})` : 'the identity'
-    if (code === 'ChallengeResourceMismatch') return e('SIDEKEY_E_AUTH', `Key Vault ${t.vaultUrl}: ${String(body?.message)}`)
+    // The vault's challenge names another resource: the own client's check (its own class, never a server's
+    // body) or the SDK's ("The challenge resource '<host>' does not match the requested domain ..."). No token was asked for.
+    const mismatch = (err as { name?: unknown }).name === 'ChallengeMismatchError'
+      ? (err as { resourceHost: string }).resourceHost
+      : /^The challenge resource '([A-Za-z0-9.-]{1,253})' does not match the requested domain/.exec(err instanceof Error ? err.message : '')?.[1]
+    if (mismatch !== undefined) return e('SIDEKEY_E_AUTH', `Key Vault ${t.vaultUrl} answered with a challenge for the resource ${mismatch}, which its host ${new URL(t.vaultUrl).hostname} does not belong to; check vaultUrl or vaultDomain, or set config.stores.${this.ctx.storeName}.disableChallengeResourceVerification for a vault behind another name (a private endpoint, an emulator)`)
+    if (code === 'NoToken') return e('SIDEKEY_E_AUTH', `the workload identity gave no access token for Key Vault ${t.vaultUrl}; check tenantId and clientId`)
     if (status === 404) return e('SIDEKEY_E_NOT_FOUND', `Key Vault ${t.vaultUrl} has no secret ${what} (${why})`)
     if (status === 403 && inner === 'SecretDisabled') return e('SIDEKEY_E_NOT_FOUND', `Key Vault ${t.vaultUrl} has secret ${what} disabled (${why}); enable it in the vault or pin an enabled version with @<version>`)
     if (status === 403 && inner === 'ForbiddenByRbac') return e('SIDEKEY_E_DENIED', `Key Vault ${t.vaultUrl} denied reading ${t.name} (${why}): the vault uses Azure RBAC; assign ${who} the "Key Vault Secrets User" role on the vault or on the secret`)
@@ -306,11 +312,12 @@ export class AzureProvider implements Provider {
     if (status === 403) return e('SIDEKEY_E_DENIED', `Key Vault ${t.vaultUrl} denied reading ${t.name} (${why}); assign ${who} the "Key Vault Secrets User" role (Azure RBAC) or a Get secrets access policy`)
     if (status === 401) {
       // "AKV10022: Invalid audience", "AKV10032: Invalid issuer": the reason, without the token's claims.
-      const akv = typeof body?.message === 'string' ? /^(AKV\d+: [^.]*)/.exec(body.message)?.[1] : undefined
+      const akv = typeof body?.message === 'string' ? /^(AKV\d{1,6}: [^.\r\n]{0,200})/.exec(body.message)?.[1] : undefined
       return e('SIDEKEY_E_AUTH', `Key Vault ${t.vaultUrl} rejected the access token (${akv !== undefined ? `${code}: ${akv}` : why}); check tenantId and clientId, and that the vault belongs to that tenant`)
     }
     if (status === 429 || (typeof status === 'number' && status >= 500)) return e('SIDEKEY_E_UNAVAILABLE', `Key Vault ${t.vaultUrl} is unavailable (HTTP ${status})`)
-    if (isNetworkError(err) || code === 'REQUEST_SEND_ERROR' || code === 'AbortError' || code === 'ABORTED') return e('SIDEKEY_E_UNAVAILABLE', `cannot reach Key Vault ${t.vaultUrl} (${code})`)
+    // No answer (the own client's HttpTransportError: a reset, a TLS or certificate failure, a timeout) as the SDK's REQUEST_SEND_ERROR; an oversized answer is the server's fault.
+    if (isNetworkError(err) || code === 'REQUEST_SEND_ERROR' || code === 'AbortError' || code === 'ABORTED' || ((err as { name?: unknown }).name === 'HttpTransportError' && code !== 'ERR_BODY_TOO_LARGE')) return e('SIDEKEY_E_UNAVAILABLE', `cannot reach Key Vault ${t.vaultUrl} (${code})`)
     if (typeof status === 'number' && status === 400 && /version/i.test(code)) return e('SIDEKEY_E_NOT_FOUND', `Key Vault has no version ${String(t.version)} of ${t.name}`)
     return e('SIDEKEY_E_BACKEND', `Key Vault ${t.vaultUrl} failed (${why}${typeof status === 'number' ? `, HTTP ${status}` : ''})`)
   }

@@ -114,9 +114,16 @@ if (Object.keys(recs).length > 0) {
   t.teardown(() => { setLogLevel() })
 
   const errors: SidekeyError[] = []
-  const provider = (): AzureProvider => createAzureProvider({
-    type: 'azure', vaultUrl: origin, tenantId: tenant, clientId: identity.clientId, tokenFile, authorityHost: aad.authorityHost, caFile, disableChallengeResourceVerification: true, timeout: '5s',
-  } as never, { storeName: 'azure', logger, maxValueBytes: 1 << 20 }) as AzureProvider
+  // Every provider made is closed at the end (its clients' connections, its token exchange's).
+  const made: AzureProvider[] = []
+  t.teardown(async () => { await Promise.all(made.map(async (p) => await p.close())) })
+  const provider = (over: Record<string, unknown> = {}): AzureProvider => {
+    const p = createAzureProvider({
+      type: 'azure', vaultUrl: origin, tenantId: tenant, clientId: identity.clientId, tokenFile, authorityHost: aad.authorityHost, caFile, disableChallengeResourceVerification: true, timeout: '5s', ...over,
+    } as never, { storeName: 'azure', logger, maxValueBytes: 1 << 20 }) as AzureProvider
+    made.push(p)
+    return p
+  }
   const failure = async (p: Promise<unknown>): Promise<SidekeyError> => {
     try {
       await p
@@ -238,6 +245,16 @@ if (Object.keys(recs).length > 0) {
       const err = await failure(read(provider(), parseRef(`azure:${name}`)))
       t.equal(err.code, 'SIDEKEY_E_AUTH')
       t.equal(err.message, `azure:${name}: Key Vault ${origin} rejected the access token (Unauthorized: AKV10022: Invalid audience); check tenantId and clientId, and that the vault belongs to that tenant`)
+      played(t)
+    })
+
+    await t.test(`${way.label}: a challenge for a resource the vault's host is not under (verification on): refused before any token`, async (t) => {
+      const file = 'js/recording_can_get_a_secret_non_existing.json'
+      play(file, [])
+      const name = new URL(rec(file).entries[1]?.RequestUri ?? '').pathname.split('/')[2] as string
+      const err = await failure(read(provider({ disableChallengeResourceVerification: false }), parseRef(`azure:${name}`)))
+      t.equal(err.code, 'SIDEKEY_E_AUTH')
+      t.equal(err.message, `azure:${name}: Key Vault ${origin} answered with a challenge for the resource vault.azure.net, which its host 127.0.0.1 does not belong to; check vaultUrl or vaultDomain, or set config.stores.azure.disableChallengeResourceVerification for a vault behind another name (a private endpoint, an emulator)`)
       played(t)
     })
 

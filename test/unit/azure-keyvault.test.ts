@@ -2,14 +2,15 @@
 // of @azure/keyvault-secrets' without a proxy): Key Vault's challenge (the
 // first request without a token, the token for the challenge's resource in its
 // tenant, the resource checked against the vault's host), the token kept for
-// later requests and shared by concurrent ones, a continuous-access-evaluation
+// later requests and shared by concurrent ones, renewed in the background, a
+// caller's abort failing only that caller, a continuous-access-evaluation
 // challenge, and what comes of error bodies and garbage. Against a local HTTP
 // server answering as Key Vault does (the recorded challenge and bodies of
 // ../shared/azure-recordings: INDEX.md).
 import t, { type Test } from 'tap'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { KeyVaultError, KeyVaultReader, challengeMatches, challengeScope, parseChallenge, type KeyVaultCredential } from '../../agent/providers/azure-keyvault.js'
+import { ChallengeMismatchError, KeyVaultError, KeyVaultReader, challengeMatches, challengeScope, parseChallenge, type KeyVaultCredential } from '../../agent/providers/azure-keyvault.js'
 
 const TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47'
 const CHALLENGE = `Bearer authorization="https://login.microsoftonline.com/${TENANT}", resource="https://vault.azure.net"`
@@ -40,15 +41,20 @@ const bundle = (name: string, version: string, value: string, enabled = true): s
   JSON.stringify({ value, id: `https://myvault.vault.azure.net/secrets/${name}/${version}`, attributes: { enabled, created: 1739400000, updated: 1739400000, recoveryLevel: 'Recoverable+Purgeable' } })
 
 interface Asked { scopes: string[], tenantId?: string | undefined, claims?: string | undefined }
-function credential (expiresInMs = 3600_000): { c: KeyVaultCredential, asked: Asked[] } {
+/** A credential that counts what it is asked; `fail` makes the next exchanges fail, `delayMs` slows each. */
+function credential (expiresInMs = 3600_000, o: { delayMs?: number } = {}): { c: KeyVaultCredential, asked: Asked[], fail: { on: boolean } } {
   const asked: Asked[] = []
+  const fail = { on: false }
   return {
     asked,
+    fail,
     c: {
-      async getToken (scopes, o) {
-        asked.push({ scopes, tenantId: o.tenantId, claims: o.claims })
-        await new Promise((resolve) => setTimeout(resolve, 5))
-        return { token: `tok-${asked.length}`, expiresOnTimestamp: Date.now() + expiresInMs }
+      async getToken (scopes, opts) {
+        asked.push({ scopes, tenantId: opts.tenantId, claims: opts.claims })
+        const n = asked.length
+        await new Promise((resolve) => setTimeout(resolve, o.delayMs ?? 5))
+        if (fail.on) throw Object.assign(new Error('Entra is down'), { name: 'EntraUnavailableError' })
+        return { token: `tok-${n}`, expiresOnTimestamp: Date.now() + expiresInMs }
       },
     },
   }
@@ -105,9 +111,28 @@ t.test('concurrent first reads: one token exchange', async (t) => {
   t.equal(asked.length, 1)
 })
 
-t.test('a token near its expiry is asked for again', async (t) => {
+t.test('a token due for renewal is renewed in the background; reads keep it meanwhile, and when renewal fails', async (t) => {
   const v = await vault(t, keyVault((_s, res) => res.writeHead(200).end(bundle('a', 'v1', 'x'))))
-  const { c, asked } = credential(60_000) // inside the 2-minute margin: renewed at every read
+  const { c, asked, fail } = credential(60_000) // inside the 2-minute margin: due at once, good for a minute
+  const r = reader(t, c)
+  await r.getSecret(v.url, 'a', undefined, signal())
+  fail.on = true
+  await r.getSecret(v.url, 'a', undefined, signal())
+  await new Promise((resolve) => setTimeout(resolve, 30))
+  t.equal((await r.getSecret(v.url, 'a', undefined, signal())).version, 'v1', 'Entra down: the read still succeeds')
+  t.same(v.seen.map((s) => s.auth), [undefined, 'Bearer tok-1', 'Bearer tok-1', 'Bearer tok-1'], 'with the token that is still good')
+  t.equal(asked.length, 3, 'each read past the due time tried one renewal in the background')
+  await new Promise((resolve) => setTimeout(resolve, 30)) // the last renewal has failed
+  fail.on = false
+  await r.getSecret(v.url, 'a', undefined, signal())
+  await new Promise((resolve) => setTimeout(resolve, 30))
+  await r.getSecret(v.url, 'a', undefined, signal())
+  t.equal(v.seen.at(-1)?.auth, 'Bearer tok-4', 'the renewed token once it came')
+})
+
+t.test('a token in its last seconds is waited for, not sent', async (t) => {
+  const v = await vault(t, keyVault((_s, res) => res.writeHead(200).end(bundle('a', 'v1', 'x'))))
+  const { c, asked } = credential(5_000)
   const r = reader(t, c)
   await r.getSecret(v.url, 'a', undefined, signal())
   await r.getSecret(v.url, 'a', undefined, signal())
@@ -115,13 +140,25 @@ t.test('a token near its expiry is asked for again', async (t) => {
   t.same(v.seen.map((s) => s.auth), [undefined, 'Bearer tok-1', 'Bearer tok-2'])
 })
 
+t.test('one caller giving up does not fail the others waiting on the same token', async (t) => {
+  const v = await vault(t, keyVault((_s, res) => res.writeHead(200).end(bundle('a', 'v1', 'x'))))
+  const { c, asked } = credential(3600_000, { delayMs: 100 })
+  const r = reader(t, c)
+  const ac = new AbortController()
+  const first = r.getSecret(v.url, 'a', undefined, ac.signal).then(() => 'read', (e: unknown) => (e as Error).name)
+  const others = Array.from({ length: 3 }, async () => await r.getSecret(v.url, 'a', undefined, signal()))
+  setTimeout(() => ac.abort(), 30)
+  t.equal(await first, 'AbortError', 'the caller that gave up stops at its own signal')
+  t.same((await Promise.all(others)).map((x) => x.version), ['v1', 'v1', 'v1'], 'the others get the token')
+  t.equal(asked.length, 1, 'from one exchange')
+})
+
 t.test('a challenge naming another resource is refused before any token is asked for', async (t) => {
   const v = await vault(t, keyVault((_s, res) => res.writeHead(200).end(bundle('a', 'v1', 'x'))))
   const { c, asked } = credential()
-  const err = await fails(reader(t, c, true), v.url, 'a')
-  t.type(err, KeyVaultError)
-  t.equal(err.code, 'ChallengeResourceMismatch')
-  t.match(err.details.error?.message, /names the resource vault\.azure\.net, which does not match the vault's host 127\.0\.0\.1.*disableChallengeResourceVerification/)
+  const err = await reader(t, c, true).getSecret(v.url, 'a', undefined, signal()).then(() => undefined, (e: unknown) => e)
+  t.type(err, ChallengeMismatchError)
+  t.same([(err as ChallengeMismatchError).resourceHost, (err as ChallengeMismatchError).vaultHost], ['vault.azure.net', '127.0.0.1'])
   t.equal(asked.length, 0, 'no token for a resource the vault is not')
   t.equal(v.seen.length, 1)
 })
@@ -141,8 +178,39 @@ t.test('continuous access evaluation: a claims challenge gets one token with tho
   const r = reader(t, c)
   // The first read: challenge, tok-1 refused with a claims challenge, tok-2 with the claims.
   t.equal((await r.getSecret(v.url, 'a', undefined, signal())).version, 'v1')
-  t.same(asked.map((a) => a.claims), [undefined, claims])
+  t.same(asked, [{ scopes: ['https://vault.azure.net/.default'], tenantId: TENANT, claims: undefined }, { scopes: ['https://vault.azure.net/.default'], tenantId: TENANT, claims }], 'the claims token for the same scope and tenant (not the claims challenge\'s "common")')
   t.same(v.seen.map((s) => s.auth), [undefined, 'Bearer tok-1', 'Bearer tok-2'])
+  await r.getSecret(v.url, 'a', undefined, signal())
+  t.equal(v.seen.at(-1)?.auth, 'Bearer tok-2', 'later reads keep the claims token')
+})
+
+t.test('concurrent reads refused by one claims challenge: one exchange with the claims', async (t) => {
+  const revokedToken = 'Bearer tok-1'
+  const v = await vault(t, keyVault((s, res) => {
+    if (s.auth === revokedToken && s.path.includes('/late')) {
+      res.writeHead(401, { 'www-authenticate': `Bearer error="insufficient_claims", claims="${Buffer.from('{"access_token":{}}').toString('base64')}"` }).end()
+      return
+    }
+    res.writeHead(200).end(bundle('a', 'v1', 'x'))
+  }))
+  const { c, asked } = credential()
+  const r = reader(t, c)
+  await r.getSecret(v.url, 'first', undefined, signal())
+  await Promise.all(Array.from({ length: 6 }, async () => await r.getSecret(v.url, 'late', undefined, signal())))
+  t.equal(asked.length, 2, 'the first token and one with the claims, for six reads refused')
+  t.equal(asked[1]?.claims, '{"access_token":{}}')
+})
+
+t.test('names and versions are percent-encoded into the path; an oversized answer is refused', async (t) => {
+  const v = await vault(t, keyVault((s, res) => {
+    if (s.path.startsWith('/secrets/big/')) { res.writeHead(200).end(JSON.stringify({ value: 'x'.repeat(2 << 20), id: 'https://v/secrets/big/v1' })); return }
+    res.writeHead(200).end(bundle('a', 'v1', 'x'))
+  }))
+  const r = reader(t, credential().c)
+  await r.getSecret(v.url, 'a-b', 'v 1/..', signal())
+  t.equal(v.seen.at(-1)?.path, '/secrets/a-b/v%201%2F..?api-version=2025-07-01')
+  const big = await r.getSecret(v.url, 'big', undefined, signal()).then(() => undefined, (e: unknown) => e as { name?: string, code?: string })
+  t.same([big?.name, big?.code], ['HttpTransportError', 'ERR_BODY_TOO_LARGE'])
 })
 
 t.test('error answers keep Key Vault\'s codes; garbage is an error without it', async (t) => {
@@ -151,6 +219,8 @@ t.test('error answers keep Key Vault\'s codes; garbage is an error without it', 
     disabled: [403, JSON.stringify({ error: { code: 'Forbidden', message: 'Operation get is not allowed on a disabled secret.', innererror: { code: 'SecretDisabled' } } })],
     garbled: [500, 'sk-leaked-in-a-garbage-body <html>'],
     coded: [400, JSON.stringify({ error: { code: 'sk leaked as a code, with spaces', message: 'm' } })],
+    spoofed: [401, JSON.stringify({ error: { code: 'ChallengeResourceMismatch', message: 'sk-a server writing its own text' } })],
+    longid: [200, JSON.stringify({ value: 'v', id: 'https://myvault.vault.azure.net/secrets/longid/v1/extra' })],
     notjson: [200, 'sk-garbage-200'],
     nobundle: [200, 'null'],
     noid: [200, JSON.stringify({ value: 'v' })],
@@ -171,6 +241,9 @@ t.test('error answers keep Key Vault\'s codes; garbage is an error without it', 
   t.same([coded.statusCode, coded.code], [400, 'HTTP400'], 'a code that is not a word is dropped')
   t.same([(await fail('notjson')).code, (await fail('nobundle')).code], ['InvalidJson', 'InvalidJson'])
   t.same(await r.getSecret(v.url, 'noid', undefined, signal()), { value: 'v', version: undefined, enabled: undefined }, 'no id: no version (azure.ts refuses it)')
+  t.equal((await r.getSecret(v.url, 'longid', undefined, signal())).version, undefined, 'an id with more segments names no version')
+  const spoofed = await fail('spoofed')
+  t.ok(spoofed instanceof KeyVaultError && !(spoofed instanceof ChallengeMismatchError), 'a server\'s body cannot pass for the resource check (azure.ts tells them apart by class)')
   for (const e of [missing, disabled, garbled, coded]) t.notMatch(`${e.message} ${e.code} ${JSON.stringify(e.details)}`, /sk-|sk leaked/, 'no part of a garbage answer in the error')
 })
 
