@@ -230,7 +230,13 @@ export class AzureProvider implements Provider {
 
   private async get (ref: SecretRef, signal: AbortSignal | undefined): Promise<Snapshot> {
     const t = this.target(ref)
-    const read = proxied() ? await this.sdkRead(t) : await this.ownRead()
+    let read: Read
+    try {
+      // Made before the timer starts; a client or credential that cannot be made fails the read.
+      read = proxied() ? await this.sdkRead(t.vaultUrl) : await this.ownRead()
+    } catch (err) {
+      throw this.mapError(err, ref, t)
+    }
     this.ctx.meter?.request('getSecret')
     // One controller per call, aborted by the timeout or the caller's signal. Not AbortSignal.any:
     // on Node 20 each call would leave an entry on the agent's long-lived stop signal.
@@ -257,25 +263,15 @@ export class AzureProvider implements Provider {
     return { data, version }
   }
 
-  /** One Get Secret through Sidekey's own client; its credential or client failing to load fails the read. */
+  /** One Get Secret through Sidekey's own client. */
   private async ownRead (): Promise<Read> {
-    let reader: KeyVaultReader
-    try {
-      reader = await this.ownReader()
-    } catch (err) {
-      return async () => { throw err }
-    }
+    const reader = await this.ownReader()
     return async (t, signal) => await reader.getSecret(t.vaultUrl, t.name, t.version, signal)
   }
 
-  /** One Get Secret through the SDK's client (behind a proxy). */
-  private async sdkRead (t: Target): Promise<Read> {
-    let client: SecretClient
-    try {
-      client = await this.client(t.vaultUrl)
-    } catch (err) {
-      return async () => { throw err }
-    }
+  /** One Get Secret through the SDK's client for the vault (behind a proxy). */
+  private async sdkRead (vaultUrl: string): Promise<Read> {
+    const client = await this.client(vaultUrl)
     return async (t, signal) => {
       const s = await client.getSecret(t.name, { ...(t.version !== undefined ? { version: t.version } : {}), abortSignal: signal })
       return { value: s.value, version: s.properties.version, enabled: s.properties.enabled }
