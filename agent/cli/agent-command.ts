@@ -6,7 +6,6 @@ import { loadConfig, loadConfigFile, parseJson, type AgentConfig } from '../../c
 import { SidekeyError } from '../../core/errors.js'
 import { createAuditLogger, createLogger } from '../logger.js'
 import { startAgent } from '../agent.js'
-import { seedDemo } from './demo.js'
 import { restoreTierUp } from './v8-flags.js'
 import { DEFAULT_TERMINATION_MESSAGE_PATH, awaitInitialSync, writeTerminationMessage } from '../init-sync.js'
 
@@ -55,7 +54,8 @@ export async function main (argv: string[]): Promise<number> {
   else throw new SidekeyError('SIDEKEY_E_CONFIG', 'no config: pass --config FILE or set SIDEKEY_CONFIG to the config JSON')
 
   const logger = createLogger(config.logLevel)
-  if (opts.localDemo === true) seedDemo(config, logger)
+  // Loaded only for --local-demo: it opens the local store (its provider, node:crypto's ciphers).
+  if (opts.localDemo === true) (await import('./demo.js')).seedDemo(config, logger)
   // The handlers go in before the start: without one, a SIGTERM takes Node's
   // default (the process dies by the signal, nothing closed), and a pod is
   // deleted whenever it is, during an agent's start too. One that comes

@@ -12,7 +12,7 @@ import type { ErrorCode } from '../../core/errors.js'
 import { peerStatus } from '../../core/error-answers.js'
 import type { ServedSecret, ServedSet } from '../served.js'
 import { presentedToken } from '../access-token.js'
-import { versionSelector } from '../providers/aws.js'
+import { versionSelector } from '../providers/aws-version.js'
 import { header, quote, sendBody, type CompatRoute, type RouteOutcome } from './route.js'
 
 export const AWS_GET_PATH = '/secretsmanager/get'

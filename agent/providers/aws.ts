@@ -12,6 +12,7 @@ import type { StoreConfigOf } from '../../core/config/schema.js'
 import { parseDuration } from '../../core/duration.js'
 import type { Have, Provider, ProviderContext, SecretData, Snapshot, SyncResult } from './provider.js'
 import { checkSize, dataFromText, isNetworkError } from './secret-data.js'
+import { versionSelector } from './aws-version.js'
 
 type SM = typeof import('../aws-sdk.js')
 type Client = InstanceType<SM['SecretsManagerClient']>
@@ -20,14 +21,6 @@ type CredentialProvider = (opts?: Record<string, unknown>) => Promise<{ accessKe
 export type AwsStoreConfig = StoreConfigOf<'aws'>
 
 const ARN_RE = /^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):\d{12}:secret:.+$/
-/** Version ids are UUIDs (32-64 chars); anything shorter is a staging label. */
-const VERSION_ID_RE = /^[0-9a-fA-F-]{32,64}$/
-
-export function versionSelector (v: string | undefined): { VersionStage?: string, VersionId?: string } {
-  if (v === undefined) return {}
-  if (/^AWS[A-Z]+$/.test(v) || !VERSION_ID_RE.test(v)) return { VersionStage: v }
-  return { VersionId: v }
-}
 
 export class AwsProvider implements Provider {
   readonly type = 'aws'

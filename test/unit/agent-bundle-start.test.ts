@@ -173,6 +173,35 @@ t.test('the agent command\'s code does not carry commander (the other commands\'
   t.ok([...staticGraph(join(dirname(BUNDLE), getChunk))].some((f) => readFileSync(f, 'utf8').includes('node_modules/commander/')), 'while `sidekey get` still has it (the check finds it)')
 })
 
+t.test('a Vault agent loads its provider in one file, and no other store\'s code', async (t) => {
+  const dir = dirname(BUNDLE)
+  const files = readdirSync(dir)
+  // What agent/providers/index.ts loads (the stores' provider modules) and what
+  // those load on demand (azure's Key Vault and Entra clients) are entries of
+  // the bundle; the folder's other modules are parts of them. A template
+  // import() made every file of the folder an entry, and each its own file.
+  const entries = new Set(['vault', 'aws', 'azure', 'k8s', 'env', 'file', 'local', 'azure-keyvault', 'azure-token'])
+  const providerModules = readdirSync(join(root, 'agent/providers')).filter((f) => f.endsWith('.ts')).map((f) => f.slice(0, -3))
+  t.ok(providerModules.includes('vault-http'), 'the folder read is the real one')
+  const stubs = providerModules.filter((m) => !entries.has(m) && files.some((f) => new RegExp(`^${m}-[A-Z0-9]{8}\\.js$`).test(f)))
+  t.same(stubs, [], 'no module of agent/providers that is not a store\'s is a file of its own')
+  const vaultChunk = files.find((f) => /^vault-[A-Z0-9]{8}\.js$/.test(f))
+  if (vaultChunk === undefined) throw new Error('no vault-*.js in dist/bundle: update this test')
+  const vault = readFileSync(join(dir, vaultChunk), 'utf8')
+  for (const cls of ['VaultAuth', 'VaultHttp', 'KvVersionLists']) t.match(vault, new RegExp(`(?:\\bvar |,)${cls}=class\\b`), `${cls} is in ${vaultChunk}`)
+  // The agent's own code: the AWS-compatible route (agent/compat) needs one
+  // function of the aws provider's, --local-demo the local store.
+  const entry = readFileSync(BUNDLE, 'utf8')
+  const agentChunk = /import\("(\.\/agent-command-[^"]+\.js)"\)/.exec(entry)?.[1]
+  if (agentChunk === undefined) throw new Error('no agent-command chunk imported by the bundle entry: update this test')
+  const graph = [...staticGraph(join(dir, agentChunk)), ...staticGraph(join(dir, vaultChunk))]
+  for (const [what, def] of [['the aws provider', 'function createAwsProvider('], ['the local store', 'function openLocalStore(']] as const) {
+    t.same(graph.filter((f) => readFileSync(f, 'utf8').includes(def)).map((f) => basename(f)), [], `${what} is in no file a Vault agent loads at start`)
+    t.ok(files.some((f) => f.endsWith('.js') && readFileSync(join(dir, f), 'utf8').includes(def)), `${what} is in the bundle (the check finds it)`)
+  }
+  t.comment(`a Vault agent's start: ${new Set(graph).size} files of the bundle`)
+})
+
 /** The Node flags of the bundle's first line, which the image runs it through as `sidekey`. */
 const IMAGE_FLAGS = shebangFlags(readFileSync(BUNDLE, 'latin1').split('\n')[0] as string)
 
