@@ -5,9 +5,9 @@
 //
 // Each module is named by a literal import() below, not a template
 // (`import(\`./${m}.js\`)`): for a template the bundler makes every file of
-// this folder an entry of its own (vault-http, vault-auth, http-client, ...),
-// and each then sat in a chunk file of its own beside its one user, six more
-// files for a Vault agent's start to resolve, link and evaluate.
+// this folder an entry of its own (vault-auth, vault-http, secret-data, ...),
+// and each then sat in a file of its own beside its one user, one more file
+// for a start to resolve, link and evaluate (test/unit/agent-bundle-start).
 import { SidekeyError } from '../../core/errors.js'
 import { storeDescriptor } from '../../core/stores.js'
 import type { StoreConfig } from '../../core/config/schema.js'
