@@ -3,7 +3,9 @@
 // testenv, token auth for both, KV v2 secrets. Interleaved runs, medians:
 //
 //   - exec -> first file, exec -> all files (1, 100, 1,000 secrets)
-//   - steady RSS (median of 5 samples after --settle s) and peak (VmHWM)
+//   - steady RSS (median of 5 samples after --settle s), its anonymous part,
+//     and peak (VmHWM); both binaries dropped from the page cache first
+//     (agent-process.ts dropPageCache)
 //   - idle CPU over --idle s and wake-ups per 10 s (voluntary context
 //     switches of every thread: each is the process going back to sleep)
 //   - backend requests per secret per minute while idle, from the OpenBao
@@ -45,7 +47,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { useServers, stopServers } from '../test/helpers/testenv.js'
-import { AGENT_NODE_OPTIONS, agentEnv, baoAgentArgs, nodeArgs } from './agent-process.js'
+import { AGENT_NODE_OPTIONS, agentEnv, baoAgentArgs, dropPageCache, nodeArgs } from './agent-process.js'
 
 process.env.TAP_TIMEOUT = '0'
 
@@ -105,6 +107,8 @@ const progress = (what: string): void => { console.error(`[${((Date.now() - t00)
 const auditFile = join(work, 'audit.log')
 const port = await new Promise<number>((resolve) => { const s = createNetServer().listen(0, '127.0.0.1', () => { const p = (s.address() as AddressInfo).port; s.close(() => resolve(p)) }) })
 if (!existsSync(BAO)) await useServers(undefined, ['openbao'])
+// Before the server starts: it is the same binary as the bao agent, and its pages are the agent's (agent-process.ts).
+dropPageCache([NODE, BAO])
 writeFileSync(join(work, 'audit.hcl'), `audit "file" "peers" {\n  options {\n    file_path = "${auditFile}"\n  }\n}\n`)
 const server = spawn(BAO, ['server', '-dev', '-dev-root-token-id=root', `-dev-listen-address=127.0.0.1:${port}`, `-config=${join(work, 'audit.hcl')}`], { stdio: 'ignore' })
 process.on('exit', () => { server.kill('SIGKILL') })
@@ -188,9 +192,10 @@ async function start (kind: Kind, set: string, n: number, o: { refresh?: string 
   return { kind, p, dir, n, name, exited, firstMs, allMs }
 }
 
-function procStatus (pid: number): { rssKb: number, hwmKb: number } {
+function procStatus (pid: number): { rssKb: number, hwmKb: number, anonKb: number } {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8')
-  return { rssKb: Number(/VmRSS:\s+(\d+)/.exec(s)?.[1] ?? 0), hwmKb: Number(/VmHWM:\s+(\d+)/.exec(s)?.[1] ?? 0) }
+  const kb = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(s)?.[1] ?? 0)
+  return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM'), anonKb: kb('RssAnon') }
 }
 function cpuTicks (pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8')
@@ -361,8 +366,9 @@ for (let run = 0; run < RUNS; run++) {
     }
     await sleep(SETTLE_S * 1000)
     const rss = new Map<Proc, number[]>(live.map((x) => [x, []]))
+    const anon = new Map<Proc, number[]>(live.map((x) => [x, []]))
     for (let i = 0; i < 5; i++) {
-      for (const x of live) rss.get(x)?.push(procStatus(x.p.pid as number).rssKb)
+      for (const x of live) { const st = procStatus(x.p.pid as number); rss.get(x)?.push(st.rssKb); anon.get(x)?.push(st.anonKb) }
       await sleep(200)
     }
     const t0 = live.map((x) => ({ cpu: cpuTicks(x.p.pid as number), sw: switches(x.p.pid as number) }))
@@ -380,6 +386,7 @@ for (let run = 0; run < RUNS; run++) {
       add(x.kind, `idle_cpu_pct_${x.n}`, cpu / CLK_TCK / secs * 100)
       add(x.kind, `wakeups_10s_${x.n}`, sw / secs * 10)
       add(x.kind, `rss_mib_${x.n}`, median(rss.get(x) ?? []) / 1024)
+      add(x.kind, `anon_mib_${x.n}`, median(anon.get(x) ?? []) / 1024)
       add(x.kind, `peak_mib_${x.n}`, procStatus(pid).hwmKb / 1024)
       if (audit) add(x.kind, `req_per_secret_min_${x.n}`, (counts.get(x.name) ?? 0) / x.n / (secs / 60))
     })
@@ -414,6 +421,7 @@ const rows: Array<[string, string]> = [
     [`exec -> first file ms, ${n} secrets`, `first_ms_${n}`],
     [`exec -> all files ms, ${n} secrets`, `all_ms_${n}`],
     [`steady RSS MiB, ${n} secrets`, `rss_mib_${n}`],
+    [`  of it anonymous (heap, malloc), ${n}`, `anon_mib_${n}`],
     [`peak RSS MiB, ${n} secrets`, `peak_mib_${n}`],
     [`backend req/secret/min idle (defaults), ${n}`, `req_per_secret_min_${n}`],
   ]),
