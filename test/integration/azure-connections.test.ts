@@ -11,6 +11,7 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { pino } from 'pino'
@@ -45,6 +46,22 @@ t.test('40 reads at once use at most 8 connections, kept for the next ones', asy
   const values = await Promise.all(Array.from({ length: N }, async (_, i) => await read(p, parseRef(`azure:conn-${i}`))))
   t.same(values.map((v) => v.data), Array.from({ length: N }, (_, i) => ({ kind: 'bytes', bytes: Buffer.from(`conn-value-${i}`) })), 'every value')
   t.ok(relay.connections() >= 1 && relay.connections() <= 8, `${relay.connections()} connections open to Key Vault (at most 8)`)
+})
+
+t.test("the store's first TLS context waits for Node's bundled root certificates (their parse thread and this one shared one malloc heap)", async (t) => {
+  // The same exports object agent/providers/azure.ts reaches through createRequire.
+  const tls = createRequire(import.meta.url)('node:tls') as { getCACertificates?: (type: string) => readonly string[] }
+  const original = tls.getCACertificates
+  const asked: string[] = []
+  tls.getCACertificates = (type: string) => { asked.push(type); return original?.(type) ?? [] }
+  t.teardown(() => { if (original !== undefined) tls.getCACertificates = original; else delete tls.getCACertificates })
+  await kv.set('settle-0', 'settle-value')
+  const p = createAzureProvider({ type: 'azure', vaultUrl: `https://localhost:${relay.port}`, tenantId: TENANT, clientId: id.clientId, tokenFile, authorityHost: aad.authorityHost, caFile, disableChallengeResourceVerification: true } as never, { storeName: 'azure', logger: pino({ level: 'silent' }), maxValueBytes: 1 << 20 })
+  t.teardown(async () => { await p.close?.() })
+  t.same(asked, [], 'nothing before the first read')
+  await read(p, parseRef('azure:settle-0'))
+  await read(p, parseRef('azure:settle-0'))
+  t.same(asked, ['bundled'], 'the bundled list asked for once, for the one context')
 })
 
 /**
