@@ -353,8 +353,10 @@ export function createAzureProvider (config: AzureStoreConfig, ctx: ProviderCont
  * allocate from one heap, and how the two interleave decided whether ~0.9 MiB of it stayed in use:
  * bench/store-memory, azure store, 1 secret, 8 interleaved runs: steady RSS 56.8-57.9 MiB, median
  * 57.8 (five of eight runs in the upper mode), against 57.0-57.3, median 57.1, with this call first.
- * Asking for the bundled list waits for that parse and costs ~1 ms once (and keeps the list's
- * strings, ~0.2 MiB). Node 20, which has no such thread, has no getCACertificates either.
+ * Asking for the bundled list first costs ~1 ms once (and keeps the list's strings, ~0.2 MiB);
+ * every start measured since was in the lower mode (19 of 19), whether Node waits for the parse
+ * there or that millisecond lets it finish first (Node's source was not read for it). Node 20,
+ * which has no such thread, has no getCACertificates either.
  */
 function settleRootCertificates (): void {
   const tls = createRequire(import.meta.url)('node:tls') as { getCACertificates?: (type: string) => readonly string[] }
