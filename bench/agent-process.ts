@@ -23,8 +23,13 @@ export function dropPageCache (files: ReadonlyArray<string | undefined>): void {
   for (const f of files) {
     if (f === undefined || !existsSync(f)) continue
     // Written pages not yet on disk stay cached: write them first.
-    const fd = openSync(f, 'r')
-    try { fsyncSync(fd) } finally { closeSync(fd) }
+    try {
+      const fd = openSync(f, 'r')
+      try { fsyncSync(fd) } finally { closeSync(fd) }
+    } catch (err) {
+      console.error(`dropPageCache: fsync of ${f}: ${(err as Error).message} (its pages stay cached as they are)`)
+      continue
+    }
     const r = spawnSync('dd', [`if=${f}`, 'iflag=nocache', 'count=0', 'status=none'], { stdio: ['ignore', 'ignore', 'pipe'] })
     if (r.status !== 0) console.error(`dropPageCache: dd on ${f}: ${r.error?.message ?? r.stderr.toString().trim()} (its pages stay cached as they are)`)
   }

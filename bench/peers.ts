@@ -106,7 +106,8 @@ const progress = (what: string): void => { console.error(`[${((Date.now() - t00)
 // device (OpenBao 2.x refuses to enable one through the API).
 const auditFile = join(work, 'audit.log')
 const port = await new Promise<number>((resolve) => { const s = createNetServer().listen(0, '127.0.0.1', () => { const p = (s.address() as AddressInfo).port; s.close(() => resolve(p)) }) })
-if (!existsSync(BAO)) await useServers(undefined, ['openbao'])
+// testenv builds bao and starts its own server; stopped at once, so no process maps the binary when it is dropped.
+if (!existsSync(BAO)) { await useServers(undefined, ['openbao']); await stopServers() }
 // Before the server starts: it is the same binary as the bao agent, and its pages are the agent's (agent-process.ts).
 dropPageCache([NODE, BAO])
 writeFileSync(join(work, 'audit.hcl'), `audit "file" "peers" {\n  options {\n    file_path = "${auditFile}"\n  }\n}\n`)

@@ -186,6 +186,8 @@ async function start (b: Backend, kind: string, n: number): Promise<ChildProcess
 
 console.error(`store-memory: stores=${STORES.join(',')} node=${NODE} NODE_OPTIONS=${AGENT_NODE_OPTIONS} ${Object.entries(builds).map(([k, v]) => `${k}=${v}`).join(' ')} bao=${BAO ?? 'none'} runs=${RUNS} sizes=${SIZES.join(',')} settle=${SETTLE_S}s load=${loadavg().map((x) => x.toFixed(2)).join(' ')}`)
 // Before any server starts: the OpenBao dev server is the same binary as the bao agent, and its pages are the agent's.
+// A bao testenv has yet to build is built first, its server stopped, so no process maps it when it is dropped.
+if (BAO !== undefined && !existsSync(BAO)) { await useServers(undefined, ['openbao']); await stopServers() }
 dropPageCache([NODE, BAO])
 const backends: Partial<Record<StoreName, Backend>> = {}
 for (const s of STORES) backends[s] = await { aws, k8s, azure, vault }[s]()
@@ -205,14 +207,22 @@ for (let run = 0; run < RUNS; run++) {
       for (const n of SIZES) for (const kind of kinds) live.push({ kind, n, p: await start(b, kind, n) })
       await sleep(SETTLE_S * 1000)
       loads.push(loadavg()[0] as number)
-      const rss = new Map(live.map((x) => [x, [] as number[]]))
-      for (let i = 0; i < 5; i++) { for (const x of live) rss.get(x)?.push(kb(x.p.pid as number, 'VmRSS')); await sleep(200) }
+      // What the RSS is made of, sampled with it: the process's own memory (heap, malloc) and the pages of files it maps (its binary's code, libc's).
+      const samples = new Map(live.map((x) => [x, { rss: [] as number[], anon: [] as number[], file: [] as number[] }]))
+      for (let i = 0; i < 5; i++) {
+        for (const x of live) {
+          const m = samples.get(x)
+          const pid = x.p.pid as number
+          m?.rss.push(kb(pid, 'VmRSS')); m?.anon.push(kb(pid, 'RssAnon')); m?.file.push(kb(pid, 'RssFile'))
+        }
+        await sleep(200)
+      }
       for (const x of live) {
-        const r = median(rss.get(x) ?? []) / 1024
+        const m = samples.get(x)
+        const r = median(m?.rss ?? []) / 1024
         const peak = kb(x.p.pid as number, 'VmHWM') / 1024
-        // What the RSS is made of: the process's own memory (heap, malloc) and the pages of files it maps (the node binary's code).
-        const anon = kb(x.p.pid as number, 'RssAnon') / 1024
-        const file = kb(x.p.pid as number, 'RssFile') / 1024
+        const anon = median(m?.anon ?? []) / 1024
+        const file = median(m?.file ?? []) / 1024
         add(`${s}_${x.kind}_rss_mib_${x.n}`, r)
         add(`${s}_${x.kind}_peak_mib_${x.n}`, peak)
         add(`${s}_${x.kind}_anon_mib_${x.n}`, anon)
