@@ -14,10 +14,7 @@ import { join } from 'node:path'
 import * as grpc from '@grpc/grpc-js'
 import { loadProto } from '../agent/grpc-server.js'
 import { makeCert, admissionReview } from './admission-fixtures.js'
-import { injectorConfigSchema } from '../injector/config.js'
-
-/** The agent runs with the NODE_OPTIONS the injector gives its container (injector config agentNodeOptions). */
-const AGENT_NODE_OPTIONS = process.env.AGENT_NODE_OPTIONS ?? injectorConfigSchema.properties.agentNodeOptions.default
+import { AGENT_NODE_OPTIONS, procMemoryKb } from './agent-process.js'
 
 const MI = 1024 * 1024
 const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
@@ -25,10 +22,6 @@ const work = mkdtempSync(join(tmpdir(), 'sidekey-abuse-'))
 const children: ChildProcess[] = []
 process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); rmSync(work, { recursive: true, force: true }) })
 
-function status (pid: number, field: 'VmHWM' | 'VmRSS'): number {
-  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return Number(m?.[1] ?? 0) * 1024
-}
 const mib = (b: number): string => `${(b / MI).toFixed(1)} MiB`
 
 async function freePort (): Promise<number> {
@@ -73,7 +66,7 @@ async function stop (p: ChildProcess): Promise<void> {
 }
 
 function line (scenario: string, pid: number, goalMiB: number, got: string): void {
-  const peak = status(pid, 'VmHWM')
+  const peak = procMemoryKb(pid).hwm * 1024
   process.stdout.write(`${scenario.padEnd(42)} peak RSS ${mib(peak).padStart(10)} (goal < ${goalMiB} MiB: ${peak < goalMiB * MI ? 'met' : 'NOT met'})  attacker got: ${got}\n`)
 }
 

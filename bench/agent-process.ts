@@ -4,7 +4,7 @@
 // runs it as `sidekey`, through that line), on the image's Node
 // (scripts/node24 installs it; default here when installed).
 import { spawnSync } from 'node:child_process'
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { shebangFlags } from '../agent/cli/v8-flags.js'
 import { injectorConfigSchema } from '../injector/config.js'
@@ -33,6 +33,16 @@ export function dropPageCache (files: ReadonlyArray<string | undefined>): void {
     const r = spawnSync('dd', [`if=${f}`, 'iflag=nocache', 'count=0', 'status=none'], { stdio: ['ignore', 'ignore', 'pipe'] })
     if (r.status !== 0) console.error(`dropPageCache: dd on ${f}: ${r.error?.message ?? r.stderr.toString().trim()} (its pages stay cached as they are)`)
   }
+}
+
+/**
+ * A process's memory from one read of /proc/<pid>/status, in kB (0 for a field the kernel does not give):
+ * RSS, its peak (VmHWM), and RSS's anonymous part (heap, malloc) and the pages of files it maps.
+ */
+export function procMemoryKb (pid: number): { rss: number, hwm: number, anon: number, file: number } {
+  const s = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? 0)
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM'), anon: kb('RssAnon'), file: kb('RssFile') }
 }
 
 /** The agent container's NODE_OPTIONS, as the injector sets them by default ($AGENT_NODE_OPTIONS weighs another). */

@@ -4,24 +4,21 @@
 // Goals: RSS <= 1.25x bare with 100 secrets; first file < 300 ms (local store).
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { LocalStore } from '../agent/local-store.js'
+import { procMemoryKb } from './agent-process.js'
 
 const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
 
-function rssKb (pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return Number(m?.[1] ?? 0)
-}
 
 async function settle (p: ChildProcess): Promise<number> {
   // Steady-state RSS of a long-running sidecar: V8's memory reducer returns the
   // start-up garbage after some idle seconds, so sample after 12 s, median of 5.
   await sleep(Number(process.env.BENCH_SETTLE_MS ?? 12000))
   const s: number[] = []
-  for (let i = 0; i < 5; i++) { s.push(rssKb(p.pid as number)); await sleep(200) }
+  for (let i = 0; i < 5; i++) { s.push(procMemoryKb(p.pid as number).rss); await sleep(200) }
   return s.sort((a, b) => a - b)[2] as number
 }
 

@@ -47,7 +47,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { useServers, stopServers } from '../test/helpers/testenv.js'
-import { AGENT_NODE_OPTIONS, agentEnv, baoAgentArgs, dropPageCache, nodeArgs } from './agent-process.js'
+import { AGENT_NODE_OPTIONS, agentEnv, baoAgentArgs, dropPageCache, nodeArgs, procMemoryKb } from './agent-process.js'
 
 process.env.TAP_TIMEOUT = '0'
 
@@ -193,11 +193,6 @@ async function start (kind: Kind, set: string, n: number, o: { refresh?: string 
   return { kind, p, dir, n, name, exited, firstMs, allMs }
 }
 
-function procStatus (pid: number): { rssKb: number, hwmKb: number, anonKb: number } {
-  const s = readFileSync(`/proc/${pid}/status`, 'utf8')
-  const kb = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(s)?.[1] ?? 0)
-  return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM'), anonKb: kb('RssAnon') }
-}
 function cpuTicks (pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8')
   const rest = f.slice(f.lastIndexOf(')') + 2).split(' ')
@@ -369,7 +364,7 @@ for (let run = 0; run < RUNS; run++) {
     const rss = new Map<Proc, number[]>(live.map((x) => [x, []]))
     const anon = new Map<Proc, number[]>(live.map((x) => [x, []]))
     for (let i = 0; i < 5; i++) {
-      for (const x of live) { const st = procStatus(x.p.pid as number); rss.get(x)?.push(st.rssKb); anon.get(x)?.push(st.anonKb) }
+      for (const x of live) { const st = procMemoryKb(x.p.pid as number); rss.get(x)?.push(st.rss); anon.get(x)?.push(st.anon) }
       await sleep(200)
     }
     const t0 = live.map((x) => ({ cpu: cpuTicks(x.p.pid as number), sw: switches(x.p.pid as number) }))
@@ -388,7 +383,7 @@ for (let run = 0; run < RUNS; run++) {
       add(x.kind, `wakeups_10s_${x.n}`, sw / secs * 10)
       add(x.kind, `rss_mib_${x.n}`, median(rss.get(x) ?? []) / 1024)
       add(x.kind, `anon_mib_${x.n}`, median(anon.get(x) ?? []) / 1024)
-      add(x.kind, `peak_mib_${x.n}`, procStatus(pid).hwmKb / 1024)
+      add(x.kind, `peak_mib_${x.n}`, procMemoryKb(pid).hwm / 1024)
       if (audit) add(x.kind, `req_per_secret_min_${x.n}`, (counts.get(x.name) ?? 0) / x.n / (secs / 60))
     })
   } finally {

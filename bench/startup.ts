@@ -5,17 +5,13 @@
 // Prints min / median / max per entry and one JSON line.
 //   node dist/bench/startup.js [--runs N] [--rss-after MS] ENTRY...
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { nodeArgs } from './agent-process.js'
+import { nodeArgs, procMemoryKb } from './agent-process.js'
 
 const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
 
-function rssKb (pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return Number(m?.[1] ?? 0)
-}
 
 async function once (entry: string, dir: string, port: number, rssAfterMs: number): Promise<{ firstFileMs: number, rssKb: number }> {
   const out = join(dir, `out-${port}`)
@@ -36,7 +32,7 @@ async function once (entry: string, dir: string, port: number, rssAfterMs: numbe
     else await sleep(1)
   }
   await sleep(rssAfterMs)
-  const rss = rssKb(p.pid as number)
+  const rss = procMemoryKb(p.pid as number).rss
   p.kill('SIGTERM')
   await new Promise((resolve) => { if (exited) resolve(undefined); else p.on('exit', resolve) })
   return { firstFileMs, rssKb: rss }

@@ -25,7 +25,7 @@
 //       [--settle 15] [--sidekey dist/bundle/sidekey.js] [--before path/to/sidekey.js] [--node path/to/node]
 //       [--bao path/to/bao | --no-bao]
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { join, resolve } from 'node:path'
@@ -33,7 +33,7 @@ import { SecretsManagerClient, CreateSecretCommand } from '@aws-sdk/client-secre
 import { useServers, stopServers, openbaoApi } from '../test/helpers/testenv.js'
 import { startKeyVaultStandin, TENANT } from '../test/helpers/keyvault-standin.js'
 import { entraIdentity } from '../test/helpers/azure-recordings.js'
-import { agentEnv, AGENT_NODE_OPTIONS, baoAgentArgs, dropPageCache, imageNode, nodeArgs } from './agent-process.js'
+import { agentEnv, AGENT_NODE_OPTIONS, baoAgentArgs, dropPageCache, imageNode, nodeArgs, procMemoryKb } from './agent-process.js'
 
 process.env.TAP_TIMEOUT = '0'
 const args = process.argv.slice(2)
@@ -145,7 +145,6 @@ async function vault (): Promise<Backend> {
   return { store: { type: 'vault', address: addr, tokenEnv: 'BENCH_VAULT_TOKEN' }, ref: (n, i) => `vault:${path(n, i)}#v`, env: { BENCH_VAULT_TOKEN: token } }
 }
 
-const kb = (pid: number, field: string): number => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0)
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 === 1 ? s[(s.length - 1) / 2] as number : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2 }
 const fig: Record<string, number[]> = {}
 const add = (k: string, v: number): void => { (fig[k] ??= []).push(v) }
@@ -212,15 +211,15 @@ for (let run = 0; run < RUNS; run++) {
       for (let i = 0; i < 5; i++) {
         for (const x of live) {
           const m = samples.get(x)
-          const pid = x.p.pid as number
-          m?.rss.push(kb(pid, 'VmRSS')); m?.anon.push(kb(pid, 'RssAnon')); m?.file.push(kb(pid, 'RssFile'))
+          const st = procMemoryKb(x.p.pid as number)
+          m?.rss.push(st.rss); m?.anon.push(st.anon); m?.file.push(st.file)
         }
         await sleep(200)
       }
       for (const x of live) {
         const m = samples.get(x)
         const r = median(m?.rss ?? []) / 1024
-        const peak = kb(x.p.pid as number, 'VmHWM') / 1024
+        const peak = procMemoryKb(x.p.pid as number).hwm / 1024
         const anon = median(m?.anon ?? []) / 1024
         const file = median(m?.file ?? []) / 1024
         add(`${s}_${x.kind}_rss_mib_${x.n}`, r)
