@@ -15,8 +15,7 @@
 // has is immutable and needs no request at all.
 import { readFileSync } from 'node:fs'
 import { Agent as HttpsAgent } from 'node:https'
-import { createRequire } from 'node:module'
-import { createSecureContext, type SecureContext } from 'node:tls'
+import tls, { createSecureContext, type SecureContext } from 'node:tls'
 import { SidekeyError, type ErrorCode } from '../../core/errors.js'
 import type { SecretRef } from '../../core/reference.js'
 import type { StoreConfigOf } from '../../core/config/schema.js'
@@ -359,6 +358,6 @@ export function createAzureProvider (config: AzureStoreConfig, ctx: ProviderCont
  * which has no such thread, has no getCACertificates either.
  */
 function settleRootCertificates (): void {
-  const tls = createRequire(import.meta.url)('node:tls') as { getCACertificates?: (type: string) => readonly string[] }
-  tls.getCACertificates?.('bundled')
+  // Node 24's (@types/node 20 does not declare it); node:tls's exports object, where a test can watch the call.
+  ;(tls as { getCACertificates?: (type: string) => readonly string[] }).getCACertificates?.('bundled')
 }

@@ -11,8 +11,8 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { createRequire } from 'node:module'
 import { join } from 'node:path'
+import tlsExports from 'node:tls'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { pino } from 'pino'
 import { useServers } from '../helpers/testenv.js'
@@ -49,8 +49,8 @@ t.test('40 reads at once use at most 8 connections, kept for the next ones', asy
 })
 
 t.test("the store's first TLS context waits for Node's bundled root certificates (their parse thread and this one shared one malloc heap)", async (t) => {
-  // The same exports object agent/providers/azure.ts reaches through createRequire.
-  const tls = createRequire(import.meta.url)('node:tls') as { getCACertificates?: (type: string) => readonly string[] }
+  // node:tls's exports object, which agent/providers/azure.ts calls through its default import.
+  const tls = tlsExports as { getCACertificates?: (type: string) => readonly string[] }
   const original = tls.getCACertificates
   const asked: string[] = []
   tls.getCACertificates = (type: string) => { asked.push(type); return original?.(type) ?? [] }
